@@ -1,0 +1,33 @@
+# XenKeep developer entry points. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint image boot bench clean
+
+$(STAMP): pyproject.toml constraints/bookworm.txt
+	scripts/deps.sh run
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints/bookworm.txt -e '.[test,systemd]'
+	touch $@
+
+## Start the XAPI simulator with a demo pool and the daemon against it.
+run: $(STAMP)
+	$(PY) scripts/devrun.py
+
+## Install what the tests need and run the whole suite.
+test: $(STAMP)
+	scripts/deps.sh test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check daemon tests scripts
+	$(PY) -m ruff format --check daemon tests scripts
+	$(PY) -m mypy
+
+clean:
+	rm -rf $(VENV) var out build dist

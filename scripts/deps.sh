@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs the Debian packages XenKeep needs for a role, skipping what is
+# already there so repeated `make` calls stay fast.
+#   scripts/deps.sh run    what `make run` needs (venv, systemd-python build)
+#   scripts/deps.sh test   plus the independent tools the tests check against
+#   scripts/deps.sh image  plus mkosi 24+ from bookworm-backports and QEMU
+set -euo pipefail
+role=${1:-test}
+
+run_pkgs=(python3-venv libsystemd-dev pkg-config gcc make git)
+test_pkgs=(qemu-utils xfsprogs btrfs-progs chromium chromium-driver slapd ldap-utils
+           xmlsec1 mtools dosfstools iproute2 openssl tar xxhash util-linux)
+image_pkgs=(kmod cpio grub-pc-bin grub-common grub-efi-amd64-bin dosfstools mtools
+            erofs-utils qemu-system-x86 qemu-utils zstd)
+backports_pkgs=(mkosi systemd systemd-container systemd-boot)
+
+case $role in
+  run) want=("${run_pkgs[@]}") ;;
+  test) want=("${run_pkgs[@]}" "${test_pkgs[@]}") ;;
+  image) want=("${run_pkgs[@]}" "${image_pkgs[@]}") ;;
+  *) echo "usage: $0 run|test|image" >&2; exit 2 ;;
+esac
+
+sudo_=()
+[ "$(id -u)" -eq 0 ] || sudo_=(sudo)
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+# python3 -m venv fails without ensurepip even when python3-venv is absent
+# only for Debian's python: trust a working venv module over the package list.
+if python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  missing=("${missing[@]/python3-venv}")
+fi
+missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
+
+export DEBIAN_FRONTEND=noninteractive
+updated=0
+apt_update() { [ $updated -eq 1 ] || { "${sudo_[@]}" apt-get update -qq; updated=1; }; }
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  apt_update
+  # slapd asks debconf questions; the tests run their own slapd, so the
+  # packaged instance needs no configuration and must not start.
+  echo 'slapd slapd/no_configuration boolean true' | "${sudo_[@]}" debconf-set-selections
+  "${sudo_[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "$role" = image ]; then
+  need_bp=0
+  command -v mkosi >/dev/null || need_bp=1
+  if [ $need_bp -eq 0 ]; then
+    v=$(mkosi --version | awk '{print $2}' | cut -d. -f1)
+    [ "${v:-0}" -ge 24 ] || need_bp=1
+  fi
+  if [ $need_bp -eq 1 ]; then
+    src=/etc/apt/sources.list.d/bookworm-backports.sources
+    if [ ! -e "$src" ]; then
+      printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        | "${sudo_[@]}" tee "$src" >/dev/null
+      updated=0
+    fi
+    apt_update
+    echo "deps: installing ${backports_pkgs[*]} from bookworm-backports"
+    "${sudo_[@]}" apt-get install -y -qq -t bookworm-backports "${backports_pkgs[@]}" >/dev/null
+  fi
+fi
