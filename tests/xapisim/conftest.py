@@ -1,0 +1,66 @@
+"""Fixtures: a demo pool served from a thread (for the synchronous XenAPI SDK)
+or on the test's own event loop (for aiohttp clients)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import XenAPI
+
+from xapisim import RunningSimulator, start_simulator
+from xapisim.testing import SimulatorThread
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[SimulatorThread]:
+    """A fresh demo pool served from a background thread."""
+    with SimulatorThread(tmp_path / "pool", demo=True) as running:
+        yield running
+
+
+@pytest.fixture
+def session(sim: SimulatorThread) -> Iterator[Any]:
+    """A logged-in XenAPI SDK session (XML-RPC) on ``sim``."""
+    s = XenAPI.Session(sim.url)
+    s.xenapi.login_with_password("root", "demo", "2.21", "xapisim-tests")
+    yield s
+    # The test may have logged out or restarted the pool already.
+    with contextlib.suppress(Exception):
+        s.xenapi.session.logout()
+    close_session(s)
+
+
+def close_session(s: Any) -> None:
+    """Close the SDK's kept-alive HTTP connection (else: ResourceWarning)."""
+    s("close")()
+
+
+@pytest.fixture
+def xapi(session: Any) -> Any:
+    """The ``session.xenapi`` dispatcher."""
+    return session.xenapi
+
+
+@pytest.fixture
+async def asim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
+    """A demo pool served on the test's event loop."""
+    running = await start_simulator(tmp_path / "pool", demo=True)
+    yield running
+    await running.close()
+
+
+def vm_by_name(xapi: Any, name: str) -> str:
+    refs = xapi.VM.get_by_name_label(name)
+    assert len(refs) == 1, (name, refs)
+    return str(refs[0])
+
+
+def first_disk(xapi: Any, vm: str) -> str:
+    for vbd in xapi.VM.get_VBDs(vm):
+        if xapi.VBD.get_type(vbd) == "Disk":
+            return str(xapi.VBD.get_VDI(vbd))
+    raise AssertionError(f"{vm} has no disk")
