@@ -69,6 +69,7 @@ _CHUNK_RE: Final = re.compile(r"^(Ref:[^/]+)/(\d{8})(\.xxhash|\.checksum)?$")
 _XML_INVALID: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _DATETIME_FMT: Final = "%Y%m%dT%H:%M:%SZ"
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MAX_DEPTH: Final = 16
 
 ProgressFn = Callable[[int], None]
 
@@ -850,7 +851,10 @@ def _pax_path(payload: bytes, offset: int) -> str | None:
     return path
 
 
-def _decode_value(elem: ET.Element, where: str) -> Any:
+def _decode_value(elem: ET.Element, where: str, depth: int = 0) -> Any:
+    # XAPI records nest four levels deep; a deeper document is hostile.
+    if depth > _MAX_DEPTH:
+        raise XvaFormatError(f"ova.xml: values nested deeper than {_MAX_DEPTH} at {where}")
     if elem.tag != "value":
         raise XvaFormatError(f"ova.xml: expected <value> at {where}, found <{elem.tag}>")
     children = list(elem)
@@ -887,13 +891,13 @@ def _decode_value(elem: ET.Element, where: str) -> Any:
             if member.tag != "member" or name_el is None or value_el is None:
                 raise XvaFormatError(f"ova.xml: malformed struct member at {where}")
             key = name_el.text or ""
-            struct[key] = _decode_value(value_el, f"{where}.{key}")
+            struct[key] = _decode_value(value_el, f"{where}.{key}", depth + 1)
         return struct
     if tag == "array":
         data = inner.find("data")
         if data is None:
             raise XvaFormatError(f"ova.xml: <array> without <data> at {where}")
-        return [_decode_value(v, f"{where}[{i}]") for i, v in enumerate(data)]
+        return [_decode_value(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(data)]
     raise XvaFormatError(f"ova.xml: unsupported XML-RPC type <{tag}> at {where}")
 
 
