@@ -24,6 +24,17 @@ test: $(STAMP)
 	scripts/deps.sh test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## Build the appliance: out/xenkeep.xva, xenkeep.raw, SHA256SUMS, manifest.txt.
+image: $(STAMP)
+	scripts/deps.sh image
+	$(PY) image/build.py
+
+## Boot out/xenkeep.raw under QEMU; prints the URL and the setup token.
+boot: $(STAMP)
+	scripts/deps.sh image
+	test -e out/xenkeep.raw || $(MAKE) image
+	$(PY) image/boot.py
+
 lint: $(STAMP)
 	$(PY) -m ruff check daemon tests scripts
 	$(PY) -m ruff format --check daemon tests scripts
