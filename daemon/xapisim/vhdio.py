@@ -448,10 +448,12 @@ class VhdStream:
             for index in self.blocks:
                 offset = index * BLOCK_SIZE
                 inside = min(BLOCK_SIZE, self.virtual_size - offset)
-                data = _pread_full(fd, inside, offset)
+                # Separate pieces: joining them would copy every block once more.
+                yield bitmap
+                for at in range(0, inside, PIECE):
+                    yield _pread_full(fd, min(PIECE, inside - at), offset + at)
                 if inside < BLOCK_SIZE:
-                    data += bytes(BLOCK_SIZE - inside)
-                yield bitmap + data
+                    yield from _zeros(BLOCK_SIZE - inside)
         finally:
             os.close(fd)
         yield footer
@@ -472,7 +474,7 @@ def vhd_stream(
 
     ``blocks`` lists the 2 MiB blocks to include; ``None`` means every block
     that is not all zeros. The result is an iterator of byte chunks (at most
-    2 MiB + 512 each) whose total length is ``.size``. ``timestamp`` is in
+    1 MiB each) whose total length is ``.size``. ``timestamp`` is in
     seconds since 2000-01-01 (default: now). A file shorter than
     ``virtual_size`` reads as zero-extended.
     """

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 import xxhash
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from xapisim import xvaio
 from xapisim.xvaio import CHUNK, XvaChunk, XvaError, XvaHeader
@@ -520,3 +522,33 @@ def test_chunks_are_yielded_only_after_verification() -> None:
             if isinstance(item, XvaChunk):
                 seen.append(item.index)
     assert seen == [0]
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    sizes=st.lists(st.integers(0, 3 * MiB + 700), min_size=1, max_size=3),
+    writes=st.lists(
+        st.tuples(st.floats(0, 1), st.integers(1, 5000), st.integers(1, 255)), max_size=5
+    ),
+    gzipped=st.booleans(),
+)
+def test_round_trip_property(
+    tmp_path: Path, sizes: list[int], writes: list[tuple[float, int, int]], gzipped: bool
+) -> None:
+    disks = []
+    for n, size in enumerate(sizes):
+        patches = [
+            (int(where * (size - 1)), bytes([fill]) * min(length, size - int(where * (size - 1))))
+            for where, length, fill in writes
+            if size
+        ]
+        path = make_disk(tmp_path / f"p{n}.raw", size, patches)
+        disks.append((f"Ref:{n:02d}", path, size))
+    ova = xvaio.build_ova_xml(records({d: s for d, _, s in disks}))
+    data = b"".join(xvaio.xva_stream(ova, disks))
+    got = disks_from(read_all(gzip.compress(data, 1) if gzipped else data))
+    assert got == {d: bytearray(p.read_bytes()) for d, p, _ in disks}
