@@ -1,0 +1,93 @@
+"""The composition root: builds every service and the web application.
+
+Production (``xenkeepd``) and the tests use the same factory. Resources are
+opened and closed in one cleanup context, in dependency order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from xenkeep.auth.audit import AuditLog
+from xenkeep.auth.manager import AuthManager
+from xenkeep.config import Settings
+from xenkeep.store import open_database
+from xenkeep.system.identity import IdentityManager
+from xenkeep.system.tls import ensure_certificate
+from xenkeep.web import keys
+from xenkeep.web.middleware import auth_middleware, error_middleware, headers_middleware
+from xenkeep.web.routes import setup_routes
+from xenkeep.web.setup import register_core_steps
+from xenkeep.web.templating import base_context
+from xenkeep.web.wizard import Wizard
+
+log = logging.getLogger(__name__)
+
+
+def webui_dir() -> Path:
+    """Templates and static files: inside the wheel, or the source tree."""
+    packaged = Path(str(resources.files("xenkeep"))) / "webui"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "webui"
+
+
+def _format_utc(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The daemon's web application with all its services."""
+    app = web.Application(
+        middlewares=[headers_middleware, error_middleware, auth_middleware],
+        client_max_size=1 << 20,
+    )
+    app[keys.SETTINGS] = settings
+    wizard = Wizard()
+    register_core_steps(wizard)
+    app[keys.WIZARD] = wizard
+
+    ui = webui_dir()
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(str(ui / "templates")),
+        autoescape=jinja2.select_autoescape(default=True),
+        context_processors=[base_context],
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["utc"] = _format_utc
+    app["static_root_url"] = "/static"
+    setup_routes(app, ui / "static")
+    app.cleanup_ctx.append(_services)
+    return app
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    settings = keys.settings(app)
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    app[keys.TLS] = ensure_certificate(settings.tls_dir, settings.effective_hostname)
+    db = await open_database(settings.database_path)
+    app[keys.DATABASE] = db
+    audit = AuditLog(db)
+    app[keys.AUDIT] = audit
+    auth = AuthManager(db, audit, settings)
+    app[keys.AUTH] = auth
+    app[keys.IDENTITY] = IdentityManager(db, audit, settings.appliance_name)
+    token = await auth.ensure_setup_token()
+    if token is not None:
+        # The console is where the admin reads it; the log is the fallback.
+        log.warning(
+            "no administrator yet: open the web interface and enter the setup token %s", token
+        )
+    try:
+        yield
+    finally:
+        await db.close()

@@ -1,0 +1,1 @@
+"""Users, sessions, CSRF, TOTP, API tokens, setup token, throttling, audit."""

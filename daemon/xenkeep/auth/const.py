@@ -1,0 +1,61 @@
+"""Names shared across authentication and authorization."""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class Role(StrEnum):
+    """What a user may do, from most to least powerful."""
+
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    VIEWER = "viewer"
+    USER = "user"
+
+
+class Access(IntEnum):
+    """What a route requires. Higher values include the lower ones."""
+
+    PUBLIC = 0
+    SIGNED_IN = 1
+    VIEWER = 2
+    OPERATOR = 3
+    ADMIN = 4
+
+
+ROLE_ACCESS: dict[Role, Access] = {
+    Role.USER: Access.SIGNED_IN,
+    Role.VIEWER: Access.VIEWER,
+    Role.OPERATOR: Access.OPERATOR,
+    Role.ADMIN: Access.ADMIN,
+}
+
+
+class AuditEvent(StrEnum):
+    """Security events kept in the audit log."""
+
+    SIGN_IN = "sign_in"
+    SIGN_IN_FAILED = "sign_in_failed"
+    SIGN_IN_THROTTLED = "sign_in_throttled"
+    SIGN_OUT = "sign_out"
+    SIGN_OUT_ALL = "sign_out_all"
+    SETUP_TOKEN_CREATED = "setup_token_created"
+    SETUP_TOKEN_USED = "setup_token_used"
+    SETUP_TOKEN_REJECTED = "setup_token_rejected"
+    ADMIN_CREATED = "admin_created"
+    USER_CREATED = "user_created"
+    ADMIN_RESET = "admin_reset"
+    TOTP_ENABLED = "totp_enabled"
+    SETTINGS_CHANGED = "settings_changed"
+    API_TOKEN_CREATED = "api_token_created"
+    API_TOKEN_REVOKED = "api_token_revoked"
+    CSRF_REJECTED = "csrf_rejected"
+
+
+SESSION_COOKIE = "xk_session"
+CSRF_COOKIE = "xk_csrf"
+SETUP_COOKIE = "xk_setup"
+CSRF_FIELD = "_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+MIN_PASSWORD_LENGTH = 12

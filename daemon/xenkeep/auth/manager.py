@@ -1,0 +1,488 @@
+"""The authentication service: setup token, users, sessions, API tokens.
+
+Everything a web handler needs to know who is asking, and every security
+event written to the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xenkeep.auth import passwords, totp
+from xenkeep.auth.audit import AuditLog
+from xenkeep.auth.const import AuditEvent, Role
+from xenkeep.auth.secrets import (
+    new_api_token,
+    new_setup_token,
+    normalize_setup_token,
+    random_token,
+    same,
+    token_hash,
+)
+from xenkeep.auth.throttle import retry_after
+from xenkeep.config import Settings
+from xenkeep.errors import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    RateLimitedError,
+    ValidationError,
+)
+from xenkeep.store import Database
+from xenkeep.store.db import Row
+
+log = logging.getLogger(__name__)
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+SETUP_PENDING_KEY = "setup.pending"
+SETUP_TOKEN_KEY = "setup.token_hash"
+# A setup session (token accepted, admin not yet created) lasts this long.
+SETUP_SESSION_SECONDS = 30 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """An account as the rest of the daemon sees it (no secrets)."""
+
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    source: str
+    totp_enabled: bool
+    disabled: bool
+
+    @classmethod
+    def from_row(cls, row: Row) -> User:
+        """Build from a ``users`` row."""
+        return cls(
+            id=int(row["id"]),
+            username=str(row["username"]),
+            display_name=str(row["display_name"]),
+            role=Role(row["role"]),
+            source=str(row["source"]),
+            totp_enabled=row["totp_secret"] is not None,
+            disabled=bool(row["disabled"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A signed-in browser."""
+
+    id_hash: str
+    user: User
+    csrf_token: str
+    created_at: float
+    last_seen: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """An API token's public facts (the token itself is shown once)."""
+
+    id: int
+    name: str
+    created_at: float
+    last_used: float | None
+
+
+def _write_token_file(path: Path, token: str | None) -> None:
+    """Write (or remove) the setup token file, readable by its owner only."""
+    if token is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, (token + "\n").encode())
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+
+
+class AuthManager:
+    """Sign-in, sessions and the first-boot setup token."""
+
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditLog,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._db = db
+        self._audit = audit
+        self._settings = settings
+        self._clock = clock
+
+    async def audit(
+        self, event: AuditEvent, *, username: str = "", ip: str = "", **detail: Any
+    ) -> None:
+        """Record a security event in the audit log."""
+        await self._audit.record(event, username=username, ip=ip, **detail)
+
+    # --- first-boot setup --------------------------------------------------
+
+    async def admin_exists(self) -> bool:
+        """True when an enabled administrator account exists."""
+        row = await self._db.fetchone(
+            "SELECT 1 FROM users WHERE role = 'admin' AND disabled = 0 LIMIT 1"
+        )
+        return row is not None
+
+    async def setup_required(self) -> bool:
+        """True while the wizard must create an administrator."""
+        if await self._db.get_setting(SETUP_PENDING_KEY) == "1":
+            return True
+        return not await self.admin_exists()
+
+    async def issue_setup_token(self, *, reason: str) -> str:
+        """Make a new one-time setup token, replacing any earlier one."""
+        token = new_setup_token()
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+                "updated_at = excluded.updated_at",
+                (SETUP_TOKEN_KEY, token_hash(token), self._clock()),
+            )
+            await tx.execute("DELETE FROM setup_sessions")
+        await asyncio.to_thread(_write_token_file, self._settings.setup_token_path, token)
+        await self.audit(AuditEvent.SETUP_TOKEN_CREATED, reason=reason)
+        return token
+
+    async def ensure_setup_token(self) -> str | None:
+        """At start: a fresh token while setup is required, else none."""
+        if await self.setup_required():
+            return await self.issue_setup_token(reason="daemon start")
+        await asyncio.to_thread(_write_token_file, self._settings.setup_token_path, None)
+        return None
+
+    async def reset_admin(self) -> str:
+        """Let a new administrator be created (console recovery).
+
+        Existing accounts and all other data stay; every session is ended
+        because whoever held them may be why the admin is being reset.
+        """
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO settings (key, value, updated_at) VALUES (?, '1', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = '1', updated_at = excluded.updated_at",
+                (SETUP_PENDING_KEY, self._clock()),
+            )
+            await tx.execute("DELETE FROM sessions")
+        await self.audit(AuditEvent.ADMIN_RESET)
+        return await self.issue_setup_token(reason="reset-admin")
+
+    async def _check_throttle(self, scope: str, key: str, username: str, ip: str) -> None:
+        row = await self._db.fetchone(
+            "SELECT failures, last_failure FROM auth_failures WHERE scope = ? AND key = ?",
+            (scope, key),
+        )
+        if row is None:
+            return
+        wait = retry_after(int(row["failures"]), float(row["last_failure"]), self._clock())
+        if wait > 0:
+            await self.audit(AuditEvent.SIGN_IN_THROTTLED, username=username, ip=ip, scope=scope)
+            raise RateLimitedError(
+                f"too many failed attempts; try again in {wait} seconds", retry_after=wait
+            )
+
+    async def _record_failure(self, scope: str, key: str) -> None:
+        now = self._clock()
+        await self._db.execute(
+            "INSERT INTO auth_failures (scope, key, failures, last_failure) VALUES (?, ?, 1, ?) "
+            "ON CONFLICT(scope, key) DO UPDATE SET "
+            "failures = CASE WHEN ? - last_failure > 3600 THEN 1 ELSE failures + 1 END, "
+            "last_failure = excluded.last_failure",
+            (scope, key, now, now),
+        )
+
+    async def _clear_failures(self, scope: str, key: str) -> None:
+        await self._db.execute(
+            "DELETE FROM auth_failures WHERE scope = ? AND key = ?", (scope, key)
+        )
+
+    async def begin_setup(self, token: str, ip: str) -> str:
+        """Check the setup token; return a setup session id for the wizard.
+
+        The token is consumed only when the administrator is created, so a
+        browser closed halfway does not lock the admin out.
+        """
+        await self._check_throttle("setup", ip, "", ip)
+        stored = await self._db.get_setting(SETUP_TOKEN_KEY)
+        given = normalize_setup_token(token)
+        if not (await self.setup_required()) or stored is None or not given:
+            await self._record_failure("setup", ip)
+            await self.audit(AuditEvent.SETUP_TOKEN_REJECTED, ip=ip, why="no setup pending")
+            raise AuthenticationError(
+                "this setup token is not valid (it may have been used already)",
+                hint="run `xenkeep setup-token` on the appliance console",
+            )
+        if not same(stored, token_hash(given)):
+            await self._record_failure("setup", ip)
+            await self.audit(AuditEvent.SETUP_TOKEN_REJECTED, ip=ip, why="mismatch")
+            raise AuthenticationError(
+                "this setup token is not valid",
+                hint="copy it from the appliance console or `xenkeep setup-token`",
+            )
+        await self._clear_failures("setup", ip)
+        setup_id = random_token()
+        await self._db.insert(
+            "INSERT INTO setup_sessions (id_hash, token_hash, created_at) VALUES (?, ?, ?)",
+            (token_hash(setup_id), stored, self._clock()),
+        )
+        await self.audit(AuditEvent.SETUP_TOKEN_USED, ip=ip)
+        return setup_id
+
+    async def setup_session_valid(self, setup_id: str | None) -> bool:
+        """True when ``setup_id`` came from :meth:`begin_setup` with the current token."""
+        if not setup_id:
+            return False
+        row = await self._db.fetchone(
+            "SELECT s.created_at FROM setup_sessions s JOIN settings t "
+            "ON t.key = ? AND t.value = s.token_hash WHERE s.id_hash = ?",
+            (SETUP_TOKEN_KEY, token_hash(setup_id)),
+        )
+        if row is None:
+            return False
+        return self._clock() - float(row["created_at"]) < SETUP_SESSION_SECONDS
+
+    async def create_first_admin(
+        self, setup_id: str | None, username: str, password: str, confirm: str, ip: str
+    ) -> User:
+        """Create the administrator and retire the setup token, atomically."""
+        if not await self.setup_session_valid(setup_id):
+            raise AuthenticationError(
+                "the setup session has expired or the token was already used",
+                hint="enter the setup token again",
+            )
+        username = username.strip()
+        self._check_username(username)
+        if password != confirm:
+            raise ValidationError("the two passwords differ", field="confirm")
+        passwords.check_policy(password, username)
+        password_hash = await asyncio.to_thread(passwords.hash_password, password)
+        now = self._clock()
+        async with self._db.transaction() as tx:
+            existing = await tx.fetchone("SELECT id FROM users WHERE username = ?", (username,))
+            if existing is not None:
+                raise ConflictError(
+                    f"an account named {username!r} already exists", hint="choose another name"
+                )
+            user_id = await tx.insert(
+                "INSERT INTO users (username, password_hash, role, created_at, "
+                "password_changed_at) VALUES (?, ?, 'admin', ?, ?)",
+                (username, password_hash, now, now),
+            )
+            await tx.execute(
+                "DELETE FROM settings WHERE key IN (?, ?)", (SETUP_TOKEN_KEY, SETUP_PENDING_KEY)
+            )
+            await tx.execute("DELETE FROM setup_sessions")
+        await asyncio.to_thread(_write_token_file, self._settings.setup_token_path, None)
+        await self.audit(AuditEvent.ADMIN_CREATED, username=username, ip=ip)
+        user = await self.get_user(user_id)
+        assert user is not None
+        return user
+
+    # --- users --------------------------------------------------------------
+
+    @staticmethod
+    def _check_username(username: str) -> None:
+        if not USERNAME_RE.match(username):
+            raise ValidationError(
+                "a user name is 1-64 letters, digits or . _ @ -, starting with a letter or digit",
+                field="username",
+            )
+
+    async def create_user(
+        self, username: str, password: str, role: Role, *, actor: str = "", ip: str = ""
+    ) -> User:
+        """Create a local account (the wizard creates the first admin)."""
+        username = username.strip()
+        self._check_username(username)
+        passwords.check_policy(password, username)
+        password_hash = await asyncio.to_thread(passwords.hash_password, password)
+        now = self._clock()
+        async with self._db.transaction() as tx:
+            if await tx.fetchone("SELECT id FROM users WHERE username = ?", (username,)):
+                raise ConflictError(f"an account named {username!r} already exists")
+            user_id = await tx.insert(
+                "INSERT INTO users (username, password_hash, role, created_at, "
+                "password_changed_at) VALUES (?, ?, ?, ?, ?)",
+                (username, password_hash, str(role), now, now),
+            )
+        await self.audit(
+            AuditEvent.USER_CREATED, username=actor, ip=ip, account=username, role=str(role)
+        )
+        user = await self.get_user(user_id)
+        assert user is not None
+        return user
+
+    async def get_user(self, user_id: int) -> User | None:
+        """An account by id."""
+        row = await self._db.fetchone("SELECT * FROM users WHERE id = ?", (user_id,))
+        return None if row is None else User.from_row(row)
+
+    async def list_users(self) -> list[User]:
+        """Every account."""
+        rows = await self._db.fetchall("SELECT * FROM users ORDER BY username")
+        return [User.from_row(r) for r in rows]
+
+    async def authenticate(
+        self, username: str, password: str, code: str = "", *, ip: str = ""
+    ) -> User:
+        """Check credentials (and the TOTP code when enrolled), throttled."""
+        username = username.strip()
+        account_key = username.lower()
+        await self._check_throttle("ip", ip, username, ip)
+        await self._check_throttle("account", account_key, username, ip)
+        row = await self._db.fetchone(
+            "SELECT * FROM users WHERE username = ? AND source = 'local'", (username,)
+        )
+        stored = None if row is None else row["password_hash"]
+        ok = await asyncio.to_thread(passwords.verify_password, stored, password)
+        if ok and row is not None and row["totp_secret"] is not None:
+            ok = totp.verify(str(row["totp_secret"]), code)
+        if not ok or row is None or row["disabled"]:
+            await self._record_failure("ip", ip)
+            await self._record_failure("account", account_key)
+            await self.audit(AuditEvent.SIGN_IN_FAILED, username=username, ip=ip)
+            raise AuthenticationError("wrong user name, password or code")
+        await self._clear_failures("ip", ip)
+        await self._clear_failures("account", account_key)
+        if passwords.needs_rehash(str(stored)):
+            new_hash = await asyncio.to_thread(passwords.hash_password, password)
+            await self._db.execute(
+                "UPDATE users SET password_hash = ? WHERE id = ?", (new_hash, row["id"])
+            )
+        return User.from_row(row)
+
+    async def enable_totp(self, user: User, secret: str, code: str, *, ip: str = "") -> None:
+        """Enrol an authenticator after checking one code from it."""
+        if not totp.verify(secret, code):
+            raise ValidationError(
+                "that code does not match; check the phone's clock and try the next code",
+                field="code",
+            )
+        await self._db.execute("UPDATE users SET totp_secret = ? WHERE id = ?", (secret, user.id))
+        await self.audit(AuditEvent.TOTP_ENABLED, username=user.username, ip=ip)
+
+    # --- sessions -------------------------------------------------------------
+
+    async def create_session(self, user: User, *, ip: str = "", user_agent: str = "") -> str:
+        """Start a session; return the cookie value (only its hash is kept)."""
+        cookie = random_token()
+        now = self._clock()
+        await self._db.insert(
+            "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen, ip, "
+            "user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (token_hash(cookie), user.id, random_token(), now, now, ip, user_agent[:200]),
+        )
+        await self.audit(AuditEvent.SIGN_IN, username=user.username, ip=ip)
+        return cookie
+
+    async def load_session(self, cookie: str | None) -> Session | None:
+        """The live session behind a cookie, refreshing its idle timer."""
+        if not cookie:
+            return None
+        id_hash = token_hash(cookie)
+        row = await self._db.fetchone(
+            "SELECT s.id_hash, s.csrf_token, s.created_at, s.last_seen, u.* FROM sessions s "
+            "JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?",
+            (id_hash,),
+        )
+        if row is None:
+            return None
+        now = self._clock()
+        idle = self._settings.session_idle_minutes * 60
+        absolute = self._settings.session_absolute_hours * 3600
+        if (
+            row["disabled"]
+            or now - float(row["last_seen"]) > idle
+            or now - float(row["created_at"]) > absolute
+        ):
+            await self._db.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
+            return None
+        # Writing last_seen on every request costs a fsync; a minute of
+        # precision is plenty for an idle timeout.
+        if now - float(row["last_seen"]) > 60:
+            await self._db.execute(
+                "UPDATE sessions SET last_seen = ? WHERE id_hash = ?", (now, id_hash)
+            )
+        return Session(
+            id_hash=id_hash,
+            user=User.from_row(row),
+            csrf_token=str(row["csrf_token"]),
+            created_at=float(row["created_at"]),
+            last_seen=now,
+        )
+
+    async def end_session(self, session: Session, *, ip: str = "") -> None:
+        """Sign one browser out."""
+        await self._db.execute("DELETE FROM sessions WHERE id_hash = ?", (session.id_hash,))
+        await self.audit(AuditEvent.SIGN_OUT, username=session.user.username, ip=ip)
+
+    async def end_all_sessions(self, user: User, *, ip: str = "") -> int:
+        """Sign a user out everywhere; return how many sessions ended."""
+        count = await self._db.execute("DELETE FROM sessions WHERE user_id = ?", (user.id,))
+        await self.audit(AuditEvent.SIGN_OUT_ALL, username=user.username, ip=ip, sessions=count)
+        return count
+
+    # --- API tokens -------------------------------------------------------------
+
+    async def create_api_token(self, user: User, name: str, *, ip: str = "") -> str:
+        """Make an API token for ``user``; the caller shows it once."""
+        name = name.strip()
+        if not 1 <= len(name) <= 64:
+            raise ValidationError("a token name is 1 to 64 characters", field="name")
+        token = new_api_token()
+        await self._db.insert(
+            "INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+            (user.id, name, token_hash(token), self._clock()),
+        )
+        await self.audit(AuditEvent.API_TOKEN_CREATED, username=user.username, ip=ip, name=name)
+        return token
+
+    async def list_api_tokens(self, user: User) -> list[ApiToken]:
+        """The user's tokens (names and dates only)."""
+        rows = await self._db.fetchall(
+            "SELECT id, name, created_at, last_used FROM api_tokens WHERE user_id = ? ORDER BY id",
+            (user.id,),
+        )
+        return [
+            ApiToken(int(r["id"]), str(r["name"]), r["created_at"], r["last_used"]) for r in rows
+        ]
+
+    async def revoke_api_token(self, user: User, token_id: int, *, ip: str = "") -> None:
+        """Delete one of the user's tokens."""
+        count = await self._db.execute(
+            "DELETE FROM api_tokens WHERE id = ? AND user_id = ?", (token_id, user.id)
+        )
+        if not count:
+            raise NotFoundError(f"no API token {token_id}")
+        await self.audit(AuditEvent.API_TOKEN_REVOKED, username=user.username, ip=ip, id=token_id)
+
+    async def user_for_api_token(self, token: str) -> User | None:
+        """The enabled user an API token belongs to."""
+        row = await self._db.fetchone(
+            "SELECT u.*, t.id AS token_id FROM api_tokens t JOIN users u ON u.id = t.user_id "
+            "WHERE t.token_hash = ?",
+            (token_hash(token),),
+        )
+        if row is None or row["disabled"]:
+            return None
+        await self._db.execute(
+            "UPDATE api_tokens SET last_used = ? WHERE id = ?", (self._clock(), row["token_id"])
+        )
+        return User.from_row(row)

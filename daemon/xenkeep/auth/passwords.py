@@ -1,0 +1,52 @@
+"""Password hashing (argon2id) and the password policy."""
+
+from __future__ import annotations
+
+import argon2
+
+from xenkeep.auth.const import MIN_PASSWORD_LENGTH
+from xenkeep.errors import ValidationError
+
+_hasher = argon2.PasswordHasher(type=argon2.Type.ID)
+
+# Hashing a dummy on unknown accounts keeps sign-in time the same whether or
+# not the account exists.
+_DUMMY_HASH = _hasher.hash("xenkeep-dummy-password-for-timing")
+
+_FORBIDDEN = {"admin", "administrator", "password", "xenkeep", "root", "changeme", "123456"}
+
+
+def check_policy(password: str, username: str) -> None:
+    """Raise ValidationError when ``password`` is too weak."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationError(
+            f"the password must have at least {MIN_PASSWORD_LENGTH} characters",
+            field="password",
+        )
+    lowered = password.lower()
+    if len(set(password)) < 4:
+        raise ValidationError("the password repeats too few characters", field="password")
+    if username and username.lower() in lowered:
+        raise ValidationError("the password must not contain the user name", field="password")
+    if any(lowered.replace(word, "") == "" for word in _FORBIDDEN):
+        raise ValidationError("the password is too easy to guess", field="password")
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash with the library's current parameters."""
+    return str(_hasher.hash(password))
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """True when ``password`` matches; timing does not reveal a missing hash."""
+    try:
+        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+    except (argon2.exceptions.VerifyMismatchError, argon2.exceptions.InvalidHash):
+        return False
+    except argon2.exceptions.VerificationError:
+        return False
+
+
+def needs_rehash(stored_hash: str) -> bool:
+    """True when the hash uses older parameters than the current ones."""
+    return bool(_hasher.check_needs_rehash(stored_hash))

@@ -1,0 +1,1 @@
+"""The appliance operating system: TLS, systemd, network, xenstore, first boot."""

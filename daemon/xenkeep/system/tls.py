@@ -1,0 +1,121 @@
+"""The HTTPS certificate: self-signed, made on first start, kept.
+
+The appliance has no name a public CA could vouch for, so it creates its own
+ECDSA P-256 certificate and shows its SHA-256 fingerprint on the console, in
+the log and from ``xenkeep status`` so the admin can check what the browser
+shows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+CERT_NAME = "cert.pem"
+KEY_NAME = "key.pem"
+VALIDITY_DAYS = 3650
+
+
+@dataclass(frozen=True, slots=True)
+class TlsMaterial:
+    """Paths of the certificate and key, and the certificate's fingerprint."""
+
+    cert_path: Path
+    key_path: Path
+    fingerprint: str
+
+    def server_context(self) -> ssl.SSLContext:
+        """An SSL context for the HTTPS listener."""
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.cert_path, self.key_path)
+        return ctx
+
+
+def format_fingerprint(der: bytes) -> str:
+    """SHA-256 of a DER certificate as colon-separated upper-case hex."""
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(der)
+    return ":".join(f"{b:02X}" for b in digest.finalize())
+
+
+def certificate_fingerprint(cert_path: Path) -> str:
+    """The SHA-256 fingerprint of a PEM certificate file."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    return format_fingerprint(cert.public_bytes(serialization.Encoding.DER))
+
+
+def _local_addresses(hostname: str) -> set[str]:
+    addresses = {"127.0.0.1", "::1"}
+    try:
+        for info in socket.getaddrinfo(hostname, None):
+            addresses.add(str(info[4][0]))
+    except OSError:
+        pass
+    return addresses
+
+
+def _make_certificate(hostname: str) -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname[:64] or "xenkeep")])
+    now = dt.datetime.now(dt.UTC)
+    sans: list[x509.GeneralName] = [x509.DNSName(hostname), x509.DNSName("localhost")]
+    for addr in sorted(_local_addresses(hostname)):
+        sans.append(x509.IPAddress(ipaddress.ip_address(addr.split("%")[0])))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=VALIDITY_DAYS))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _write_private(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+
+
+def ensure_certificate(tls_dir: Path, hostname: str) -> TlsMaterial:
+    """Return the kept certificate, creating it on first start.
+
+    The key is written before the certificate, so a crash in between leaves
+    no certificate and the next start makes a fresh pair.
+    """
+    tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cert_path, key_path = tls_dir / CERT_NAME, tls_dir / KEY_NAME
+    if not (cert_path.exists() and key_path.exists()):
+        cert_pem, key_pem = _make_certificate(hostname)
+        _write_private(key_path, key_pem, 0o600)
+        _write_private(cert_path, cert_pem, 0o644)
+    return TlsMaterial(cert_path, key_path, certificate_fingerprint(cert_path))

@@ -1,0 +1,1 @@
+"""HTTP: HTML views and the JSON API, thin handlers over the services."""

@@ -1,0 +1,38 @@
+"""Declaring what each route requires.
+
+Every handler carries an access level; the middleware refuses a route that
+declares none, so a new route cannot be forgotten open (deny by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from xenkeep.auth.const import Access
+
+ACCESS_ATTR = "__xenkeep_access__"
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def access(level: Access) -> Callable[[Handler], Handler]:
+    """Mark a handler with the access level it requires."""
+
+    def mark(handler: Handler) -> Handler:
+        setattr(handler, ACCESS_ATTR, level)
+        return handler
+
+    return mark
+
+
+def access_of(handler: object) -> Access | None:
+    """The declared access level of a handler, if any."""
+    level = getattr(handler, ACCESS_ATTR, None)
+    return level if isinstance(level, Access) else None
+
+
+public = access(Access.PUBLIC)
+signed_in = access(Access.SIGNED_IN)
+viewer = access(Access.VIEWER)
+operator = access(Access.OPERATOR)
+admin = access(Access.ADMIN)

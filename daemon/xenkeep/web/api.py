@@ -1,0 +1,231 @@
+"""The JSON API under /api/v1: the same operations as the pages.
+
+Errors come back as ``{"error": {"code", "message"}}`` (see middleware).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from xenkeep import __version__
+from xenkeep.auth.const import CSRF_COOKIE, SETUP_COOKIE
+from xenkeep.auth.manager import User
+from xenkeep.errors import ValidationError
+from xenkeep.web import keys
+from xenkeep.web.access import admin, public, signed_in
+from xenkeep.web.cookies import clear_auth_cookies, set_cookie, set_session_cookie
+from xenkeep.web.forms import json_body, text_field
+
+
+def user_json(user: User) -> dict[str, Any]:
+    """A user as the API shows it."""
+    return {
+        "id": user.id,
+        "username": user.username,
+        "display_name": user.display_name,
+        "role": str(user.role),
+        "source": user.source,
+        "totp_enabled": user.totp_enabled,
+        "disabled": user.disabled,
+    }
+
+
+@public
+async def health(request: web.Request) -> web.StreamResponse:
+    """Liveness for load balancers, `make run` and the image tests."""
+    return web.json_response({"status": "ok", "version": __version__})
+
+
+@public
+async def csrf(request: web.Request) -> web.StreamResponse:
+    """The CSRF token to send as X-CSRF-Token (anonymous or session-bound)."""
+    return web.json_response({"csrf_token": request["xk_csrf"]})
+
+
+@public
+async def setup_status(request: web.Request) -> web.StreamResponse:
+    """Whether the wizard still has to run, and its steps."""
+    wizard = keys.wizard(request.app)
+    return web.json_response(
+        {
+            "setup_required": await keys.auth(request.app).setup_required(),
+            "steps": await wizard.progress(request),
+        }
+    )
+
+
+@public
+async def setup_token(request: web.Request) -> web.StreamResponse:
+    """Exchange the setup token for a setup session (cookie ``xk_setup``)."""
+    body = await json_body(request)
+    setup_id = await keys.auth(request.app).begin_setup(
+        text_field(body, "token"), keys.client_ip(request)
+    )
+    response = web.json_response({"ok": True})
+    set_cookie(response, SETUP_COOKIE, setup_id)
+    return response
+
+
+@public
+async def setup_admin(request: web.Request) -> web.StreamResponse:
+    """Create the first administrator and sign it in."""
+    body = await json_body(request)
+    auth = keys.auth(request.app)
+    ip = keys.client_ip(request)
+    password = text_field(body, "password")
+    user = await auth.create_first_admin(
+        request.cookies.get(SETUP_COOKIE),
+        text_field(body, "username"),
+        password,
+        text_field(body, "confirm", required=False, default=password),
+        ip,
+    )
+    cookie = await auth.create_session(
+        user, ip=ip, user_agent=request.headers.get("User-Agent", "")
+    )
+    session = await auth.load_session(cookie)
+    assert session is not None
+    response = web.json_response(
+        {"user": user_json(user), "csrf_token": session.csrf_token}, status=201
+    )
+    set_session_cookie(response, cookie)
+    response.del_cookie(SETUP_COOKIE, path="/")
+    return response
+
+
+@public
+async def session_create(request: web.Request) -> web.StreamResponse:
+    """Sign in: ``{"username", "password", "code"?}``."""
+    body = await json_body(request)
+    auth = keys.auth(request.app)
+    ip = keys.client_ip(request)
+    user = await auth.authenticate(
+        text_field(body, "username"),
+        text_field(body, "password"),
+        text_field(body, "code", required=False),
+        ip=ip,
+    )
+    cookie = await auth.create_session(
+        user, ip=ip, user_agent=request.headers.get("User-Agent", "")
+    )
+    session = await auth.load_session(cookie)
+    assert session is not None
+    response = web.json_response({"user": user_json(user), "csrf_token": session.csrf_token})
+    set_session_cookie(response, cookie)
+    response.del_cookie(CSRF_COOKIE, path="/")
+    return response
+
+
+@signed_in
+async def session_get(request: web.Request) -> web.StreamResponse:
+    """Who is signed in, and the session's CSRF token."""
+    return web.json_response(
+        {"user": user_json(keys.require_user(request)), "csrf_token": request["xk_csrf"]}
+    )
+
+
+@signed_in
+async def session_delete(request: web.Request) -> web.StreamResponse:
+    """Sign out this session."""
+    session = keys.current_session(request)
+    if session is not None:
+        await keys.auth(request.app).end_session(session, ip=keys.client_ip(request))
+    response = web.json_response({"ok": True})
+    clear_auth_cookies(response)
+    return response
+
+
+@signed_in
+async def sessions_delete_all(request: web.Request) -> web.StreamResponse:
+    """Sign the user out everywhere."""
+    count = await keys.auth(request.app).end_all_sessions(
+        keys.require_user(request), ip=keys.client_ip(request)
+    )
+    response = web.json_response({"ended": count})
+    clear_auth_cookies(response)
+    return response
+
+
+@signed_in
+async def tokens_list(request: web.Request) -> web.StreamResponse:
+    """The user's API tokens (never the tokens themselves)."""
+    tokens = await keys.auth(request.app).list_api_tokens(keys.require_user(request))
+    return web.json_response(
+        {
+            "tokens": [
+                {"id": t.id, "name": t.name, "created_at": t.created_at, "last_used": t.last_used}
+                for t in tokens
+            ]
+        }
+    )
+
+
+@signed_in
+async def tokens_create(request: web.Request) -> web.StreamResponse:
+    """Create an API token; the response is the only time it is shown."""
+    body = await json_body(request)
+    token = await keys.auth(request.app).create_api_token(
+        keys.require_user(request), text_field(body, "name"), ip=keys.client_ip(request)
+    )
+    return web.json_response({"token": token}, status=201)
+
+
+@signed_in
+async def tokens_delete(request: web.Request) -> web.StreamResponse:
+    """Revoke an API token."""
+    try:
+        token_id = int(request.match_info["token_id"])
+    except ValueError:
+        raise ValidationError("not a token id", field="token_id") from None
+    await keys.auth(request.app).revoke_api_token(
+        keys.require_user(request), token_id, ip=keys.client_ip(request)
+    )
+    return web.json_response({"ok": True})
+
+
+@admin
+async def users_list(request: web.Request) -> web.StreamResponse:
+    """Every account."""
+    users = await keys.auth(request.app).list_users()
+    return web.json_response({"users": [user_json(u) for u in users]})
+
+
+@admin
+async def audit_list(request: web.Request) -> web.StreamResponse:
+    """The newest audit log entries."""
+    try:
+        limit = min(max(int(request.query.get("limit", "200")), 1), 5000)
+    except ValueError:
+        raise ValidationError("limit must be a number", field="limit") from None
+    return web.json_response({"entries": await keys.audit(request.app).entries(limit)})
+
+
+@admin
+async def appliance_get(request: web.Request) -> web.StreamResponse:
+    """The appliance name, time zone and certificate fingerprint."""
+    ident = await keys.identity(request.app).get()
+    return web.json_response(
+        {
+            "name": ident.name,
+            "timezone": ident.timezone,
+            "configured": ident.configured,
+            "tls_fingerprint": keys.tls(request.app).fingerprint,
+            "version": __version__,
+        }
+    )
+
+
+@admin
+async def appliance_put(request: web.Request) -> web.StreamResponse:
+    """Change the appliance name and time zone."""
+    body = await json_body(request)
+    user = keys.require_user(request)
+    ident = await keys.identity(request.app).set(
+        text_field(body, "name"),
+        text_field(body, "timezone"),
+        actor=user.username,
+        ip=keys.client_ip(request),
+    )
+    return web.json_response({"name": ident.name, "timezone": ident.timezone})

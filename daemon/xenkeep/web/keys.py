@@ -1,0 +1,85 @@
+"""Typed access to what ``create_app`` stores on the application.
+
+aiohttp 3.8 (Debian bookworm) predates ``web.AppKey``; these accessors give
+handlers the same typing without string keys scattered through the code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from xenkeep.auth.audit import AuditLog
+    from xenkeep.auth.manager import AuthManager, Session, User
+    from xenkeep.config import Settings
+    from xenkeep.store import Database
+    from xenkeep.system.identity import IdentityManager
+    from xenkeep.system.tls import TlsMaterial
+    from xenkeep.web.wizard import Wizard
+
+SETTINGS = "xenkeep.settings"
+DATABASE = "xenkeep.database"
+AUTH = "xenkeep.auth"
+AUDIT = "xenkeep.audit"
+IDENTITY = "xenkeep.identity"
+TLS = "xenkeep.tls"
+WIZARD = "xenkeep.wizard"
+
+
+def settings(app: web.Application) -> Settings:
+    """The daemon's settings."""
+    return cast("Settings", app[SETTINGS])
+
+
+def database(app: web.Application) -> Database:
+    """The open database."""
+    return cast("Database", app[DATABASE])
+
+
+def auth(app: web.Application) -> AuthManager:
+    """The authentication service."""
+    return cast("AuthManager", app[AUTH])
+
+
+def audit(app: web.Application) -> AuditLog:
+    """The audit log."""
+    return cast("AuditLog", app[AUDIT])
+
+
+def identity(app: web.Application) -> IdentityManager:
+    """The appliance identity service."""
+    return cast("IdentityManager", app[IDENTITY])
+
+
+def tls(app: web.Application) -> TlsMaterial:
+    """The HTTPS certificate."""
+    return cast("TlsMaterial", app[TLS])
+
+
+def wizard(app: web.Application) -> Wizard:
+    """The first-boot wizard's steps."""
+    return cast("Wizard", app[WIZARD])
+
+
+def current_user(request: web.Request) -> User | None:
+    """Who is asking (set by the auth middleware), or None."""
+    return cast("User | None", request.get("xk_user"))
+
+
+def require_user(request: web.Request) -> User:
+    """The signed-in user; routes declared above PUBLIC always have one."""
+    user = current_user(request)
+    assert user is not None, "route declared SIGNED_IN or above"
+    return user
+
+
+def current_session(request: web.Request) -> Session | None:
+    """The browser session, when the request came with one."""
+    return cast("Session | None", request.get("xk_session"))
+
+
+def client_ip(request: web.Request) -> str:
+    """The peer address (the appliance is reached directly, no proxy)."""
+    return request.remote or ""

@@ -1,0 +1,223 @@
+"""Middlewares: errors, authentication, authorization, CSRF, headers.
+
+Order (outermost first): security headers → errors → auth. So every error,
+including an authorization refusal, is rendered by one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from xenkeep.auth.const import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    ROLE_ACCESS,
+    SESSION_COOKIE,
+    Access,
+    AuditEvent,
+)
+from xenkeep.auth.secrets import random_token, same
+from xenkeep.errors import (
+    AuthenticationError,
+    CsrfError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ValidationError,
+    XenKeepError,
+)
+from xenkeep.web import keys
+from xenkeep.web.access import access_of
+from xenkeep.web.flash import FLASH_COOKIE
+from xenkeep.web.templating import base_context
+
+log = logging.getLogger(__name__)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+
+
+def is_api(request: web.Request) -> bool:
+    """True for the JSON API, which answers errors in JSON."""
+    return request.path.startswith("/api/")
+
+
+def error_payload(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The JSON error envelope."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    error.update({k: v for k, v in extra.items() if v is not None})
+    return {"error": error}
+
+
+async def _render_error(
+    request: web.Request, status: int, code: str, message: str, **extra: Any
+) -> web.Response:
+    if is_api(request):
+        response = web.json_response(error_payload(code, message, **extra), status=status)
+    else:
+        # Outside the template middleware: build the page context here.
+        context = await base_context(request)
+        context.update(
+            {"status": status, "code": code, "message": message, "hint": extra.get("hint")}
+        )
+        response = aiohttp_jinja2.render_template("error.html", request, context, status=status)
+    if isinstance(extra.get("retry_after"), int):
+        response.headers["Retry-After"] = str(extra["retry_after"])
+    return response
+
+
+@web.middleware
+async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Security headers on every response."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _secure(exc)
+        raise
+    _secure(response)
+    return response
+
+
+def _secure(response: web.StreamResponse) -> None:
+    if response.prepared:
+        return
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Cache-Control", "no-store")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map the error tree (and stray exceptions) to pages or JSON."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return await _render_error(
+            request, exc.status, exc.reason.lower().replace(" ", "_"), exc.reason
+        )
+    except RateLimitedError as exc:
+        return await _render_error(
+            request, exc.status, exc.code, exc.message, retry_after=exc.retry_after
+        )
+    except ValidationError as exc:
+        return await _render_error(
+            request, exc.status, exc.code, exc.message, field=exc.field, hint=exc.hint
+        )
+    except XenKeepError as exc:
+        if exc.status >= 500:
+            log.error("%s: %s", request.path, exc.message)
+        return await _render_error(request, exc.status, exc.code, exc.message, hint=exc.hint)
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return await _render_error(
+            request, 500, "internal_error", "something went wrong; the details are in the log"
+        )
+
+
+async def _csrf_token_given(request: web.Request) -> str:
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        value = form.get(CSRF_FIELD)
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Who is asking, may they, and did the request come from our own pages."""
+    match_info = request.match_info
+    if match_info.http_exception is not None:
+        return await handler(request)
+    resource = match_info.route.resource
+    if isinstance(resource, web.StaticResource):
+        return await handler(request)
+    level = access_of(match_info.handler)
+    if level is None:
+        log.error("route %s declares no access level; refusing", request.path)
+        raise PermissionDeniedError("this page is not available")
+
+    auth = keys.auth(request.app)
+    bearer = request.headers.get("Authorization", "")
+    via_token = False
+    if is_api(request) and bearer.lower().startswith("bearer "):
+        user = await auth.user_for_api_token(bearer[7:].strip())
+        if user is None:
+            raise AuthenticationError("the API token is not valid")
+        request["xk_user"] = user
+        via_token = True
+    else:
+        session = await auth.load_session(request.cookies.get(SESSION_COOKIE))
+        if session is not None:
+            request["xk_session"] = session
+            request["xk_user"] = session.user
+
+    anon_csrf = request.cookies.get(CSRF_COOKIE) or ""
+    new_anon_csrf = None
+    if not anon_csrf:
+        anon_csrf = new_anon_csrf = random_token()
+    session = keys.current_session(request)
+    request["xk_csrf"] = session.csrf_token if session else anon_csrf
+
+    user = keys.current_user(request)
+    if level > Access.PUBLIC:
+        if user is None:
+            if is_api(request):
+                raise AuthenticationError("sign in first")
+            raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='')}")
+        if ROLE_ACCESS[user.role] < level:
+            raise PermissionDeniedError("your role does not allow this")
+
+    if request.method not in SAFE_METHODS and not via_token:
+        expected = session.csrf_token if session else request.cookies.get(CSRF_COOKIE, "")
+        given = await _csrf_token_given(request)
+        if not expected or not given or not same(expected, given):
+            await keys.audit(request.app).record(
+                AuditEvent.CSRF_REJECTED,
+                username=user.username if user else "",
+                ip=keys.client_ip(request),
+                path=request.path,
+            )
+            raise CsrfError(
+                "the form was stale or did not come from this appliance; reload and try again"
+            )
+
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _finish(request, exc, new_anon_csrf)
+        raise
+    _finish(request, response, new_anon_csrf)
+    return response
+
+
+def _finish(request: web.Request, response: web.StreamResponse, new_csrf: str | None) -> None:
+    if response.prepared:
+        return
+    if new_csrf:
+        response.set_cookie(
+            CSRF_COOKIE, new_csrf, secure=True, httponly=True, samesite="Strict", path="/"
+        )
+    # A rendered page has shown the flash message: drop it.
+    if (
+        request.cookies.get(FLASH_COOKIE)
+        and FLASH_COOKIE not in response.cookies
+        and response.status < 300
+        and response.content_type == "text/html"
+    ):
+        response.del_cookie(FLASH_COOKIE, path="/")

@@ -1,0 +1,296 @@
+"""The wizard's core steps and its routes.
+
+Steps: setup token → administrator → two-factor (optional) → appliance
+name and time zone → summary. Other features register further steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from xenkeep.auth import totp
+from xenkeep.auth.const import SESSION_COOKIE, SETUP_COOKIE, Role
+from xenkeep.errors import AuthenticationError, RateLimitedError, ValidationError
+from xenkeep.system.identity import known_timezones
+from xenkeep.web import keys
+from xenkeep.web.access import public
+from xenkeep.web.cookies import set_cookie
+from xenkeep.web.flash import redirect
+from xenkeep.web.forms import form_fields
+from xenkeep.web.wizard import COMPLETED_KEY, Wizard, WizardStep
+
+TOTP_PENDING_PREFIX = "totp.pending."
+TOTP_SKIPPED_PREFIX = "wizard.totp_skipped."
+
+
+def _admin(request: web.Request) -> Any:
+    user = keys.current_user(request)
+    return user if user is not None and user.role is Role.ADMIN else None
+
+
+# --- step: setup token ---------------------------------------------------------
+
+
+async def _token_done(request: web.Request) -> bool:
+    auth = keys.auth(request.app)
+    if not await auth.setup_required():
+        return True
+    return await auth.setup_session_valid(request.cookies.get(SETUP_COOKIE))
+
+
+async def _token_context(request: web.Request) -> dict[str, Any]:
+    return {"token_path": str(keys.settings(request.app).setup_token_path)}
+
+
+async def _token_submit(request: web.Request, form: Mapping[str, str]) -> Mapping[str, str]:
+    setup_id = await keys.auth(request.app).begin_setup(
+        form.get("token", ""), keys.client_ip(request)
+    )
+    return {SETUP_COOKIE: setup_id}
+
+
+# --- step: administrator --------------------------------------------------------
+
+
+async def _admin_done(request: web.Request) -> bool:
+    return not await keys.auth(request.app).setup_required()
+
+
+async def _admin_context(request: web.Request) -> dict[str, Any]:
+    return {"min_length": 12}
+
+
+async def _admin_submit(request: web.Request, form: Mapping[str, str]) -> Mapping[str, str]:
+    auth = keys.auth(request.app)
+    ip = keys.client_ip(request)
+    user = await auth.create_first_admin(
+        request.cookies.get(SETUP_COOKIE),
+        form.get("username", ""),
+        form.get("password", ""),
+        form.get("confirm", ""),
+        ip,
+    )
+    cookie = await auth.create_session(
+        user, ip=ip, user_agent=request.headers.get("User-Agent", "")
+    )
+    return {SESSION_COOKIE: cookie}
+
+
+# --- step: two-factor authentication ------------------------------------------------
+
+
+async def _totp_done(request: web.Request) -> bool:
+    user = _admin(request)
+    if user is None:
+        return False
+    if user.totp_enabled:
+        return True
+    db = keys.database(request.app)
+    return await db.get_setting(f"{TOTP_SKIPPED_PREFIX}{user.id}") == "1"
+
+
+async def _pending_secret(request: web.Request) -> str:
+    user = _admin(request)
+    db = keys.database(request.app)
+    key = f"{TOTP_PENDING_PREFIX}{user.id}"
+    secret = await db.get_setting(key)
+    if secret is None:
+        secret = totp.new_secret()
+        await db.set_setting(key, secret)
+    return secret
+
+
+async def _totp_context(request: web.Request) -> dict[str, Any]:
+    user = _admin(request)
+    secret = await _pending_secret(request)
+    name = (await keys.identity(request.app).get()).name
+    uri = totp.provisioning_uri(secret, user.username, name)
+    return {"secret": secret, "qr_svg": totp.qr_svg(uri), "uri": uri}
+
+
+async def _totp_submit(request: web.Request, form: Mapping[str, str]) -> None:
+    user = _admin(request)
+    db = keys.database(request.app)
+    if form.get("action") == "skip":
+        await db.set_setting(f"{TOTP_SKIPPED_PREFIX}{user.id}", "1")
+        return
+    secret = await _pending_secret(request)
+    await keys.auth(request.app).enable_totp(
+        user, secret, form.get("code", ""), ip=keys.client_ip(request)
+    )
+    await db.execute("DELETE FROM settings WHERE key = ?", (f"{TOTP_PENDING_PREFIX}{user.id}",))
+
+
+# --- step: appliance identity ------------------------------------------------------
+
+
+async def _identity_done(request: web.Request) -> bool:
+    return (await keys.identity(request.app).get()).configured
+
+
+async def _identity_context(request: web.Request) -> dict[str, Any]:
+    ident = await keys.identity(request.app).get()
+    return {"identity": ident, "timezones": known_timezones()}
+
+
+async def _identity_submit(request: web.Request, form: Mapping[str, str]) -> None:
+    user = _admin(request)
+    await keys.identity(request.app).set(
+        form.get("name", ""),
+        form.get("timezone", ""),
+        actor=user.username,
+        ip=keys.client_ip(request),
+    )
+
+
+# --- step: summary ---------------------------------------------------------------
+
+
+async def _summary_done(request: web.Request) -> bool:
+    if await keys.auth(request.app).setup_required():
+        return False
+    return await keys.database(request.app).get_setting(COMPLETED_KEY) == "1"
+
+
+async def _summary_context(request: web.Request) -> dict[str, Any]:
+    user = _admin(request)
+    return {
+        "identity": await keys.identity(request.app).get(),
+        "admin": user,
+        "fingerprint": keys.tls(request.app).fingerprint,
+    }
+
+
+async def _summary_submit(request: web.Request, form: Mapping[str, str]) -> None:
+    await keys.database(request.app).set_setting(COMPLETED_KEY, "1")
+
+
+def register_core_steps(wizard: Wizard) -> None:
+    """The steps every appliance has."""
+    wizard.register(
+        WizardStep(
+            "token",
+            "Setup token",
+            "setup/token.html",
+            False,
+            _token_done,
+            _token_context,
+            _token_submit,
+            order=10,
+        )
+    )
+    wizard.register(
+        WizardStep(
+            "admin",
+            "Administrator",
+            "setup/admin.html",
+            False,
+            _admin_done,
+            _admin_context,
+            _admin_submit,
+            order=20,
+        )
+    )
+    wizard.register(
+        WizardStep(
+            "totp",
+            "Two-factor sign-in",
+            "setup/totp.html",
+            True,
+            _totp_done,
+            _totp_context,
+            _totp_submit,
+            order=30,
+            skippable=True,
+        )
+    )
+    wizard.register(
+        WizardStep(
+            "appliance",
+            "Appliance",
+            "setup/appliance.html",
+            True,
+            _identity_done,
+            _identity_context,
+            _identity_submit,
+            order=40,
+        )
+    )
+    wizard.register(
+        WizardStep(
+            "summary",
+            "Summary",
+            "setup/summary.html",
+            True,
+            _summary_done,
+            _summary_context,
+            _summary_submit,
+            order=1000,
+        )
+    )
+
+
+# --- routes --------------------------------------------------------------------------
+
+
+async def _resolve(request: web.Request) -> WizardStep:
+    wizard = keys.wizard(request.app)
+    current = await wizard.current(request)
+    if current is None:
+        redirect("/")
+    wanted = request.match_info.get("step")
+    if wanted != current.name:
+        redirect(f"/setup/{current.name}")
+    if current.needs_admin and _admin(request) is None:
+        redirect(f"/login?next=/setup/{current.name}")
+    return current
+
+
+async def _render(
+    request: web.Request, step: WizardStep, error: str | None = None, status: int = 200
+) -> web.Response:
+    context = await step.context(request)
+    context.update(
+        {
+            "step": step,
+            "steps": await keys.wizard(request.app).progress(request),
+            "error": error,
+        }
+    )
+    return aiohttp_jinja2.render_template(step.template, request, context, status=status)
+
+
+@public
+async def setup_index(request: web.Request) -> web.StreamResponse:
+    """Send the browser to the wizard's current step."""
+    await _resolve(request)
+    raise AssertionError("unreachable")  # _resolve always redirects here
+
+
+@public
+async def setup_step(request: web.Request) -> web.StreamResponse:
+    """Show the current step."""
+    step = await _resolve(request)
+    return await _render(request, step)
+
+
+@public
+async def setup_step_submit(request: web.Request) -> web.StreamResponse:
+    """Run the current step's form, then go on to the next step."""
+    step = await _resolve(request)
+    form = await form_fields(request)
+    try:
+        cookies = await step.submit(request, form)
+    except RateLimitedError:
+        raise
+    except (ValidationError, AuthenticationError) as exc:
+        message = exc.message + (f" ({exc.hint})" if exc.hint else "")
+        return await _render(request, step, error=message, status=exc.status)
+    response = web.HTTPSeeOther("/setup")
+    for name, value in (cookies or {}).items():
+        set_cookie(response, name, value)
+    raise response

@@ -1,0 +1,181 @@
+"""HTML pages other than the wizard: sign-in, dashboard, account, admin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from xenkeep import __version__
+from xenkeep.errors import AuthenticationError, ValidationError
+from xenkeep.system.identity import known_timezones
+from xenkeep.web import keys
+from xenkeep.web.access import admin, public, signed_in
+from xenkeep.web.cookies import clear_auth_cookies, set_session_cookie
+from xenkeep.web.flash import redirect
+from xenkeep.web.forms import form_fields, safe_next
+
+
+@public
+async def login_page(request: web.Request) -> web.StreamResponse:
+    """The sign-in form (or the wizard while no administrator exists)."""
+    if await keys.auth(request.app).setup_required():
+        redirect("/setup")
+    if keys.current_user(request) is not None:
+        redirect(safe_next(request.query.get("next")))
+    return aiohttp_jinja2.render_template(
+        "login.html", request, {"next": safe_next(request.query.get("next")), "username": ""}
+    )
+
+
+@public
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    """Check the credentials and start a session."""
+    form = await form_fields(request)
+    auth = keys.auth(request.app)
+    ip = keys.client_ip(request)
+    target = safe_next(form.get("next"))
+    try:
+        user = await auth.authenticate(
+            form.get("username", ""), form.get("password", ""), form.get("code", ""), ip=ip
+        )
+    except AuthenticationError as exc:
+        return aiohttp_jinja2.render_template(
+            "login.html",
+            request,
+            {"next": target, "username": form.get("username", ""), "error": exc.message},
+            status=401,
+        )
+    cookie = await auth.create_session(
+        user, ip=ip, user_agent=request.headers.get("User-Agent", "")
+    )
+    response = web.HTTPSeeOther(target)
+    set_session_cookie(response, cookie)
+    raise response
+
+
+@signed_in
+async def logout(request: web.Request) -> web.StreamResponse:
+    """End this browser's session."""
+    session = keys.current_session(request)
+    if session is not None:
+        await keys.auth(request.app).end_session(session, ip=keys.client_ip(request))
+    response = web.HTTPSeeOther("/login")
+    clear_auth_cookies(response)
+    raise response
+
+
+@signed_in
+async def dashboard(request: web.Request) -> web.StreamResponse:
+    """The home page."""
+    if await keys.auth(request.app).setup_required():
+        redirect("/setup")
+    wizard = keys.wizard(request.app)
+    context: dict[str, Any] = {
+        "identity": await keys.identity(request.app).get(),
+        "fingerprint": keys.tls(request.app).fingerprint,
+        "version": __version__,
+        "wizard_pending": await wizard.current(request) is not None,
+    }
+    return aiohttp_jinja2.render_template("dashboard.html", request, context)
+
+
+async def _account_context(request: web.Request, **extra: Any) -> dict[str, Any]:
+    user = keys.require_user(request)
+    context: dict[str, Any] = {
+        "tokens": await keys.auth(request.app).list_api_tokens(user),
+        "new_token": None,
+        "error": None,
+    }
+    context.update(extra)
+    return context
+
+
+@signed_in
+async def account_page(request: web.Request) -> web.StreamResponse:
+    """The user's own account: API tokens, sessions."""
+    return aiohttp_jinja2.render_template("account.html", request, await _account_context(request))
+
+
+@signed_in
+async def account_token_create(request: web.Request) -> web.StreamResponse:
+    """Create an API token and show it, once."""
+    user = keys.require_user(request)
+    form = await form_fields(request)
+    try:
+        token = await keys.auth(request.app).create_api_token(
+            user, form.get("name", ""), ip=keys.client_ip(request)
+        )
+    except ValidationError as exc:
+        return aiohttp_jinja2.render_template(
+            "account.html", request, await _account_context(request, error=exc.message), status=400
+        )
+    return aiohttp_jinja2.render_template(
+        "account.html", request, await _account_context(request, new_token=token)
+    )
+
+
+@signed_in
+async def account_token_revoke(request: web.Request) -> web.StreamResponse:
+    """Revoke one of the user's API tokens."""
+    try:
+        token_id = int(request.match_info["token_id"])
+    except ValueError:
+        raise ValidationError("not a token id") from None
+    await keys.auth(request.app).revoke_api_token(
+        keys.require_user(request), token_id, ip=keys.client_ip(request)
+    )
+    redirect("/account", "The API token was revoked.", "success")
+
+
+@signed_in
+async def account_sign_out_all(request: web.Request) -> web.StreamResponse:
+    """End every session of this user, this one included."""
+    await keys.auth(request.app).end_all_sessions(
+        keys.require_user(request), ip=keys.client_ip(request)
+    )
+    response = web.HTTPSeeOther("/login")
+    clear_auth_cookies(response)
+    raise response
+
+
+@admin
+async def audit_page(request: web.Request) -> web.StreamResponse:
+    """The security audit log."""
+    entries = await keys.audit(request.app).entries(limit=500)
+    return aiohttp_jinja2.render_template("audit.html", request, {"entries": entries})
+
+
+@admin
+async def settings_page(request: web.Request) -> web.StreamResponse:
+    """Appliance settings."""
+    ident = await keys.identity(request.app).get()
+    return aiohttp_jinja2.render_template(
+        "settings.html",
+        request,
+        {"identity": ident, "timezones": known_timezones(), "error": None},
+    )
+
+
+@admin
+async def settings_submit(request: web.Request) -> web.StreamResponse:
+    """Change the appliance name and time zone."""
+    form = await form_fields(request)
+    user = keys.require_user(request)
+    try:
+        await keys.identity(request.app).set(
+            form.get("name", ""),
+            form.get("timezone", ""),
+            actor=user.username,
+            ip=keys.client_ip(request),
+        )
+    except ValidationError as exc:
+        ident = await keys.identity(request.app).get()
+        return aiohttp_jinja2.render_template(
+            "settings.html",
+            request,
+            {"identity": ident, "timezones": known_timezones(), "error": exc.message},
+            status=400,
+        )
+    redirect("/admin/settings", "Settings saved.", "success")

@@ -1,0 +1,36 @@
+"""Fixtures shared by the whole suite: settings under tmp_path, the real
+daemon behind its real TLS listener on a loopback port, and a client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from tests.support.web import Browser, make_settings
+
+from xenkeep.app import create_app
+from xenkeep.config import Settings
+from xenkeep.web.server import RunningServer, start_server
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings of a daemon living under tmp_path."""
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+async def daemon(settings: Settings) -> AsyncIterator[RunningServer]:
+    """The real daemon app behind its real HTTPS listener."""
+    app = create_app(settings)
+    async with start_server(app) as server:
+        yield server
+
+
+@pytest.fixture
+async def browser(daemon: RunningServer) -> AsyncIterator[Browser]:
+    """A client of ``daemon``."""
+    client = Browser(daemon)
+    yield client
+    await client.close()

@@ -1,0 +1,162 @@
+"""The first-boot wizard over real HTTPS, as a browser would drive it."""
+
+from __future__ import annotations
+
+import pyotp
+import pytest
+from tests.support.web import ADMIN_PASSWORD, Browser, setup_token
+
+from xenkeep.config import Settings
+from xenkeep.store import open_database
+
+
+async def admin_count(settings: Settings) -> int:
+    db = await open_database(settings.database_path)
+    try:
+        row = await db.fetchone("SELECT count(*) FROM users")
+        assert row is not None
+        return int(row[0])
+    finally:
+        await db.close()
+
+
+async def test_token_file_is_private_and_root_redirects_to_wizard(
+    browser: Browser, settings: Settings
+) -> None:
+    assert settings.setup_token_path.stat().st_mode & 0o777 == 0o600
+    status, _, resp = await browser.get("/")
+    assert status == 303 and resp.headers["Location"].startswith("/login")
+    status, _, resp = await browser.get("/login")
+    assert status == 303 and resp.headers["Location"] == "/setup"
+    status, _, resp = await browser.get("/setup")
+    assert status == 303 and resp.headers["Location"] == "/setup/token"
+    status, html, _ = await browser.get("/setup/token")
+    assert status == 200 and "setup token" in html
+
+
+async def test_default_credentials_do_not_exist(browser: Browser) -> None:
+    for user, password in [("admin", "admin"), ("admin@admin.net", "admin"), ("root", "")]:
+        status, body = await browser.api(
+            "POST", "/api/v1/session", {"username": user, "password": password}
+        )
+        assert status == 401, body
+        assert body["error"]["code"] == "unauthenticated"
+
+
+async def test_full_wizard_through_forms(browser: Browser, settings: Settings) -> None:
+    await browser.get("/setup/token")
+    status, html, _ = await browser.post_form("/setup/token", {"token": "AAAA-BBBB"})
+    assert status == 401 and "not valid" in html
+    assert await admin_count(settings) == 0
+
+    token = setup_token(settings)
+    status, _, resp = await browser.post_form("/setup/token", {"token": token.lower()})
+    assert status == 303
+    status, _, resp = await browser.get("/setup")
+    assert resp.headers["Location"] == "/setup/admin"
+    await browser.get("/setup/admin")
+
+    status, html, _ = await browser.post_form(
+        "/setup/admin", {"username": "alice", "password": "short", "confirm": "short"}
+    )
+    assert status == 400 and "at least 12" in html
+    status, html, _ = await browser.post_form(
+        "/setup/admin",
+        {"username": "alice", "password": ADMIN_PASSWORD, "confirm": ADMIN_PASSWORD + "x"},
+    )
+    assert status == 400 and "differ" in html
+    assert await admin_count(settings) == 0
+
+    status, _, _ = await browser.post_form(
+        "/setup/admin",
+        {"username": "alice", "password": ADMIN_PASSWORD, "confirm": ADMIN_PASSWORD},
+    )
+    assert status == 303
+    assert await admin_count(settings) == 1
+    assert not settings.setup_token_path.exists()
+
+    # Two-factor step: enrol with a real TOTP code computed from the shown key.
+    status, html, _ = await browser.get("/setup/totp")
+    assert status == 200
+    secret = html.split('id="totp-secret">')[1].split("<")[0]
+    status, html, _ = await browser.post_form("/setup/totp", {"action": "enable", "code": "000000"})
+    assert status == 400 and "does not match" in html
+    status, _, _ = await browser.post_form(
+        "/setup/totp", {"action": "enable", "code": pyotp.TOTP(secret).now()}
+    )
+    assert status == 303
+
+    await browser.get("/setup/appliance")
+    status, html, _ = await browser.post_form(
+        "/setup/appliance", {"name": "Backup <b>", "timezone": "Europe/Paris"}
+    )
+    assert status == 400 and "cannot contain" in html
+    status, html, _ = await browser.post_form(
+        "/setup/appliance", {"name": "Site A", "timezone": "Mars/Olympus"}
+    )
+    assert status == 400 and "unknown time zone" in html
+    status, _, _ = await browser.post_form(
+        "/setup/appliance", {"name": "Site A", "timezone": "Europe/Paris"}
+    )
+    assert status == 303
+    status, html, _ = await browser.get("/setup/summary")
+    assert "Site A" in html and "two-factor on" in html
+    status, _, resp = await browser.post_form("/setup/summary", {})
+    assert status == 303
+    status, _, resp = await browser.get("/setup")
+    assert resp.headers["Location"] == "/"
+    status, html, _ = await browser.get("/")
+    assert status == 200 and "Site A" in html
+
+    # The token no longer works, even in a fresh browser.
+    other = Browser(browser.server)
+    try:
+        status, body = await other.api("POST", "/api/v1/setup/token", {"token": token})
+        assert status == 401
+        # Sign in needs the TOTP code now.
+        status, body = await other.api(
+            "POST", "/api/v1/session", {"username": "alice", "password": ADMIN_PASSWORD}
+        )
+        assert status == 401
+        status, body = await other.api(
+            "POST",
+            "/api/v1/session",
+            {"username": "alice", "password": ADMIN_PASSWORD, "code": pyotp.TOTP(secret).now()},
+        )
+        assert status == 200, body
+        assert body["user"]["role"] == "admin"
+    finally:
+        await other.close()
+
+
+async def test_admin_step_needs_the_token_step(browser: Browser, settings: Settings) -> None:
+    status, _, resp = await browser.get("/setup/admin")
+    assert status == 303 and resp.headers["Location"] == "/setup/token"
+    status, _body = await browser.api(
+        "POST",
+        "/api/v1/setup/admin",
+        {"username": "mallory", "password": ADMIN_PASSWORD, "confirm": ADMIN_PASSWORD},
+    )
+    assert status == 401
+    assert await admin_count(settings) == 0
+
+
+async def test_wrong_tokens_are_throttled(browser: Browser, settings: Settings) -> None:
+    statuses = []
+    for _ in range(7):
+        status, _ = await browser.api("POST", "/api/v1/setup/token", {"token": "WRONG"})
+        statuses.append(status)
+    assert statuses[:5] == [401] * 5
+    assert statuses[-1] == 429
+    # Even the right token waits now: guessing cannot outrun the throttle.
+    status, body = await browser.api(
+        "POST", "/api/v1/setup/token", {"token": setup_token(settings)}
+    )
+    assert status == 429 and "try again" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/setup/token", "/setup/admin"])
+async def test_wizard_forms_require_csrf(browser: Browser, path: str) -> None:
+    await browser.get("/setup/token")
+    status, html, _ = await browser.post_form(path, {"token": "x"}, csrf=False)
+    assert status == 403 and "stale" in html
