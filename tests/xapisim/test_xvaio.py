@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import random
 import shutil
 import subprocess
@@ -280,7 +281,11 @@ def test_tar_lists_ova_first_and_chunks(
     xva = tmp_path / "vm.xva"
     xva.write_bytes(b"".join(xvaio.xva_stream(ova, disks, mtime=1_700_000_000)))
     listing = subprocess.run(
-        ["tar", "tvf", str(xva)], check=True, capture_output=True, text=True
+        ["tar", "tvf", str(xva)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TZ": "UTC"},
     ).stdout.splitlines()
     names = [line.split()[-1] for line in listing]
     assert names == [
