@@ -56,12 +56,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import io
 import itertools
 import os
 import struct
 import uuid as uuidlib
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final, Protocol
@@ -888,6 +889,57 @@ def _layout(size: int, block_size: int, parent: VhdParent | None) -> _Layout:
     )
 
 
+def _metadata(
+    size: int,
+    block_size: int,
+    unique_id: uuidlib.UUID,
+    parent: VhdParent | None,
+    timestamp: int,
+    layout: _Layout,
+    bat: array[int],
+) -> tuple[bytes, bytes]:
+    """(footer, everything from offset 0 up to the first block) of a dynamic/diff VHD."""
+    table = array("I", bat)
+    if struct.pack("=I", 1) != struct.pack(">I", 1):
+        table.byteswap()
+    locators: tuple[ParentLocator, ...] = ()
+    if layout.locator_space:
+        locators = (
+            ParentLocator(
+                b"MacX",
+                layout.locator_space // SECTOR,
+                len(layout.locator_data),
+                layout.locator_offset,
+            ),
+        )
+    header = VhdHeader(
+        table_offset=layout.table_offset,
+        max_entries=len(bat),
+        block_size=block_size,
+        parent_uuid=parent.uuid if parent else None,
+        parent_timestamp=parent.timestamp if parent else 0,
+        parent_name=parent.name if parent else "",
+        locators=locators,
+    )
+    footer = VhdFooter(
+        disk_type=DISK_DIFFERENCING if parent is not None else DISK_DYNAMIC,
+        current_size=size,
+        uuid=unique_id,
+        timestamp=timestamp,
+        data_offset=FOOTER_SIZE,
+    ).pack()
+    prefix = b"".join(
+        [
+            footer,
+            header.pack(),
+            table.tobytes().ljust(layout.table_bytes, b"\xff"),
+            layout.locator_data.ljust(layout.locator_space, b"\0"),
+        ]
+    )
+    # Zeros up to the first block so no stale bytes of a reused file remain.
+    return footer, prefix.ljust(layout.first_block, b"\0")
+
+
 class VhdWriter:
     """Write a dynamic or differencing VHD into a seekable file, block by block.
 
@@ -980,54 +1032,22 @@ class VhdWriter:
         """Write BAT, locator, header and both footers; the file is then complete."""
         if self._closed:
             return
-        layout = self._layout
         used = [s for s in self.bat if s != ABSENT]
-        end = (
-            (max(used) * SECTOR + self._bitmap_size + self.block_size)
-            if used
-            else (layout.first_block)
+        end = self._layout.first_block
+        if used:
+            end = max(used) * SECTOR + self._bitmap_size + self.block_size
+        footer, prefix = _metadata(
+            self.size,
+            self.block_size,
+            self.uuid,
+            self.parent,
+            self.timestamp,
+            self._layout,
+            self.bat,
         )
-        bat = array("I", self.bat)
-        if struct.pack("=I", 1) != struct.pack(">I", 1):
-            bat.byteswap()
-        table = bat.tobytes().ljust(layout.table_bytes, b"\xff")
-        locators: tuple[ParentLocator, ...] = ()
-        if layout.locator_space:
-            locators = (
-                ParentLocator(
-                    b"MacX",
-                    layout.locator_space // SECTOR,
-                    len(layout.locator_data),
-                    layout.locator_offset,
-                ),
-            )
-        header = VhdHeader(
-            table_offset=layout.table_offset,
-            max_entries=self.block_count,
-            block_size=self.block_size,
-            parent_uuid=self.parent.uuid if self.parent else None,
-            parent_timestamp=self.parent.timestamp if self.parent else 0,
-            parent_name=self.parent.name if self.parent else "",
-            locators=locators,
-        )
-        footer = VhdFooter(
-            disk_type=self.disk_type,
-            current_size=self.size,
-            uuid=self.uuid,
-            timestamp=self.timestamp,
-            data_offset=FOOTER_SIZE,
-        ).pack()
         out = self._out
         out.seek(0)
-        out.write(footer)
-        out.write(header.pack())
-        out.write(table)
-        if layout.locator_space:
-            out.write(layout.locator_data.ljust(layout.locator_space, b"\0"))
-        # Zero the gap up to the first block so no stale bytes remain.
-        gap = layout.first_block - out.tell()
-        if gap > 0:
-            out.write(bytes(gap))
+        out.write(prefix)
         out.seek(end)
         out.write(footer)
         out.truncate(end + FOOTER_SIZE)
@@ -1040,6 +1060,181 @@ class VhdWriter:
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
             self.close()
+
+
+class VhdStream:
+    """A dynamic or differencing VHD produced as a byte stream, for uploads.
+
+    The BAT comes first in the file, so the present blocks are given up
+    front; their contents are then pulled from ``read_block(index) -> (data,
+    bitmap or None)`` one at a time, in increasing index order. The bytes are
+    identical to a :class:`VhdWriter` fed the same blocks in increasing index
+    order, and :attr:`length` is known before the first byte (for a
+    Content-Length).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        uuid: uuidlib.UUID,
+        present: Iterable[int],
+        read_block: Callable[[int], tuple[bytes, bytes | None]],
+        parent: VhdParent | None = None,
+        timestamp: int = 0,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+    ) -> None:
+        # Reuse the writer's checks and layout; it never touches its file here.
+        shape = VhdWriter(io.BytesIO(), size, uuid=uuid, parent=parent, block_size=block_size)
+        self._shape = shape
+        self._read_block = read_block
+        self.present = sorted(set(present))
+        if self.present and not 0 <= self.present[0] <= self.present[-1] < shape.block_count:
+            raise ValueError(f"present blocks must lie in 0..{shape.block_count - 1}")
+        start = shape._layout.first_block
+        for n, index in enumerate(self.present):
+            shape.bat[index] = (start + n * shape._stride) // SECTOR
+        self._timestamp = timestamp
+        end = start
+        if self.present:
+            end = start + (len(self.present) - 1) * shape._stride
+            end += shape._bitmap_size + block_size
+        self.length = end + FOOTER_SIZE
+
+    def __iter__(self) -> Iterator[bytes]:
+        shape = self._shape
+        footer, prefix = _metadata(
+            shape.size,
+            shape.block_size,
+            shape.uuid,
+            shape.parent,
+            self._timestamp,
+            shape._layout,
+            shape.bat,
+        )
+        yield prefix
+        pad = bytes(shape._stride - shape._bitmap_size - shape.block_size)
+        nbytes = shape.block_size // SECTOR // 8
+        for n, index in enumerate(self.present):
+            data, bitmap = self._read_block(index)
+            if bitmap is None:
+                bitmap = b"\xff" * nbytes
+            if len(bitmap) != nbytes:
+                raise ValueError(f"bitmap of block {index} is {len(bitmap)} bytes, not {nbytes}")
+            if len(data) != shape.block_size:
+                if index != shape.block_count - 1 or len(data) > shape.block_size:
+                    raise ValueError(f"block {index} has {len(data)} bytes")
+                data += bytes(shape.block_size - len(data))
+            if n:
+                yield pad
+            yield bitmap.ljust(shape._bitmap_size, b"\0")
+            yield data
+        yield footer
+
+
+class VhdUpdater:
+    """Change a dynamic or differencing VHD in place: the primitive under merges.
+
+    New blocks are placed past the current end of the file, data on 4 KiB
+    boundaries, and a copy of the footer is written after each new block at
+    once, so the file always ends with a valid footer. :meth:`commit` makes
+    the new blocks durable, then writes the BAT entries that point to them: a
+    crash at any point before that BAT write leaves a valid file that reads
+    as before (with unused space). Overwriting the bitmap or data of a block that was
+    already present happens in place and is not atomic: the caller's journal
+    must make such steps safe to replay (re-applying a child's sectors is).
+    Unwritten parts of a new block read as zeros (the file is extended).
+    """
+
+    def __init__(self, f: BinaryIO, *, name: str = "VHD") -> None:
+        self._f = f
+        self.vhd = VhdFile(f, name=name)
+        if self.vhd.disk_type == DISK_FIXED:
+            raise VhdFormatError(f"{name}: a fixed disk cannot be updated block by block")
+        assert self.vhd.header is not None
+        self._bitmap_size = bitmap_size(self.vhd.block_size)
+        self._stride = _round_up(self._bitmap_size + self.vhd.block_size, DATA_ALIGNMENT)
+        self._next_data = _round_up(self.vhd.file_size + self._bitmap_size, DATA_ALIGNMENT)
+        self._pending: dict[int, int] = {}
+        self._footer = _pread(f, self.vhd.file_size - FOOTER_SIZE, FOOTER_SIZE)
+
+    def block_data_offset(self, index: int) -> int | None:
+        """Data offset of block ``index``, counting blocks allocated but not committed."""
+        if index in self._pending:
+            return self._pending[index] * SECTOR + self._bitmap_size
+        return self.vhd.block_data_offset(index)
+
+    def allocate_block(self, index: int, bitmap: bytes | None = None) -> int:
+        """Place absent block ``index`` past the end of the file; return its data offset.
+
+        ``bitmap`` defaults to all sectors present. Write (or clone) the data
+        at the returned offset, then :meth:`commit`.
+        """
+        if not 0 <= index < self.vhd.block_count:
+            raise ValueError(f"block {index} outside 0..{self.vhd.block_count - 1}")
+        if self.block_data_offset(index) is not None:
+            raise ValueError(f"block {index} is already present")
+        data_offset = self._next_data
+        self._next_data += self._stride
+        self._pending[index] = (data_offset - self._bitmap_size) // SECTOR
+        self.write_bitmap(index, bitmap or b"\xff" * (self.vhd.sectors_per_block // 8))
+        # A footer at the new end at once: a crash at any later point leaves
+        # a valid file whose BAT does not know the block yet.
+        self._pwrite(data_offset + self.vhd.block_size, self._footer)
+        return data_offset
+
+    def write_bitmap(self, index: int, bitmap: bytes) -> None:
+        """Replace the sector bitmap of a present (or allocated) block."""
+        offset = self.block_data_offset(index)
+        if offset is None:
+            raise ValueError(f"block {index} is absent")
+        if len(bitmap) != self.vhd.sectors_per_block // 8:
+            raise ValueError(f"bitmap of {len(bitmap)} bytes")
+        self._pwrite(offset - self._bitmap_size, bitmap.ljust(self._bitmap_size, b"\0"))
+
+    def read_bitmap(self, index: int) -> bytes | None:
+        """The sector bitmap of block ``index`` (allocated ones included), or None."""
+        offset = self.block_data_offset(index)
+        if offset is None:
+            return None
+        return _pread(self._f, offset - self._bitmap_size, self.vhd.sectors_per_block // 8)
+
+    def write_data(self, index: int, offset_in_block: int, data: bytes) -> None:
+        """Write ``data`` into block ``index`` at ``offset_in_block``."""
+        offset = self.block_data_offset(index)
+        if offset is None:
+            raise ValueError(f"block {index} is absent")
+        if offset_in_block < 0 or offset_in_block + len(data) > self.vhd.block_size:
+            raise ValueError("write past the end of the block")
+        self._pwrite(offset + offset_in_block, data)
+
+    def _pwrite(self, offset: int, data: bytes) -> None:
+        self._f.seek(offset)
+        self._f.write(data)
+
+    def _sync(self, fsync: bool) -> None:
+        self._f.flush()
+        if fsync:
+            with contextlib.suppress(OSError, AttributeError, ValueError):
+                os.fsync(self._f.fileno())
+
+    def commit(self, *, fsync: bool = True) -> None:
+        """Make allocated blocks part of the disk: data, bitmaps and footer durable
+        first, then the BAT entries that point to them."""
+        if not self._pending:
+            self._sync(fsync)
+            return
+        end = max(self._pending.values()) * SECTOR + self._bitmap_size + self.vhd.block_size
+        self._sync(fsync)
+        assert self.vhd.header is not None
+        table = self.vhd.header.table_offset
+        for index, sector in sorted(self._pending.items()):
+            self._pwrite(table + 4 * index, sector.to_bytes(4, "big"))
+            self.vhd.bat[index] = sector
+        self._sync(fsync)
+        self._pending.clear()
+        self.vhd.file_size = end + FOOTER_SIZE
+        self._next_data = _round_up(self.vhd.file_size + self._bitmap_size, DATA_ALIGNMENT)
 
 
 def fixed_footer(size: int, *, uuid: uuidlib.UUID, timestamp: int = 0) -> bytes:
@@ -1107,7 +1302,9 @@ __all__ = [
     "VhdFooter",
     "VhdHeader",
     "VhdParent",
+    "VhdStream",
     "VhdStreamReader",
+    "VhdUpdater",
     "VhdWriter",
     "bitmap_from_sectors",
     "check_parent",

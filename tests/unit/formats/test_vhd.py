@@ -399,13 +399,14 @@ def test_writer_refuses_misuse(tmp_path: Path) -> None:
 
 
 def test_memory_stays_flat_on_a_huge_sparse_disk(tmp_path: Path) -> None:
-    """A 1 TiB dynamic disk with a few blocks: writing, opening, streaming."""
-    size = 1 << 40
+    """A 256 GiB dynamic disk with a few blocks: writing, opening, streaming."""
+    size = 256 << 30
     path = tmp_path / "huge.vhd"
     tracemalloc.start()
     try:
         with path.open("w+b") as out, vhd.VhdWriter(out, size, uuid=uuid.uuid4()) as w:
             for index in (0, 100_000, w.block_count - 1):
+                # Each block is built, written and dropped: memory is one block.
                 w.write_block(index, os.urandom(2 * MIB))
         with vhd.VhdFile.open(path) as f:
             assert list(f.present_blocks()) == [0, 100_000, f.block_count - 1]
@@ -416,5 +417,127 @@ def test_memory_stays_flat_on_a_huge_sparse_disk(tmp_path: Path) -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    # The BAT of 512 Ki entries is 2 MiB; a few blocks of 2 MiB on top.
-    assert peak < 16 * MIB
+    # The BAT of 128 Ki entries is 512 KiB; a few blocks of 2 MiB on top.
+    assert peak < 12 * MIB
+
+
+# --------------------------------------------------------------------------
+# Streamed output and in-place updates
+
+
+def test_stream_writer_is_byte_identical_to_file_writer(tmp_path: Path) -> None:
+    size = 9 * MIB + 512
+    raw = sample_raw(size, seed=13)
+    zero = bytes(2 * MIB)
+    present = [
+        i for i in range(5) if raw[i * 2 * MIB : (i + 1) * 2 * MIB] != zero[: size - i * 2 * MIB]
+    ]
+    uid = uuid.UUID(int=77)
+    dynamic_from_bytes(tmp_path / "file.vhd", raw, uid=uid)
+    stream = vhd.VhdStream(
+        size,
+        uuid=uid,
+        present=present,
+        read_block=lambda i: (raw[i * 2 * MIB : (i + 1) * 2 * MIB], None),
+    )
+    pieces = list(stream)
+    assert max(len(p) for p in pieces) <= 2 * MIB + 4096
+    produced = b"".join(pieces)
+    assert len(produced) == stream.length
+    assert produced == (tmp_path / "file.vhd").read_bytes()
+    (tmp_path / "stream.vhd").write_bytes(produced)
+    assert qemu_to_raw(tmp_path / "stream.vhd", tmp_path / "back.raw") == raw
+
+
+def test_stream_writer_differencing(tmp_path: Path) -> None:
+    rng = random.Random(14)
+    blocks = {3: ({1, 2, 3}, rng.randbytes(2 * MIB)), 0: ({4095}, rng.randbytes(2 * MIB))}
+    parent = uuid.UUID(int=5)
+    child = diff_file(tmp_path / "file.vhd", 8 * MIB, parent, blocks, uid=uuid.UUID(int=6))
+    stream = vhd.VhdStream(
+        8 * MIB,
+        uuid=child,
+        parent=vhd.VhdParent(parent, name="parent.vhd"),
+        present=blocks,
+        read_block=lambda i: (blocks[i][1], vhd.bitmap_from_sectors(blocks[i][0])),
+    )
+    assert b"".join(stream) == (tmp_path / "file.vhd").read_bytes()
+
+
+def merge_into_parent(child: vhd.VhdFile, updater: vhd.VhdUpdater) -> None:
+    """A plain merge: every child sector written into the parent."""
+    for index in child.present_blocks():
+        got = child.read_block(index)
+        assert got is not None
+        bitmap, data = got
+        if updater.block_data_offset(index) is None:
+            updater.allocate_block(index)
+        mask = int.from_bytes(bitmap, "big")
+        for first, count in vhd._runs(mask, child.sectors_per_block):
+            a, b = first * vhd.SECTOR, (first + count) * vhd.SECTOR
+            updater.write_data(index, a, data[a:b])
+    updater.commit()
+
+
+def chain_fixture(tmp_path: Path) -> tuple[bytes, dict[int, tuple[set[int], bytes]]]:
+    size = 10 * MIB
+    raw = bytearray(size)
+    raw[2 * MIB : 3 * MIB] = random.Random(15).randbytes(MIB)  # only block 1 present
+    base_uuid = dynamic_from_bytes(tmp_path / "base.vhd", bytes(raw))
+    rng = random.Random(16)
+    blocks = {
+        1: ({0, 7, 4000}, rng.randbytes(2 * MIB)),  # partial, over a present block
+        3: ({5, 6}, rng.randbytes(2 * MIB)),  # partial, over an absent block
+        4: (set(range(4096)), rng.randbytes(2 * MIB)),  # whole block
+    }
+    diff_file(tmp_path / "child.vhd", size, base_uuid, blocks)
+    return bytes(raw), blocks
+
+
+def test_updater_merges_a_child_into_its_parent(tmp_path: Path) -> None:
+    raw, blocks = chain_fixture(tmp_path)
+    expected = apply_diff(raw, blocks)
+    with (
+        vhd.VhdFile.open(tmp_path / "child.vhd") as child,
+        (tmp_path / "base.vhd").open("r+b") as f,
+    ):
+        updater = vhd.VhdUpdater(f, name="base")
+        merge_into_parent(child, updater)
+    with vhd.VhdFile.open(tmp_path / "base.vhd") as merged:
+        assert list(merged.present_blocks()) == [1, 3, 4]
+        for index in merged.present_blocks():
+            offset = merged.block_data_offset(index)
+            assert offset is not None and offset % vhd.DATA_ALIGNMENT == 0
+        assert vhd.VhdChain([merged]).read(0, merged.size) == expected
+    assert qemu_to_raw(tmp_path / "base.vhd", tmp_path / "back.raw") == expected
+
+
+def test_updater_interrupted_before_the_bat_leaves_the_old_disk(tmp_path: Path) -> None:
+    raw, _ = chain_fixture(tmp_path)
+    before = (tmp_path / "base.vhd").read_bytes()
+
+    class Crash(Exception):
+        pass
+
+    class CrashAfterFooter(vhd.VhdUpdater):
+        def _sync(self, fsync: bool) -> None:
+            super()._sync(fsync)
+            raise Crash
+
+    with (tmp_path / "base.vhd").open("r+b") as f:
+        up = CrashAfterFooter(f)
+        up.allocate_block(3)
+        up.write_data(3, 0, b"\x77" * 4096)
+        with pytest.raises(Crash):
+            up.commit()
+    after = (tmp_path / "base.vhd").read_bytes()
+    assert len(after) > len(before)
+    with vhd.VhdFile.open(tmp_path / "base.vhd") as f2:
+        assert list(f2.present_blocks()) == [1]
+        assert vhd.VhdChain([f2]).read(0, f2.size) == raw
+    # Without any commit at all the file is untouched where it matters too.
+    with (tmp_path / "base.vhd").open("r+b") as f:
+        up2 = vhd.VhdUpdater(f)
+        up2.allocate_block(4)
+    with vhd.VhdFile.open(tmp_path / "base.vhd") as f3:
+        assert vhd.VhdChain([f3]).read(0, f3.size) == raw
