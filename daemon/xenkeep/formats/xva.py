@@ -1,7 +1,8 @@
 """XVA: a whole VM (metadata and disks) as XAPI's ``/export`` and ``/import`` carry it.
 
-Layout (uncompressed POSIX ustar archive; XAPI also accepts gzip/zstd, this
-codec neither writes nor reads those)::
+Layout (POSIX ustar archive; XAPI also sends and accepts it gzip- or
+zstd-compressed: the writer writes it uncompressed, the reader also takes
+gzip)::
 
     ova.xml                     first member, always
     Ref:002/00000000            1 MiB of disk data of the VDI whose object id is Ref:002
@@ -40,10 +41,11 @@ import os
 import re
 import uuid
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, Protocol
 from xml.sax.saxutils import escape
 
 import xxhash
@@ -72,6 +74,14 @@ _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MAX_DEPTH: Final = 16
 
 ProgressFn = Callable[[int], None]
+
+
+class SupportsRead(Protocol):
+    """Anything with a blocking ``read(n)``: a file, a socket file, an HTTP body."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes; empty at the end of the stream."""
+        ...
 
 
 # --------------------------------------------------------------------------
@@ -586,7 +596,7 @@ class XvaWriter:
         self._state = "closed"
 
 
-def _read_upto(src: BinaryIO, n: int) -> bytes:
+def _read_upto(src: SupportsRead, n: int) -> bytes:
     parts: list[bytes] = []
     remaining = n
     while remaining:
@@ -726,7 +736,7 @@ class _Member:
 class _TarStream:
     """A strict, streaming ustar/GNU/pax reader that reports truncation precisely."""
 
-    def __init__(self, src: BinaryIO) -> None:
+    def __init__(self, src: SupportsRead) -> None:
         self._src = src
         self.offset = 0
 
@@ -940,8 +950,65 @@ def parse_ova_xml(data: bytes) -> XvaHeader:
     return XvaHeader(version, tuple(parsed))
 
 
-def iter_xva(src: BinaryIO) -> Iterator[XvaHeader | XvaChunk]:
-    """Read an uncompressed XVA from ``src``, yielding the header then verified chunks.
+class _Prefixed:
+    """Gives back bytes already read for sniffing before the rest of the stream."""
+
+    def __init__(self, prefix: bytes, src: SupportsRead) -> None:
+        self._prefix = prefix
+        self._src = src
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._prefix:
+            take = self._prefix if size < 0 else self._prefix[:size]
+            self._prefix = self._prefix[len(take) :]
+            return take
+        return self._src.read(size)
+
+
+class _Gunzip:
+    """Streaming gzip decoding with bounded buffers and format errors, not zlib's."""
+
+    def __init__(self, src: SupportsRead) -> None:
+        self._src = src
+        self._z = zlib.decompressobj(wbits=31)
+        self._buf = bytearray()
+
+    def read(self, size: int = -1, /) -> bytes:
+        want = CHUNK_SIZE if size < 0 else size
+        while len(self._buf) < want and not self._z.eof:
+            tail = self._z.unconsumed_tail
+            if not tail:
+                tail = self._src.read(1 << 16)
+                if not tail:
+                    raise XvaFormatError("truncated archive: the gzip stream ends early")
+            try:
+                self._buf += self._z.decompress(tail, CHUNK_SIZE)
+            except zlib.error as exc:
+                raise XvaFormatError(f"corrupt gzip stream: {exc}") from None
+        out = bytes(self._buf[:want])
+        del self._buf[:want]
+        return out
+
+
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+_ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
+
+
+def _open_archive(src: SupportsRead) -> SupportsRead:
+    head = _read_upto(src, 4)
+    if head.startswith(_GZIP_MAGIC):
+        return _Gunzip(_Prefixed(head, src))
+    if head == _ZSTD_MAGIC:
+        raise XvaFormatError(
+            "zstd-compressed XVA: not supported here; export uncompressed or with gzip"
+        )
+    return _Prefixed(head, src)
+
+
+def iter_xva(src: SupportsRead) -> Iterator[XvaHeader | XvaChunk]:
+    """Read an XVA from ``src``, yielding the header then verified chunks.
+
+    The archive may be plain tar or gzip-compressed (``use_compression=true``).
 
     Checks, in stream order: ova.xml first and well-formed; every chunk
     followed by its ``.xxhash`` or ``.checksum`` member with a matching sum;
@@ -951,7 +1018,7 @@ def iter_xva(src: BinaryIO) -> Iterator[XvaHeader | XvaChunk]:
     ending with the end-of-archive marker. Any violation raises
     :class:`XvaFormatError`; chunks are yielded only once their sum matched.
     """
-    tar = _TarStream(src)
+    tar = _TarStream(_open_archive(src))
     first = tar.next()
     if first is None:
         raise XvaFormatError("empty archive: no ova.xml")
@@ -1061,7 +1128,7 @@ class XvaSummary:
     data_bytes: int
 
 
-def verify_xva(src: BinaryIO) -> XvaSummary:
+def verify_xva(src: SupportsRead) -> XvaSummary:
     """Read the whole archive, checking everything :func:`iter_xva` checks."""
     header: XvaHeader | None = None
     chunks: dict[str, int] = {}
@@ -1077,7 +1144,7 @@ def verify_xva(src: BinaryIO) -> XvaSummary:
     return XvaSummary(header, chunks, data_bytes)
 
 
-def extract_vdi(src: BinaryIO, vdi_id: str, dest: Path) -> int:
+def extract_vdi(src: SupportsRead, vdi_id: str, dest: Path) -> int:
     """Write the disk of VDI ``vdi_id`` to the file ``dest`` and return its size.
 
     The file gets the VDI's virtual size; absent chunks stay holes. The whole

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -421,3 +422,19 @@ def test_writer_enforces_member_order() -> None:
     w.add_chunk("Ref:3", 0, b"x")
     with pytest.raises(ValueError, match=r"ids must increase"):
         w.add_chunk("Ref:2", 5, b"x")
+
+
+def test_gzip_compressed_archive_reads(archive: Path, disk: tuple[Path, int, bytes]) -> None:
+    _, _, raw = disk
+    packed = gzip.compress(archive.read_bytes(), compresslevel=1)
+    chunks = [i for i in xva.iter_xva(io.BytesIO(packed)) if isinstance(i, xva.XvaChunk)]
+    assert [c.index for c in chunks] == [0, 2, 5]
+    assert chunks[1].data == raw[2 * MIB : 3 * MIB]
+    with pytest.raises(XvaFormatError, match="gzip stream ends early"):
+        read_all(packed[: len(packed) // 2])
+    broken = bytearray(packed)
+    broken[len(broken) // 2] ^= 0xFF
+    with pytest.raises(XvaFormatError, match=r"corrupt gzip stream|checksum mismatch"):
+        read_all(bytes(broken))
+    with pytest.raises(XvaFormatError, match="zstd-compressed XVA"):
+        read_all(b"\x28\xb5\x2f\xfd" + bytes(100))
