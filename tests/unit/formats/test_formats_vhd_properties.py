@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import uuid
 
+from formats_vhd_testlib import OneWayStream, apply_diff
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vhd_testlib import OneWayStream, apply_diff
 
 from xenkeep.formats import vhd
 

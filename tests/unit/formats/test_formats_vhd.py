@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from vhd_testlib import MIB, OneWayStream, apply_diff, diff_file, dynamic_from_bytes
+from formats_vhd_testlib import MIB, OneWayStream, apply_diff, diff_file, dynamic_from_bytes
 
 from xenkeep.formats import vhd
 from xenkeep.formats.errors import FormatError, VhdFormatError

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from vhd_testlib import OneWayStream
+from formats_vhd_testlib import OneWayStream
 
 from xenkeep.formats import vhd, xva
 from xenkeep.formats.errors import VhdFormatError, XvaFormatError
