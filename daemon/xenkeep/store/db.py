@@ -82,6 +82,9 @@ def migrate_sync(conn: sqlite3.Connection, db_path: Path | None) -> int:
             f"but this XenKeep only knows up to {latest}",
             hint="run the XenKeep version that last used this database; nothing was changed",
         )
+    # Only now switch to WAL: even that rewrites the header of a database
+    # we were about to refuse.
+    _configure(conn)
     if current == latest:
         return current
     if db_path is not None and current > 0:
@@ -217,7 +220,6 @@ def _prepare(path: Path) -> None:
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open the database {path}: {exc}") from None
     try:
-        _configure(conn)
         migrate_sync(conn, path)
     except sqlite3.DatabaseError as exc:
         raise StoreError(
