@@ -1,0 +1,1 @@
+"""The async XAPI client: calls, the object cache, tasks, transfers, pools."""
