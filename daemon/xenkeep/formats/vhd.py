@@ -606,7 +606,7 @@ class VhdChain:
     """A differencing chain, child first, ending with a fixed or dynamic base.
 
     Reads resolve every sector from the topmost file whose block holds it
-    (bitmap bit set in a differencing disk; any present block of the base).
+    (present block, bitmap bit set); sectors no file holds read as zeros.
     """
 
     def __init__(self, files: Sequence[VhdFile], *, check: bool = True) -> None:
@@ -645,7 +645,9 @@ class VhdChain:
             assert got is not None
             bitmap, data = got
             own = remaining
-            if f.disk_type == DISK_DIFFERENCING:
+            if f.disk_type != DISK_FIXED:
+                # The spec: a clear bit in a dynamic disk is a sector never
+                # written (zeros), in a differencing disk one of the parent's.
                 own &= _bitmap_int(bitmap)
             if own == full:
                 return data

@@ -541,3 +541,15 @@ def test_updater_interrupted_before_the_bat_leaves_the_old_disk(tmp_path: Path) 
         up2.allocate_block(4)
     with vhd.VhdFile.open(tmp_path / "base.vhd") as f3:
         assert vhd.VhdChain([f3]).read(0, f3.size) == raw
+
+
+def test_dynamic_disk_honours_its_bitmap(tmp_path: Path) -> None:
+    """A clear bit in a dynamic disk's bitmap is a sector never written: zeros."""
+    with (
+        (tmp_path / "d.vhd").open("w+b") as out,
+        vhd.VhdWriter(out, 4 * MIB, uuid=uuid.uuid4()) as w,
+    ):
+        w.write_block(0, b"\x55" * (2 * MIB), vhd.bitmap_from_sectors({1}))
+    with vhd.VhdFile.open(tmp_path / "d.vhd") as f:
+        data = vhd.VhdChain([f]).read(0, 2048)
+    assert data == bytes(512) + b"\x55" * 512 + bytes(1024)
