@@ -195,6 +195,10 @@ def test_parse_typed_and_indented_xml_rpc() -> None:
               <member><name>b</name><value><base64>aGk=</base64></value></member>
               <member><name>n</name><value><nil/></value></member>
               <member><name>s</name><value>  spaced  </value></member>
+              <member><name>e</name><value><struct/></value></member>
+              <member><name>l</name><value><array><data/></array></value></member>
+              <member><name>l2</name><value><array/></value></member>
+              <member><name>z</name><value><string/></value></member>
             </struct></value></member>
           </struct></value>
         </data></array></value></member>
@@ -209,6 +213,10 @@ def test_parse_typed_and_indented_xml_rpc() -> None:
         "b": b"hi",
         "n": None,
         "s": "  spaced  ",
+        "e": {},
+        "l": [],
+        "l2": [],
+        "z": "",
     }
 
 
