@@ -602,6 +602,14 @@ def _runs(mask: int, nbits: int) -> Iterator[tuple[int, int]]:
         mask &= (1 << end_bit) - 1
 
 
+def bitmap_runs(bitmap: bytes) -> Iterator[tuple[int, int]]:
+    """(first sector, sector count) of each run of set bits in a block bitmap.
+
+    A merge copies exactly these ranges of a child block into its parent.
+    """
+    return _runs(int.from_bytes(bitmap, "big"), len(bitmap) * 8)
+
+
 class VhdChain:
     """A differencing chain, child first, ending with a fixed or dynamic base.
 
@@ -1309,6 +1317,7 @@ __all__ = [
     "VhdUpdater",
     "VhdWriter",
     "bitmap_from_sectors",
+    "bitmap_runs",
     "check_parent",
     "chs_geometry",
     "fixed_footer",

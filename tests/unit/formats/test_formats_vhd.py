@@ -472,8 +472,7 @@ def merge_into_parent(child: vhd.VhdFile, updater: vhd.VhdUpdater) -> None:
         bitmap, data = got
         if updater.block_data_offset(index) is None:
             updater.allocate_block(index)
-        mask = int.from_bytes(bitmap, "big")
-        for first, count in vhd._runs(mask, child.sectors_per_block):
+        for first, count in vhd.bitmap_runs(bitmap):
             a, b = first * vhd.SECTOR, (first + count) * vhd.SECTOR
             updater.write_data(index, a, data[a:b])
     updater.commit()

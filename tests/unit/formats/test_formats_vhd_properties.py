@@ -118,10 +118,9 @@ def test_differencing_chain_matches_model(data: st.DataObject) -> None:
 @settings(max_examples=200, deadline=None, database=None)
 @given(st.sets(st.integers(0, SPB - 1)))
 def test_bitmap_runs_cover_exactly_the_set_sectors(sectors: set[int]) -> None:
-    mask = int.from_bytes(vhd.bitmap_from_sectors(sectors, BS), "big")
     covered: set[int] = set()
     previous_end = -1
-    for first, count in vhd._runs(mask, SPB):
+    for first, count in vhd.bitmap_runs(vhd.bitmap_from_sectors(sectors, BS)):
         assert count > 0 and first > previous_end
         previous_end = first + count
         covered.update(range(first, first + count))
