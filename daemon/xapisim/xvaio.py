@@ -44,7 +44,7 @@ from base64 import b64decode, b64encode
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 from xml.parsers import expat
 
 import xxhash
@@ -518,18 +518,20 @@ class XvaHeader:
     disks: list[tuple[str, int]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class XvaChunk:
-    """One verified chunk of disk data: bytes [offset, offset + len(data)) of disk_id."""
+class XvaChunk(NamedTuple):
+    """One verified chunk of disk data: bytes [offset, offset + len(data)) of disk_id.
+
+    A tuple, so ``disk_id, index, data = chunk`` works too.
+    """
 
     disk_id: str
-    index: int
+    chunk_index: int
     data: bytes
 
     @property
     def offset(self) -> int:
         """Byte offset of the chunk in its disk."""
-        return self.index * CHUNK
+        return self.chunk_index * CHUNK
 
 
 XvaItem = XvaHeader | XvaChunk

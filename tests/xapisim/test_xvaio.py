@@ -372,7 +372,7 @@ def test_read_round_trip(vm: tuple[bytes, list[tuple[str, Path, int]]]) -> None:
     assert isinstance(header, XvaHeader)
     assert header.xml == ova
     assert header.disks == [("Ref:10", 3 * MiB), ("Ref:9", 5 * MiB + 1536)]
-    assert [(c.disk_id, c.index) for c in items[1:] if isinstance(c, XvaChunk)] == [
+    assert [(c.disk_id, c.chunk_index) for c in items[1:] if isinstance(c, XvaChunk)] == [
         ("Ref:10", 0),
         ("Ref:10", 1),
         ("Ref:10", 2),
@@ -533,7 +533,7 @@ def test_chunks_are_yielded_only_after_verification() -> None:
     with pytest.raises(XvaError, match="checksum mismatch for 'Ref:1/00000002'"):
         for item in xvaio.read_xva(io.BytesIO(tar_of(members))):
             if isinstance(item, XvaChunk):
-                seen.append(item.index)
+                seen.append(item.chunk_index)
     assert seen == [0]
 
 
@@ -565,3 +565,12 @@ def test_round_trip_property(
     data = b"".join(xvaio.xva_stream(ova, disks))
     got = disks_from(read_all(gzip.compress(data, 1) if gzipped else data))
     assert got == {d: bytearray(p.read_bytes()) for d, p, _ in disks}
+
+
+def test_chunk_unpacks_as_a_tuple() -> None:
+    items = read_all(tar_of(M))
+    chunk = items[2]
+    assert isinstance(chunk, XvaChunk)
+    disk_id, index, data = chunk
+    assert (disk_id, index, data) == ("Ref:1", 2, M[3][1])
+    assert chunk.offset == 2 * MiB
