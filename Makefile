@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint image boot bench clean
+.PHONY: run test lint image boot bench clean reset-admin
 
 $(STAMP): pyproject.toml constraints/bookworm.txt
 	scripts/deps.sh run
@@ -42,3 +42,7 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var out build dist
+
+## Let a new administrator be created in the `make run` state (keeps all data).
+reset-admin: $(STAMP)
+	$(VENV)/bin/xenkeep --config var/xenkeep.toml reset-admin
