@@ -1,0 +1,437 @@
+"""The datastore service: the one object the backup runner, restore, verify
+and the UI talk to. It owns no XAPI: it takes streams and returns streams.
+
+Blocking file work runs in worker threads (``asyncio.to_thread``); the
+synchronous cores live in :mod:`.writer`, :mod:`.merge`, :mod:`.verify`
+and :mod:`.restore` so tests and tools can call them directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Final
+
+from xenkeep.formats.errors import VhdFormatError
+from xenkeep.formats.vhd import VhdFile
+
+from .errors import ChainBrokenError, ChainBusyError, NotADatastoreError, RepoError
+from .fsutil import allocated_bytes, atomic_write, durable_unlink, probe_reflink
+from .layout import RestorePoint, VmDir, check_uuid, vm_dirs
+from .lock import ChainLock, LockOwner, ReadersLock
+from .merge import MergeStats, merge_oldest, pending_journal, run_journal
+from .restore import SynthStats, iter_raw, synthesize_full
+from .retention import MergeStep, PointSummary, RetentionPlan, plan_retention
+from .verify import DamagedPoint, VerifyReport, flagged_files, verify_vm
+from .writer import PointWriter
+
+log = logging.getLogger(__name__)
+
+MARKER: Final = "datastore.json"
+FORMAT: Final = "xenkeep-datastore"
+VERSION: Final = 1
+
+
+@dataclass(frozen=True)
+class SpaceUsage:
+    """Capacity, used and free bytes of the filesystem holding the datastore."""
+
+    capacity: int
+    used: int
+    free: int
+
+
+@dataclass(frozen=True)
+class VmUsage:
+    """Space one VM's backups take."""
+
+    vm_uuid: str
+    points: int
+    #: Bytes the filesystem allocated (``st_blocks``); extents shared by
+    #: reflink count in every file that shares them.
+    allocated: int
+    #: Bytes of VHD blocks stored (present blocks times block size).
+    stored: int
+
+
+@dataclass
+class Recovery:
+    """What opening a VM's chains had to repair."""
+
+    stale_lock: LockOwner | None = None
+    resumed_merge: str | None = None
+    removed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PruneResult:
+    """Outcome of applying retention to one VM."""
+
+    plan: RetentionPlan
+    merged: list[MergeStep] = field(default_factory=list)
+    stats: MergeStats = field(default_factory=MergeStats)
+    deferred: str | None = None
+    recovery: Recovery | None = None
+
+
+class Datastore:
+    """A backup datastore rooted at a directory (see ``docs/repository.md``)."""
+
+    def __init__(self, root: Path, *, use_flock: bool = True) -> None:
+        self.root = Path(root)
+        self.use_flock = use_flock
+        marker = self.root / MARKER
+        try:
+            meta = json.loads(marker.read_bytes())
+        except FileNotFoundError:
+            raise NotADatastoreError(
+                f"{self.root} is not a XenKeep datastore ({MARKER} missing)",
+                hint="initialise it first",
+            ) from None
+        except ValueError as exc:
+            raise NotADatastoreError(f"{marker}: unreadable: {exc}") from None
+        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+            raise NotADatastoreError(
+                f"{marker}: format {meta.get('format')!r} version {meta.get('version')!r} "
+                f"is not {FORMAT} version {VERSION}"
+            )
+
+    @classmethod
+    def initialise(cls, root: Path, **kwargs: Any) -> Datastore:
+        """Make ``root`` (an existing, empty or already initialised directory) a datastore."""
+        root = Path(root)
+        if not root.is_dir():
+            raise NotADatastoreError(f"{root} is not a directory")
+        marker = root / MARKER
+        if not marker.exists():
+            (root / "vms").mkdir(exist_ok=True)
+            body = {"format": FORMAT, "version": VERSION, "created": time.time()}
+            atomic_write(marker, json.dumps(body).encode())
+        return cls(root, **kwargs)
+
+    # --------------------------------------------------------------- facts
+
+    @cached_property
+    def reflink(self) -> bool:
+        """Whether the datastore's filesystem shares extents (merges then move no data)."""
+        return probe_reflink(self.root)
+
+    @property
+    def reflink_note(self) -> str:
+        """The line the UI shows about merge speed."""
+        if self.reflink:
+            return "reflink: yes — merges are metadata operations"
+        return "reflink: no — merges copy the changed blocks"
+
+    def usage(self) -> SpaceUsage:
+        """Capacity, used and free space of the datastore's filesystem."""
+        st = os.statvfs(self.root)
+        capacity = st.f_blocks * st.f_frsize
+        free = st.f_bavail * st.f_frsize
+        return SpaceUsage(capacity, capacity - st.f_bfree * st.f_frsize, free)
+
+    def vm_usage(self, vm_uuid: str) -> VmUsage:
+        """Space taken by one VM's backups."""
+        vmdir = VmDir(self.root, vm_uuid)
+        allocated = stored = 0
+        for dirpath, _dirs, files in os.walk(vmdir.path):
+            for name in files:
+                path = Path(dirpath) / name
+                with contextlib.suppress(FileNotFoundError):
+                    allocated += allocated_bytes(path)
+                if name.endswith(".vhd"):
+                    with contextlib.suppress(OSError, VhdFormatError), VhdFile.open(path) as v:
+                        stored += sum(1 for _ in v.present_blocks()) * v.block_size
+        return VmUsage(vmdir.vm_uuid, len(vmdir.list_points()), allocated, stored)
+
+    def vms(self) -> list[str]:
+        """VM uuids that have a directory in the datastore."""
+        return [v.vm_uuid for v in vm_dirs(self.root)]
+
+    def vmdir(self, vm_uuid: str) -> VmDir:
+        """The directory object of one VM."""
+        return VmDir(self.root, vm_uuid)
+
+    def points(self, vm_uuid: str) -> list[RestorePoint]:
+        """Committed restore points of a VM, oldest first."""
+        return self.vmdir(vm_uuid).list_points()
+
+    def damage(self, vm_uuid: str) -> list[DamagedPoint]:
+        """Restore points whose chain holds a file the last verify flagged."""
+        vmdir = self.vmdir(vm_uuid)
+        flags = flagged_files(vmdir)
+        out = []
+        for p in vmdir.list_points():
+            for d in p.disks:
+                try:
+                    chain = vmdir.chain_files(d.key, d.file)
+                except ChainBrokenError as exc:
+                    out.append(DamagedPoint(vmdir.vm_uuid, p.id, d.key, d.file, exc.message))
+                    continue
+                for f in chain:
+                    if f in flags:
+                        fd = flags[f]
+                        out.append(
+                            DamagedPoint(vmdir.vm_uuid, p.id, d.key, f, fd.reason, fd.blocks)
+                        )
+                        break
+        return out
+
+    # ------------------------------------------------------------ recovery
+
+    def _recover_locked(self, vmdir: VmDir, lock: ChainLock) -> Recovery:
+        """With the writer lock held: finish a killed merge, drop leftovers of
+        a killed backup."""
+        rec = Recovery(stale_lock=lock.recovered)
+        if rec.stale_lock is not None:
+            log.warning("%s: recovered the lock of %s", vmdir.vm_uuid, rec.stale_lock.describe())
+        journal = pending_journal(vmdir)
+        if journal is not None:
+            readers = ReadersLock(vmdir.readers_lock)
+            if not readers.acquire(exclusive=True):
+                raise ChainBusyError(
+                    f"VM {vmdir.vm_uuid}: an interrupted merge must be resumed but a restore "
+                    "or verify is reading the chain"
+                )
+            try:
+                log.warning(
+                    "%s: resuming merge of %s at %s", vmdir.vm_uuid, journal.retire, journal.step
+                )
+                run_journal(vmdir, journal, reflink=self.reflink)
+                rec.resumed_merge = journal.retire
+            finally:
+                readers.release()
+        rec.removed = self._collect_garbage(vmdir)
+        return rec
+
+    def _collect_garbage(self, vmdir: VmDir) -> list[str]:
+        """Remove files of backups that never committed: temporary files always,
+        VHDs no restore point's chain uses only if every chain could be read."""
+        removed = []
+        referenced: set[tuple[str, str]] | None = set()
+        for p in vmdir.list_points():
+            for d in p.disks:
+                try:
+                    for f in vmdir.chain_files(d.key, d.file):
+                        assert referenced is not None
+                        referenced.add((d.key, f))
+                except ChainBrokenError:
+                    referenced = None
+                    break
+            if referenced is None:
+                break
+        for sub in (vmdir.points, vmdir.path):
+            with contextlib.suppress(FileNotFoundError):
+                for tmp in sub.iterdir():
+                    if tmp.name.startswith(".") and ".tmp-" in tmp.name:
+                        durable_unlink(tmp)
+                        removed.append(str(tmp.relative_to(self.root)))
+        with contextlib.suppress(FileNotFoundError):
+            for disk_dir in vmdir.disks.iterdir():
+                for path in disk_dir.iterdir():
+                    name = path.name
+                    temp = name.endswith((".part", ".merge")) or ".tmp-" in name
+                    stem = name.split(".", 1)[0]
+                    orphan = (
+                        referenced is not None
+                        and name.endswith((".vhd", ".sums"))
+                        and (disk_dir.name, stem) not in referenced
+                    )
+                    if temp or orphan:
+                        durable_unlink(path)
+                        removed.append(str(path.relative_to(self.root)))
+        if removed:
+            log.info("%s: removed leftovers %s", vmdir.vm_uuid, removed)
+        return removed
+
+    def recover(self, vm_uuid: str) -> Recovery:
+        """Take the VM's lock and repair what a killed job left (blocking)."""
+        vmdir = self.vmdir(vm_uuid)
+        if not vmdir.exists():
+            return Recovery()
+        lock = ChainLock(vmdir.lock, "recover", use_flock=self.use_flock)
+        lock.acquire()
+        try:
+            return self._recover_locked(vmdir, lock)
+        finally:
+            lock.release()
+
+    # -------------------------------------------------------------- backup
+
+    @contextlib.asynccontextmanager
+    async def begin_point(
+        self,
+        vm_uuid: str,
+        *,
+        vm_record: dict[str, Any],
+        job_id: str | None = None,
+        expect_parent: str | None = None,
+    ) -> AsyncIterator[PointWriter]:
+        """Start a restore point of ``vm_uuid``; hold its chain lock until the
+        block exits. Without a successful ``commit()`` inside, nothing stays.
+
+        ``expect_parent``: the restore point the deltas were exported against
+        (the run's base snapshot); ChainBrokenError if it is not the newest.
+        """
+        vmdir = self.vmdir(check_uuid(vm_uuid))
+
+        def begin() -> tuple[ChainLock, PointWriter]:
+            vmdir.create()
+            lock = ChainLock(vmdir.lock, f"backup job {job_id}", use_flock=self.use_flock)
+            lock.acquire()
+            try:
+                self._recover_locked(vmdir, lock)
+                points = vmdir.list_points()
+                parent = points[-1] if points else None
+                if expect_parent is not None and (parent is None or parent.id != expect_parent):
+                    raise ChainBrokenError(
+                        f"VM {vmdir.vm_uuid}: deltas were exported against restore point "
+                        f"{expect_parent}, but the newest is {parent.id if parent else 'none'}",
+                        hint="export a full",
+                    )
+                seq = (parent.seq if parent else 0) + 1
+                stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+                writer = PointWriter(
+                    vmdir,
+                    lock,
+                    point_id=f"{stamp}-{seq:06d}",
+                    seq=seq,
+                    parent=parent,
+                    vm_record=vm_record,
+                    job_id=job_id,
+                )
+            except BaseException:
+                lock.release()
+                raise
+            return lock, writer
+
+        lock, writer = await asyncio.to_thread(begin)
+        try:
+            yield writer
+        finally:
+            try:
+                if not writer.committed:
+                    await writer.abort()
+            finally:
+                lock.release()
+
+    async def prune(self, vm_uuid: str, keep_last: int) -> PruneResult:
+        """Apply retention: merge the oldest points away until ``keep_last`` remain."""
+        vmdir = self.vmdir(vm_uuid)
+        reflink = self.reflink
+
+        def run() -> PruneResult:
+            lock = ChainLock(vmdir.lock, "prune", use_flock=self.use_flock)
+            lock.acquire()
+            try:
+                recovery = self._recover_locked(vmdir, lock)
+                summaries = self._summaries(vmdir)
+                plan = plan_retention(summaries, keep_last)
+                result = PruneResult(plan=plan, recovery=recovery)
+                if not plan.merges:
+                    return result
+                readers = ReadersLock(vmdir.readers_lock)
+                if not readers.acquire(exclusive=True):
+                    result.deferred = "a restore or verify is reading this VM; merge postponed"
+                    return result
+                try:
+                    for step in plan.merges:
+                        old = vmdir.load_point(step.retire)
+                        new = vmdir.load_point(step.into)
+                        result.stats.add(merge_oldest(vmdir, old, new, reflink=reflink))
+                        result.merged.append(step)
+                finally:
+                    readers.release()
+                return result
+            finally:
+                lock.release()
+
+        return await asyncio.to_thread(run)
+
+    def _summaries(self, vmdir: VmDir) -> list[PointSummary]:
+        flags = flagged_files(vmdir)
+        out = []
+        for p in vmdir.list_points():
+            damaged = False
+            for d in p.disks:
+                try:
+                    damaged |= any(f in flags for f in vmdir.chain_files(d.key, d.file))
+                except ChainBrokenError:
+                    damaged = True
+            out.append(PointSummary(p.id, p.seq, damaged))
+        return out
+
+    # ------------------------------------------------------------- readers
+
+    @contextlib.contextmanager
+    def reading(self, vm_uuid: str) -> Iterator[VmDir]:
+        """Hold the VM's readers lock (shared): merges wait until it is released."""
+        vmdir = self.vmdir(vm_uuid)
+        if not vmdir.exists():
+            raise RepoError(f"no backups of VM {vm_uuid}")
+        for _attempt in range(3):
+            readers = ReadersLock(vmdir.readers_lock)
+            if not readers.acquire(exclusive=False):
+                raise ChainBusyError(f"VM {vm_uuid}: a merge is running; try again when it ends")
+            if pending_journal(vmdir) is None:
+                try:
+                    yield vmdir
+                finally:
+                    readers.release()
+                return
+            readers.release()
+            self.recover(vm_uuid)
+        raise ChainBusyError(f"VM {vm_uuid}: could not settle an interrupted merge")
+
+    async def read_disk(self, vm_uuid: str, point_id: str, key: str) -> AsyncIterator[bytes]:
+        """The raw disk of a restore point (newest block wins), 2 MiB at a time."""
+        loop_sentinel = object()
+        with self.reading(vm_uuid) as vmdir:
+            rec = vmdir.load_point(point_id).disk(key)
+            it = iter_raw(vmdir, key, rec.file)  # a generator: close() releases its files
+            try:
+                while True:
+                    item = await asyncio.to_thread(next, it, loop_sentinel)
+                    if item is loop_sentinel:
+                        return
+                    assert isinstance(item, bytes)
+                    yield item
+            finally:
+                close = getattr(it, "close", None)
+                if close is not None:
+                    close()
+
+    async def synthesize_full(
+        self, vm_uuid: str, point_id: str, key: str, dest: Path
+    ) -> SynthStats:
+        """Write the disk of a restore point as one dynamic VHD at ``dest``
+        (sharing extents with the chain where the filesystem allows)."""
+        reflink = self.reflink
+
+        def run() -> SynthStats:
+            with self.reading(vm_uuid) as vmdir:
+                rec = vmdir.load_point(point_id).disk(key)
+                return synthesize_full(vmdir, key, rec.file, Path(dest), reflink=reflink)
+
+        return await asyncio.to_thread(run)
+
+    async def verify(self, vm_uuid: str | None = None) -> VerifyReport:
+        """Re-read every block of every restore point (of one VM or all) and
+        compare with the checksums stored at write time."""
+
+        def run() -> VerifyReport:
+            report = VerifyReport()
+            for vm in [vm_uuid] if vm_uuid else self.vms():
+                with self.reading(vm) as vmdir:
+                    report.add(verify_vm(vmdir))
+            return report
+
+        return await asyncio.to_thread(run)

@@ -1,0 +1,236 @@
+"""Where things live in a datastore, and the restore point records.
+
+The layout is documented in ``docs/repository.md``; this module is its only
+implementation. A restore point exists when, and only when, its metadata
+file ``vms/<vm>/points/<id>.json`` exists: that file is always the last
+rename of a backup, after every VHD and checksum file it names is durable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import uuid as uuidlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from xenkeep.formats.errors import VhdFormatError
+from xenkeep.formats.vhd import DISK_DIFFERENCING, VhdChain, VhdFile
+
+from .errors import ChainBrokenError, PointNotFoundError, RepoError
+
+POINT_FORMAT: Final = 1
+VMS: Final = "vms"
+POINTS: Final = "points"
+DISKS: Final = "disks"
+DAMAGED: Final = "damaged"
+LOCK: Final = "lock"
+READERS_LOCK: Final = "readers.lock"
+JOURNAL: Final = "merge.journal"
+#: Disk keys name directories: VBD positions ("0", "1", "xvdb") or VDI uuids.
+_KEY_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: A chain longer than this is a loop or a corrupt layout, not a real backup.
+MAX_CHAIN: Final = 100_000
+
+
+def check_key(key: str, what: str = "disk key") -> str:
+    """``key`` if it is safe as a directory name, else ValueError."""
+    if not _KEY_RE.match(key):
+        raise ValueError(f"invalid {what} {key!r}: letters, digits, '_', '.', '-' only")
+    return key
+
+
+def check_uuid(value: str) -> str:
+    """The canonical form of a uuid string, else ValueError."""
+    return str(uuidlib.UUID(value))
+
+
+@dataclass(frozen=True)
+class DiskRecord:
+    """One disk of a restore point."""
+
+    key: str
+    #: uuid of the VHD holding this point's data for the disk (``<file>.vhd``).
+    file: str
+    virtual_size: int
+    #: What the backup transferred: "full" or "delta" (history; merges later
+    #: turn the file into a full without changing this).
+    transfer: str
+    transferred_bytes: int = 0
+    blocks: int = 0
+    vdi: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    """A committed restore point, as stored in its metadata file."""
+
+    id: str
+    seq: int
+    vm_uuid: str
+    created: float
+    committed: float
+    job_id: str | None
+    vm: dict[str, Any]
+    disks: tuple[DiskRecord, ...]
+
+    def disk(self, key: str) -> DiskRecord:
+        """The disk with ``key``."""
+        for d in self.disks:
+            if d.key == key:
+                return d
+        raise PointNotFoundError(f"restore point {self.id} of VM {self.vm_uuid} has no disk {key}")
+
+    def to_json(self) -> bytes:
+        """The metadata file's bytes."""
+        d = asdict(self)
+        d["format"] = POINT_FORMAT
+        return json.dumps(d, indent=1, sort_keys=True).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, raw: bytes, where: str) -> RestorePoint:
+        """Parse a metadata file; RepoError naming ``where`` if it is malformed."""
+        try:
+            d = json.loads(raw)
+            if d.get("format") != POINT_FORMAT:
+                raise RepoError(f"{where}: unsupported metadata format {d.get('format')!r}")
+            disks = tuple(DiskRecord(**x) for x in d["disks"])
+            return cls(
+                id=str(d["id"]),
+                seq=int(d["seq"]),
+                vm_uuid=str(d["vm_uuid"]),
+                created=float(d["created"]),
+                committed=float(d["committed"]),
+                job_id=d.get("job_id"),
+                vm=dict(d.get("vm") or {}),
+                disks=disks,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RepoError(f"{where}: malformed restore point metadata: {exc}") from None
+
+
+class VmDir:
+    """The directory of one VM's chains, ``<datastore>/vms/<vm uuid>``."""
+
+    def __init__(self, root: Path, vm_uuid: str) -> None:
+        self.vm_uuid = check_uuid(vm_uuid)
+        self.path = root / VMS / self.vm_uuid
+        self.points = self.path / POINTS
+        self.disks = self.path / DISKS
+        self.damaged = self.path / DAMAGED
+        self.lock = self.path / LOCK
+        self.readers_lock = self.path / READERS_LOCK
+        self.journal = self.path / JOURNAL
+
+    def create(self) -> None:
+        """Make the directories (idempotent)."""
+        for p in (self.points, self.disks, self.damaged):
+            p.mkdir(parents=True, exist_ok=True)
+
+    def exists(self) -> bool:
+        """Whether this VM has a directory."""
+        return self.path.is_dir()
+
+    def point_path(self, point_id: str) -> Path:
+        """Metadata file of a restore point."""
+        return self.points / f"{check_key(point_id, 'restore point id')}.json"
+
+    def disk_dir(self, key: str) -> Path:
+        """Directory of one disk's VHD files."""
+        return self.disks / check_key(key)
+
+    def vhd_path(self, key: str, file: str) -> Path:
+        """A VHD file of a disk."""
+        return self.disk_dir(key) / f"{check_uuid(file)}.vhd"
+
+    def sums_path(self, key: str, file: str) -> Path:
+        """The checksum file of a VHD."""
+        return self.disk_dir(key) / f"{check_uuid(file)}.sums"
+
+    def list_points(self) -> list[RestorePoint]:
+        """Committed restore points, oldest first."""
+        out = []
+        with contextlib.suppress(FileNotFoundError):
+            for p in self.points.iterdir():
+                if p.suffix != ".json" or p.name.startswith("."):
+                    continue
+                try:
+                    raw = p.read_bytes()
+                except FileNotFoundError:
+                    continue  # retired by a merge meanwhile
+                out.append(RestorePoint.from_json(raw, str(p)))
+        out.sort(key=lambda r: r.seq)
+        return out
+
+    def load_point(self, point_id: str) -> RestorePoint:
+        """One restore point, or PointNotFoundError."""
+        path = self.point_path(point_id)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise PointNotFoundError(f"VM {self.vm_uuid} has no restore point {point_id}") from None
+        return RestorePoint.from_json(raw, str(path))
+
+    def chain_files(self, key: str, file: str) -> list[str]:
+        """File uuids of the chain ending at ``file``, newest first, base last.
+
+        Parents are found through each differencing VHD's parent uuid, which
+        is the name of the parent file in the same directory.
+        """
+        out = [file]
+        seen = {file}
+        current = file
+        while True:
+            path = self.vhd_path(key, current)
+            try:
+                with VhdFile.open(path) as vhd:
+                    parent = vhd.parent_uuid if vhd.disk_type == DISK_DIFFERENCING else None
+            except FileNotFoundError:
+                raise ChainBrokenError(
+                    f"VM {self.vm_uuid} disk {key}: chain file {path.name} is missing"
+                ) from None
+            except VhdFormatError as exc:
+                raise ChainBrokenError(
+                    f"VM {self.vm_uuid} disk {key}: {path.name} is damaged: {exc}"
+                ) from None
+            if parent is None:
+                return out
+            current = str(parent)
+            if current in seen or len(out) >= MAX_CHAIN:
+                raise ChainBrokenError(f"VM {self.vm_uuid} disk {key}: chain loops at {current}")
+            seen.add(current)
+            out.append(current)
+
+    @contextlib.contextmanager
+    def open_chain(self, key: str, file: str) -> Iterator[VhdChain]:
+        """The validated VHD chain of one disk of a point (parent links checked)."""
+        with contextlib.ExitStack() as stack:
+            files = []
+            for f in self.chain_files(key, file):
+                path = self.vhd_path(key, f)
+                try:
+                    fh = stack.enter_context(path.open("rb"))
+                    files.append(VhdFile(fh, name=path.name))
+                except (OSError, VhdFormatError) as exc:
+                    raise ChainBrokenError(
+                        f"VM {self.vm_uuid} disk {key}: cannot open {path.name}: {exc}"
+                    ) from None
+            try:
+                chain = VhdChain(files)
+            except VhdFormatError as exc:
+                raise ChainBrokenError(f"VM {self.vm_uuid} disk {key}: {exc}") from None
+            yield chain
+
+
+def vm_dirs(root: Path) -> Iterator[VmDir]:
+    """Every VM directory of a datastore."""
+    base = root / VMS
+    with contextlib.suppress(FileNotFoundError):
+        for p in sorted(base.iterdir()):
+            try:
+                yield VmDir(root, p.name)
+            except ValueError:
+                continue
