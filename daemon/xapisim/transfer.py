@@ -17,8 +17,8 @@ import contextlib
 import io
 import logging
 import uuid as uuidlib
-from collections.abc import Iterator
-from typing import Any, BinaryIO, cast
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, BinaryIO, TypeVar, cast
 
 from aiohttp import web
 
@@ -27,6 +27,7 @@ from .api import SimPool
 from .errors import TASK_CANCELLED, XapiError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class TransferAborted(Exception):
@@ -173,13 +174,14 @@ def resolve(pool: SimPool, cls: str, value: str | None) -> str:
     raise XapiError("HANDLE_INVALID", cls, value)
 
 
-async def iterate(it: Iterator[bytes]) -> Any:
+async def iterate(it: Iterator[T]) -> AsyncIterator[T]:
     """Pull pieces of a blocking iterator in a worker thread."""
+    done = object()
     while True:
-        piece = await asyncio.to_thread(next, it, None)
-        if piece is None:
+        piece = await asyncio.to_thread(next, it, done)
+        if piece is done:
             return
-        yield piece
+        yield cast(T, piece)
 
 
 def _task_of(pool: SimPool, request: web.Request) -> str | None:

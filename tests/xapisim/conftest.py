@@ -4,6 +4,7 @@ or on the test's own event loop (for aiohttp clients)."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,3 +65,34 @@ def first_disk(xapi: Any, vm: str) -> str:
         if xapi.VBD.get_type(vbd) == "Disk":
             return str(xapi.VBD.get_VDI(vbd))
     raise AssertionError(f"{vm} has no disk")
+
+
+def _data_ranges(fd: int, size: int) -> list[tuple[int, int]]:
+    out = []
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:
+            break
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        out.append((start, end))
+        pos = end
+    return out
+
+
+def same_content(a: Path, b: Path) -> bool:
+    """Byte equality of two (large, sparse) files, reading only allocated ranges."""
+    size = a.stat().st_size
+    if b.stat().st_size != size:
+        return False
+    with a.open("rb") as fa, b.open("rb") as fb:
+        ranges = _data_ranges(fa.fileno(), size) + _data_ranges(fb.fileno(), size)
+        for start, end in ranges:
+            for off in range(start, end, 1 << 20):
+                n = min(1 << 20, end - off)
+                if os.pread(fa.fileno(), n, off).ljust(n, b"\0") != os.pread(
+                    fb.fileno(), n, off
+                ).ljust(n, b"\0"):
+                    return False
+    return True
