@@ -596,6 +596,13 @@ class _Input:
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes; fewer only at the end of the stream."""
+        if self.inflate is None:
+            # Plain tar: straight from the source, no staging copies.
+            head = self.carry[:n]
+            self.carry = self.carry[len(head) :]
+            data = head + self._raw(n - len(head)) if len(head) < n else head
+            self.pos += len(data)
+            return data
         parts = [self.pending[:n]]
         have = len(parts[0])
         self.pending = self.pending[have:]
@@ -649,12 +656,12 @@ class _Tar:
         summed = bytearray(block)
         summed[148:156] = b" " * 8
         unsigned = sum(summed)
-        signed = sum(b - 256 if b > 127 else b for b in summed)
         try:
             stored = int(stored_field.rstrip(b"\x00 ").strip() or b"-1", 8)
         except ValueError:
             stored = -1
-        if stored not in (unsigned, signed):
+        # Some old tars summed signed bytes; only worth computing on a mismatch.
+        if stored != unsigned and stored != sum(b - 256 if b > 127 else b for b in summed):
             raise XvaError(
                 f"member header at byte {at}: checksum mismatch (stored {stored_field!r},"
                 f" computed {unsigned:o})"

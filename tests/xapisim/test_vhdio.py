@@ -140,7 +140,7 @@ def test_stream_is_iterator_with_bounded_chunks(tmp_path: Path) -> None:
     first = next(stream)
     assert first[:8] == b"conectix"
     rest = list(stream)
-    assert max(len(c) for c in rest) <= MiB
+    assert max(len(c) for c in rest) <= BLOCK_SIZE + SECTOR
     assert first + b"".join(rest) == stream_bytes(
         vhdio.vhd_stream(src, size, disk_uuid=uuid.UUID(int=7), timestamp=100)
     )
