@@ -22,6 +22,7 @@ import hashlib
 import itertools
 import json
 import logging
+import socket
 import ssl
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +44,7 @@ API_VERSION = "2.21"
 DEFAULT_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 10.0
 MAX_ANSWER_BYTES = 512 << 20
+KEEPALIVE_IDLE = 30
 
 
 def normalize_url(url: str) -> str:
@@ -131,6 +133,31 @@ async def probe_fingerprint(url: str, timeout: float = CONNECT_TIMEOUT) -> str: 
     return format_fingerprint(hashlib.sha256(der).digest())
 
 
+def enable_tcp_keepalive(sock: socket.socket | None, idle: int = KEEPALIVE_IDLE) -> None:
+    """Probe an idle connection every ``idle`` seconds.
+
+    A transfer can sit idle while the other side of a backup catches up
+    (a slow disk, a merge); probes keep NAT and firewall state alive and
+    detect a dead peer instead of waiting forever.
+    """
+    if sock is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // 3))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 5)
+
+
+class _KeepAliveConnector(aiohttp.TCPConnector):
+    """A connector whose sockets have TCP keep-alive probes on."""
+
+    async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        transport, proto = await super()._wrap_create_connection(*args, **kwargs)
+        enable_tcp_keepalive(transport.get_extra_info("socket"))
+        return transport, proto
+
+
 class XapiClient:
     """One authenticated connection to a pool master.
 
@@ -183,7 +210,7 @@ class XapiClient:
     def http(self) -> aiohttp.ClientSession:
         """The HTTP session every call and transfer of this pool goes through."""
         if self._http is None or self._http.closed:
-            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=32, enable_cleanup_closed=True)
+            connector = _KeepAliveConnector(ssl=self._ssl, limit=32, enable_cleanup_closed=True)
             self._http = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None, connect=self.connect_timeout),
