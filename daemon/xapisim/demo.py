@@ -418,7 +418,7 @@ async def seed_demo(pool: SimPool) -> None:
             "xenstore_data": {"vm-data": "", "vm-data/role": "web"},
         },
     )
-    _disk(pool, web, shared, "web-01 root", 20 * GiB, "0", 101, 6)
+    _disk(pool, web, shared, "web-01 root", 20 * GiB, "0", 101, 4)
     _cd(pool, web)
     _vif(pool, web, net, "5a:4f:0e:11:20:01")
     pool.set_power(web, "Running", h1)
@@ -435,8 +435,8 @@ async def seed_demo(pool: SimPool) -> None:
             "blocked_operations": {"destroy": "Protected production database"},
         },
     )
-    _disk(pool, db, local2, "db-01 root", 16 * GiB, "0", 201, 4)
-    _disk(pool, db, local2, "db-01 data", 40 * GiB, "1", 202, 8)
+    _disk(pool, db, local2, "db-01 root", 16 * GiB, "0", 201, 3)
+    _disk(pool, db, local2, "db-01 data", 40 * GiB, "1", 202, 5)
     _vif(pool, db, net, "5a:4f:0e:11:20:02")
     pool.set_power(db, "Running", h2)
 
@@ -448,7 +448,7 @@ async def seed_demo(pool: SimPool) -> None:
         template="Debian Bookworm 12",
         extra={"name_description": "Postfix + Dovecot", "tags": ["prod"]},
     )
-    _disk(pool, mail, shared, "mail-01 root", 16 * GiB, "0", 301, 5)
+    _disk(pool, mail, shared, "mail-01 root", 16 * GiB, "0", 301, 4)
     _vif(pool, mail, net, "5a:4f:0e:11:20:03")
     await pool.copy_vm(mail, "mail-01 before upgrade", "snapshot")
 
@@ -471,7 +471,7 @@ async def seed_demo(pool: SimPool) -> None:
             "HVM_boot_params": {"order": "dc", "firmware": "uefi"},
         },
     )
-    _disk(pool, win, local1, "win-app-01 C:", 40 * GiB, "0", 401, 6)
+    _disk(pool, win, local1, "win-app-01 C:", 40 * GiB, "0", 401, 4)
     _vif(pool, win, net, "5a:4f:0e:11:20:04")
 
     ci = _vm(
@@ -482,7 +482,7 @@ async def seed_demo(pool: SimPool) -> None:
         template="Debian Bookworm 12",
         extra={"name_description": "GitLab runner", "tags": ["ci"]},
     )
-    _disk(pool, ci, local1, "ci-runner-01 root", 25 * GiB, "0", 501, 3)
+    _disk(pool, ci, local1, "ci-runner-01 root", 25 * GiB, "0", 501, 2)
     _vif(pool, ci, net, "5a:4f:0e:11:20:05")
     pool.set_power(ci, "Running", h1)
     pool.set_power(ci, "Suspended")

@@ -89,7 +89,7 @@ async def write(rpc: Rpc, vdi: str, offset: int, payload: bytes) -> None:
         await rpc("sim.write_vdi", vdi, offset + at, base64.b64encode(piece).decode())
 
 
-async def _small_disk(rpc: Rpc, size: int = 96 * MiB) -> str:
+async def _small_disk(rpc: Rpc, size: int = 48 * MiB) -> str:
     """A VDI with data, zeros written over data, and holes."""
     sr = await rpc("pool.get_default_SR", (await rpc("pool.get_all"))[0])
     vdi = await rpc(
@@ -97,7 +97,7 @@ async def _small_disk(rpc: Rpc, size: int = 96 * MiB) -> str:
     )
     for offset, payload in (
         (0, b"\x5a" * 3 * MiB),
-        (40 * MiB + 512, bytes(range(256)) * 4096),
+        (20 * MiB + 512, bytes(range(256)) * 4096),
         (size - 1024, b"\x01" * 1024),
         (MiB, bytes(4096)),
     ):
@@ -109,7 +109,7 @@ async def test_raw_export_matches_disk_file(rpc: Rpc) -> None:
     vdi = await _small_disk(rpc)
     path = Path(await rpc("sim.vdi_path", vdi))
     data = await _download(rpc, f"vdi={vdi}&format=raw")
-    assert len(data) == 96 * MiB
+    assert len(data) == 48 * MiB
     assert hashlib.sha256(data).hexdigest() == _sha(path)
 
 
@@ -137,16 +137,16 @@ async def test_vhd_export_reads_with_qemu_img(rpc: Rpc, tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     ).stdout
-    assert f'"virtual-size": {96 * MiB}' in info
+    assert f'"virtual-size": {48 * MiB}' in info
     raw = tmp_path / "disk.raw"
     subprocess.run(
         ["qemu-img", "convert", "-f", "vpc", "-O", "raw", str(vhd), str(raw)], check=True
     )
     source = Path(await rpc("sim.vdi_path", vdi))
     subprocess.run(["cmp", str(raw), str(source)], check=True)
-    # Only non-zero 2 MiB blocks travel: 0, 1, 20 and 47.
+    # Only non-zero 2 MiB blocks travel: 0, 1, 10 and 23.
     _, blocks, _ = _parse_vhd(data)
-    assert sorted(blocks) == [0, 1, 20, 47]
+    assert sorted(blocks) == [0, 1, 10, 23]
 
 
 async def test_vhd_export_of_a_demo_disk_skips_empty_blocks(rpc: Rpc) -> None:
@@ -216,7 +216,7 @@ async def test_vhd_with_base_holds_exactly_the_changed_blocks(rpc: Rpc) -> None:
 
 async def test_import_raw_and_vhd(rpc: Rpc, tmp_path: Path) -> None:
     sr = await rpc("pool.get_default_SR", (await rpc("pool.get_all"))[0])
-    size = 64 * MiB
+    size = 24 * MiB
     vdi = await rpc(
         "VDI.create",
         {
