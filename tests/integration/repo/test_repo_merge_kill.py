@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.unit.repo.repo_testlib import VM, MiB, RefDisk
 
+from tests.unit.repo.repo_testlib import VM, MiB, RefDisk
 from xenkeep.formats.vhd import FOOTER_SIZE, VhdFile
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.merge import repair_tail

@@ -8,8 +8,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.unit.repo.repo_testlib import VM, MiB, RefDisk, aiter_of, qemu_raw, read_point
 
+from tests.unit.repo.repo_testlib import VM, MiB, RefDisk, aiter_of, qemu_raw, read_point
 from xenkeep.formats.vhd import VhdFile
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.errors import ChainBrokenError, NotADatastoreError, RepoError

@@ -11,8 +11,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from tests.unit.repo.repo_testlib import VM, MiB, RefDisk
 
+from tests.unit.repo.repo_testlib import VM, MiB, RefDisk
 from xenkeep.formats.vhd import VhdFile
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.errors import ChainBusyError
