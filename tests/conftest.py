@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.support.web import Browser, make_settings
 
+from tests.support.web import Browser, make_settings
 from xenkeep.app import create_app
 from xenkeep.config import Settings
 from xenkeep.web.server import RunningServer, start_server

@@ -24,6 +24,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
+
 from tests.browser.ui import UI, ChromeFactory, Daemon, free_port, spki_pin
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -127,7 +128,7 @@ def xenkeepd(tmp_path: Path) -> Iterator[Daemon]:
 def chrome_factory(tmp_path: Path) -> Iterator[ChromeFactory]:
     """Start headless Chromiums pinning a given SPKI hash (or none); quit them after."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("chromium / chromium-driver missing: run scripts/deps.sh test")
+        pytest.fail("chromium / chromium-driver missing: run scripts/deps.sh test")
     drivers: list[webdriver.Chrome] = []
 
     def start(pin: str | None) -> webdriver.Chrome:

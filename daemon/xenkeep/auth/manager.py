@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 SETUP_PENDING_KEY = "setup.pending"
 SETUP_TOKEN_KEY = "setup.token_hash"
+TOTP_LAST_STEP_PREFIX = "totp.last_step."
 # A setup session (token accepted, admin not yet created) lasts this long.
 SETUP_SESSION_SECONDS = 30 * 60
 
@@ -353,7 +354,7 @@ class AuthManager:
         stored = None if row is None else row["password_hash"]
         ok = await asyncio.to_thread(passwords.verify_password, stored, password)
         if ok and row is not None and row["totp_secret"] is not None:
-            ok = totp.verify(str(row["totp_secret"]), code)
+            ok = await self._accept_totp(int(row["id"]), str(row["totp_secret"]), code)
         if not ok or row is None or row["disabled"]:
             await self._record_failure("ip", ip)
             await self._record_failure("account", account_key)
@@ -368,9 +369,21 @@ class AuthManager:
             )
         return User.from_row(row)
 
+    async def _accept_totp(self, user_id: int, secret: str, code: str) -> bool:
+        """Check a code and burn its time step: each code works once."""
+        step = totp.matching_step(secret, code, self._clock())
+        if step is None:
+            return False
+        key = f"{TOTP_LAST_STEP_PREFIX}{user_id}"
+        last = await self._db.get_setting(key)
+        if last is not None and step <= int(last):
+            return False
+        await self._db.set_setting(key, str(step))
+        return True
+
     async def enable_totp(self, user: User, secret: str, code: str, *, ip: str = "") -> None:
         """Enrol an authenticator after checking one code from it."""
-        if not totp.verify(secret, code):
+        if not await self._accept_totp(user.id, secret, code):
             raise ValidationError(
                 "that code does not match; check the phone's clock and try the next code",
                 field="code",

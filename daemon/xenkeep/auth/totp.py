@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
+import time
+
 import pyotp
 import segno
 
@@ -22,9 +25,22 @@ def qr_svg(uri: str) -> str:
     return str(qr.svg_inline(scale=4, dark="#111", light="#fff"))
 
 
-def verify(secret: str, code: str) -> bool:
-    """True when ``code`` is valid now (one step of clock drift allowed)."""
+def matching_step(secret: str, code: str, now: float | None = None) -> int | None:
+    """The time step ``code`` belongs to, within one step of clock drift.
+
+    Callers remember the last step they accepted and refuse it and older
+    ones, so a code cannot be used twice (RFC 6238, section 5.2).
+    """
     digits = "".join(ch for ch in code if ch.isdigit())
     if len(digits) != 6:
-        return False
-    return bool(pyotp.TOTP(secret).verify(digits, valid_window=1))
+        return None
+    generator = pyotp.TOTP(secret)
+    moment = time.time() if now is None else now
+    step = int(moment // generator.interval)
+    found = None
+    # Check every candidate so timing does not tell which one matched.
+    for candidate in (step - 1, step, step + 1):
+        expected = generator.generate_otp(candidate)
+        if hmac.compare_digest(expected, digits):
+            found = candidate
+    return found

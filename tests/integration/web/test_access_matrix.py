@@ -11,8 +11,8 @@ import re
 
 import pytest
 from aiohttp import web
-from tests.support.web import ADMIN_PASSWORD, Browser, complete_setup
 
+from tests.support.web import ADMIN_PASSWORD, Browser, complete_setup
 from xenkeep.auth.const import ROLE_ACCESS, Access, Role
 from xenkeep.config import Settings
 from xenkeep.web import keys

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from tests.support.web import ADMIN_PASSWORD, Browser, complete_setup
-
 from xenkeep.config import Settings
 from xenkeep.store import open_database
 
@@ -183,3 +182,32 @@ async def test_error_pages_and_security_headers(browser: Browser) -> None:
 async def test_health_needs_no_sign_in(browser: Browser) -> None:
     status, body = await browser.api("GET", "/api/v1/health")
     assert status == 200 and body["status"] == "ok" and body["version"]
+
+
+async def test_a_totp_code_signs_in_only_once(browser: Browser, settings: Settings) -> None:
+    import pyotp
+
+    from xenkeep.auth import totp
+    from xenkeep.web import keys
+
+    await complete_setup(browser, settings)
+    auth = keys.auth(browser.server.app)
+    user = (await auth.list_users())[0]
+    secret = totp.new_secret()
+    gen = pyotp.TOTP(secret)
+    await auth.enable_totp(user, secret, gen.now())
+    # The code used to enrol is burnt; the next step's code works once.
+    code = gen.at(time.time() + 30)
+    results = []
+    for _ in range(2):
+        other = Browser(browser.server)
+        try:
+            status, _ = await other.api(
+                "POST",
+                "/api/v1/session",
+                {"username": "alice", "password": ADMIN_PASSWORD, "code": code},
+            )
+            results.append(status)
+        finally:
+            await other.close()
+    assert results == [200, 401]
