@@ -228,14 +228,14 @@ class AuthManager:
             await self.audit(AuditEvent.SETUP_TOKEN_REJECTED, ip=ip, why="no setup pending")
             raise AuthenticationError(
                 "this setup token is not valid (it may have been used already)",
-                hint="run `xenkeep setup-token` on the appliance console",
+                hint="run xenkeep setup-token on the appliance console",
             )
         if not same(stored, token_hash(given)):
             await self._record_failure("setup", ip)
             await self.audit(AuditEvent.SETUP_TOKEN_REJECTED, ip=ip, why="mismatch")
             raise AuthenticationError(
                 "this setup token is not valid",
-                hint="copy it from the appliance console or `xenkeep setup-token`",
+                hint="copy it from the appliance console or run xenkeep setup-token",
             )
         await self._clear_failures("setup", ip)
         setup_id = random_token()

@@ -251,14 +251,21 @@ async def _resolve(request: web.Request) -> WizardStep:
 
 
 async def _render(
-    request: web.Request, step: WizardStep, error: str | None = None, status: int = 200
+    request: web.Request,
+    step: WizardStep,
+    error: str | None = None,
+    status: int = 200,
+    form: Mapping[str, str] | None = None,
 ) -> web.Response:
     context = await step.context(request)
+    # What was typed comes back into the form after an error (never passwords).
+    kept = {k: v for k, v in (form or {}).items() if "password" not in k and k != "confirm"}
     context.update(
         {
             "step": step,
             "steps": await keys.wizard(request.app).progress(request),
             "error": error,
+            "form": kept,
         }
     )
     return aiohttp_jinja2.render_template(step.template, request, context, status=status)
@@ -289,7 +296,7 @@ async def setup_step_submit(request: web.Request) -> web.StreamResponse:
         raise
     except (ValidationError, AuthenticationError) as exc:
         message = exc.message + (f" ({exc.hint})" if exc.hint else "")
-        return await _render(request, step, error=message, status=exc.status)
+        return await _render(request, step, error=message, status=exc.status, form=form)
     response = web.HTTPSeeOther("/setup")
     for name, value in (cookies or {}).items():
         set_cookie(response, name, value)
