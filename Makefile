@@ -35,10 +35,9 @@ boot: $(STAMP)
 	test -e out/xenkeep.raw || $(MAKE) image
 	$(PY) image/boot.py
 
+## ruff and mypy (the test suite runs them too, in tests/test_linters.py).
 lint: $(STAMP)
-	$(PY) -m ruff check daemon tests scripts
-	$(PY) -m ruff format --check daemon tests scripts
-	$(PY) -m mypy
+	$(PY) -m pytest -q tests/test_linters.py
 
 clean:
 	rm -rf $(VENV) var out build dist
