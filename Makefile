@@ -36,6 +36,11 @@ boot: $(STAMP)
 	$(PY) image/boot.py
 
 ## ruff and mypy (the test suite runs them too, in tests/test_linters.py).
+## Merge benchmarks of the backup datastore -> out/bench.json (root: loop-mounted XFS/ext4).
+bench: $(STAMP)
+	scripts/deps.sh test
+	$(PY) bench/merge_bench.py
+
 lint: $(STAMP)
 	$(PY) -m pytest -q tests/test_linters.py
 
