@@ -35,12 +35,12 @@ boot: $(STAMP)
 	test -e out/xenkeep.raw || $(MAKE) image
 	$(PY) image/boot.py
 
-## ruff and mypy (the test suite runs them too, in tests/test_linters.py).
 ## Merge benchmarks of the backup datastore -> out/bench.json (root: loop-mounted XFS/ext4).
 bench: $(STAMP)
 	scripts/deps.sh test
 	$(PY) bench/merge_bench.py
 
+## ruff and mypy (the test suite runs them too, in tests/test_linters.py).
 lint: $(STAMP)
 	$(PY) -m pytest -q tests/test_linters.py
 
