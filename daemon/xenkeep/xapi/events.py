@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -64,10 +65,11 @@ class Change:
     operation: str
     ref: str = ""
     record: Record | None = None
+    #: Which watcher saw it (the pool id in the daemon); "" means any.
+    source: str = ""
 
 
 RESYNC = Change("*", "resync")
-STATE = Change("*", "state")
 
 
 class ObjectCache:
@@ -204,6 +206,7 @@ class EventWatcher:
         backoff_min: float = 0.5,
         backoff_max: float = 30.0,
         hub: ChangeHub | None = None,
+        source: str = "",
     ) -> None:
         self.client = client
         self.classes = list(classes)
@@ -212,6 +215,7 @@ class EventWatcher:
         self.backoff_max = backoff_max
         self.cache = ObjectCache()
         self.hub = hub or ChangeHub()
+        self.source = source
         self.state = WatchState.STARTING
         self.last_error = ""
         self.last_error_at: float | None = None
@@ -259,7 +263,8 @@ class EventWatcher:
             self.last_error = error
             self.last_error_at = time.time()
         if changed:
-            self.hub.publish(Change("*", "state", self.client.url, {"state": str(state)}))
+            record = {"state": str(state), "error": self.last_error}
+            self.hub.publish(Change("*", "state", "", record, self.source))
 
     async def _resync(self) -> str:
         answer = await self.client.call(
@@ -270,7 +275,7 @@ class EventWatcher:
         self._logins_at_sync = self.client.logins
         self.resyncs += 1
         self._synced.set()
-        self.hub.publish(RESYNC)
+        self.hub.publish(Change("*", "resync", source=self.source))
         return token
 
     async def _run(self) -> None:
@@ -300,7 +305,7 @@ class EventWatcher:
                     for event in events:
                         change = self.cache.apply(event)
                         if change is not None:
-                            self.hub.publish(change)
+                            self.hub.publish(dataclasses.replace(change, source=self.source))
             except asyncio.CancelledError:
                 raise
             except XapiFailure as exc:

@@ -1,0 +1,422 @@
+"""The pools XenKeep is connected to, and one live connection per pool.
+
+``PoolManager`` keeps the registrations in the database (the password
+encrypted, see :mod:`xenkeep.xapi.vault`) and, while the daemon runs, one
+:class:`XapiClient` and one :class:`EventWatcher` per pool, all publishing
+their changes on one :class:`ChangeHub` (``source`` is the pool id) that the
+dashboard's event stream reads. Connection trouble is kept as the pool's
+``last_error`` so the Pools page can show it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from xenkeep.auth.audit import AuditLog
+from xenkeep.auth.const import AuditEvent
+from xenkeep.errors import ConflictError, NotFoundError, ValidationError
+from xenkeep.store import Database
+from xenkeep.store.db import Row
+from xenkeep.xapi.client import XapiClient, normalize_url, parse_fingerprint, probe_fingerprint
+from xenkeep.xapi.events import Change, ChangeHub, EventWatcher, Subscription, WatchState
+from xenkeep.xapi.summary import pool_summary
+from xenkeep.xapi.vault import SecretBox
+
+log = logging.getLogger(__name__)
+
+MAX_FIELD = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """A registered pool as the rest of the daemon sees it (no password)."""
+
+    id: int
+    name: str
+    url: str
+    username: str
+    fingerprint: str
+    created_at: float
+    updated_at: float
+    last_error: str
+    last_error_at: float | None
+    last_connected_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> Pool:
+        """Build from a ``pools`` row."""
+        return cls(
+            id=int(row["id"]),
+            name=str(row["name"]),
+            url=str(row["url"]),
+            username=str(row["username"]),
+            fingerprint=str(row["fingerprint"]),
+            created_at=float(row["created_at"]),
+            updated_at=float(row["updated_at"]),
+            last_error=str(row["last_error"]),
+            last_error_at=row["last_error_at"],
+            last_connected_at=row["last_connected_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What the admin is asked to confirm before a pool is saved."""
+
+    url: str
+    tls: bool
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class PoolFacts:
+    """What a successful test login learned about a pool."""
+
+    url: str
+    name: str
+    master: str
+    hosts: int
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A pool the admin is registering: the fingerprint is shown, not yet confirmed.
+
+    The password waits here, encrypted, so the admin does not type it twice;
+    it is only sent to the pool once the fingerprint is confirmed.
+    """
+
+    url: str
+    username: str
+    password_enc: str
+    tls: bool
+    fingerprint: str
+    expires: float
+
+
+PENDING_SECONDS = 15 * 60
+
+
+class PoolConnection:
+    """The live client and object cache of one registered pool."""
+
+    def __init__(self, pool: Pool, client: XapiClient, watcher: EventWatcher) -> None:
+        self.pool = pool
+        self.client = client
+        self.watcher = watcher
+
+    async def close(self) -> None:
+        """Stop watching and log out."""
+        await self.watcher.stop()
+        await self.client.close()
+
+
+def _clean(value: str, name: str, label: str) -> str:
+    text = value.strip()
+    if not text:
+        raise ValidationError(f"{label} is required", field=name)
+    if len(text) > MAX_FIELD or any(ord(c) < 32 for c in text):
+        raise ValidationError(f"{label} is not valid", field=name)
+    return text
+
+
+class PoolManager:
+    """Registers pools and keeps one connection per pool while running."""
+
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox,
+        audit: AuditLog | None = None,
+        *,
+        poll_seconds: float = 30.0,
+        backoff_max: float = 30.0,
+        call_timeout: float = 60.0,
+    ) -> None:
+        self._db = db
+        self._box = box
+        self._audit = audit
+        self._poll_seconds = poll_seconds
+        self._backoff_max = backoff_max
+        self._call_timeout = call_timeout
+        self.hub = ChangeHub()
+        self._connections: dict[int, PoolConnection] = {}
+        self._recorder: asyncio.Task[None] | None = None
+        self._recorder_sub: Subscription | None = None
+        self._pending: dict[str, Pending] = {}
+
+    # -- lifetime ------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect to every registered pool (in the background)."""
+        self._recorder_sub = self.hub.subscribe()
+        self._recorder = asyncio.create_task(self._record_states(self._recorder_sub))
+        for pool in await self.pools():
+            await self._connect(pool)
+
+    async def close(self) -> None:
+        """Close every connection and end every subscription."""
+        for pool_id in list(self._connections):
+            await self._disconnect(pool_id)
+        self.hub.close()
+        if self._recorder is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recorder
+            self._recorder = None
+
+    def _client(self, url: str, username: str, password: str, fingerprint: str) -> XapiClient:
+        return XapiClient(
+            url,
+            username,
+            password,
+            fingerprint=fingerprint or None,
+            timeout=self._call_timeout,
+        )
+
+    async def _connect(self, pool: Pool) -> None:
+        row = await self._db.fetchone("SELECT password_enc FROM pools WHERE id = ?", (pool.id,))
+        if row is None:
+            return
+        password = self._box.decrypt(str(row["password_enc"]))
+        client = self._client(pool.url, pool.username, password, pool.fingerprint)
+        watcher = EventWatcher(
+            client,
+            poll_seconds=self._poll_seconds,
+            backoff_max=self._backoff_max,
+            hub=self.hub,
+            source=str(pool.id),
+        )
+        self._connections[pool.id] = PoolConnection(pool, client, watcher)
+        watcher.start()
+
+    async def _disconnect(self, pool_id: int) -> None:
+        conn = self._connections.pop(pool_id, None)
+        if conn is not None:
+            await conn.close()
+
+    async def _record_states(self, sub: Subscription) -> None:
+        """Keep each pool's last error and last connection in the database."""
+        async for change in sub:
+            if change.operation != "state" or not change.source or change.record is None:
+                continue
+            pool_id = int(change.source)
+            now = time.time()
+            with contextlib.suppress(Exception):
+                if change.record.get("state") == WatchState.CONNECTED:
+                    await self._db.execute(
+                        "UPDATE pools SET last_connected_at = ?, last_error = '' WHERE id = ?",
+                        (now, pool_id),
+                    )
+                elif change.record.get("state") == WatchState.RECONNECTING:
+                    await self._db.execute(
+                        "UPDATE pools SET last_error = ?, last_error_at = ? WHERE id = ?",
+                        (str(change.record.get("error", ""))[:1000], now, pool_id),
+                    )
+
+    # -- queries ---------------------------------------------------------------
+    async def pools(self) -> list[Pool]:
+        """Every registered pool, by name."""
+        rows = await self._db.fetchall("SELECT * FROM pools ORDER BY name COLLATE NOCASE, id")
+        return [Pool.from_row(r) for r in rows]
+
+    async def get(self, pool_id: int) -> Pool:
+        """One pool, or NotFoundError."""
+        row = await self._db.fetchone("SELECT * FROM pools WHERE id = ?", (pool_id,))
+        if row is None:
+            raise NotFoundError(f"there is no pool {pool_id}")
+        return Pool.from_row(row)
+
+    def connection(self, pool_id: int) -> PoolConnection:
+        """The live connection of a pool, or NotFoundError."""
+        conn = self._connections.get(pool_id)
+        if conn is None:
+            raise NotFoundError(f"pool {pool_id} is not connected")
+        return conn
+
+    def status(self, pool_id: int) -> dict[str, Any]:
+        """The live state of a pool's connection."""
+        conn = self._connections.get(pool_id)
+        if conn is None:
+            return {"state": str(WatchState.STOPPED), "synced": False, "error": ""}
+        w = conn.watcher
+        return {
+            "state": str(w.state),
+            "synced": w.synced,
+            "error": w.last_error if w.state is not WatchState.CONNECTED else "",
+        }
+
+    def summary(self, pool_id: int) -> dict[str, Any]:
+        """Hosts, SRs and VMs of a pool from its live cache."""
+        conn = self._connections.get(pool_id)
+        if conn is None:
+            return {"name": "", "hosts": [], "srs": [], "vms": [], "running": 0}
+        return pool_summary(conn.watcher.cache)
+
+    async def overview(self) -> list[dict[str, Any]]:
+        """Every pool with its status and summary, for the dashboard."""
+        out = []
+        for pool in await self.pools():
+            summary = self.summary(pool.id)
+            out.append(
+                {
+                    "id": pool.id,
+                    "name": summary["name"] or pool.name,
+                    "url": pool.url,
+                    "status": self.status(pool.id),
+                    **{k: summary[k] for k in ("hosts", "srs", "vms", "running")},
+                }
+            )
+        return out
+
+    def subscribe(self) -> Subscription:
+        """Changes of every pool (``Change.source`` is the pool id)."""
+        return self.hub.subscribe()
+
+    # -- registration ------------------------------------------------------------
+    async def probe(self, url: str) -> Probe:
+        """The certificate fingerprint to confirm (https), before any password is sent."""
+        base = normalize_url(url)
+        if not base.startswith("https://"):
+            return Probe(base, False, "")
+        return Probe(base, True, await probe_fingerprint(base))
+
+    async def stage(self, owner: str, url: str, username: str, password: str) -> Pending:
+        """Step one of registering: read the fingerprint, keep the rest aside."""
+        username = _clean(username, "username", "the user name")
+        if not password:
+            raise ValidationError("the password is required", field="password")
+        probe = await self.probe(url)
+        if await self._db.fetchone("SELECT id FROM pools WHERE url = ?", (probe.url,)):
+            raise ConflictError(f"{probe.url} is already connected")
+        pending = Pending(
+            probe.url,
+            username,
+            self._box.encrypt(password),
+            probe.tls,
+            probe.fingerprint,
+            time.time() + PENDING_SECONDS,
+        )
+        self._pending[owner] = pending
+        return pending
+
+    def pending(self, owner: str) -> Pending | None:
+        """The registration ``owner`` has staged and not yet confirmed."""
+        pending = self._pending.get(owner)
+        if pending is not None and pending.expires < time.time():
+            del self._pending[owner]
+            return None
+        return pending
+
+    def discard(self, owner: str) -> None:
+        """Forget a staged registration."""
+        self._pending.pop(owner, None)
+
+    async def confirm(self, owner: str, *, actor: str = "", ip: str = "") -> Pool:
+        """Step two: the admin confirmed the fingerprint; log in and save."""
+        pending = self.pending(owner)
+        if pending is None:
+            raise ValidationError("nothing to confirm (it may have expired); start again")
+        pool = await self.add(
+            pending.url,
+            pending.username,
+            self._box.decrypt(pending.password_enc),
+            pending.fingerprint,
+            actor=actor,
+            ip=ip,
+        )
+        self.discard(owner)
+        return pool
+
+    async def test(self, url: str, username: str, password: str, fingerprint: str) -> PoolFacts:
+        """Log in with these credentials (pinning ``fingerprint``) and look around."""
+        base = normalize_url(url)
+        username = _clean(username, "username", "the user name")
+        if not password:
+            raise ValidationError("the password is required", field="password")
+        if base.startswith("https://"):
+            if not fingerprint:
+                raise ValidationError(
+                    "confirm the pool's certificate fingerprint first", field="fingerprint"
+                )
+            parse_fingerprint(fingerprint)
+        else:
+            fingerprint = ""
+        async with self._client(base, username, password, fingerprint) as client:
+            pools = await client.call("pool.get_all_records")
+            if not pools:
+                raise ValidationError("the server answered but has no pool")
+            pool = next(iter(pools.values()))
+            master = await client.call("host.get_name_label", pool["master"])
+            hosts = await client.call("host.get_all")
+        return PoolFacts(base, str(pool["name_label"]), str(master), len(hosts), fingerprint)
+
+    async def add(
+        self,
+        url: str,
+        username: str,
+        password: str,
+        fingerprint: str = "",
+        *,
+        actor: str = "",
+        ip: str = "",
+    ) -> Pool:
+        """Test the credentials, then register the pool and connect to it."""
+        base = normalize_url(url)
+        if await self._db.fetchone("SELECT id FROM pools WHERE url = ?", (base,)):
+            raise ConflictError(f"{base} is already connected")
+        facts = await self.test(base, username, password, fingerprint)
+        now = time.time()
+        try:
+            pool_id = await self._db.insert(
+                "INSERT INTO pools (name, url, username, password_enc, fingerprint, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    facts.name or base,
+                    base,
+                    username.strip(),
+                    self._box.encrypt(password),
+                    facts.fingerprint,
+                    now,
+                    now,
+                ),
+            )
+        except Exception as exc:  # the UNIQUE url lost a race
+            if "UNIQUE" in str(exc):
+                raise ConflictError(f"{base} is already connected") from None
+            raise
+        pool = await self.get(pool_id)
+        if self._audit is not None:
+            await self._audit.record(
+                AuditEvent.SETTINGS_CHANGED,
+                username=actor,
+                ip=ip,
+                what="pool_added",
+                pool=pool.name,
+                url=pool.url,
+                fingerprint=pool.fingerprint,
+            )
+        log.info("pool %s (%s) added", pool.name, pool.url)
+        await self._connect(pool)
+        return pool
+
+    async def remove(self, pool_id: int, *, actor: str = "", ip: str = "") -> None:
+        """Disconnect and forget a pool."""
+        pool = await self.get(pool_id)
+        await self._disconnect(pool_id)
+        await self._db.execute("DELETE FROM pools WHERE id = ?", (pool_id,))
+        if self._audit is not None:
+            await self._audit.record(
+                AuditEvent.SETTINGS_CHANGED,
+                username=actor,
+                ip=ip,
+                what="pool_removed",
+                pool=pool.name,
+                url=pool.url,
+            )
+        self.hub.publish(Change("*", "removed", source=str(pool_id)))
+        log.info("pool %s (%s) removed", pool.name, pool.url)
