@@ -70,7 +70,7 @@ async def test_drop_import_after_n_bytes(rpc: Rpc) -> None:
 
 
 async def test_throttle_paces_the_stream(rpc: Rpc) -> None:
-    vdi = await _disk(rpc, 4 * MiB)
+    vdi = await _disk(rpc, 2 * MiB)
     await rpc("sim.inject_fault", "throttle", {"bytes_per_second": 2 * MiB})
     task = await rpc("task.create", "slow export", "")
     url = rpc.url.replace(
@@ -79,7 +79,7 @@ async def test_throttle_paces_the_stream(rpc: Rpc) -> None:
     seen: list[float] = []
     digest = hashlib.sha256()
     async with rpc.http.get(url) as resp:
-        async for piece in resp.content.iter_chunked(256 * 1024):
+        async for piece in resp.content.iter_chunked(128 * 1024):
             digest.update(piece)
             seen.append(await rpc("task.get_progress", task))
     # Progress moved through intermediate values while the bytes trickled in.
