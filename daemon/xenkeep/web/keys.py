@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from xenkeep.system.identity import IdentityManager
     from xenkeep.system.tls import TlsMaterial
     from xenkeep.web.wizard import Wizard
+    from xenkeep.xapi.manager import PoolManager
 
 SETTINGS = "xenkeep.settings"
 DATABASE = "xenkeep.database"
@@ -26,6 +27,7 @@ AUDIT = "xenkeep.audit"
 IDENTITY = "xenkeep.identity"
 TLS = "xenkeep.tls"
 WIZARD = "xenkeep.wizard"
+POOLS = "xenkeep.pools"
 
 
 def settings(app: web.Application) -> Settings:
@@ -61,6 +63,11 @@ def tls(app: web.Application) -> TlsMaterial:
 def wizard(app: web.Application) -> Wizard:
     """The first-boot wizard's steps."""
     return cast("Wizard", app[WIZARD])
+
+
+def pools(app: web.Application) -> PoolManager:
+    """The registered pools and their live connections."""
+    return cast("PoolManager", app[POOLS])
 
 
 def current_user(request: web.Request) -> User | None:

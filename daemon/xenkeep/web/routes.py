@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from xenkeep.web import api, setup, views
+from xenkeep.web import api, pools, setup, views
 
 
 def setup_routes(app: web.Application, static_dir: Path) -> None:
@@ -47,5 +47,16 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_get("/api/v1/audit", api.audit_list, name="api_audit")
     r.add_get("/api/v1/appliance", api.appliance_get, name="api_appliance")
     r.add_put("/api/v1/appliance", api.appliance_put, name="api_appliance_put")
+
+    r.add_get("/pools", pools.pools_page, name="pools")
+    r.add_post("/pools", pools.pools_submit, name="pools_submit")
+    r.add_post(r"/pools/{pool_id:\d+}/remove", pools.pools_remove, name="pools_remove")
+    r.add_get("/api/v1/pools", pools.api_pools, name="api_pools")
+    r.add_post("/api/v1/pools", pools.api_pools_add, name="api_pools_add")
+    r.add_post("/api/v1/pools/probe", pools.api_pools_probe, name="api_pools_probe")
+    r.add_get("/api/v1/pools/overview", pools.api_overview, name="api_pools_overview")
+    r.add_get(r"/api/v1/pools/{pool_id:\d+}", pools.api_pool, name="api_pool")
+    r.add_delete(r"/api/v1/pools/{pool_id:\d+}", pools.api_pools_delete, name="api_pool_delete")
+    r.add_get("/api/v1/events", pools.api_events, name="api_events")
 
     r.add_static("/static/", static_dir, name="static")
