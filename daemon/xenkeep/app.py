@@ -24,10 +24,13 @@ from xenkeep.system.identity import IdentityManager
 from xenkeep.system.tls import ensure_certificate
 from xenkeep.web import keys
 from xenkeep.web.middleware import auth_middleware, error_middleware, headers_middleware
+from xenkeep.web.pools import end_event_streams, register_pool_step
 from xenkeep.web.routes import setup_routes
 from xenkeep.web.setup import register_core_steps
 from xenkeep.web.templating import base_context
 from xenkeep.web.wizard import Wizard
+from xenkeep.xapi.manager import PoolManager
+from xenkeep.xapi.vault import KEY_NAME, SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SETTINGS] = settings
     wizard = Wizard()
     register_core_steps(wizard)
+    register_pool_step(wizard)
     app[keys.WIZARD] = wizard
 
     ui = webui_dir()
@@ -67,6 +71,8 @@ def create_app(settings: Settings) -> web.Application:
     app["static_root_url"] = "/static"
     setup_routes(app, ui / "static")
     app.cleanup_ctx.append(_services)
+    # aiohttp 3.8 types Signal oddly; the callback takes the app as documented.
+    app.on_shutdown.append(end_event_streams)  # type: ignore[arg-type]
     return app
 
 
@@ -87,7 +93,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         log.warning(
             "no administrator yet: open the web interface and enter the setup token %s", token
         )
+    pools = PoolManager(db, SecretBox(settings.state_dir / KEY_NAME), audit)
+    app[keys.POOLS] = pools
+    await pools.start()
     try:
         yield
     finally:
+        await pools.close()
         await db.close()

@@ -69,6 +69,10 @@ def test_whole_wizard_then_sign_in_again(ui: UI, xenkeepd: Daemon) -> None:
     ui.shot("wizard-06-appliance")
     ui.click_primary()
 
+    # "Connect a pool" is covered by tests/integration/web/test_pools_wizard.py.
+    ui.wait_step("pool")
+    ui.submit(ui.driver.find_element(By.CSS_SELECTOR, "button[value=skip]"))
+
     ui.wait_step("summary")
     assert ui.text("#summary-name") == APPLIANCE
     summary = ui.text("#step-summary")
