@@ -1,0 +1,472 @@
+"""The backup service: jobs, the scheduler, runs, restores, reports, storage.
+
+Created once by the composition root (``BackupManager(db, pools, ...)``) and
+started/stopped in its cleanup context. Runs are asyncio tasks tracked by id;
+their state lives in the database (:mod:`.history`), so the UI and the API
+read the same rows the runner writes, and a restart finds what was running
+marked as interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from xenkeep.errors import ConflictError, NotFoundError, ValidationError, XenKeepError
+from xenkeep.repo.datastore import Datastore
+from xenkeep.repo.errors import RepoError
+from xenkeep.store import Database
+
+from .const import FINISHED, RunKind, RunStatus
+from .history import BackupHistory, JobRow
+from .job import JobSpec, validate_job
+from .pools import PoolAccess
+from .report import SmtpSettings, build_report, overall_status, send_report
+from .restore import RestoreRequest, RestoreRun
+from .runner import BackupRun, describe_error
+from .schedule import due, parse_schedule
+
+log = logging.getLogger(__name__)
+
+DATASTORE_KEY: Final = "backup.datastore"
+SMTP_KEY: Final = "backup.smtp"
+#: The scheduler never sleeps longer than this, so a clock change is noticed.
+MAX_TICK: Final = 30.0
+
+
+class BackupManager:
+    """Jobs, scheduled and manual runs, restores and the datastore."""
+
+    def __init__(
+        self,
+        db: Database,
+        pools: PoolAccess,
+        *,
+        appliance_name: Callable[[], str] | str = "xenkeep",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.history = BackupHistory(db)
+        self.pools = pools
+        self._appliance = appliance_name
+        self._clock = clock
+        self._datastore: Datastore | None = None
+        self._runs: dict[int, asyncio.Task[None]] = {}
+        self._job_runs: dict[int, int] = {}
+        self._scheduler: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def start(self, *, scheduler: bool = True) -> None:
+        """Mark runs a killed daemon left as interrupted, open the datastore,
+        start the scheduler (which runs what was missed while down)."""
+        interrupted = await self.history.mark_interrupted()
+        if interrupted:
+            log.warning("runs %s were interrupted by a stop of the daemon", interrupted)
+        path = await self.db.get_setting(DATASTORE_KEY)
+        if path:
+            try:
+                self._datastore = Datastore(Path(path))
+            except XenKeepError as exc:
+                log.error("backup storage %s unusable: %s", path, exc.message)
+        if scheduler:
+            self._scheduler = asyncio.create_task(self._schedule_loop(), name="backup scheduler")
+
+    async def stop(self) -> None:
+        """Stop the scheduler and every run (they end as interrupted)."""
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduler
+        tasks = list(self._runs.values())
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+
+    @property
+    def appliance_name(self) -> str:
+        """The appliance's name (for report subjects)."""
+        return self._appliance() if callable(self._appliance) else self._appliance
+
+    # --------------------------------------------------------------- storage
+
+    @property
+    def datastore(self) -> Datastore:
+        """The configured datastore, or a RepoError saying to set one up."""
+        if self._datastore is None:
+            raise RepoError(
+                "no backup storage is configured", hint="initialise one on the storage page"
+            )
+        return self._datastore
+
+    async def use_directory(self, path: str) -> dict[str, Any]:
+        """Initialise an existing directory as the datastore (NFS/SMB mounts, development)."""
+        p = Path(path.strip())
+        if not p.is_absolute():
+            raise ValidationError("give an absolute directory path", field="path")
+        if not await asyncio.to_thread(p.is_dir):
+            raise ValidationError(f"{p} is not an existing directory", field="path")
+        self._datastore = await asyncio.to_thread(Datastore.initialise, p)
+        await self.db.set_setting(DATASTORE_KEY, str(p))
+        return await self.storage_status()
+
+    async def storage_status(self) -> dict[str, Any]:
+        """Capacity, used, free, reflink and per-VM usage, or ``configured: False``."""
+        ds = self._datastore
+        if ds is None:
+            return {"configured": False}
+
+        def gather() -> dict[str, Any]:
+            u = ds.usage()
+            vms = [ds.vm_usage(v).__dict__ for v in ds.vms()]
+            return {
+                "configured": True,
+                "path": str(ds.root),
+                "capacity": u.capacity,
+                "used": u.used,
+                "free": u.free,
+                "reflink": ds.reflink,
+                "reflink_note": ds.reflink_note,
+                "vms": vms,
+            }
+
+        return await asyncio.to_thread(gather)
+
+    async def points(self, vm_uuid: str) -> list[dict[str, Any]]:
+        """Restore points of a VM, oldest first (only committed ones exist)."""
+        pts = await asyncio.to_thread(self.datastore.points, vm_uuid)
+        return [
+            {
+                "id": p.id,
+                "seq": p.seq,
+                "created": p.created,
+                "vm_name": p.vm.get("name_label", ""),
+                "job_id": p.job_id,
+                "disks": [
+                    {
+                        "key": d.key,
+                        "virtual_size": d.virtual_size,
+                        "transfer": d.transfer,
+                        "bytes": d.transferred_bytes,
+                        "blocks": d.blocks,
+                    }
+                    for d in p.disks
+                ],
+            }
+            for p in pts
+        ]
+
+    async def backed_up_vms(self) -> list[dict[str, Any]]:
+        """VMs with restore points, with their newest name and point count."""
+
+        def gather() -> list[dict[str, Any]]:
+            out = []
+            for v in self.datastore.vms():
+                pts = self.datastore.points(v)
+                if pts:
+                    out.append(
+                        {
+                            "vm_uuid": v,
+                            "name": pts[-1].vm.get("name_label", ""),
+                            "points": len(pts),
+                            "newest": pts[-1].created,
+                        }
+                    )
+            return out
+
+        return await asyncio.to_thread(gather)
+
+    # ------------------------------------------------------------------ jobs
+
+    def _next_run(self, spec: JobSpec, *, since: float) -> float | None:
+        if not spec.schedule or not spec.enabled:
+            return None
+        return parse_schedule(spec.schedule, spec.timezone).next_timestamp(since)
+
+    async def create_job(self, data: Mapping[str, Any]) -> JobRow:
+        """Validate and store a new job."""
+        spec = validate_job(data)
+        await self.pools.pool_name(spec.pool_id)
+        job_id = await self.history.create_job(spec, self._next_run(spec, since=self._clock()))
+        self._wake.set()
+        return await self.history.job(job_id)
+
+    async def update_job(self, job_id: int, data: Mapping[str, Any]) -> JobRow:
+        """Replace a job's settings."""
+        spec = validate_job(data)
+        await self.pools.pool_name(spec.pool_id)
+        await self.history.update_job(job_id, spec, self._next_run(spec, since=self._clock()))
+        self._wake.set()
+        return await self.history.job(job_id)
+
+    async def delete_job(self, job_id: int) -> None:
+        """Remove a job; its runs stay in the history, its restore points stay."""
+        if job_id in self._job_runs:
+            raise ConflictError("the job is running; cancel the run first")
+        await self.history.delete_job(job_id)
+
+    async def jobs(self) -> list[dict[str, Any]]:
+        """Every job with its last run."""
+        out = []
+        for row in await self.history.jobs():
+            d = row.as_dict()
+            d["last_run"] = await self.history.last_run(row.id)
+            d["running_run"] = self._job_runs.get(row.id)
+            out.append(d)
+        return out
+
+    async def job(self, job_id: int) -> JobRow:
+        """One job."""
+        return await self.history.job(job_id)
+
+    # ------------------------------------------------------------------ runs
+
+    async def run_job(self, job_id: int, *, trigger: str = "manual") -> int:
+        """Start a run of a job now; its run id. ConflictError if one is running."""
+        row = await self.history.job(job_id)
+        if job_id in self._job_runs:
+            raise ConflictError(
+                f"job {row.spec.name} is already running (run {self._job_runs[job_id]})"
+            )
+        _ = self.datastore
+        run_id = await self.history.create_run(
+            RunKind.BACKUP, job_id=job_id, job_name=row.spec.name, trigger=trigger
+        )
+        self._job_runs[job_id] = run_id
+        task = asyncio.create_task(self._backup(run_id, row), name=f"backup run {run_id}")
+        self._runs[run_id] = task
+        task.add_done_callback(lambda _t: self._forget(run_id, job_id))
+        return run_id
+
+    def _forget(self, run_id: int, job_id: int | None) -> None:
+        self._runs.pop(run_id, None)
+        if job_id is not None and self._job_runs.get(job_id) == run_id:
+            del self._job_runs[job_id]
+
+    async def _backup(self, run_id: int, row: JobRow) -> None:
+        started = time.time()
+        await self.history.update_run(run_id, status=RunStatus.RUNNING.value, started_at=started)
+        pool_name = row.spec.pool_id
+        results: list[dict[str, Any]] = []
+        cancelled = False
+        error = ""
+        runner: BackupRun | None = None
+        try:
+            pool_name = await self.pools.pool_name(row.spec.pool_id)
+            client = await self.pools.client(row.spec.pool_id)
+            await self.history.log(
+                run_id, f"job {row.spec.name} on pool {pool_name} ({row.spec.pool_id})"
+            )
+            runner = BackupRun(
+                run_id=run_id,
+                job_id=row.id,
+                spec=row.spec,
+                client=client,
+                datastore=self.datastore,
+                history=self.history,
+            )
+            await runner.execute()
+        except asyncio.CancelledError:
+            cancelled = True
+        except Exception as exc:
+            error = describe_error(exc)
+            log.exception("run %s failed", run_id)
+            await self.history.log(run_id, f"run failed: {error}", level="error")
+        if runner is not None:
+            results = [r.as_dict() for r in runner.results]
+        status = overall_status(results, cancelled=cancelled)
+        if error:
+            status = RunStatus.FAILED
+        finished = time.time()
+        report = build_report(
+            run_id=run_id,
+            job_name=row.spec.name,
+            pool_name=pool_name,
+            appliance=self.appliance_name,
+            started=started,
+            finished=finished,
+            vms=results,
+            status=status,
+        )
+        report["error"] = error
+        await asyncio.shield(
+            self.history.update_run(
+                run_id,
+                status=status.value,
+                finished_at=finished,
+                report=report,
+                bytes=report["bytes"],
+                error=error or ("cancelled" if cancelled else ""),
+            )
+        )
+        await asyncio.shield(self._mail(run_id, report))
+        if cancelled:
+            await self.history.log(run_id, "run cancelled", level="warning")
+
+    async def _mail(self, run_id: int, report: Mapping[str, Any]) -> None:
+        smtp = await self.smtp_settings()
+        if smtp is None:
+            return
+        try:
+            await send_report(smtp, report)
+            await self.history.log(run_id, f"report mailed to {', '.join(smtp.recipients)}")
+        except Exception as exc:  # a mail failure must not fail the backup
+            await self.history.log(run_id, f"could not mail the report: {exc}", level="warning")
+
+    async def cancel(self, run_id: int) -> None:
+        """Cancel a running run (backup or restore); what it wrote is removed."""
+        task = self._runs.get(run_id)
+        if task is None:
+            run = await self.history.run(run_id)
+            if run["status"] in FINISHED:
+                raise ConflictError(f"run {run_id} has already finished ({run['status']})")
+            raise ConflictError(f"run {run_id} is not running in this daemon")
+        await self.history.log(run_id, "cancel requested", level="warning")
+        task.cancel()
+
+    async def wait(self, run_id: int) -> dict[str, Any]:
+        """Wait for a run started here to finish; its row."""
+        task = self._runs.get(run_id)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
+        return await self.history.run(run_id)
+
+    async def run_detail(self, run_id: int, *, log_after: int = 0) -> dict[str, Any]:
+        """A run with its tasks (live progress) and log lines."""
+        run = await self.history.run(run_id)
+        run["tasks"] = await self.history.tasks(run_id)
+        run["log"] = await self.history.log_lines(run_id, log_after)
+        return run
+
+    async def runs(self, *, job_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Recent runs and restores."""
+        return await self.history.runs(job_id=job_id, limit=limit)
+
+    # --------------------------------------------------------------- restore
+
+    async def restore(self, data: Mapping[str, Any]) -> int:
+        """Start a restore; its run id."""
+        req = RestoreRequest.from_input(data)
+        ds = self.datastore
+        try:
+            point = await asyncio.to_thread(lambda: ds.vmdir(req.vm_uuid).load_point(req.point_id))
+        except ValueError:
+            raise ValidationError("not a VM uuid", field="vm_uuid") from None
+        if req.disk is not None:
+            point.disk(req.disk)
+        client = await self.pools.client(req.pool_id)
+        run_id = await self.history.create_run(
+            RunKind.RESTORE,
+            job_id=None,
+            job_name=f"restore {point.vm.get('name_label', req.vm_uuid)}",
+            trigger="manual",
+            params=req.as_dict(),
+        )
+        task = asyncio.create_task(self._restore(run_id, req, client), name=f"restore {run_id}")
+        self._runs[run_id] = task
+        task.add_done_callback(lambda _t: self._forget(run_id, None))
+        return run_id
+
+    async def _restore(self, run_id: int, req: RestoreRequest, client: Any) -> None:
+        started = time.time()
+        await self.history.update_run(run_id, status=RunStatus.RUNNING.value, started_at=started)
+        runner = RestoreRun(
+            run_id=run_id,
+            request=req,
+            client=client,
+            datastore=self.datastore,
+            history=self.history,
+        )
+        status = RunStatus.SUCCESS
+        error = ""
+        report: dict[str, Any] = {}
+        try:
+            report = await runner.execute()
+            await self.history.log(run_id, f"restore finished: {json.dumps(report)}")
+        except asyncio.CancelledError:
+            status, error = RunStatus.CANCELLED, "cancelled; nothing restored was kept"
+        except Exception as exc:
+            status, error = RunStatus.FAILED, describe_error(exc)
+            await self.history.log(run_id, f"restore failed: {error}", level="error")
+        report.update(status=status.value, error=error, started=started, finished=time.time())
+        await asyncio.shield(
+            self.history.update_run(
+                run_id,
+                status=status.value,
+                finished_at=report["finished"],
+                report=report,
+                error=error,
+            )
+        )
+
+    # ------------------------------------------------------------------ mail
+
+    async def smtp_settings(self) -> SmtpSettings | None:
+        """The mail settings, if reports are to be mailed."""
+        raw = await self.db.get_setting(SMTP_KEY)
+        if not raw:
+            return None
+        return SmtpSettings.from_input(json.loads(raw))
+
+    async def set_smtp(self, data: Mapping[str, Any] | None) -> None:
+        """Store (or with None, clear) the mail settings."""
+        if data is None:
+            await self.db.execute("DELETE FROM settings WHERE key = ?", (SMTP_KEY,))
+            return
+        await self.db.set_setting(SMTP_KEY, SmtpSettings.from_input(data).to_json())
+
+    # ------------------------------------------------------------- scheduler
+
+    async def schedule_tick(self) -> float:
+        """Start every due job; return the seconds until the next look."""
+        now = self._clock()
+        wait = MAX_TICK
+        for row in await self.history.jobs():
+            spec = row.spec
+            if not spec.schedule or not spec.enabled:
+                continue
+            try:
+                d = due(
+                    parse_schedule(spec.schedule, spec.timezone),
+                    last_slot=row.last_slot,
+                    created=row.created_at,
+                    now=now,
+                )
+            except XenKeepError as exc:
+                log.error("job %s: bad schedule: %s", row.id, exc.message)
+                continue
+            if d.run_now and row.id not in self._job_runs:
+                await self.history.set_schedule_state(row.id, last_slot=d.slot, next_run=d.next_run)
+                try:
+                    run_id = await self.run_job(row.id, trigger=f"schedule: {d.reason}")
+                    await self.history.log(run_id, f"started by the scheduler ({d.reason})")
+                except XenKeepError as exc:
+                    log.error("job %s: scheduled run not started: %s", row.id, exc.message)
+            elif row.next_run != d.next_run and not d.run_now:
+                await self.history.set_schedule_state(row.id, last_slot=None, next_run=d.next_run)
+            wait = min(wait, max(0.5, d.next_run - now))
+        return wait
+
+    async def _schedule_loop(self) -> None:
+        while True:
+            try:
+                wait = await self.schedule_tick()
+            except Exception:
+                log.exception("backup scheduler tick failed")
+                wait = MAX_TICK
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+
+__all__ = ["BackupManager", "NotFoundError"]

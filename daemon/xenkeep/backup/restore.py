@@ -1,0 +1,449 @@
+"""Restoring a restore point into a pool: a new VM, or one disk.
+
+The disk is reconstructed from the chain as one dynamic VHD streamed
+straight into ``PUT /import_raw_vdi?format=vhd`` (only present blocks travel;
+nothing is staged on disk). The new VM is ``VM.create`` from the VM record
+saved with the point, with fresh disks (``VDI.create`` on the chosen SR) and,
+when asked, VIFs on mapped networks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import uuid as uuidlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from xenkeep.errors import ValidationError
+from xenkeep.formats.vhd import VhdStream, vhd_timestamp
+from xenkeep.repo.datastore import Datastore
+from xenkeep.repo.layout import RestorePoint
+from xenkeep.xapi.client import XapiClient
+from xenkeep.xapi.errors import XapiFailure
+from xenkeep.xapi.transfer import import_raw_vdi
+
+from .const import RunStatus, Stage
+from .history import BackupHistory
+from .runner import describe_error
+from .streams import Progress
+
+#: Fields of a VM record that ``VM.create`` takes (the rest is runtime state).
+VM_CREATE_FIELDS: Final = (
+    "name_label",
+    "name_description",
+    "user_version",
+    "affinity",
+    "memory_target",
+    "memory_static_max",
+    "memory_dynamic_max",
+    "memory_dynamic_min",
+    "memory_static_min",
+    "VCPUs_params",
+    "VCPUs_max",
+    "VCPUs_at_startup",
+    "actions_after_shutdown",
+    "actions_after_reboot",
+    "actions_after_crash",
+    "PV_bootloader",
+    "PV_kernel",
+    "PV_ramdisk",
+    "PV_args",
+    "PV_bootloader_args",
+    "PV_legacy_args",
+    "HVM_boot_policy",
+    "HVM_boot_params",
+    "HVM_shadow_multiplier",
+    "platform",
+    "PCI_bus",
+    "other_config",
+    "recommendations",
+    "xenstore_data",
+    "ha_always_run",
+    "ha_restart_priority",
+    "tags",
+    "blocked_operations",
+    "start_delay",
+    "shutdown_delay",
+    "order",
+    "hardware_platform_version",
+    "has_vendor_device",
+    "reference_label",
+    "domain_type",
+    "NVRAM",
+)
+
+
+@dataclass
+class RestoreRequest:
+    """What to restore where."""
+
+    pool_id: str
+    vm_uuid: str
+    point_id: str
+    sr_uuid: str
+    name: str = ""
+    #: Only this disk, as a new VDI (not attached); None = the whole VM.
+    disk: str | None = None
+    #: Source network uuid → target network uuid; VIFs of unmapped networks
+    #: are created on the same network if it exists in the target pool.
+    networks: dict[str, str] = field(default_factory=dict)
+    with_networks: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form (stored as the run's parameters)."""
+        return {
+            "pool_id": self.pool_id,
+            "vm_uuid": self.vm_uuid,
+            "point_id": self.point_id,
+            "sr_uuid": self.sr_uuid,
+            "name": self.name,
+            "disk": self.disk,
+            "networks": self.networks,
+            "with_networks": self.with_networks,
+        }
+
+    @classmethod
+    def from_input(cls, data: Mapping[str, Any]) -> RestoreRequest:
+        """Validate user input."""
+        out = {}
+        for key in ("pool_id", "vm_uuid", "point_id", "sr_uuid"):
+            value = str(data.get(key, "")).strip()
+            if not value:
+                raise ValidationError(f"{key} is required", field=key)
+            out[key] = value
+        disk = str(data.get("disk") or "").strip() or None
+        nets = data.get("networks") or {}
+        if not isinstance(nets, dict):
+            raise ValidationError("networks must map source to target uuids", field="networks")
+        return cls(
+            name=str(data.get("name") or "").strip()[:200],
+            disk=disk,
+            networks={str(k): str(v) for k, v in nets.items()},
+            with_networks=bool(data.get("with_networks", True)),
+            **out,
+        )
+
+
+_END: Final = object()
+
+
+async def chain_vhd(
+    datastore: Datastore, vm_uuid: str, point_id: str, key: str
+) -> tuple[int, AsyncIterator[bytes]]:
+    """The disk of a restore point as one dynamic VHD stream: (length, chunks).
+
+    A worker thread holds the VM's readers lock (merges wait) and produces
+    the stream block by block into a small queue, so memory stays flat.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue(4)
+    length_fut: asyncio.Future[int] = loop.create_future()
+    stop = threading.Event()
+
+    def put(item: Any) -> None:
+        fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        while not stop.is_set():
+            try:
+                fut.result(timeout=0.5)
+                return
+            except TimeoutError:
+                continue
+        fut.cancel()
+
+    def produce() -> None:
+        try:
+            with datastore.reading(vm_uuid) as vmdir:
+                rec = vmdir.load_point(point_id).disk(key)
+                with vmdir.open_chain(key, rec.file) as chain:
+                    present: set[int] = set()
+                    for f in chain.files:
+                        present.update(i for i in f.present_blocks() if i < f.block_count)
+                    stream = VhdStream(
+                        chain.size,
+                        uuid=uuidlib.uuid4(),
+                        present=present,
+                        read_block=lambda i: (chain.read_block(i), None),
+                        timestamp=vhd_timestamp(time.time()),
+                        block_size=chain.block_size,
+                    )
+                    loop.call_soon_threadsafe(length_fut.set_result, stream.length)
+                    for piece in stream:
+                        if stop.is_set():
+                            return
+                        put(piece)
+            put(_END)
+        except BaseException as exc:
+            failure = exc
+
+            def fail_length() -> None:
+                if not length_fut.done():
+                    length_fut.set_exception(failure)
+
+            loop.call_soon_threadsafe(fail_length)
+            put(exc)
+
+    worker = asyncio.create_task(asyncio.to_thread(produce))
+    try:
+        length = await length_fut
+    except BaseException:
+        stop.set()
+        with contextlib.suppress(BaseException):
+            await worker
+        raise
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while not queue.empty():
+                queue.get_nowait()
+            with contextlib.suppress(BaseException):
+                await worker
+
+    return length, chunks()
+
+
+def vm_create_record(point: RestorePoint, name: str) -> dict[str, Any]:
+    """The ``VM.create`` argument for a restore of ``point``."""
+    rec: dict[str, Any] = {k: point.vm[k] for k in VM_CREATE_FIELDS if k in point.vm}
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(point.created))
+    rec["name_label"] = name or f"{point.vm.get('name_label', 'VM')} (restored {when})"
+    rec["is_a_template"] = False
+    other = dict(rec.get("other_config") or {})
+    other.pop("mac_seed", None)
+    other["xenkeep-restored-from"] = f"{point.vm_uuid}/{point.id}"
+    rec["other_config"] = other
+    rec.setdefault("user_version", 1)
+    return rec
+
+
+class RestoreRun:
+    """One restore; create it per request."""
+
+    def __init__(
+        self,
+        *,
+        run_id: int,
+        request: RestoreRequest,
+        client: XapiClient,
+        datastore: Datastore,
+        history: BackupHistory,
+    ) -> None:
+        self.run_id = run_id
+        self.req = request
+        self.client = client
+        self.datastore = datastore
+        self.history = history
+        self.created: dict[str, Any] = {}
+
+    async def _log(self, msg: str, *, level: str = "info", task_id: int | None = None) -> None:
+        await self.history.log(self.run_id, msg, level=level, task_id=task_id)
+
+    async def execute(self) -> dict[str, Any]:
+        """Restore; returns the report (new VM/VDI refs, bytes, seconds)."""
+        req, client = self.req, self.client
+        point = await asyncio.to_thread(
+            lambda: self.datastore.vmdir(req.vm_uuid).load_point(req.point_id)
+        )
+        disks = [point.disk(req.disk)] if req.disk else list(point.disks)
+        sr = str(await client.call("SR.get_by_uuid", req.sr_uuid))
+        vm_name = str(point.vm.get("name_label", req.vm_uuid))
+        task_id = await self.history.create_task(
+            self.run_id, vm_uuid=req.vm_uuid, vm_name=vm_name, stage=Stage.CREATE
+        )
+        started = time.monotonic()
+        total = 0
+        new_vm: str | None = None
+        new_vdis: list[str] = []
+        try:
+            if req.disk is None:
+                new_vm = str(await client.call("VM.create", vm_create_record(point, req.name)))
+                self.created["vm"] = new_vm
+                await self._log(f"created VM {new_vm} from the saved record", task_id=task_id)
+            for d in disks:
+                vdi = await self._restore_disk(point, d.key, d.vdi, d.virtual_size, sr, task_id)
+                new_vdis.append(vdi)
+                total += self.created.setdefault("bytes", 0)
+                if new_vm is not None:
+                    await client.call(
+                        "VBD.create",
+                        {
+                            "VM": new_vm,
+                            "VDI": vdi,
+                            "userdevice": d.key,
+                            "bootable": d.key == "0",
+                            "mode": "RW",
+                            "type": "Disk",
+                            "empty": False,
+                            "unpluggable": False,
+                            "other_config": {"owner": "true"},
+                            "qos_algorithm_type": "",
+                            "qos_algorithm_params": {},
+                        },
+                    )
+            if new_vm is not None and req.with_networks:
+                await self._vifs(point, new_vm, task_id)
+        except BaseException as exc:
+            # A half-restored VM is worse than none: remove what was created.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self._undo(new_vm, new_vdis))
+            await self.history.update_task(
+                task_id,
+                status=RunStatus.CANCELLED.value
+                if isinstance(exc, asyncio.CancelledError)
+                else RunStatus.FAILED.value,
+                error=describe_error(exc) if isinstance(exc, Exception) else "cancelled",
+                finished_at=time.time(),
+            )
+            raise
+        seconds = time.monotonic() - started
+        moved = sum(self.created.get("per_disk", {}).values())
+        await self.history.update_task(
+            task_id,
+            status=RunStatus.SUCCESS.value,
+            stage=Stage.DONE,
+            bytes=moved,
+            speed=moved / seconds if seconds > 0 else 0.0,
+            eta=0,
+            finished_at=time.time(),
+            point_id=point.id,
+        )
+        new_vm_uuid = str(await client.call("VM.get_uuid", new_vm)) if new_vm else None
+        vdi_uuids = [str(await client.call("VDI.get_uuid", v)) for v in new_vdis]
+        return {
+            "vm_uuid": req.vm_uuid,
+            "vm_name": vm_name,
+            "point_id": point.id,
+            "new_vm": new_vm,
+            "new_vm_uuid": new_vm_uuid,
+            "new_vdis": new_vdis,
+            "new_vdi_uuids": vdi_uuids,
+            "bytes": moved,
+            "seconds": round(seconds, 3),
+            "speed": round(moved / seconds, 1) if seconds > 0 else 0.0,
+        }
+
+    async def _restore_disk(
+        self,
+        point: RestorePoint,
+        key: str,
+        vdi_meta: dict[str, Any],
+        size: int,
+        sr: str,
+        vm_task: int,
+    ) -> str:
+        client = self.client
+        disk_task = await self.history.create_task(
+            self.run_id,
+            vm_uuid=point.vm_uuid,
+            vm_name=str(point.vm.get("name_label", "")),
+            stage=Stage.IMPORT,
+            parent_id=vm_task,
+            disk_key=key,
+        )
+        vdi = str(
+            await client.call(
+                "VDI.create",
+                {
+                    "name_label": vdi_meta.get("name_label") or f"restored disk {key}",
+                    "name_description": f"Restored by XenKeep from restore point {point.id}",
+                    "SR": sr,
+                    "virtual_size": size,
+                    "type": "user",
+                    "sharable": False,
+                    "read_only": False,
+                    "other_config": {},
+                    "xenstore_data": {},
+                    "sm_config": {},
+                    "tags": [],
+                },
+            )
+        )
+        try:
+            length, chunks = await chain_vhd(self.datastore, point.vm_uuid, point.id, key)
+
+            async def flush(p: Progress) -> None:
+                await self.history.update_task(
+                    disk_task, bytes=p.done, total_bytes=p.total, speed=p.speed, eta=p.eta
+                )
+                await self.history.update_run(self.run_id, bytes=p.done, total_bytes=p.total)
+
+            progress = Progress(flush)
+            progress.total = length
+            try:
+                done = await import_raw_vdi(
+                    client, vdi, chunks, fmt="vhd", size=length, progress=progress.update
+                )
+            finally:
+                await chunks.aclose()  # type: ignore[attr-defined]
+        except BaseException as exc:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(client.call("VDI.destroy", vdi))
+            await self.history.update_task(
+                disk_task,
+                status=RunStatus.FAILED.value,
+                error=describe_error(exc) if isinstance(exc, Exception) else "cancelled",
+                finished_at=time.time(),
+            )
+            raise
+        await progress.finish()
+        self.created.setdefault("per_disk", {})[key] = done.bytes
+        await self.history.update_task(
+            disk_task,
+            status=RunStatus.SUCCESS.value,
+            stage=Stage.DONE,
+            bytes=done.bytes,
+            total_bytes=length,
+            speed=done.bytes / done.seconds if done.seconds > 0 else 0.0,
+            eta=0,
+            finished_at=time.time(),
+        )
+        await self._log(f"disk {key}: {done.bytes} bytes imported into {vdi}", task_id=vm_task)
+        return vdi
+
+    async def _vifs(self, point: RestorePoint, vm: str, task_id: int) -> None:
+        meta = point.vm.get("xenkeep") or {}
+        for vif in meta.get("vifs") or []:
+            src = str(vif.get("network_uuid") or "")
+            target = self.req.networks.get(src, src)
+            try:
+                net = await self.client.call("network.get_by_uuid", target)
+            except XapiFailure:
+                await self._log(
+                    f"VIF {vif.get('device')}: network {target} not in this pool; skipped",
+                    level="warning",
+                    task_id=task_id,
+                )
+                continue
+            await self.client.call(
+                "VIF.create",
+                {
+                    "device": str(vif.get("device", "0")),
+                    "network": net,
+                    "VM": vm,
+                    "MAC": "",
+                    "MTU": int(vif.get("MTU") or 1500),
+                    "other_config": {},
+                    "qos_algorithm_type": "",
+                    "qos_algorithm_params": {},
+                },
+            )
+
+    async def _undo(self, vm: str | None, vdis: list[str]) -> None:
+        for vdi in vdis:
+            with contextlib.suppress(XapiFailure):
+                await self.client.call("VDI.destroy", vdi)
+        if vm is not None:
+            with contextlib.suppress(XapiFailure):
+                await self.client.call("VM.destroy", vm)

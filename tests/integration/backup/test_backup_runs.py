@@ -1,0 +1,92 @@
+"""Backups and restores through the simulator, over the wire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.integration.backup.conftest import (
+    POOL_ID,
+    TestVm,
+    job_input,
+    sr_uuid,
+    vdi_sha256,
+)
+from xenkeep.backup.manager import BackupManager
+from xenkeep.xapi.client import XapiClient
+
+
+async def restore_disk_sha(
+    manager: BackupManager, client: XapiClient, vm_uuid: str, point_id: str, sr: str
+) -> str:
+    run_id = await manager.restore(
+        {"pool_id": POOL_ID, "vm_uuid": vm_uuid, "point_id": point_id, "sr_uuid": sr, "disk": "0"}
+    )
+    run = await manager.wait(run_id)
+    assert run["status"] == "success", run
+    [vdi] = run["report"]["new_vdis"]
+    digest = await vdi_sha256(client, vdi)
+    await client.call("VDI.destroy", vdi)
+    return digest
+
+
+async def test_first_run_full_then_deltas_and_restore(
+    manager: BackupManager, client: XapiClient, vm: TestVm
+) -> None:
+    job = await manager.create_job(job_input())
+    run_id = await manager.run_job(job.id)
+    run = await manager.wait(run_id)
+    assert run["status"] == "success", run
+    first = await vm.sha256()
+    [row] = run["report"]["vms"]
+    assert row["transfers"] == {"0": "full"}
+    assert "first backup" in row["reasons"]["0"]
+    full_bytes = row["bytes"]
+
+    await vm.write(4096, b"\x42" * 4096)
+    run = await manager.wait(await manager.run_job(job.id))
+    assert run["status"] == "success", run
+    second = await vm.sha256()
+    [row] = run["report"]["vms"]
+    assert row["transfers"] == {"0": "delta"}
+    # One 2 MiB block changed, out of the two the full held.
+    assert row["bytes"] < full_bytes * 0.6
+
+    points = await manager.points(vm.uuid)
+    assert len(points) == 2
+    sr = await sr_uuid(client)
+    assert await restore_disk_sha(manager, client, vm.uuid, points[0]["id"], sr) == first
+    assert await restore_disk_sha(manager, client, vm.uuid, points[1]["id"], sr) == second
+
+    # Only one XenKeep snapshot stays: the reference for the next delta.
+    snaps = await client.call("VM.get_snapshots", vm.ref)
+    assert len(snaps) == 1
+    detail = await manager.run_detail(run["id"])
+    assert any(t["disk_key"] == "0" and t["transfer"] == "delta" for t in detail["tasks"])
+    assert any("delta against snapshot" in line["message"] for line in detail["log"])
+
+
+async def test_restore_whole_vm(manager: BackupManager, client: XapiClient, vm: TestVm) -> None:
+    job = await manager.create_job(job_input())
+    run = await manager.wait(await manager.run_job(job.id))
+    assert run["status"] == "success", run
+    want = await vm.sha256()
+    [point] = await manager.points(vm.uuid)
+    run_id = await manager.restore(
+        {
+            "pool_id": POOL_ID,
+            "vm_uuid": vm.uuid,
+            "point_id": point["id"],
+            "sr_uuid": await sr_uuid(client),
+            "name": "restored copy",
+        }
+    )
+    run = await manager.wait(run_id)
+    assert run["status"] == "success", run
+    new_vm = run["report"]["new_vm"]
+    rec: dict[str, Any] = await client.call("VM.get_record", new_vm)
+    assert rec["name_label"] == "restored copy"
+    assert rec["VCPUs_max"] == 1
+    vbds = rec["VBDs"]
+    assert len(vbds) == 1
+    vdi = await client.call("VBD.get_VDI", vbds[0])
+    assert await vdi_sha256(client, vdi) == want
