@@ -918,6 +918,47 @@ class SimPool:
             self.db.get("SR", sr)
         return await self.copy_vm(vm, str(new_name), "copy", None if sr == NULL_REF else sr)
 
+    @api("VM.revert")
+    async def vm_revert(self, _s: str, snapshot: Any) -> Any:
+        snap = self.vm(snapshot)
+        if not snap["is_a_snapshot"]:
+            raise XapiError(OPERATION_NOT_ALLOWED, "VM.revert needs a snapshot")
+        vm = str(snap["snapshot_of"])
+        self.vm(vm)
+        self.check_blocked(vm, "revert")
+        if self.vm(vm)["power_state"] != "Halted":
+            self.set_power(vm, "Halted")
+        # As XAPI: the VM's current disks go, fresh clones of the snapshot's come.
+        for vbd in self.db.find("VBD", VM=vm):
+            rec = self.db.get("VBD", vbd)
+            self.db.destroy("VBD", vbd)
+            if rec["type"] == "Disk" and self.db.exists("VDI", rec["VDI"]):
+                self.destroy_vdi(rec["VDI"])
+        for vbd in self.db.find("VBD", VM=snapshot):
+            rec = {k: _copy(v) for k, v in self.db.get("VBD", vbd).items()}
+            rec.pop("uuid")
+            if rec["type"] == "Disk" and self.db.exists("VDI", rec["VDI"]):
+                rec["VDI"] = await self.derive_vdi(rec["VDI"], None, {}, cbt_link=False)
+            rec.update({"VM": vm, "currently_attached": False})
+            self.db.create("VBD", rec)
+        fields = {
+            k: _copy(snap[k])
+            for k in (
+                "VCPUs_max",
+                "VCPUs_at_startup",
+                "memory_static_max",
+                "memory_dynamic_max",
+                "memory_dynamic_min",
+                "memory_static_min",
+                "memory_target",
+                "platform",
+                "HVM_boot_params",
+            )
+        }
+        self.db.set("VM", vm, parent=snapshot, **fields)
+        self.update_allowed(vm)
+        return ""
+
     @api("VM.destroy")
     async def vm_destroy(self, _s: str, vm: Any) -> Any:
         rec = self.vm(vm)

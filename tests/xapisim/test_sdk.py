@@ -393,3 +393,28 @@ def test_messages(xapi: Any) -> None:
     assert xapi.message.get_record(ref)["name"] == "BACKUP_DONE"
     assert ref in xapi.message.get_all_records()
     xapi.message.destroy(ref)
+
+
+def test_revert_to_snapshot(sim: SimulatorThread, xapi: Any) -> None:
+    vm = vm_by_name(xapi, "mail-01")
+    snap = xapi.VM.snapshot(vm, "before change")
+    disk = first_disk(xapi, vm)
+    original = sim.call("sim.read_vdi", _s(sim), disk, "0", "4096")
+    sim.call("sim.write_vdi", _s(sim), disk, "0", base64.b64encode(b"oops" * 1024).decode())
+    xapi.VM.set_VCPUs_max(vm, "7")
+    xapi.VM.revert(snap)
+    new_disk = first_disk(xapi, vm)
+    assert new_disk != disk
+    assert disk not in xapi.VDI.get_all()
+    assert sim.call("sim.read_vdi", _s(sim), new_disk, "0", "4096") == original
+    assert xapi.VM.get_VCPUs_max(vm) == "2"
+    assert xapi.VM.get_parent(vm) == snap
+
+
+def test_event_register_next(sim: SimulatorThread, xapi: Any) -> None:
+    xapi.event.register(["vm"])
+    vm = vm_by_name(xapi, "mail-01")
+    xapi.VM.set_name_description(vm, "via event.next")
+    events = xapi.event.next()
+    assert [(e["class"], e["operation"], e["ref"]) for e in events] == [("vm", "mod", vm)]
+    xapi.event.unregister(["vm"])
