@@ -23,7 +23,12 @@ from typing import Any, Final
 from xenkeep.formats.errors import VhdFormatError
 from xenkeep.formats.vhd import VhdFile
 
-from .errors import ChainBrokenError, ChainBusyError, NotADatastoreError, RepoError
+from .errors import (
+    ChainBrokenError,
+    ChainBusyError,
+    NotADatastoreError,
+    PointNotFoundError,
+)
 from .fsutil import allocated_bytes, atomic_write, durable_unlink, probe_reflink
 from .layout import RestorePoint, VmDir, check_uuid, vm_dirs
 from .lock import ChainLock, LockOwner, ReadersLock
@@ -376,7 +381,7 @@ class Datastore:
         """Hold the VM's readers lock (shared): merges wait until it is released."""
         vmdir = self.vmdir(vm_uuid)
         if not vmdir.exists():
-            raise RepoError(f"no backups of VM {vm_uuid}")
+            raise PointNotFoundError(f"no backups of VM {vm_uuid}")
         for _attempt in range(3):
             readers = ReadersLock(vmdir.readers_lock)
             if not readers.acquire(exclusive=False):
