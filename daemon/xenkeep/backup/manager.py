@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,7 +48,7 @@ class BackupManager:
         db: Database,
         pools: PoolAccess,
         *,
-        appliance_name: Callable[[], str] | str = "xenkeep",
+        appliance_name: Callable[[], Awaitable[str]] | str = "xenkeep",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
@@ -92,10 +92,11 @@ class BackupManager:
             with contextlib.suppress(BaseException):
                 await t
 
-    @property
-    def appliance_name(self) -> str:
+    async def appliance_name(self) -> str:
         """The appliance's name (for report subjects)."""
-        return self._appliance() if callable(self._appliance) else self._appliance
+        if callable(self._appliance):
+            return await self._appliance()
+        return self._appliance
 
     # --------------------------------------------------------------- storage
 
@@ -291,7 +292,7 @@ class BackupManager:
             run_id=run_id,
             job_name=row.spec.name,
             pool_name=pool_name,
-            appliance=self.appliance_name,
+            appliance=await self.appliance_name(),
             started=started,
             finished=finished,
             vms=results,

@@ -9,10 +9,13 @@ serves fixed clients (tests, tools).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from xenkeep.errors import NotFoundError
 from xenkeep.xapi.client import XapiClient
+
+if TYPE_CHECKING:
+    from xenkeep.xapi.manager import PoolManager
 
 
 class PoolAccess(Protocol):
@@ -51,3 +54,26 @@ class StaticPools:
 
     async def pool_ids(self) -> list[str]:
         return list(self._clients)
+
+
+class ManagedPools:
+    """:class:`PoolAccess` over the daemon's PoolManager (one live client per pool)."""
+
+    def __init__(self, manager: PoolManager) -> None:
+        self._manager = manager
+
+    @staticmethod
+    def _id(pool_id: str) -> int:
+        try:
+            return int(pool_id)
+        except ValueError:
+            raise NotFoundError(f"there is no pool {pool_id}") from None
+
+    async def client(self, pool_id: str) -> XapiClient:
+        return self._manager.connection(self._id(pool_id)).client
+
+    async def pool_name(self, pool_id: str) -> str:
+        return (await self._manager.get(self._id(pool_id))).name
+
+    async def pool_ids(self) -> list[str]:
+        return [str(p.id) for p in await self._manager.pools()]
