@@ -18,6 +18,8 @@ from aiohttp import web
 
 from xenkeep.auth.audit import AuditLog
 from xenkeep.auth.manager import AuthManager
+from xenkeep.backup.manager import BackupManager
+from xenkeep.backup.pools import ManagedPools
 from xenkeep.config import Settings
 from xenkeep.store import open_database
 from xenkeep.system.identity import IdentityManager
@@ -96,8 +98,17 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     pools = PoolManager(db, SecretBox(settings.state_dir / KEY_NAME), audit)
     app[keys.POOLS] = pools
     await pools.start()
+    identity = keys.identity(app)
+
+    async def appliance_name() -> str:
+        return (await identity.get()).name
+
+    backup = BackupManager(db, ManagedPools(pools), appliance_name=appliance_name)
+    app[keys.BACKUP] = backup
+    await backup.start()
     try:
         yield
     finally:
+        await backup.stop()
         await pools.close()
         await db.close()

@@ -13,6 +13,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from xenkeep.auth.audit import AuditLog
     from xenkeep.auth.manager import AuthManager, Session, User
+    from xenkeep.backup.manager import BackupManager
     from xenkeep.config import Settings
     from xenkeep.store import Database
     from xenkeep.system.identity import IdentityManager
@@ -28,6 +29,12 @@ IDENTITY = "xenkeep.identity"
 TLS = "xenkeep.tls"
 WIZARD = "xenkeep.wizard"
 POOLS = "xenkeep.pools"
+BACKUP = "xenkeep.backup"
+
+
+def backup(app: web.Application) -> BackupManager:
+    """The backup service."""
+    return cast("BackupManager", app[BACKUP])
 
 
 def settings(app: web.Application) -> Settings:
