@@ -138,7 +138,7 @@ def verify_vm(vmdir: VmDir, progress: Callable[[int], None] | None = None) -> Ve
                         )
                     )
                     break
-    for (key, file), damage in results.items():
+    for (_key, file), damage in results.items():
         flag = vmdir.damaged / f"{file}.json"
         if damage is None:
             durable_unlink(flag)
@@ -146,7 +146,6 @@ def verify_vm(vmdir: VmDir, progress: Callable[[int], None] | None = None) -> Ve
         vmdir.damaged.mkdir(parents=True, exist_ok=True)
         body = asdict(damage) | {"found": time.time()}
         atomic_write(flag, json.dumps(body, indent=1).encode())
-        _ = key
     report.seconds = time.monotonic() - started
     return report
 

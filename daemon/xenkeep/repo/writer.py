@@ -12,6 +12,7 @@ source used.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import time
@@ -44,11 +45,21 @@ T = TypeVar("T")
 BlockItem = StreamBlock | tuple[int, bytes, bytes]
 
 
-def _pull(agen: AsyncIterator[T], loop: asyncio.AbstractEventLoop) -> Iterator[T]:
-    """A blocking iterator (for a worker thread) over an async iterator of the loop."""
+def _pull(
+    agen: AsyncIterator[T], loop: asyncio.AbstractEventLoop, stop: Callable[[], bool]
+) -> Iterator[T]:
+    """A blocking iterator (for a worker thread) over an async iterator of the
+    loop; gives up when ``stop()`` turns true (the point was aborted)."""
     while True:
         fut = asyncio.run_coroutine_threadsafe(_anext_or_stop(agen), loop)
-        done, item = fut.result()
+        while True:
+            try:
+                done, item = fut.result(timeout=0.5)
+                break
+            except concurrent.futures.TimeoutError:
+                if stop():
+                    fut.cancel()
+                    raise RepoError("restore point aborted while waiting for data") from None
         if done:
             return
         yield item  # type: ignore[misc]
@@ -135,6 +146,12 @@ class PointWriter:
         self._disks: dict[str, _DiskPart] = {}
         self._done = False
         self._committed = False
+        # Set by abort(): a disk still being written in a worker thread stops
+        # at its next block instead of running on after the lock is gone.
+        self._cancelled = False
+
+    def _stopped(self) -> bool:
+        return self._cancelled
 
     # ------------------------------------------------------------------ disks
 
@@ -156,7 +173,7 @@ class PointWriter:
         agen = aiter(stream)
 
         def run() -> DiskRecord:
-            reader = _ThreadReader(_pull(agen, loop))
+            reader = _ThreadReader(_pull(agen, loop, self._stopped))
             try:
                 parsed = VhdStreamReader(reader)
             except VhdFormatError as exc:
@@ -200,7 +217,7 @@ class PointWriter:
         counted = [0]
 
         def items() -> Iterator[tuple[int, bytes, bytes]]:
-            for item in _pull(agen, loop):
+            for item in _pull(agen, loop, self._stopped):
                 t = (item.index, item.bitmap, item.data) if isinstance(item, StreamBlock) else item
                 counted[0] += len(t[2])
                 yield t
@@ -224,7 +241,7 @@ class PointWriter:
         agen = aiter(stream)
 
         def run() -> DiskRecord:
-            reader = _ThreadReader(_pull(agen, loop))
+            reader = _ThreadReader(_pull(agen, loop, self._stopped))
             bs = DEFAULT_BLOCK_SIZE
 
             def items() -> Iterator[tuple[int, bytes, bytes]]:
@@ -291,6 +308,8 @@ class PointWriter:
                     block_size=block_size,
                 )
                 for index, bitmap, data in blocks:
+                    if self._cancelled:
+                        raise RepoError(f"disk {key}: restore point {self.point_id} aborted")
                     if len(data) < block_size:
                         data = data + bytes(block_size - len(data))
                     if parent is None:
@@ -405,6 +424,7 @@ class PointWriter:
         await asyncio.to_thread(self._abort)
 
     def _abort(self) -> None:
+        self._cancelled = True
         if self._done:
             return
         self._done = True

@@ -4,7 +4,9 @@ and against qemu-img."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -220,3 +222,35 @@ async def test_killed_backup_leftovers_are_collected(ds: Datastore, tmp_path: Pa
     assert len(rec.removed) == 2
     assert {f.suffix for f in vmdir.disk_dir("0").iterdir()} == {".vhd", ".sums"}
     await check_all(ds, [d])
+
+
+async def test_cancelled_backup_stops_and_leaves_nothing(ds: Datastore, tmp_path: Path) -> None:
+    d = RefDisk(tmp_path, "0", 16 * MiB, seed=12)
+    d.random_changes(whole=6, partial=0)
+    data = b"".join([c async for c in d.full_stream()])
+    stalled = asyncio.Event()
+
+    async def stalling() -> AsyncIterator[bytes]:
+        yield data[: 3 * MiB]
+        stalled.set()
+        await asyncio.Event().wait()  # a transfer that hangs
+        yield b""
+
+    async def job() -> None:
+        async with ds.begin_point(VM, vm_record={}) as w:
+            await w.write_vhd("0", stalling(), delta=False)
+            await w.commit()
+
+    task = asyncio.create_task(job())
+    await stalled.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ds.points(VM) == []
+    # The lock is free again and the next backup collects what was left.
+    async with ds.begin_point(VM, vm_record={}) as w:
+        await w.write_vhd("0", aiter_of([data]), delta=False)
+        p = await w.commit()
+    assert await read_point(ds, VM, p.id, "0") == d.path.read_bytes()
+    names = {f.name for f in ds.vmdir(VM).disk_dir("0").iterdir()}
+    assert names == {f"{p.disks[0].file}.vhd", f"{p.disks[0].file}.sums"}
