@@ -1,0 +1,399 @@
+"""Backups in the web UI and the JSON API: storage, jobs, runs, restores.
+
+Thin handlers over :class:`~xenkeep.backup.manager.BackupManager`; every
+route is for administrators. Run pages poll ``/api/v1/backup/runs/{id}``
+(``static/backup.js``), which reads the same rows the runner writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from xenkeep.errors import ValidationError, XenKeepError
+from xenkeep.web import keys
+from xenkeep.web.access import admin
+from xenkeep.web.flash import redirect
+from xenkeep.web.forms import form_fields, json_body
+
+
+def _int_param(request: web.Request, name: str) -> int:
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        raise ValidationError(f"not a valid {name}", field=name) from None
+
+
+async def _pool_choices(request: web.Request) -> list[tuple[str, str]]:
+    pools = keys.pools(request.app)
+    return [(str(p.id), p.name) for p in await pools.pools()]
+
+
+# --- JSON API -----------------------------------------------------------------------
+
+
+@admin
+async def api_storage(request: web.Request) -> web.StreamResponse:
+    """Capacity, used, free, reflink and per-VM usage of the backup storage."""
+    return web.json_response(await keys.backup(request.app).storage_status())
+
+
+@admin
+async def api_storage_init(request: web.Request) -> web.StreamResponse:
+    """Use an existing directory as the backup storage (``{"path": ...}``)."""
+    body = await json_body(request)
+    status = await keys.backup(request.app).use_directory(str(body.get("path", "")))
+    return web.json_response(status)
+
+
+@admin
+async def api_jobs(request: web.Request) -> web.StreamResponse:
+    """Every job with its last run."""
+    return web.json_response({"jobs": await keys.backup(request.app).jobs()})
+
+
+@admin
+async def api_job_create(request: web.Request) -> web.StreamResponse:
+    """Create a job."""
+    row = await keys.backup(request.app).create_job(await json_body(request))
+    return web.json_response(row.as_dict(), status=201)
+
+
+@admin
+async def api_job(request: web.Request) -> web.StreamResponse:
+    """One job."""
+    row = await keys.backup(request.app).job(_int_param(request, "job_id"))
+    return web.json_response(row.as_dict())
+
+
+@admin
+async def api_job_update(request: web.Request) -> web.StreamResponse:
+    """Replace a job's settings."""
+    row = await keys.backup(request.app).update_job(
+        _int_param(request, "job_id"), await json_body(request)
+    )
+    return web.json_response(row.as_dict())
+
+
+@admin
+async def api_job_delete(request: web.Request) -> web.StreamResponse:
+    """Delete a job (its restore points and history stay)."""
+    await keys.backup(request.app).delete_job(_int_param(request, "job_id"))
+    return web.json_response({"ok": True})
+
+
+@admin
+async def api_job_run(request: web.Request) -> web.StreamResponse:
+    """Start a run now."""
+    run_id = await keys.backup(request.app).run_job(_int_param(request, "job_id"))
+    return web.json_response({"run_id": run_id}, status=202)
+
+
+@admin
+async def api_runs(request: web.Request) -> web.StreamResponse:
+    """Recent runs and restores (``?job_id=`` to filter)."""
+    job = request.query.get("job_id")
+    try:
+        job_id = int(job) if job else None
+    except ValueError:
+        raise ValidationError("job_id must be a number", field="job_id") from None
+    runs = await keys.backup(request.app).runs(job_id=job_id)
+    return web.json_response({"runs": runs})
+
+
+@admin
+async def api_run(request: web.Request) -> web.StreamResponse:
+    """A run with its tasks (live progress) and log lines (``?log_after=``)."""
+    try:
+        after = int(request.query.get("log_after", "0"))
+    except ValueError:
+        raise ValidationError("log_after must be a number", field="log_after") from None
+    detail = await keys.backup(request.app).run_detail(
+        _int_param(request, "run_id"), log_after=after
+    )
+    return web.json_response(detail)
+
+
+@admin
+async def api_run_cancel(request: web.Request) -> web.StreamResponse:
+    """Cancel a running run or restore."""
+    await keys.backup(request.app).cancel(_int_param(request, "run_id"))
+    return web.json_response({"ok": True}, status=202)
+
+
+@admin
+async def api_vms(request: web.Request) -> web.StreamResponse:
+    """VMs with restore points."""
+    return web.json_response({"vms": await keys.backup(request.app).backed_up_vms()})
+
+
+@admin
+async def api_points(request: web.Request) -> web.StreamResponse:
+    """Restore points of one VM, oldest first."""
+    try:
+        points = await keys.backup(request.app).points(request.match_info["vm_uuid"])
+    except ValueError:
+        raise ValidationError("not a VM uuid", field="vm_uuid") from None
+    return web.json_response({"points": points})
+
+
+@admin
+async def api_restore(request: web.Request) -> web.StreamResponse:
+    """Start a restore: ``pool_id, vm_uuid, point_id, sr_uuid[, name, disk, networks]``."""
+    run_id = await keys.backup(request.app).restore(await json_body(request))
+    return web.json_response({"run_id": run_id}, status=202)
+
+
+@admin
+async def api_smtp(request: web.Request) -> web.StreamResponse:
+    """The report mail settings (without the password)."""
+    smtp = await keys.backup(request.app).smtp_settings()
+    if smtp is None:
+        return web.json_response({"configured": False})
+    d: dict[str, Any] = dict(smtp.__dict__)
+    d["recipients"] = list(smtp.recipients)
+    d.pop("password", None)
+    d["configured"] = True
+    return web.json_response(d)
+
+
+@admin
+async def api_smtp_put(request: web.Request) -> web.StreamResponse:
+    """Set the report mail settings (``{}`` with ``"host": ""`` clears them)."""
+    body = await json_body(request)
+    manager = keys.backup(request.app)
+    await manager.set_smtp(body if body.get("host") else None)
+    return web.json_response({"ok": True})
+
+
+# --- pages --------------------------------------------------------------------------
+
+
+@admin
+async def backup_page(request: web.Request) -> web.StreamResponse:
+    """Jobs, the storage summary and recent runs."""
+    manager = keys.backup(request.app)
+    context = {
+        "storage": await manager.storage_status(),
+        "jobs": await manager.jobs(),
+        "runs": await manager.runs(limit=20),
+    }
+    return aiohttp_jinja2.render_template("backup/index.html", request, context)
+
+
+async def _storage_page(
+    request: web.Request, *, error: str | None = None, path: str = "", status: int = 200
+) -> web.Response:
+    context = {
+        "storage": await keys.backup(request.app).storage_status(),
+        "error": error,
+        "form_path": path,
+    }
+    return aiohttp_jinja2.render_template("backup/storage.html", request, context, status=status)
+
+
+@admin
+async def storage_page(request: web.Request) -> web.StreamResponse:
+    """The backup storage: capacity, reflink, per-VM usage; set it up."""
+    return await _storage_page(request)
+
+
+@admin
+async def storage_submit(request: web.Request) -> web.StreamResponse:
+    """Use an existing directory as the backup storage."""
+    form = await form_fields(request)
+    try:
+        await keys.backup(request.app).use_directory(form.get("path", ""))
+    except XenKeepError as exc:
+        if exc.status >= 500 and not exc.code.startswith(("repo", "not_a")):
+            raise
+        return await _storage_page(
+            request, error=exc.message, path=form.get("path", ""), status=400
+        )
+    redirect("/backup/storage", "Backup storage ready.", "success")
+
+
+async def _job_form(
+    request: web.Request,
+    *,
+    job: dict[str, Any],
+    job_id: int | None,
+    error: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    context = {
+        "job": job,
+        "job_id": job_id,
+        "pools": await _pool_choices(request),
+        "error": error,
+    }
+    return aiohttp_jinja2.render_template("backup/job_form.html", request, context, status=status)
+
+
+_NEW_JOB = {
+    "name": "",
+    "selector": "tag",
+    "targets": "",
+    "pool_id": "",
+    "schedule": "0 2 * * *",
+    "timezone": "UTC",
+    "retention": 7,
+    "concurrency": 2,
+    "bandwidth_limit_mib": "",
+    "full_every": "",
+    "enabled": True,
+}
+
+
+@admin
+async def job_new(request: web.Request) -> web.StreamResponse:
+    """The form for a new job."""
+    return await _job_form(request, job=dict(_NEW_JOB), job_id=None)
+
+
+def _job_to_form(d: dict[str, Any]) -> dict[str, Any]:
+    out = dict(d)
+    out["targets"] = ", ".join(d.get("targets") or [])
+    limit = d.get("bandwidth_limit")
+    out["bandwidth_limit_mib"] = "" if not limit else str(int(limit) >> 20)
+    out["full_every"] = d.get("full_every") or ""
+    return out
+
+
+@admin
+async def job_edit(request: web.Request) -> web.StreamResponse:
+    """The form of an existing job."""
+    job_id = _int_param(request, "job_id")
+    row = await keys.backup(request.app).job(job_id)
+    return await _job_form(request, job=_job_to_form(row.as_dict()), job_id=job_id)
+
+
+async def _save_job(request: web.Request, job_id: int | None) -> web.StreamResponse:
+    form: dict[str, Any] = dict(await form_fields(request))
+    form["enabled"] = form.get("enabled") == "on"
+    manager = keys.backup(request.app)
+    try:
+        if job_id is None:
+            row = await manager.create_job(form)
+        else:
+            row = await manager.update_job(job_id, form)
+    except ValidationError as exc:
+        return await _job_form(
+            request, job={**_NEW_JOB, **form}, job_id=job_id, error=exc.message, status=400
+        )
+    redirect("/backup", f"Job {row.spec.name} saved.", "success")
+
+
+@admin
+async def job_create(request: web.Request) -> web.StreamResponse:
+    """Create a job from the form."""
+    return await _save_job(request, None)
+
+
+@admin
+async def job_update(request: web.Request) -> web.StreamResponse:
+    """Save a job's form."""
+    return await _save_job(request, _int_param(request, "job_id"))
+
+
+@admin
+async def job_delete(request: web.Request) -> web.StreamResponse:
+    """Delete a job."""
+    await keys.backup(request.app).delete_job(_int_param(request, "job_id"))
+    redirect("/backup", "Job deleted; its restore points are kept.", "success")
+
+
+@admin
+async def job_run(request: web.Request) -> web.StreamResponse:
+    """Run a job now and show its progress."""
+    run_id = await keys.backup(request.app).run_job(_int_param(request, "job_id"))
+    redirect(f"/backup/runs/{run_id}")
+
+
+@admin
+async def run_page(request: web.Request) -> web.StreamResponse:
+    """A run: live progress per VM and disk, log, report."""
+    run_id = _int_param(request, "run_id")
+    detail = await keys.backup(request.app).run_detail(run_id)
+    return aiohttp_jinja2.render_template("backup/run.html", request, {"run": detail})
+
+
+@admin
+async def run_cancel(request: web.Request) -> web.StreamResponse:
+    """Cancel a run from its page."""
+    run_id = _int_param(request, "run_id")
+    await keys.backup(request.app).cancel(run_id)
+    redirect(f"/backup/runs/{run_id}", "Cancel requested.", "success")
+
+
+async def _restore_page(
+    request: web.Request, *, error: str | None = None, status: int = 200
+) -> web.Response:
+    manager = keys.backup(request.app)
+    storage = await manager.storage_status()
+    vms = await manager.backed_up_vms() if storage.get("configured") else []
+    vm_uuid = request.query.get("vm", "")
+    points = await manager.points(vm_uuid) if vm_uuid else []
+    context = {
+        "vms": vms,
+        "vm_uuid": vm_uuid,
+        "points": points,
+        "pools": await _pool_choices(request),
+        "error": error,
+    }
+    return aiohttp_jinja2.render_template("backup/restore.html", request, context, status=status)
+
+
+@admin
+async def restore_page(request: web.Request) -> web.StreamResponse:
+    """Choose a VM, a restore point and where to restore it."""
+    return await _restore_page(request)
+
+
+@admin
+async def restore_submit(request: web.Request) -> web.StreamResponse:
+    """Start a restore and show its progress."""
+    form: dict[str, Any] = dict(await form_fields(request))
+    form["with_networks"] = form.get("with_networks") == "on"
+    try:
+        run_id = await keys.backup(request.app).restore(form)
+    except ValidationError as exc:
+        return await _restore_page(request, error=exc.message, status=400)
+    redirect(f"/backup/runs/{run_id}")
+
+
+def setup_backup_routes(app: web.Application) -> None:
+    """Register the backup pages and API."""
+    r = app.router
+    r.add_get("/backup", backup_page, name="backup")
+    r.add_get("/backup/storage", storage_page, name="backup_storage")
+    r.add_post("/backup/storage", storage_submit, name="backup_storage_submit")
+    r.add_get("/backup/jobs/new", job_new, name="backup_job_new")
+    r.add_post("/backup/jobs", job_create, name="backup_job_create")
+    r.add_get("/backup/jobs/{job_id}", job_edit, name="backup_job_edit")
+    r.add_post("/backup/jobs/{job_id}", job_update, name="backup_job_update")
+    r.add_post("/backup/jobs/{job_id}/delete", job_delete, name="backup_job_delete")
+    r.add_post("/backup/jobs/{job_id}/run", job_run, name="backup_job_run")
+    r.add_get("/backup/runs/{run_id}", run_page, name="backup_run")
+    r.add_post("/backup/runs/{run_id}/cancel", run_cancel, name="backup_run_cancel")
+    r.add_get("/backup/restore", restore_page, name="backup_restore")
+    r.add_post("/backup/restore", restore_submit, name="backup_restore_submit")
+
+    r.add_get("/api/v1/backup/storage", api_storage, name="api_backup_storage")
+    r.add_post("/api/v1/backup/storage", api_storage_init, name="api_backup_storage_init")
+    r.add_get("/api/v1/backup/jobs", api_jobs, name="api_backup_jobs")
+    r.add_post("/api/v1/backup/jobs", api_job_create, name="api_backup_job_create")
+    r.add_get("/api/v1/backup/jobs/{job_id}", api_job, name="api_backup_job")
+    r.add_put("/api/v1/backup/jobs/{job_id}", api_job_update, name="api_backup_job_update")
+    r.add_delete("/api/v1/backup/jobs/{job_id}", api_job_delete, name="api_backup_job_delete")
+    r.add_post("/api/v1/backup/jobs/{job_id}/run", api_job_run, name="api_backup_job_run")
+    r.add_get("/api/v1/backup/runs", api_runs, name="api_backup_runs")
+    r.add_get("/api/v1/backup/runs/{run_id}", api_run, name="api_backup_run")
+    r.add_post("/api/v1/backup/runs/{run_id}/cancel", api_run_cancel, name="api_backup_run_cancel")
+    r.add_get("/api/v1/backup/vms", api_vms, name="api_backup_vms")
+    r.add_get("/api/v1/backup/vms/{vm_uuid}/points", api_points, name="api_backup_points")
+    r.add_post("/api/v1/backup/restore", api_restore, name="api_backup_restore")
+    r.add_get("/api/v1/backup/smtp", api_smtp, name="api_backup_smtp")
+    r.add_put("/api/v1/backup/smtp", api_smtp_put, name="api_backup_smtp_put")

@@ -1,0 +1,135 @@
+"""Backups through the daemon's web UI and JSON API: storage, job, live run,
+report, restore — against the simulator, as an administrator would."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.backup.conftest import make_vm, vdi_sha256
+from tests.support.web import Browser, complete_setup
+from xapisim import RunningSimulator, start_simulator
+from xenkeep.config import Settings
+from xenkeep.web import keys
+from xenkeep.xapi.client import XapiClient
+
+
+@pytest.fixture
+async def pool_sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
+    running = await start_simulator(tmp_path / "pool", demo=True)
+    yield running
+    await running.close()
+
+
+async def wait_run(browser: Browser, run_id: int) -> dict[str, Any]:
+    for _ in range(600):
+        status, run = await browser.api("GET", f"/api/v1/backup/runs/{run_id}")
+        assert status == 200, run
+        if run["status"] not in ("pending", "running"):
+            return run
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"run {run_id} never finished")
+
+
+async def test_backup_and_restore_through_the_api_and_pages(
+    browser: Browser, settings: Settings, pool_sim: RunningSimulator, tmp_path: Path
+) -> None:
+    await complete_setup(browser, settings)
+    app = browser.server.app
+    pool = await keys.pools(app).add(pool_sim.url, "root", "demo")
+    client = XapiClient(pool_sim.url, "root", "demo")
+    try:
+        vm = await make_vm(client, pool_sim, "web-backup-01")
+        want = await vm.sha256()
+
+        store = tmp_path / "store"
+        store.mkdir()
+        status, body = await browser.api("POST", "/api/v1/backup/storage", {"path": str(store)})
+        assert status == 200, body
+        assert body["configured"] and body["capacity"] > 0 and "reflink" in body
+
+        status, job = await browser.api(
+            "POST",
+            "/api/v1/backup/jobs",
+            {
+                "name": "nightly",
+                "selector": "tag",
+                "targets": ["xk-test"],
+                "pool_id": str(pool.id),
+                "schedule": "0 3 * * *",
+                "retention": 3,
+            },
+        )
+        assert status == 201, job
+        assert job["next_run"] is not None
+
+        status, bad = await browser.api(
+            "POST", "/api/v1/backup/jobs", {"name": "x", "selector": "tag", "pool_id": "1"}
+        )
+        assert status == 400 and bad["error"]["code"] == "invalid_input"
+
+        status, started = await browser.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
+        assert status == 202, started
+        run = await wait_run(browser, started["run_id"])
+        assert run["status"] == "success", run
+        assert run["report"]["pool"] == pool.name
+        [row] = run["report"]["vms"]
+        assert row["transfers"] == {"0": "full"}
+        assert any(t["disk_key"] == "0" and t["bytes"] > 0 for t in run["tasks"])
+
+        # The pages render what the API says.
+        status, html, _ = await browser.get("/backup")
+        assert status == 200 and "nightly" in html and "success" in html
+        status, html, _ = await browser.get(f"/backup/runs/{run['id']}")
+        assert status == 200 and "first backup of this VM" in html
+        assert "backup.js" in html and "<script>" not in html
+        status, html, _ = await browser.get("/backup/storage")
+        assert status == 200 and vm.uuid in html
+        status, html, _ = await browser.get(f"/backup/restore?vm={vm.uuid}")
+        assert status == 200 and 'name="point_id"' in html
+        status, html, _ = await browser.get(f"/backup/jobs/{job['id']}")
+        assert status == 200 and 'value="nightly"' in html
+
+        status, points = await browser.api("GET", f"/api/v1/backup/vms/{vm.uuid}/points")
+        assert status == 200 and len(points["points"]) == 1
+        sr_ref = await client.call("pool.get_default_SR", (await client.call("pool.get_all"))[0])
+        sr = await client.call("SR.get_uuid", sr_ref)
+
+        # Restore through the form, as the UI does.
+        status, _text, resp = await browser.post_form(
+            "/backup/restore",
+            {
+                "vm_uuid": vm.uuid,
+                "point_id": points["points"][0]["id"],
+                "pool_id": str(pool.id),
+                "sr_uuid": sr,
+                "name": "restored from the web",
+            },
+        )
+        assert status == 303, _text
+        run_id = int(resp.headers["Location"].rsplit("/", 1)[1])
+        restored = await wait_run(browser, run_id)
+        assert restored["status"] == "success", restored
+        new_vm = restored["report"]["new_vm"]
+        vbd = (await client.call("VM.get_VBDs", new_vm))[0]
+        assert await vdi_sha256(client, await client.call("VBD.get_VDI", vbd)) == want
+    finally:
+        await client.close()
+
+
+async def test_job_form_validation_and_storage_errors(browser: Browser, settings: Settings) -> None:
+    await complete_setup(browser, settings)
+    status, html, _ = await browser.get("/backup/jobs/new")
+    assert status == 200
+    status, html, _ = await browser.post_form(
+        "/backup/jobs", {"name": "", "selector": "tag", "targets": "x", "pool_id": "1"}
+    )
+    assert status == 400 and "form-error" in html
+    status, html, _ = await browser.post_form("/backup/storage", {"path": "/no/such/dir"})
+    assert status == 400 and "not an existing directory" in html
+    status, body = await browser.api("GET", "/api/v1/backup/storage")
+    assert status == 200 and body == {"configured": False}
