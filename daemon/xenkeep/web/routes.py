@@ -7,6 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from xenkeep.web import api, pools, setup, views
+from xenkeep.web.backup import setup_backup_routes
 
 
 def setup_routes(app: web.Application, static_dir: Path) -> None:
@@ -58,5 +59,7 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_get(r"/api/v1/pools/{pool_id:\d+}", pools.api_pool, name="api_pool")
     r.add_delete(r"/api/v1/pools/{pool_id:\d+}", pools.api_pools_delete, name="api_pool_delete")
     r.add_get("/api/v1/events", pools.api_events, name="api_events")
+
+    setup_backup_routes(app)
 
     r.add_static("/static/", static_dir, name="static")

@@ -36,7 +36,14 @@ PUBLIC_ALLOWED = {
     ("POST", "/api/v1/setup/admin"),
     ("POST", "/api/v1/session"),
 }
-ADMIN_ONLY_PREFIXES = ("/admin/", "/api/v1/users", "/api/v1/audit", "/api/v1/appliance")
+ADMIN_ONLY_PREFIXES = (
+    "/admin/",
+    "/api/v1/users",
+    "/api/v1/audit",
+    "/api/v1/appliance",
+    "/backup",
+    "/api/v1/backup",
+)
 
 
 def concrete(path: str) -> str:
