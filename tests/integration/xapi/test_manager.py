@@ -1,0 +1,83 @@
+"""The pool manager with a real database and the simulator: registration,
+reconnection across daemon restarts, last errors kept."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from xapisim import RunningSimulator, start_simulator
+from xenkeep.errors import ConflictError, NotFoundError, ValidationError
+from xenkeep.store import Database, open_database
+from xenkeep.xapi.errors import XapiAuthenticationError
+from xenkeep.xapi.manager import PoolManager
+from xenkeep.xapi.vault import SecretBox
+
+WAIT = 30.0
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await open_database(tmp_path / "xenkeep.db")
+    yield database
+    await database.close()
+
+
+def make_manager(db: Database, tmp_path: Path) -> PoolManager:
+    return PoolManager(db, SecretBox(tmp_path / "secret.key"), poll_seconds=1.0, backoff_max=0.2)
+
+
+async def until(predicate: object) -> None:
+    for _ in range(int(WAIT * 20)):
+        if predicate():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition never met")
+
+
+async def test_add_reconnect_and_remember_errors(
+    db: Database, tmp_path: Path, sim: RunningSimulator
+) -> None:
+    manager = make_manager(db, tmp_path)
+    await manager.start()
+    try:
+        with pytest.raises(XapiAuthenticationError):
+            await manager.add(sim.url, "root", "nope")
+        with pytest.raises(ValidationError):
+            await manager.add(sim.url, "", "demo")
+        pool = await manager.add(sim.url, "root", "demo")
+        with pytest.raises(ConflictError):
+            await manager.add(sim.url.rstrip("/"), "root", "demo")
+        await until(lambda: manager.status(pool.id)["synced"])
+        assert manager.summary(pool.id)["name"] == pool.name
+    finally:
+        await manager.close()
+
+    # A new daemon: the pool is reconnected with the stored (encrypted) password.
+    manager = make_manager(db, tmp_path)
+    await manager.start()
+    restarted: RunningSimulator | None = None
+    try:
+        await until(lambda: manager.status(pool.id)["state"] == "connected")
+        state, port = sim.state_dir, sim.port
+        await sim.close()
+        await until(lambda: manager.status(pool.id)["state"] == "reconnecting")
+        for _ in range(int(WAIT * 20)):
+            stored = await manager.get(pool.id)
+            if stored.last_error:
+                break
+            await asyncio.sleep(0.05)
+        assert "cannot talk to" in stored.last_error and stored.last_error_at
+        restarted = await start_simulator(state, "127.0.0.1", port)
+        await until(lambda: manager.status(pool.id)["state"] == "connected")
+        await manager.remove(pool.id)
+        with pytest.raises(NotFoundError):
+            await manager.get(pool.id)
+        assert manager.status(pool.id)["state"] == "stopped"
+    finally:
+        await manager.close()
+        if restarted is not None:
+            await restarted.close()
