@@ -67,6 +67,15 @@ class VmUsage:
     stored: int
 
 
+@dataclass(frozen=True)
+class ChainStatus:
+    """Can the next backup of a disk be a delta on the newest restore point?"""
+
+    latest: RestorePoint | None
+    can_delta: bool
+    reason: str | None
+
+
 @dataclass
 class Recovery:
     """What opening a VM's chains had to repair."""
@@ -189,6 +198,33 @@ class Datastore:
                         )
                         break
         return out
+
+    def chain_status(self, vm_uuid: str, key: str) -> ChainStatus:
+        """Whether the next backup of disk ``key`` can be a delta, and if not, why.
+
+        The runner logs ``reason`` when it exports a full, so a full never
+        happens silently.
+        """
+        vmdir = self.vmdir(vm_uuid)
+        points = vmdir.list_points() if vmdir.exists() else []
+        if not points:
+            return ChainStatus(None, False, "no restore point yet: first backup")
+        latest = points[-1]
+        try:
+            rec = latest.disk(key)
+        except PointNotFoundError:
+            return ChainStatus(latest, False, f"disk {key} is not in restore point {latest.id}")
+        try:
+            chain = vmdir.chain_files(key, rec.file)
+        except ChainBrokenError as exc:
+            return ChainStatus(latest, False, f"chain damaged: {exc.message}")
+        flags = flagged_files(vmdir)
+        for f in chain:
+            if f in flags:
+                return ChainStatus(
+                    latest, False, f"verify flagged {f}.vhd as damaged: {flags[f].reason}"
+                )
+        return ChainStatus(latest, True, None)
 
     # ------------------------------------------------------------ recovery
 
@@ -435,8 +471,13 @@ class Datastore:
         def run() -> VerifyReport:
             report = VerifyReport()
             for vm in [vm_uuid] if vm_uuid else self.vms():
-                with self.reading(vm) as vmdir:
-                    report.add(verify_vm(vmdir))
+                try:
+                    with self.reading(vm) as vmdir:
+                        report.add(verify_vm(vmdir))
+                except ChainBusyError as exc:
+                    if vm_uuid:
+                        raise
+                    report.skipped.append(f"{vm}: {exc.message}")
             return report
 
         return await asyncio.to_thread(run)

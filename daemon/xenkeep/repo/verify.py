@@ -56,6 +56,8 @@ class VerifyReport:
     blocks: int = 0
     bytes_read: int = 0
     damaged: list[DamagedPoint] = field(default_factory=list)
+    #: VMs not checked (a merge held them), with the reason.
+    skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -71,6 +73,7 @@ class VerifyReport:
         self.blocks += other.blocks
         self.bytes_read += other.bytes_read
         self.damaged.extend(other.damaged)
+        self.skipped.extend(other.skipped)
 
 
 def verify_file(

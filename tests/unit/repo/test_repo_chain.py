@@ -254,3 +254,28 @@ async def test_cancelled_backup_stops_and_leaves_nothing(ds: Datastore, tmp_path
     assert await read_point(ds, VM, p.id, "0") == d.path.read_bytes()
     names = {f.name for f in ds.vmdir(VM).disk_dir("0").iterdir()}
     assert names == {f"{p.disks[0].file}.vhd", f"{p.disks[0].file}.sums"}
+
+
+async def test_new_full_in_the_chain_and_chain_status(ds: Datastore, tmp_path: Path) -> None:
+    d = RefDisk(tmp_path, "0", 12 * MiB, seed=13)
+    status = ds.chain_status(VM, "0")
+    assert not status.can_delta and status.reason is not None and "first backup" in status.reason
+    d.random_changes(whole=3, partial=1)
+    p1 = await backup(ds, [d], full=True)
+    assert ds.chain_status(VM, "0").can_delta
+    assert "not in restore point" in str(ds.chain_status(VM, "1").reason)
+    d.random_changes(whole=2, partial=1)
+    p2 = await backup(ds, [d], full=True)  # "full every N"
+    d.random_changes(whole=1, partial=2)
+    p3 = await backup(ds, [d], full=False, sectors=True)
+    old_file = ds.points(VM)[0].disks[0].file
+    result = await ds.prune(VM, keep_last=2)
+    assert [s.retire for s in result.merged] == [p1]
+    assert result.stats.blocks == 0  # nothing to merge: p2 is a full
+    assert [p.id for p in ds.points(VM)] == [p2, p3]
+    assert not ds.vmdir(VM).vhd_path("0", old_file).exists()
+    await check_all(ds, [d])
+    # A damaged chain is reported as the reason for the next full.
+    ds.vmdir(VM).vhd_path("0", ds.points(VM)[0].disks[0].file).unlink()
+    status = ds.chain_status(VM, "0")
+    assert not status.can_delta and "missing" in str(status.reason)
