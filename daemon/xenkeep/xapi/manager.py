@@ -19,7 +19,7 @@ from typing import Any
 
 from xenkeep.auth.audit import AuditLog
 from xenkeep.auth.const import AuditEvent
-from xenkeep.errors import ConflictError, NotFoundError, ValidationError
+from xenkeep.errors import ConflictError, NotFoundError, ValidationError, XenKeepError
 from xenkeep.store import Database
 from xenkeep.store.db import Row
 from xenkeep.xapi.client import XapiClient, normalize_url, parse_fingerprint, probe_fingerprint
@@ -157,7 +157,16 @@ class PoolManager:
         self._recorder_sub = self.hub.subscribe()
         self._recorder = asyncio.create_task(self._record_states(self._recorder_sub))
         for pool in await self.pools():
-            await self._connect(pool)
+            try:
+                await self._connect(pool)
+            except XenKeepError as exc:
+                # One unusable registration (a lost key, a damaged row) must
+                # not keep the daemon, or the other pools, from starting.
+                log.error("pool %s (%s) not connected: %s", pool.name, pool.url, exc.message)
+                await self._db.execute(
+                    "UPDATE pools SET last_error = ?, last_error_at = ? WHERE id = ?",
+                    (exc.message[:1000], time.time(), pool.id),
+                )
 
     async def close(self) -> None:
         """Close every connection and end every subscription."""

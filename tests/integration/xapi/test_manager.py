@@ -81,3 +81,22 @@ async def test_add_reconnect_and_remember_errors(
         await manager.close()
         if restarted is not None:
             await restarted.close()
+
+
+async def test_a_lost_key_does_not_stop_the_start(
+    db: Database, tmp_path: Path, sim: RunningSimulator
+) -> None:
+    manager = make_manager(db, tmp_path)
+    await manager.start()
+    try:
+        pool = await manager.add(sim.url, "root", "demo")
+    finally:
+        await manager.close()
+    (tmp_path / "secret.key").unlink()
+    manager = make_manager(db, tmp_path)
+    await manager.start()
+    try:
+        assert manager.status(pool.id)["state"] == "stopped"
+        assert "cannot be decrypted" in (await manager.get(pool.id)).last_error
+    finally:
+        await manager.close()
