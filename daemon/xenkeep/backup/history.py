@@ -93,9 +93,11 @@ class BackupHistory:
 
     # ------------------------------------------------------------------ jobs
 
-    async def create_job(self, spec: JobSpec, next_run: float | None) -> int:
-        """Store a new job; its id."""
-        now = time.time()
+    async def create_job(
+        self, spec: JobSpec, next_run: float | None, *, now: float | None = None
+    ) -> int:
+        """Store a new job; its id. ``now`` is its creation time (the scheduler's clock)."""
+        now = time.time() if now is None else now
         return await self.db.insert(
             "INSERT INTO backup_jobs (name, spec, created_at, updated_at, next_run) "
             "VALUES (?, ?, ?, ?, ?)",

@@ -197,7 +197,8 @@ class BackupManager:
         """Validate and store a new job."""
         spec = validate_job(data)
         await self.pools.pool_name(spec.pool_id)
-        job_id = await self.history.create_job(spec, self._next_run(spec, since=self._clock()))
+        now = self._clock()
+        job_id = await self.history.create_job(spec, self._next_run(spec, since=now), now=now)
         self._wake.set()
         return await self.history.job(job_id)
 

@@ -1,0 +1,93 @@
+"""Reports: totals, status, subject and body say what happened and why."""
+
+from __future__ import annotations
+
+import pytest
+
+from xenkeep.backup.const import RunStatus
+from xenkeep.backup.report import (
+    SmtpSettings,
+    build_report,
+    human_bytes,
+    mail_body,
+    mail_subject,
+    overall_status,
+)
+from xenkeep.errors import ValidationError
+
+OK = {
+    "vm_uuid": "u1",
+    "vm_name": "web-01",
+    "status": "success",
+    "transfers": {"0": "delta"},
+    "reasons": {"0": "delta against snapshot VDI s1"},
+    "bytes": 3 << 20,
+    "seconds": 2.0,
+    "speed": 1.5 * (1 << 20),
+    "merge_seconds": 0.25,
+    "point_id": "p2",
+    "error": "",
+}
+BAD = {
+    "vm_uuid": "u2",
+    "vm_name": "db-01",
+    "status": "failed",
+    "transfers": {},
+    "reasons": {},
+    "bytes": 0,
+    "seconds": 0.5,
+    "speed": 0,
+    "merge_seconds": None,
+    "point_id": "",
+    "error": "the pool refused: SR_BACKEND_FAILURE_44",
+}
+
+
+def test_overall_status() -> None:
+    assert overall_status([OK], cancelled=False) is RunStatus.SUCCESS
+    assert overall_status([OK, BAD], cancelled=False) is RunStatus.FAILED
+    assert overall_status([OK], cancelled=True) is RunStatus.CANCELLED
+
+
+def test_report_subject_and_body() -> None:
+    report = build_report(
+        run_id=7,
+        job_name="nightly",
+        pool_name="Demo pool",
+        appliance="xk-01",
+        started=100.0,
+        finished=104.0,
+        vms=[OK, BAD],
+        status=RunStatus.FAILED,
+    )
+    assert report["bytes"] == 3 << 20
+    assert report["succeeded"] == 1 and report["failed"] == 1
+    subject = mail_subject(report)
+    assert subject == '[XenKeep xk-01] Backup "nightly" on Demo pool: failed (1/2 VMs)'
+    body = mail_body(report)
+    assert "disk 0: delta — delta against snapshot VDI s1" in body
+    assert "merge 0.25 s" in body
+    assert "error: the pool refused: SR_BACKEND_FAILURE_44" in body
+
+
+def test_human_bytes() -> None:
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(1536) == "1.5 KiB"
+    assert human_bytes(5 << 30) == "5.0 GiB"
+
+
+def test_smtp_settings_validation() -> None:
+    s = SmtpSettings.from_input(
+        {"host": "mail", "port": "25", "sender": "xk@example.net", "recipients": "a@x, b@y"}
+    )
+    assert s.recipients == ("a@x", "b@y") and s.starttls
+    for bad, field in [
+        ({"host": ""}, "host"),
+        ({"port": "70000"}, "port"),
+        ({"recipients": "nobody"}, "recipients"),
+        ({"sender": "me"}, "sender"),
+    ]:
+        data = {"host": "mail", "sender": "xk@example.net", "recipients": "a@x", **bad}
+        with pytest.raises(ValidationError) as info:
+            SmtpSettings.from_input(data)
+        assert info.value.field == field
