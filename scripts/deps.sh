@@ -66,4 +66,11 @@ if [ "$role" = image ]; then
     echo "deps: installing ${backports_pkgs[*]} from bookworm-backports"
     "${sudo_[@]}" apt-get install -y -qq -t bookworm-backports "${backports_pkgs[@]}" >/dev/null
   fi
+  # mke2fs before 1.47.1 stamps every inode with the build time: the image's
+  # ext4 root is only reproducible with the backport (SOURCE_DATE_EPOCH).
+  if dpkg --compare-versions "$(dpkg-query -W -f='${Version}' e2fsprogs)" lt 1.47.1; then
+    apt_update
+    echo "deps: installing e2fsprogs from bookworm-backports"
+    "${sudo_[@]}" apt-get install -y -qq -t bookworm-backports e2fsprogs >/dev/null
+  fi
 fi
