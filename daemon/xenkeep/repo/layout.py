@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Final
 
 from xenkeep.formats.errors import VhdFormatError
-from xenkeep.formats.vhd import DISK_DIFFERENCING, VhdChain, VhdFile
+from xenkeep.formats.vhd import (
+    DISK_DIFFERENCING,
+    FOOTER_SIZE,
+    HEADER_SIZE,
+    VhdChain,
+    VhdFile,
+    VhdFooter,
+    VhdHeader,
+)
 
 from .errors import ChainBrokenError, PointNotFoundError, RepoError
 
@@ -186,8 +194,7 @@ class VmDir:
         while True:
             path = self.vhd_path(key, current)
             try:
-                with VhdFile.open(path) as vhd:
-                    parent = vhd.parent_uuid if vhd.disk_type == DISK_DIFFERENCING else None
+                parent = parent_of(path)
             except FileNotFoundError:
                 raise ChainBrokenError(
                     f"VM {self.vm_uuid} disk {key}: chain file {path.name} is missing"
@@ -223,6 +230,26 @@ class VmDir:
             except VhdFormatError as exc:
                 raise ChainBrokenError(f"VM {self.vm_uuid} disk {key}: {exc}") from None
             yield chain
+
+
+def parent_of(path: Path) -> uuidlib.UUID | None:
+    """The parent uuid of a differencing VHD (None for a full), from its footer
+    and header alone: cheap whatever the disk size. Reads validate fully."""
+    with path.open("rb") as f:
+        size = f.seek(0, 2)
+        if size < FOOTER_SIZE + HEADER_SIZE:
+            raise VhdFormatError(f"truncated file: {size} bytes")
+        f.seek(size - FOOTER_SIZE)
+        footer = VhdFooter.unpack(f.read(FOOTER_SIZE))
+        if footer.disk_type != DISK_DIFFERENCING:
+            return None
+        if footer.data_offset + HEADER_SIZE > size:
+            raise VhdFormatError(f"dynamic header offset {footer.data_offset} is outside the file")
+        f.seek(footer.data_offset)
+        header = VhdHeader.unpack(f.read(HEADER_SIZE))
+        if header.parent_uuid is None:
+            raise VhdFormatError("differencing disk without a parent unique id")
+        return header.parent_uuid
 
 
 def vm_dirs(root: Path) -> Iterator[VmDir]:
