@@ -361,6 +361,10 @@ async def _import(
         while True:
             item = await queue.get()
             if isinstance(item, _Eof):
+                if size is not None and sent != size:
+                    # The pool would wait for the missing bytes until the
+                    # idle timeout: say what is wrong at once.
+                    raise TransferError(f"{what}: the source gave {sent} bytes, not {size}")
                 return
             # Large pieces from the source go out in chunk_size slices so
             # progress and flow control stay fine-grained.

@@ -347,3 +347,14 @@ async def test_xva_round_trip(client: XapiClient, tmp_path: Path) -> None:
     refs = await import_vm(client, source(), size=out.stat().st_size)  # type: ignore[arg-type]
     assert len(refs) == 1 and refs[0] != vm
     assert await client.call("VM.get_name_label", refs[0]) == vms[vm]["name_label"]
+
+
+async def test_import_source_shorter_than_announced(client: XapiClient) -> None:
+    vdi = await new_vdi(client, 4 * MiB)
+
+    async def source() -> object:
+        yield b"\0" * MiB
+
+    with pytest.raises(TransferError) as info:
+        await import_raw_vdi(client, vdi, source(), size=2 * MiB)  # type: ignore[arg-type]
+    assert "gave 1048576 bytes, not 2097152" in info.value.message
