@@ -1,0 +1,81 @@
+"""xenkeepd that SIGKILLs itself at a chosen point (for the kill tests).
+
+``XK_KILL_AT`` selects the point:
+
+``merge:<event>``  a merge event of :mod:`xenkeep.repo.merge` (``journal:merging``,
+                   ``block``, ``renamed``...);
+``write:<n>``      the n-th VHD block written into the datastore;
+``commit``         a restore point's metadata file is about to be written
+                   (every VHD of the point is already renamed into place);
+``committed``      right after that file is written, before the run records it.
+
+The hook fires only while the file named by ``XK_KILL_ARMED`` exists, so a
+test can run normal backups first and arm the kill for one run. Production
+code carries no such hook: this wrapper patches it in, then runs the real
+entry point.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _die() -> None:
+    armed = os.environ.get("XK_KILL_ARMED", "")
+    if not armed or Path(armed).exists():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def install(spec: str) -> None:
+    from xenkeep.formats import vhd
+    from xenkeep.repo import merge, writer
+
+    kind, _, arg = spec.partition(":")
+    if kind == "merge":
+
+        def hook(event: str) -> None:
+            if event == arg:
+                _die()
+
+        merge.fault_hook = hook
+    elif kind == "write":
+        limit = int(arg)
+        count = [0]
+        original = vhd.VhdWriter.write_block
+
+        def write_block(self: Any, *a: Any, **kw: Any) -> int:
+            armed = os.environ.get("XK_KILL_ARMED", "")
+            if not armed or Path(armed).exists():
+                count[0] += 1
+                if count[0] >= limit:
+                    _die()
+            return original(self, *a, **kw)
+
+        vhd.VhdWriter.write_block = write_block  # type: ignore[method-assign]
+    elif kind in ("commit", "committed"):
+        original_write = writer.atomic_write
+
+        def atomic_write(path: Path, data: bytes) -> None:
+            is_point = path.parent.name == "points"
+            if is_point and kind == "commit":
+                _die()
+            original_write(path, data)
+            if is_point and kind == "committed":
+                _die()
+
+        writer.atomic_write = atomic_write  # type: ignore[assignment]
+    else:
+        raise SystemExit(f"unknown XK_KILL_AT {spec!r}")
+
+
+if __name__ == "__main__":
+    spec = os.environ.get("XK_KILL_AT", "")
+    if spec:
+        install(spec)
+    from xenkeep.__main__ import main
+
+    sys.exit(main(sys.argv[1:]))
