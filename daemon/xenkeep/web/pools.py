@@ -332,7 +332,8 @@ async def api_events(request: web.Request) -> web.StreamResponse:
 
 async def end_event_streams(app: web.Application) -> None:
     """On shutdown: end the open event streams so the server stops at once."""
-    keys.pools(app).hub.close()
+    if keys.POOLS in app:  # absent when the start-up failed
+        keys.pools(app).hub.close()
 
 
 def can_see_pools(role: Role) -> bool:
