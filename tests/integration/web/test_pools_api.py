@@ -182,3 +182,22 @@ async def test_event_stream_follows_the_pool(
 
         data = await asyncio.wait_for(running(), WAIT)
         assert data["id"] == pool_id and data["running"] >= 1
+
+
+async def test_event_streams_end_at_shutdown(browser: Browser, settings: Settings) -> None:
+    from xenkeep.web.pools import end_event_streams
+
+    await complete_setup(browser, settings)
+    async with browser.session.get(browser.url("/api/v1/events")) as resp:
+        events = read_events(resp)
+        event, data = await asyncio.wait_for(events.__anext__(), WAIT)
+        assert event == "overview" and data == {"pools": []}
+        # What the daemon's on_shutdown does: the stream ends by itself, so
+        # stopping the server does not wait for it.
+        await end_event_streams(browser.server.app)
+
+        async def drain() -> list[Any]:
+            return [e async for e in events]
+
+        assert await asyncio.wait_for(drain(), WAIT) == []
+        assert resp.content.at_eof()
