@@ -634,9 +634,7 @@ class SimPool:
             raise XapiError(INVALID_VALUE, "offset", offset)
         if rec["read_only"]:
             raise XapiError(VDI_READONLY, vdi)
-        sr = rec["SR"]
-        if self.faults.sr_is_full(sr):
-            raise XapiError(SR_FULL, len(data), 0)
+        self.check_space(rec["SR"], len(data))
         storage.write_range(self.vdi_path(vdi), offset, data)
         self.note_write(vdi, offset, len(data))
 

@@ -75,11 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     results = asyncio.run(run(args.size, args.rounds))
-    text = json.dumps({"xapisim_export": results}, indent=2)
-    print(text)
+    print(json.dumps({"xapisim_export": results}, indent=2))
     if args.out:
+        # Other benchmarks write to the same file: merge, do not overwrite.
+        doc: dict[str, Any] = {}
+        if args.out.exists():
+            try:
+                doc = json.loads(args.out.read_text())
+            except ValueError:
+                doc = {}
+        doc["xapisim_export"] = results
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        args.out.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 

@@ -16,8 +16,35 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from . import storage
 from .api import DEMO_PASSWORD
 from .server import RunningSimulator, start_simulator
+
+
+def copy_state(src: Path, dest: Path) -> Path:
+    """Copy a state directory without copying holes (reflink where possible).
+
+    Seeding a demo pool once and copying it per test is much cheaper than
+    seeding each time.
+    """
+    for path in sorted(src.rglob("*")):
+        target = dest / path.relative_to(src)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif path.is_file():
+            storage.clone_file(path, target)
+    return dest
+
+
+def seed_state(state_dir: Path, *, demo: bool = True) -> Path:
+    """Create and save a pool's state directory without serving it."""
+
+    async def seed() -> None:
+        running = await start_simulator(state_dir, demo=demo)
+        await running.close()
+
+    asyncio.run(seed())
+    return state_dir
 
 
 class SimulatorThread:

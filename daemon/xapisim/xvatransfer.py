@@ -177,7 +177,6 @@ class Importer:
         vm = db.create("VM", vm_fields)
         self.created.append(("VM", vm))
         self.vm = vm
-        networks = db.refs("network")
         for obj in ova["objects"]:
             snap = obj["snapshot"]
             if obj["class"] == "VBD" and snap.get("VM") == vm_obj["id"]:
@@ -195,20 +194,20 @@ class Importer:
             elif obj["class"] == "VIF" and snap.get("VM") == vm_obj["id"]:
                 fields = self._fields("VIF", snap, ("uuid",))
                 net_obj = objects.get(str(snap.get("network")), {}).get("snapshot", {})
-                target = next(
-                    (n for n in networks if db.get("network", n)["uuid"] == net_obj.get("uuid")),
-                    None,
-                ) or next(
-                    (
-                        n
-                        for n in networks
-                        if db.get("network", n)["name_label"] == net_obj.get("name_label")
-                    ),
-                    networks[0] if networks else NULL_REF,
-                )
+                target = self._network_for(net_obj)
                 fields.update({"VM": vm, "network": target, "currently_attached": False})
                 self.created.append(("VIF", db.create("VIF", fields)))
         self.pool.update_allowed(vm)
+
+    def _network_for(self, exported: dict[str, Any]) -> str:
+        """The local network for an exported one: by uuid, name, then bridge."""
+        db = self.pool.db
+        networks = db.refs("network")
+        for key in ("uuid", "name_label", "bridge"):
+            for net in networks:
+                if exported.get(key) and db.get("network", net)[key] == exported.get(key):
+                    return net
+        return networks[0] if networks else NULL_REF
 
     def undo(self) -> None:
         for cls, ref in reversed(self.created):

@@ -13,13 +13,25 @@ import pytest
 import XenAPI
 
 from xapisim import RunningSimulator, start_simulator
-from xapisim.testing import SimulatorThread
+from xapisim.testing import SimulatorThread, copy_state, seed_state
+
+
+@pytest.fixture(scope="session")
+def demo_seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo pool's state, seeded once per run and copied for each test."""
+    return seed_state(tmp_path_factory.mktemp("seed") / "pool")
 
 
 @pytest.fixture
-def sim(tmp_path: Path) -> Iterator[SimulatorThread]:
+def demo_state(demo_seed: Path, tmp_path: Path) -> Path:
+    """A private copy of the demo pool's state directory."""
+    return copy_state(demo_seed, tmp_path / "pool")
+
+
+@pytest.fixture
+def sim(demo_state: Path) -> Iterator[SimulatorThread]:
     """A fresh demo pool served from a background thread."""
-    with SimulatorThread(tmp_path / "pool", demo=True) as running:
+    with SimulatorThread(demo_state) as running:
         yield running
 
 
@@ -47,9 +59,9 @@ def xapi(session: Any) -> Any:
 
 
 @pytest.fixture
-async def asim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
+async def asim(demo_state: Path) -> AsyncIterator[RunningSimulator]:
     """A demo pool served on the test's event loop."""
-    running = await start_simulator(tmp_path / "pool", demo=True)
+    running = await start_simulator(demo_state)
     yield running
     await running.close()
 
