@@ -122,12 +122,10 @@ class Vm:
         self.https_port, self.ssh_port = free_port(), free_port()
         self.console_log.write_bytes(b"")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            self.command(),
-            stdin=subprocess.DEVNULL,
-            stdout=(self.workdir / "qemu.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        with (self.workdir / "qemu.log").open("wb") as qemu_log:
+            self.proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=qemu_log, stderr=subprocess.STDOUT
+            )
 
     def console(self) -> str:
         """Everything the serial console printed so far."""
