@@ -693,7 +693,12 @@ class SimPool:
         else:
             fields["resident_on"] = NULL_REF
             fields["domid"] = -1
+        old_host = self.vm(vm_ref)["resident_on"]
         self.db.set("VM", vm_ref, **fields)
+        self._update_metrics(vm_ref, running)
+        for host in {old_host, self.vm(vm_ref)["resident_on"]}:
+            if self.db.exists("host", host):
+                self.refresh_host_metrics(host)
         for vbd in self.db.find("VBD", VM=vm_ref):
             rec = self.db.get("VBD", vbd)
             if rec["currently_attached"] != running:
@@ -703,6 +708,47 @@ class SimPool:
             if self.db.get("VIF", vif)["currently_attached"] != running:
                 self.db.set("VIF", vif, currently_attached=running)
         self.update_allowed(vm_ref)
+
+    def _update_metrics(self, vm_ref: str, running: bool) -> None:
+        """VM_metrics while it exists, VM_guest_metrics while the guest runs."""
+        vm = self.vm(vm_ref)
+        if vm["is_control_domain"]:
+            return
+        metrics = {
+            "memory_actual": int(vm["memory_dynamic_max"]) if running else 0,
+            "VCPUs_number": int(vm["VCPUs_at_startup"]) if running else 0,
+            "hvm": True,
+            "last_updated": now(),
+        }
+        if self.db.exists("VM_metrics", vm["metrics"]):
+            self.db.set("VM_metrics", vm["metrics"], **metrics)
+        else:
+            metrics.update({"start_time": now(), "install_time": now()})
+            self.db.set("VM", vm_ref, metrics=self.db.create("VM_metrics", metrics))
+        if running and vm["power_state"] == "Running":
+            if running and not self.db.exists("VM_guest_metrics", vm["guest_metrics"]):
+                self.db.set(
+                    "VM", vm_ref, guest_metrics=self.db.create("VM_guest_metrics", _guest(vm))
+                )
+        elif not running and self.db.exists("VM_guest_metrics", vm["guest_metrics"]):
+            self.db.destroy("VM_guest_metrics", vm["guest_metrics"])
+            self.db.set("VM", vm_ref, guest_metrics=NULL_REF)
+
+    def refresh_host_metrics(self, host: str) -> None:
+        """Free memory of a host: its total minus what its running domains use."""
+        rec = self.db.get("host", host)
+        total = int(rec["other_config"].get("xapisim-memory-total", str(256 * 1024**3)))
+        used = int(rec["memory_overhead"]) + sum(
+            int(vm["memory_dynamic_max"])
+            for _, vm in self.db.items("VM")
+            if vm["resident_on"] == host and vm["power_state"] in ("Running", "Paused")
+        )
+        fields = {"memory_total": total, "memory_free": max(total - used, 0), "live": True}
+        if self.db.exists("host_metrics", rec["metrics"]):
+            self.db.set("host_metrics", rec["metrics"], **fields, last_updated=now())
+        else:
+            ref = self.db.create("host_metrics", {**fields, "last_updated": now()})
+            self.db.set("host", host, metrics=ref)
 
     async def copy_vm(self, vm_ref: str, name: str, mode: str, sr: str | None = None) -> str:
         """Snapshot, clone or copy a VM with its disks, VBDs and VIFs."""
@@ -1444,7 +1490,7 @@ class SimPool:
     @staticmethod
     def _event(gen: int, cls: str, op: str, ref: str, snapshot: Record | None) -> dict[str, Any]:
         event: dict[str, Any] = {
-            "id": gen,
+            "id": str(gen),
             "timestamp": f"{time.time():.6f}",
             "class": cls.lower(),
             "operation": op,
@@ -1574,6 +1620,42 @@ def _copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_copy(v) for v in value]
     return value
+
+
+def _guest(vm: Record) -> Record:
+    """What the guest agent of a started VM reports (deterministic per VM)."""
+    n = int(vm["uuid"].replace("-", "")[:8], 16)
+    ip = f"10.0.0.{100 + n % 150}"
+    template = vm["other_config"].get("base_template_name", "")
+    if "Windows" in template:
+        os_version = {
+            "name": "Microsoft Windows Server 2022 Standard",
+            "distro": "windows",
+            "major": "10",
+            "minor": "0",
+        }
+    else:
+        os_version = {
+            "name": "Debian GNU/Linux 12 (bookworm)",
+            "distro": "debian",
+            "major": "12",
+            "minor": "5",
+            "uname": "6.1.0-21-amd64",
+        }
+    return {
+        "os_version": os_version,
+        "PV_drivers_version": {"major": "7", "minor": "30", "micro": "0", "build": "10"},
+        "PV_drivers_up_to_date": True,
+        "PV_drivers_detected": True,
+        "networks": {"0/ip": ip, "0/ipv4/0": ip},
+        "other": {"feature-shutdown": "1", "feature-suspend": "1", "has-vendor-device": "0"},
+        "memory": {},
+        "disks": {},
+        "live": True,
+        "last_updated": now(),
+        "can_use_hotplug_vbd": "yes",
+        "can_use_hotplug_vif": "yes",
+    }
 
 
 def _device_name(userdevice: str) -> str:

@@ -92,6 +92,7 @@ def _host(pool: SimPool, name: str, address: str, seed: int) -> str:
         },
     )
     pool.db.set("host", host, control_domain=dom0)
+    pool.refresh_host_metrics(host)
     return host
 
 

@@ -152,6 +152,12 @@ def test_power_cycle(xapi: Any) -> None:
     assert rec["resident_on"] != "OpaqueRef:NULL"
     assert all(xapi.VBD.get_currently_attached(v) for v in rec["VBDs"])
     assert "clean_shutdown" in rec["allowed_operations"]
+    metrics = xapi.VM_metrics.get_record(rec["metrics"])
+    assert metrics["memory_actual"] == rec["memory_dynamic_max"]
+    guest = xapi.VM_guest_metrics.get_record(rec["guest_metrics"])
+    assert guest["networks"]["0/ip"].startswith("10.0.0.")
+    host_metrics = xapi.host.get_metrics(rec["resident_on"])
+    free_running = int(xapi.host_metrics.get_memory_free(host_metrics))
     xapi.VM.pause(vm)
     assert failure(xapi.VM.pause, vm) == ["VM_BAD_POWER_STATE", vm, "running", "paused"]
     xapi.VM.unpause(vm)
@@ -162,6 +168,8 @@ def test_power_cycle(xapi: Any) -> None:
     xapi.VM.clean_shutdown(vm)
     rec = xapi.VM.get_record(vm)
     assert rec["power_state"] == "Halted" and rec["resident_on"] == "OpaqueRef:NULL"
+    assert rec["guest_metrics"] == "OpaqueRef:NULL"
+    assert int(xapi.host_metrics.get_memory_free(host_metrics)) > free_running
     xapi.VM.add_to_blocked_operations(vm, "start", "maintenance")
     assert failure(xapi.VM.start, vm, False, False) == ["OPERATION_BLOCKED", vm, "maintenance"]
 
