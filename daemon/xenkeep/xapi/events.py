@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -255,6 +255,33 @@ class EventWatcher:
     def subscribe(self, maxsize: int = SUBSCRIBER_QUEUE) -> Subscription:
         """Changes of this pool from now on."""
         return self.hub.subscribe(maxsize)
+
+    async def wait_for(
+        self,
+        cls: str,
+        ref: str,
+        predicate: Callable[[Record | None], bool],
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Record | None:
+        """Wait until an object's cached record satisfies ``predicate``
+        (called with None while the object does not exist) and return it."""
+        sub = self.subscribe()
+        try:
+
+            async def watch() -> Record | None:
+                record = self.cache.get(cls, ref)
+                if predicate(record):
+                    return record
+                async for change in sub:
+                    if change.ref == ref or change.operation == "resync":
+                        record = self.cache.get(cls, ref)
+                        if predicate(record):
+                            return record
+                raise XapiConnectionError(f"stopped watching {self.client.url}")
+
+            return await asyncio.wait_for(watch(), timeout)
+        finally:
+            sub.close()
 
     def _set_state(self, state: WatchState, error: str = "") -> None:
         changed = state != self.state or (error and error != self.last_error)

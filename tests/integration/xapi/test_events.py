@@ -146,3 +146,26 @@ async def test_slow_subscriber_gets_one_resync() -> None:
     hub.close()
     assert await sub.get() is None
     assert hub.subscribers == 0
+
+
+async def test_wait_for_a_power_state(watcher: EventWatcher, client: XapiClient) -> None:
+    ref, _ = next(
+        (r, v)
+        for r, v in watcher.cache.all("VM").items()
+        if v["power_state"] == "Running" and not v["is_control_domain"]
+    )
+    waiting = asyncio.create_task(
+        watcher.wait_for(
+            "VM", ref, lambda rec: rec is not None and rec["power_state"] == "Halted", WAIT
+        )
+    )
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    await client.call("VM.hard_shutdown", ref)
+    record = await waiting
+    assert record is not None and record["power_state"] == "Halted"
+    # Already true: returns at once; never true: times out.
+    assert await watcher.wait_for("VM", ref, lambda rec: rec is not None, WAIT)
+    with pytest.raises(TimeoutError):
+        await watcher.wait_for("VM", "OpaqueRef:none", lambda rec: rec is not None, 0.2)
+    assert watcher.hub.subscribers == 0
