@@ -30,7 +30,7 @@ from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.errors import ChainBrokenError, RepoError
 from xenkeep.repo.layout import RestorePoint
 from xenkeep.xapi.client import XapiClient
-from xenkeep.xapi.errors import TransferError, XapiError, XapiFailure
+from xenkeep.xapi.errors import XapiError, XapiFailure
 from xenkeep.xapi.transfer import TransferResult, export_raw_vdi
 
 from .const import SNAPSHOT_KEY, RunStatus, Stage
@@ -50,8 +50,9 @@ DISK_ATTEMPTS = 3
 
 
 def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, TransferError):
-        return True
+    """A stream that arrived damaged (a resumed export whose bytes differ,
+    e.g. a new VHD footer per request) is worth one more export; transfer
+    errors were already retried by the transfer itself."""
     if isinstance(exc, RepoError) and not isinstance(exc, ChainBrokenError):
         cause = exc.__cause__
         return not isinstance(cause, OSError)

@@ -10,7 +10,6 @@ import signal
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 
 from tests.integration.backup.conftest import TestVm, make_vm, vdi_sha256
 from tests.integration.daemon.test_process import write_config
-from xapisim import RunningSimulator, start_simulator
+from xapisim import RunningSimulator
 from xenkeep.xapi.client import XapiClient
 
 WRAPPER = Path(__file__).with_name("killable_xenkeepd.py")
@@ -147,13 +146,6 @@ class Daemon:
         raise AssertionError(f"run {run_id} never finished")
 
 
-@pytest.fixture
-async def kill_sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
-    running = await start_simulator(tmp_path / "pool", demo=True)
-    yield running
-    await running.close()
-
-
 async def restore_sha(
     d: Daemon, client: XapiClient, pool_id: int, vm: TestVm, point: str, sr: str
 ) -> str:
@@ -180,15 +172,15 @@ async def restore_sha(
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "kill_at",
-    ["export", "write:2", "commit", "committed", "merge:journal:merging", "merge:block"],
+    # The repo's own tests kill a merge at every journal event; here one
+    # merge point suffices to prove the daemon recovers it at restart.
+    ["export", "write:2", "commit", "committed", "merge:journal:merging"],
 )
-async def test_kill_during_a_backup(
-    tmp_path: Path, kill_sim: RunningSimulator, kill_at: str
-) -> None:
-    client = XapiClient(kill_sim.url, "root", "demo")
+async def test_kill_during_a_backup(tmp_path: Path, sim: RunningSimulator, kill_at: str) -> None:
+    client = XapiClient(sim.url, "root", "demo")
     d = Daemon(tmp_path)
     try:
-        vm = await make_vm(client, kill_sim, "kill-test-01")
+        vm = await make_vm(client, sim, "kill-test-01")
         sr_ref = await client.call("pool.get_default_SR", (await client.call("pool.get_all"))[0])
         sr = await client.call("SR.get_uuid", sr_ref)
         store = tmp_path / "store"
@@ -198,7 +190,7 @@ async def test_kill_during_a_backup(
         await d.start(hook)
         await d.setup()
         status, body = await d.api(
-            "POST", "/api/v1/pools", {"url": kill_sim.url, "username": "root", "password": "demo"}
+            "POST", "/api/v1/pools", {"url": sim.url, "username": "root", "password": "demo"}
         )
         assert status == 201, body
         pool_id = body["pool"]["id"]
