@@ -1,0 +1,170 @@
+"""Backup figures: ``PYTHONPATH=. python tests/integration/backup/bench_backup.py``.
+
+The simulator runs as its own process (so its memory is not counted); this
+process runs the BackupManager against it, as xenkeepd would. Figures:
+
+- ``export_mb_s``: the rate a bare client pulls the VHD export (null sink);
+- ``full_backup_mb_s`` and its ratio to it: the same stream into the datastore;
+- ``delta_*``: a 1 % change exported, stored and merged (retention 1);
+- ``peak_rss_mib``: this process's peak RSS, against the disk's data size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import random
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.integration.backup.conftest import POOL_ID
+from xenkeep.backup.manager import BackupManager
+from xenkeep.backup.pools import StaticPools
+from xenkeep.store import open_database
+from xenkeep.xapi.client import XapiClient
+from xenkeep.xapi.transfer import export_raw_vdi
+
+MiB = 1 << 20
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _write(client: XapiClient, vdi: str, offset: int, data: bytes) -> None:
+    for at in range(0, len(data), 4 * MiB):
+        piece = base64.b64encode(data[at : at + 4 * MiB]).decode()
+        await client.call("sim.write_vdi", vdi, offset + at, piece, timeout=120)
+
+
+async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
+    rng = random.Random(1)
+    with tempfile.TemporaryDirectory(prefix="xk-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        port = _port()
+        sim = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "xapisim",
+                "--state",
+                str(tmp / "pool"),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--demo",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = XapiClient(f"http://127.0.0.1:{port}", "root", "demo", timeout=120)
+        try:
+            for _ in range(300):
+                try:
+                    await client.call("pool.get_all")
+                    break
+                except Exception:
+                    await asyncio.sleep(0.2)
+            from tests.integration.backup.conftest import make_vm
+
+            vm = await make_vm(client, None, "bench-vm", size=size_mib * MiB)  # type: ignore[arg-type]
+            # Data in 1 MiB extents spread over the disk; the rest holes.
+            stride = size_mib // data_mib
+            for i in range(data_mib):
+                await _write(client, vm.vdi, i * stride * MiB, rng.randbytes(MiB))
+            snap = await client.call("VM.snapshot", vm.ref, "bench export")
+            vbd = (await client.call("VM.get_VBDs", snap))[0]
+            svdi = await client.call("VBD.get_VDI", vbd)
+
+            async def null(_b: bytes) -> None:
+                return None
+
+            t = time.perf_counter()
+            exp = await export_raw_vdi(client, svdi, null, fmt="vhd")
+            export_s = time.perf_counter() - t
+            export_rate = exp.bytes / export_s
+
+            db = await open_database(tmp / "xk.db")
+            store = tmp / "store"
+            store.mkdir()
+            m = BackupManager(db, StaticPools({POOL_ID: ("bench", client)}), appliance_name="b")
+            await m.start(scheduler=False)
+            await m.use_directory(str(store))
+            job = await m.create_job(
+                {
+                    "name": "bench",
+                    "selector": "tag",
+                    "targets": "xk-test",
+                    "pool_id": POOL_ID,
+                    "retention": 1,
+                }
+            )
+            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            full = await m.wait(await m.run_job(job.id))
+            assert full["status"] == "success", full
+            row = full["report"]["vms"][0]
+            full_rate = row["bytes"] / row["seconds"]
+            # 1 % of the data changes: whole 2 MiB blocks.
+            changed = max(1, data_mib // 100)
+            for i in range(changed):
+                await _write(client, vm.vdi, i * stride * MiB, rng.randbytes(MiB))
+            delta = await m.wait(await m.run_job(job.id))
+            assert delta["status"] == "success", delta
+            drow = delta["report"]["vms"][0]
+            detail = await m.run_detail(delta["id"])
+            [disk] = [t for t in detail["tasks"] if t["disk_key"]]
+            delta_export_s = disk["finished_at"] - disk["started_at"]
+            log = [
+                (round(x["ts"] - detail["log"][0]["ts"], 2), x["message"][:60])
+                for x in detail["log"]
+            ]
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            await m.stop()
+            await db.close()
+            return {
+                "disk_mib": size_mib,
+                "data_mib": data_mib,
+                "export_mb_s": round(export_rate / 1e6, 1),
+                "full_backup_bytes": row["bytes"],
+                "full_backup_mb_s": round(full_rate / 1e6, 1),
+                "full_backup_over_export": round(full_rate / export_rate, 3),
+                "delta_bytes": drow["bytes"],
+                "delta_seconds": drow["seconds"],
+                "delta_mb_s": round(drow["bytes"] / drow["seconds"] / 1e6, 1),
+                "delta_disk_transfer_seconds": round(delta_export_s, 3),
+                "delta_log": log,
+                "merge_seconds": drow["merge_seconds"],
+                "rss_before_backup_mib": round(rss_before, 1),
+                "peak_rss_mib": round(rss, 1),
+            }
+        finally:
+            await client.close()
+            sim.terminate()
+            sim.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size-mib", type=int, default=4096)
+    parser.add_argument("--data-mib", type=int, default=512)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    figures = asyncio.run(run(args.size_mib, args.data_mib))
+    text = json.dumps({"backup": figures}, indent=1)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
