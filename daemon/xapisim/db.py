@@ -33,6 +33,7 @@ Record = dict[str, Any]
 _VOLATILE = frozenset({"session", "task"})
 _MAX_DELETED = 10_000
 FORMAT_VERSION = 1
+RESTART_GENERATION_JUMP = 1_000_000
 
 
 def now() -> XDateTime:
@@ -63,9 +64,10 @@ class Database:
         self.dirty = False
 
     # -- generations ---------------------------------------------------
-    def _bump(self) -> int:
+    def _bump(self, cls: str | None = None) -> int:
         self.gen += 1
-        self.dirty = True
+        if cls not in _VOLATILE:
+            self.dirty = True
         if self._changed is not None:
             self._changed.set()
             self._changed = None
@@ -73,8 +75,9 @@ class Database:
 
     def touch(self, ref: str) -> None:
         """Mark an object modified (for event watchers)."""
-        if ref in self.cls_of:
-            self.modified[ref] = self._bump()
+        cls = self.cls_of.get(ref)
+        if cls is not None:
+            self.modified[ref] = self._bump(cls)
 
     async def wait_change(self, seconds: float) -> None:
         """Wait until something changes or ``seconds`` pass."""
@@ -101,7 +104,7 @@ class Database:
         self.tables[cls][ref] = record
         self.cls_of[ref] = cls
         self.by_uuid[record["uuid"]] = ref
-        gen = self._bump()
+        gen = self._bump(cls)
         self.created[ref] = gen
         self.modified[ref] = gen
         self._touch_pointees(cls, record)
@@ -158,7 +161,7 @@ class Database:
         self.by_uuid.pop(record["uuid"], None)
         self.created.pop(ref, None)
         self.modified.pop(ref, None)
-        self.deleted.append((self._bump(), cls, ref))
+        self.deleted.append((self._bump(cls), cls, ref))
         if len(self.deleted) > _MAX_DELETED:
             dropped = self.deleted[: len(self.deleted) - _MAX_DELETED]
             self.oldest_deleted_gen = dropped[-1][0]
@@ -210,7 +213,10 @@ class Database:
         doc = json.loads(self.path.read_text(encoding="utf-8"))
         if doc.get("format") != FORMAT_VERSION:
             raise ValueError(f"{self.path}: unknown format {doc.get('format')!r}")
-        self.gen = int(doc["gen"]) + 1
+        # Changes made after the last save (tasks, sessions, the final 0.2 s)
+        # may have handed out higher tokens: jump well past them so a client
+        # resuming event.from with an old token sees every object again.
+        self.gen = int(doc["gen"]) + RESTART_GENERATION_JUMP
         self.sim = doc.get("sim", {})
         for cls, table in doc["tables"].items():
             info = CLASSES[cls]

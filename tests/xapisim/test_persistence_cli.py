@@ -36,6 +36,7 @@ def test_state_persists_across_restart(tmp_path: Path) -> None:
         disk = first_disk(x, vm)
         sim.call("sim.write_vdi", s.handle, disk, 4096, "cGVyc2lzdA==")
         old_session = s.handle
+        token = getattr(x.event, "from")(["vm"], "", "0.0")["token"]
         close_session(s)
     assert (state / "db.json").exists() and not (state / "db.json.tmp").exists()
     # demo=True again must not reseed an existing state directory.
@@ -46,6 +47,10 @@ def test_state_persists_across_restart(tmp_path: Path) -> None:
         assert x.VM.get_snapshot_of(snap) == vm
         assert len(x.VM.get_by_name_label("mail-01")) == 1
         assert sim.call("sim.read_vdi", s.handle, disk, 4096, 7) == "cGVyc2lzdA=="
+        # A watcher resuming with a token from before the restart sees everything again.
+        resumed = getattr(x.event, "from")(["vm"], token, "0.0")
+        assert vm in {e["ref"] for e in resumed["events"]}
+        assert resumed["token"] > token
         # Sessions do not survive a restart, as on a real pool.
         import xmlrpc.client
 
