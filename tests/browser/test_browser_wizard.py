@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from selenium.webdriver.common.by import By
+
 from tests.browser.ui import UI, ChromeFactory, Daemon, spki_pin
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
