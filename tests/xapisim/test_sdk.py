@@ -426,3 +426,45 @@ def test_event_register_next(sim: SimulatorThread, xapi: Any) -> None:
     events = xapi.event.next()
     assert [(e["class"], e["operation"], e["ref"]) for e in events] == [("vm", "mod", vm)]
     xapi.event.unregister(["vm"])
+
+
+def test_vdi_copy_delta_into_existing(sim: SimulatorThread, xapi: Any) -> None:
+    """VDI.copy(vdi, sr, base, into): only what changed since base lands in into."""
+    sr = xapi.pool.get_default_SR(xapi.pool.get_all()[0])
+    src = xapi.VDI.create(
+        {"name_label": "src", "SR": sr, "virtual_size": str(64 * 1024**2), "type": "user"}
+    )
+    sim.call("sim.write_vdi", _s(sim), src, "0", base64.b64encode(b"A" * 8192).decode())
+    base = xapi.VDI.snapshot(src, {})
+    replica = xapi.VDI.copy(base, sr)
+    sim.call(
+        "sim.write_vdi", _s(sim), src, str(40 * 1024**2), base64.b64encode(b"B" * 512).decode()
+    )
+    # Something only the replica has outside the changed blocks must survive.
+    sim.call("sim.write_vdi", _s(sim), replica, str(20 * 1024**2), base64.b64encode(b"R").decode())
+    assert xapi.VDI.copy(src, sr, base, replica) == replica
+
+    def read(vdi: str, off: int, n: int) -> bytes:
+        return base64.b64decode(sim.call("sim.read_vdi", _s(sim), vdi, str(off), str(n)))
+
+    assert read(replica, 40 * 1024**2, 512) == b"B" * 512
+    assert read(replica, 0, 8192) == b"A" * 8192
+    assert read(replica, 20 * 1024**2, 1) == b"R"
+
+
+def test_guest_writes_fill_the_sr(sim: SimulatorThread, xapi: Any) -> None:
+    sr = next(r for r, s in xapi.SR.get_all_records().items() if s["type"] == "ext")
+    vdi = xapi.VDI.create(
+        {"name_label": "f", "SR": sr, "virtual_size": str(8 * 1024**2), "type": "user"}
+    )
+    used = int(xapi.SR.get_physical_utilisation(sr))
+    # Shrink the SR to just above what is used: a 1 MiB write cannot fit.
+    sim.run(_shrink(sim, sr, used + 4096))
+    data = base64.b64encode(b"x" * 1024**2).decode()
+    details = failure(xapi.sim.write_vdi, vdi, "0", data)
+    assert details[0] == "SR_FULL" and details[1] == str(1024**2)
+
+
+async def _shrink(sim: SimulatorThread, sr: str, size: int) -> None:
+    assert sim.sim is not None
+    sim.sim.pool.db.set("SR", sr, physical_size=size)
