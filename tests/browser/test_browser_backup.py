@@ -1,0 +1,129 @@
+"""Backups in Chromium against a real xenkeepd and the simulator: set up the
+storage, create a job, run it and watch its progress, then restore."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.by import By
+
+from tests.browser.ui import UI, Daemon
+from tests.integration.backup.conftest import make_vm, vdi_sha256
+from xapisim.testing import SimulatorThread
+from xenkeep.xapi.client import XapiClient
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+PASSWORD = "correct horse battery staple"
+
+
+def wait_text(ui: UI, css: str, wanted: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if ui.text(css) == wanted:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{css} shows {ui.text(css)!r}, never {wanted!r}")
+
+
+def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Path) -> None:
+    with SimulatorThread(tmp_path / "pool", demo=True) as sim:
+
+        async def prepare() -> tuple[str, str, str]:
+            client = XapiClient(sim.url, "root", "demo")
+            try:
+                vm = await make_vm(client, sim.sim, "browser-backup-01")  # type: ignore[arg-type]
+                sr = await client.call(
+                    "pool.get_default_SR", (await client.call("pool.get_all"))[0]
+                )
+                return vm.uuid, await vm.sha256(), await client.call("SR.get_uuid", sr)
+            finally:
+                await client.close()
+
+        vm_uuid, digest, sr_uuid = sim.run(prepare())
+
+        async def xapi(method: str, *args: object) -> object:
+            client = XapiClient(sim.url, "root", "demo")
+            try:
+                return await client.call(method, *args)
+            finally:
+                await client.close()
+
+        # First boot through the API from the page, then the pool.
+        ui.open("/login")
+        status, body = ui.fetch_json(
+            "POST", "/api/v1/setup/token", {"token": xenkeepd.setup_token()}
+        )
+        assert status == 200, body
+        status, body = ui.fetch_json(
+            "POST",
+            "/api/v1/setup/admin",
+            {"username": "alice", "password": PASSWORD, "confirm": PASSWORD},
+        )
+        assert status == 201, body
+        status, body = ui.fetch_json(
+            "POST", "/api/v1/pools", {"url": sim.url, "username": "root", "password": "demo"}
+        )
+        assert status == 201, body
+
+        # Backup storage on an existing directory.
+        store = tmp_path / "store"
+        store.mkdir()
+        ui.open("/backup/storage")
+        ui.fill("path", str(store))
+        ui.click_primary()
+        assert "reflink" in ui.text("#reflink")
+        ui.shot("backup-01-storage")
+
+        # A job by tag.
+        ui.open("/backup/jobs/new")
+        ui.fill("name", "browser nightly")
+        ui.choose("pool_id", "Demo pool")
+        ui.fill("targets", "xk-test")
+        ui.fill("schedule", "30 2 * * *")
+        ui.fill("retention", "3")
+        ui.click_primary()
+        assert "browser nightly" in ui.text("#jobs-table")
+        ui.shot("backup-02-jobs")
+
+        # Run it, slowly enough to watch the progress.
+        sim.run(xapi("sim.inject_fault", "throttle", {"bytes_per_second": 1 << 20}))
+        ui.submit(ui.driver.find_element(By.CSS_SELECTOR, "#jobs-table button.run-now"))
+        assert ui.path().startswith("/backup/runs/")
+        seen_bytes = False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not seen_bytes:
+            for row in ui.driver.find_elements(By.CSS_SELECTOR, "#tasks-table tbody tr"):
+                cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+                if len(cells) > 5 and cells[1] == "0" and cells[5].isdigit() and int(cells[5]) > 0:
+                    seen_bytes = cells[4] == "full"
+            time.sleep(0.1)
+        assert seen_bytes, "no live progress was shown for disk 0"
+        ui.shot("backup-03-run-progress")
+        sim.run(xapi("sim.clear_faults"))
+        wait_text(ui, "#run-status", "success")
+        ui.wait_for("#report")
+        assert "first backup of this VM" in ui.text("#report")
+        ui.shot("backup-04-run-report")
+
+        # Restore the point as a new VM.
+        ui.open(f"/backup/restore?vm={vm_uuid}")
+        ui.fill("sr_uuid", sr_uuid)
+        ui.fill("name", "restored in the browser")
+        ui.click_primary()
+        assert ui.path().startswith("/backup/runs/")
+        wait_text(ui, "#run-status", "success")
+        ui.shot("backup-05-restore")
+
+        async def restored_digest() -> str:
+            client = XapiClient(sim.url, "root", "demo")
+            try:
+                [new_vm] = await client.call("VM.get_by_name_label", "restored in the browser")
+                vbd = (await client.call("VM.get_VBDs", new_vm))[0]
+                return await vdi_sha256(client, await client.call("VBD.get_VDI", vbd))
+            finally:
+                await client.close()
+
+        assert sim.run(restored_digest()) == digest
