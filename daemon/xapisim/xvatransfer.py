@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -221,6 +222,16 @@ class Importer:
         self.created.clear()
 
 
+def _gzip(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """Gzip a stream piece by piece (``use_compression=true``, as XAPI offers)."""
+    packer = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    for piece in pieces:
+        out = packer.compress(piece)
+        if out:
+            yield out
+    yield packer.flush()
+
+
 def _write_chunk(path: Path, offset: int, data: bytes) -> None:
     storage.write_range(path, offset, data)
 
@@ -255,7 +266,12 @@ def make_xva_handlers(pool: SimPool, guarded: Any) -> tuple[Any, Any]:
             for disk_id, size in xvaio.xva_disks(xvaio.parse_ova_xml(xml))
         ]
         total = sum(storage.allocated_bytes(p) for _, p, _ in disks) + len(xml)
+        compression = query.get("use_compression", "false").lower()
+        if compression not in ("false", "true", "gzip"):
+            raise XapiError("INTERNAL_ERROR", f"xapisim does not simulate {compression} exports")
         stream: Iterator[bytes] = xvaio.xva_stream(xml, disks)
+        if compression != "false":
+            stream = _gzip(stream)
         resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import subprocess
 import tarfile
@@ -200,3 +201,16 @@ def test_import_rejects_a_newer_format(
     assert xml != exported[0][1]
     error = _bad_import(sim, session, xapi, _pack([("ova.xml", xml), *exported[1:]]))
     assert error == ["IMPORT_INCOMPATIBLE_VERSION"]
+
+
+def test_gzip_export_round_trips(sim: SimulatorThread, session: Any, xapi: Any) -> None:
+    vm = vm_by_name(xapi, "mail-01")
+    packed = _export(sim, session, f"ref={vm}&use_compression=true")
+    assert packed[:2] == b"\x1f\x8b"
+    assert _members(gzip.decompress(packed))[0][0] == "ova.xml"
+    status, new = _import(sim, session, packed)
+    assert status == 200, new
+    assert same_content(
+        _vdi_path(sim, session, first_disk(xapi, new)),
+        _vdi_path(sim, session, first_disk(xapi, vm)),
+    )
