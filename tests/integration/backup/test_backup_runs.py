@@ -90,3 +90,58 @@ async def test_restore_whole_vm(manager: BackupManager, client: XapiClient, vm: 
     assert len(vbds) == 1
     vdi = await client.call("VBD.get_VDI", vbds[0])
     assert await vdi_sha256(client, vdi) == want
+
+
+async def test_missing_reference_snapshot_forces_a_full_and_says_why(
+    manager: BackupManager, client: XapiClient, vm: TestVm
+) -> None:
+    job = await manager.create_job(job_input())
+    run = await manager.wait(await manager.run_job(job.id))
+    assert run["status"] == "success", run
+    # Someone deletes the reference snapshot outside XenKeep.
+    [snap] = await client.call("VM.get_snapshots", vm.ref)
+    for vbd in await client.call("VM.get_VBDs", snap):
+        await client.call("VDI.destroy", await client.call("VBD.get_VDI", vbd))
+    await client.call("VM.destroy", snap)
+    await vm.write(0, b"\x01" * 512)
+    run = await manager.wait(await manager.run_job(job.id))
+    assert run["status"] == "success", run
+    [row] = run["report"]["vms"]
+    assert row["transfers"] == {"0": "full"}
+    assert "is missing from the pool" in row["reasons"]["0"]
+    detail = await manager.run_detail(run["id"])
+    assert any("full — reference snapshot VDI" in x["message"] for x in detail["log"])
+    points = await manager.points(vm.uuid)
+    sr = await sr_uuid(client)
+    assert await restore_disk_sha(manager, client, vm.uuid, points[-1]["id"], sr) == (
+        await vm.sha256()
+    )
+
+
+async def test_damaged_chain_forces_a_full_and_says_why(
+    manager: BackupManager, client: XapiClient, vm: TestVm
+) -> None:
+    job = await manager.create_job(job_input())
+    run = await manager.wait(await manager.run_job(job.id))
+    assert run["status"] == "success", run
+    # A block of the stored full rots on disk; verify finds it.
+    vhds = list(manager.datastore.root.rglob("*.vhd"))
+    assert len(vhds) == 1
+    with vhds[0].open("r+b") as f:
+        f.seek(4 * 4096 + 1000)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    report = await manager.datastore.verify(vm.uuid)
+    assert report.damaged, report
+    await vm.write(0, b"\x02" * 512)
+    run = await manager.wait(await manager.run_job(job.id))
+    assert run["status"] == "success", run
+    [row] = run["report"]["vms"]
+    assert row["transfers"] == {"0": "full"}
+    assert row["reasons"]["0"].startswith("chain damaged:"), row["reasons"]
+    points = await manager.points(vm.uuid)
+    sr = await sr_uuid(client)
+    assert await restore_disk_sha(manager, client, vm.uuid, points[-1]["id"], sr) == (
+        await vm.sha256()
+    )
