@@ -364,6 +364,63 @@ async def restore_submit(request: web.Request) -> web.StreamResponse:
     redirect(f"/backup/runs/{run_id}")
 
 
+async def _mail_page(
+    request: web.Request,
+    *,
+    form: dict[str, Any] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    smtp = await keys.backup(request.app).smtp_settings()
+    values: dict[str, Any] = {
+        "host": "",
+        "port": 587,
+        "starttls": True,
+        "username": "",
+        "sender": "",
+        "recipients": "",
+    }
+    if smtp is not None:
+        values.update(
+            host=smtp.host,
+            port=smtp.port,
+            starttls=smtp.starttls,
+            username=smtp.username,
+            sender=smtp.sender,
+            recipients=", ".join(smtp.recipients),
+        )
+    if form is not None:
+        values.update({k: v for k, v in form.items() if k != "password"})
+    context = {"smtp": values, "error": error}
+    return aiohttp_jinja2.render_template("backup/mail.html", request, context, status=status)
+
+
+@admin
+async def mail_page(request: web.Request) -> web.StreamResponse:
+    """Where run reports are mailed."""
+    return await _mail_page(request)
+
+
+@admin
+async def mail_submit(request: web.Request) -> web.StreamResponse:
+    """Save the report mail settings (an empty server turns mail off)."""
+    form: dict[str, Any] = dict(await form_fields(request))
+    form["starttls"] = form.get("starttls") == "on"
+    manager = keys.backup(request.app)
+    if not str(form.get("host", "")).strip():
+        await manager.set_smtp(None)
+        redirect("/backup", "Report e-mail turned off.", "success")
+    if not form.get("password"):
+        old = await manager.smtp_settings()
+        if old is not None:
+            form["password"] = old.password
+    try:
+        await manager.set_smtp(form)
+    except ValidationError as exc:
+        return await _mail_page(request, form=form, error=exc.message, status=400)
+    redirect("/backup", "Report e-mail saved.", "success")
+
+
 def setup_backup_routes(app: web.Application) -> None:
     """Register the backup pages and API."""
     r = app.router
@@ -378,6 +435,8 @@ def setup_backup_routes(app: web.Application) -> None:
     r.add_post("/backup/jobs/{job_id}/run", job_run, name="backup_job_run")
     r.add_get("/backup/runs/{run_id}", run_page, name="backup_run")
     r.add_post("/backup/runs/{run_id}/cancel", run_cancel, name="backup_run_cancel")
+    r.add_get("/backup/mail", mail_page, name="backup_mail")
+    r.add_post("/backup/mail", mail_submit, name="backup_mail_submit")
     r.add_get("/backup/restore", restore_page, name="backup_restore")
     r.add_post("/backup/restore", restore_submit, name="backup_restore_submit")
 

@@ -133,3 +133,39 @@ async def test_job_form_validation_and_storage_errors(browser: Browser, settings
     assert status == 400 and "not an existing directory" in html
     status, body = await browser.api("GET", "/api/v1/backup/storage")
     assert status == 200 and body == {"configured": False}
+
+
+async def test_report_mail_form(browser: Browser, settings: Settings) -> None:
+    await complete_setup(browser, settings)
+    status, html, _ = await browser.get("/backup/mail")
+    assert status == 200 and 'id="mail-form"' in html
+    status, html, _ = await browser.post_form(
+        "/backup/mail",
+        {
+            "host": "mail.example.net",
+            "port": "587",
+            "starttls": "on",
+            "sender": "nobody",
+            "recipients": "ops@example.net",
+        },
+    )
+    assert status == 400 and "sender" in html
+    status, _html, _ = await browser.post_form(
+        "/backup/mail",
+        {
+            "host": "mail.example.net",
+            "port": "587",
+            "starttls": "on",
+            "password": "pw",
+            "sender": "xk@example.net",
+            "recipients": "ops@example.net",
+        },
+    )
+    assert status == 303
+    status, body = await browser.api("GET", "/api/v1/backup/smtp")
+    assert body["configured"] and body["starttls"] and "password" not in body
+    assert body["recipients"] == ["ops@example.net"]
+    status, _html, _ = await browser.post_form("/backup/mail", {"host": ""})
+    assert status == 303
+    status, body = await browser.api("GET", "/api/v1/backup/smtp")
+    assert body == {"configured": False}
