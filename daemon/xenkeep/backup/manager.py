@@ -22,6 +22,7 @@ from xenkeep.errors import ConflictError, NotFoundError, ValidationError, XenKee
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.errors import RepoError
 from xenkeep.store import Database
+from xenkeep.xapi.vault import SecretBox
 
 from .const import FINISHED, RunKind, RunStatus
 from .history import BackupHistory, JobRow
@@ -50,12 +51,14 @@ class BackupManager:
         *,
         appliance_name: Callable[[], Awaitable[str]] | str = "xenkeep",
         clock: Callable[[], float] = time.time,
+        secrets: SecretBox | None = None,
     ) -> None:
         self.db = db
         self.history = BackupHistory(db)
         self.pools = pools
         self._appliance = appliance_name
         self._clock = clock
+        self._secrets = secrets
         self._datastore: Datastore | None = None
         self._runs: dict[int, asyncio.Task[None]] = {}
         self._job_runs: dict[int, int] = {}
@@ -418,14 +421,25 @@ class BackupManager:
         raw = await self.db.get_setting(SMTP_KEY)
         if not raw:
             return None
-        return SmtpSettings.from_input(json.loads(raw))
+        data = json.loads(raw)
+        token = data.pop("password_enc", "")
+        if token and self._secrets is not None:
+            data["password"] = self._secrets.decrypt(token)
+        return SmtpSettings.from_input(data)
 
     async def set_smtp(self, data: Mapping[str, Any] | None) -> None:
         """Store (or with None, clear) the mail settings."""
         if data is None:
             await self.db.execute("DELETE FROM settings WHERE key = ?", (SMTP_KEY,))
             return
-        await self.db.set_setting(SMTP_KEY, SmtpSettings.from_input(data).to_json())
+        stored = json.loads(SmtpSettings.from_input(data).to_json())
+        password = stored.pop("password", "")
+        if password and self._secrets is not None:
+            # Like pool passwords: a copy of the database alone reveals nothing.
+            stored["password_enc"] = self._secrets.encrypt(password)
+        elif password:
+            stored["password"] = password
+        await self.db.set_setting(SMTP_KEY, json.dumps(stored))
 
     # ------------------------------------------------------------- scheduler
 

@@ -165,6 +165,10 @@ async def test_report_mail_form(browser: Browser, settings: Settings) -> None:
     status, body = await browser.api("GET", "/api/v1/backup/smtp")
     assert body["configured"] and body["starttls"] and "password" not in body
     assert body["recipients"] == ["ops@example.net"]
+    raw = await keys.database(browser.server.app).get_setting("backup.smtp")
+    assert raw is not None and "password_enc" in raw and '"pw"' not in raw
+    smtp = await keys.backup(browser.server.app).smtp_settings()
+    assert smtp is not None and smtp.password == "pw"
     status, _html, _ = await browser.post_form("/backup/mail", {"host": ""})
     assert status == 303
     status, body = await browser.api("GET", "/api/v1/backup/smtp")
