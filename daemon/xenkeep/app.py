@@ -95,7 +95,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         log.warning(
             "no administrator yet: open the web interface and enter the setup token %s", token
         )
-    pools = PoolManager(db, SecretBox(settings.state_dir / KEY_NAME), audit)
+    secrets = SecretBox(settings.state_dir / KEY_NAME)
+    pools = PoolManager(db, secrets, audit)
     app[keys.POOLS] = pools
     await pools.start()
     identity = keys.identity(app)
@@ -103,7 +104,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     async def appliance_name() -> str:
         return (await identity.get()).name
 
-    backup = BackupManager(db, ManagedPools(pools), appliance_name=appliance_name)
+    backup = BackupManager(db, ManagedPools(pools), appliance_name=appliance_name, secrets=secrets)
     app[keys.BACKUP] = backup
     await backup.start()
     try:
