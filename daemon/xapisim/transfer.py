@@ -147,7 +147,7 @@ class BodyReader(io.RawIOBase):
         return len(data)
 
 
-SENDFILE_SEGMENT = 8 * 1024 * 1024
+SENDFILE_SEGMENT = 32 * 1024 * 1024
 
 
 async def _sendfile(
