@@ -35,7 +35,9 @@ def _pool_spec(text: str) -> tuple[Path, str, int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m xapisim", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m xapisim", description=(__doc__ or "").split("\n")[0]
+    )
     parser.add_argument("--state", type=Path, help="state directory of the pool")
     parser.add_argument(
         "--listen",
