@@ -166,6 +166,20 @@ async def make_vm(
             "other_config": {},
         },
     )
+    network = (await client.call("network.get_all"))[0]
+    await client.call(
+        "VIF.create",
+        {
+            "device": "0",
+            "network": network,
+            "VM": vm,
+            "MAC": "",
+            "MTU": 1500,
+            "other_config": {},
+            "qos_algorithm_type": "",
+            "qos_algorithm_params": {},
+        },
+    )
     uuid = await client.call("VM.get_uuid", vm)
     t = TestVm(sim, client, vm, uuid, vdi, size, random.Random(seed))
     await t.write(0, t.rng.randbytes(2 * MiB))

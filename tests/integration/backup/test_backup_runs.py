@@ -90,6 +90,13 @@ async def test_restore_whole_vm(manager: BackupManager, client: XapiClient, vm: 
     assert len(vbds) == 1
     vdi = await client.call("VBD.get_VDI", vbds[0])
     assert await vdi_sha256(client, vdi) == want
+    # The network interface came back on the same network, with a new MAC.
+    [src_vif] = await client.call("VM.get_VIFs", vm.ref)
+    [new_vif] = rec["VIFs"]
+    assert await client.call("VIF.get_network", new_vif) == await client.call(
+        "VIF.get_network", src_vif
+    )
+    assert rec["other_config"]["xenkeep-restored-from"] == f"{vm.uuid}/{point['id']}"
 
 
 async def test_missing_reference_snapshot_forces_a_full_and_says_why(
