@@ -35,10 +35,12 @@ boot: $(STAMP)
 	test -e out/xenkeep.raw || $(MAKE) image
 	$(PY) image/boot.py
 
-## Merge benchmarks of the backup datastore -> out/bench.json (root: loop-mounted XFS/ext4).
+## Benchmarks -> out/bench.json: datastore merges (root: loop-mounted XFS/ext4)
+## and the simulator's export rate, each as ratios against a baseline of the same run.
 bench: $(STAMP)
 	scripts/deps.sh test
 	$(PY) bench/merge_bench.py
+	$(PY) -m xapisim.bench --out out/bench.json
 
 ## ruff and mypy (the test suite runs them too, in tests/test_linters.py).
 lint: $(STAMP)
