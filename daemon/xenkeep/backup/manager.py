@@ -64,6 +64,7 @@ class BackupManager:
         self._job_runs: dict[int, int] = {}
         self._scheduler: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
 
     # ------------------------------------------------------------- lifecycle
 
@@ -84,6 +85,7 @@ class BackupManager:
 
     async def stop(self) -> None:
         """Stop the scheduler and every run (they end as interrupted)."""
+        self._stopping = True
         if self._scheduler is not None:
             self._scheduler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -291,6 +293,8 @@ class BackupManager:
         status = overall_status(results, cancelled=cancelled)
         if error:
             status = RunStatus.FAILED
+        if cancelled and self._stopping:
+            status, error = RunStatus.INTERRUPTED, "the daemon stopped during this run"
         finished = time.time()
         report = build_report(
             run_id=run_id,
@@ -400,6 +404,8 @@ class BackupManager:
             await self.history.log(run_id, f"restore finished: {json.dumps(report)}")
         except asyncio.CancelledError:
             status, error = RunStatus.CANCELLED, "cancelled; nothing restored was kept"
+            if self._stopping:
+                status = RunStatus.INTERRUPTED
         except Exception as exc:
             status, error = RunStatus.FAILED, describe_error(exc)
             await self.history.log(run_id, f"restore failed: {error}", level="error")

@@ -263,7 +263,6 @@ class RestoreRun:
             self.run_id, vm_uuid=req.vm_uuid, vm_name=vm_name, stage=Stage.CREATE
         )
         started = time.monotonic()
-        total = 0
         new_vm: str | None = None
         new_vdis: list[str] = []
         try:
@@ -274,7 +273,6 @@ class RestoreRun:
             for d in disks:
                 vdi = await self._restore_disk(point, d.key, d.vdi, d.virtual_size, sr, task_id)
                 new_vdis.append(vdi)
-                total += self.created.setdefault("bytes", 0)
                 if new_vm is not None:
                     await client.call(
                         "VBD.create",
@@ -373,11 +371,13 @@ class RestoreRun:
         try:
             length, chunks = await chain_vhd(self.datastore, point.vm_uuid, point.id, key)
 
+            before = sum(self.created.get("per_disk", {}).values())
+
             async def flush(p: Progress) -> None:
                 await self.history.update_task(
                     disk_task, bytes=p.done, total_bytes=p.total, speed=p.speed, eta=p.eta
                 )
-                await self.history.update_run(self.run_id, bytes=p.done, total_bytes=p.total)
+                await self.history.update_run(self.run_id, bytes=before + p.done)
 
             progress = Progress(flush)
             progress.total = length

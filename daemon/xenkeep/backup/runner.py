@@ -227,10 +227,11 @@ class BackupRun:
 
     async def _close_task(self, task_id: int, result: VmResult, started: float) -> None:
         result.seconds = time.monotonic() - started
+        done = {"stage": Stage.DONE.value} if result.status is RunStatus.SUCCESS else {}
         await self.history.update_task(
             task_id,
             status=result.status.value,
-            stage=Stage.DONE if result.status is RunStatus.SUCCESS else Stage.QUEUED,
+            **done,
             bytes=result.bytes,
             speed=result.speed,
             eta=0 if result.status is RunStatus.SUCCESS else None,

@@ -178,3 +178,23 @@ async def test_cancel_a_run(manager: BackupManager, client: XapiClient, vm: Test
     with contextlib.suppress(Exception):
         await asyncio.sleep(0)
     await assert_intact(manager, client, vm, {point: digest})
+
+
+async def test_daemon_stop_interrupts_a_run_cleanly(
+    manager: BackupManager, client: XapiClient, vm: TestVm
+) -> None:
+    job_id, point, digest = await first_backup(manager, vm)
+    await vm.scribble()
+    await client.call("sim.inject_fault", "throttle", {"bytes_per_second": 256 * 1024})
+    run_id = await manager.run_job(job_id)
+    for _ in range(200):
+        detail = await manager.run_detail(run_id)
+        if any(t["disk_key"] == "0" and t["bytes"] > 0 for t in detail["tasks"]):
+            break
+        await asyncio.sleep(0.05)
+    await manager.stop()
+    await client.call("sim.clear_faults")
+    run = await manager.history.run(run_id)
+    assert run["status"] == "interrupted", run
+    assert [p["id"] for p in await manager.points(vm.uuid)] == [point]
+    assert await vm.sha256() != digest  # the VM moved on; the point did not
