@@ -125,6 +125,16 @@ def _previous_disks(points: list[RestorePoint]) -> dict[str, PreviousDisk] | Non
     newest = points[-1]
     out = {}
     for disk in newest.disks:
+        # Merges rewrite the oldest full, so "transfer" in older records no
+        # longer marks the last full: each disk carries the seq of its last
+        # full export forward instead.
+        full_seq = disk.vdi.get("full_seq")
+        if isinstance(full_seq, int):
+            snap = disk.vdi.get("snapshot_vdi_uuid")
+            out[disk.key] = PreviousDisk(
+                disk.key, disk.virtual_size, str(snap) if snap else None, newest.seq - full_seq + 1
+            )
+            continue
         since = 0
         for p in reversed(points):
             try:
@@ -309,6 +319,10 @@ class BackupRun:
                 "job_name": self.spec.name,
                 "vifs": await self._vifs(vm.ref),
             }
+            full_seqs = {
+                k: points[-1].seq - prev.points_since_full + 1
+                for k, prev in (previous or {}).items()
+            }
             any_delta = any(not d.full for d in decisions)
             expect = points[-1].id if (any_delta and points) else None
             await self.history.update_task(task_id, stage=Stage.EXPORT)
@@ -317,7 +331,7 @@ class BackupRun:
             ) as writer:
                 for (key, ref, vdi), decision in zip(disks, decisions, strict=True):
                     await self._transfer_disk(
-                        vm, task_id, writer, key, ref, vdi, decision, base_refs, result
+                        vm, task_id, writer, key, ref, vdi, decision, base_refs, full_seqs, result
                     )
                 await self.history.update_task(task_id, stage=Stage.COMMIT)
                 point = await writer.commit()
@@ -362,6 +376,7 @@ class BackupRun:
         vdi: dict[str, Any],
         decision: Decision,
         base_refs: dict[str, str],
+        full_seqs: dict[str, int],
         result: VmResult,
     ) -> None:
         disk_task = await self.history.create_task(
@@ -376,6 +391,7 @@ class BackupRun:
         base = None if decision.full else base_refs[str(decision.base_vdi)]
         record = {
             "snapshot_vdi_uuid": vdi["uuid"],
+            "full_seq": writer.seq if decision.full else full_seqs.get(key, writer.seq),
             "vdi_uuid": "",
             "name_label": vdi.get("name_label", ""),
             "name_description": vdi.get("name_description", ""),

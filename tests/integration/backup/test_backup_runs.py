@@ -152,3 +152,20 @@ async def test_damaged_chain_forces_a_full_and_says_why(
     assert await restore_disk_sha(manager, client, vm.uuid, points[-1]["id"], sr) == (
         await vm.sha256()
     )
+
+
+async def test_full_every_n_survives_merges(
+    manager: BackupManager, client: XapiClient, vm: TestVm
+) -> None:
+    job = await manager.create_job(job_input(retention=2, full_every=3))
+    kinds, reasons = [], []
+    for _ in range(6):
+        await vm.scribble(writes=1)
+        run = await manager.wait(await manager.run_job(job.id))
+        assert run["status"] == "success", run
+        [row] = run["report"]["vms"]
+        kinds.append(row["transfers"]["0"])
+        reasons.append(row["reasons"]["0"])
+    # Retention 2 merges the old fulls away; the count still holds.
+    assert kinds == ["full", "delta", "delta", "full", "delta", "delta"]
+    assert reasons[3].startswith("full every 3 restore points reached"), reasons
