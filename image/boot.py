@@ -23,6 +23,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -53,6 +54,88 @@ def _insecure_context() -> ssl.SSLContext:
     return ctx
 
 
+class SerialPump(threading.Thread):
+    """Reads QEMU's serial socket into the console log; lets callers type."""
+
+    def __init__(self, path: Path, log: Path) -> None:
+        super().__init__(name="serial-console", daemon=True)
+        self._path = path
+        self._log = log
+        self._buf = bytearray()
+        self._cond = threading.Condition()
+        self._sock: socket.socket | None = None
+        self._closed = False
+
+    def run(self) -> None:
+        """Connect (QEMU creates the socket right after starting), then read."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        for _ in range(600):
+            try:
+                sock.connect(str(self._path))
+                break
+            except OSError:
+                if self._closed:
+                    sock.close()
+                    return
+                time.sleep(0.1)
+        else:
+            sock.close()
+            return
+        self._sock = sock
+        with self._log.open("ab") as log:
+            while not self._closed:
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                log.write(data)
+                log.flush()
+                with self._cond:
+                    self._buf += data
+                    self._cond.notify_all()
+        sock.close()
+
+    def mark(self) -> int:
+        """Position in the output from which to expect something."""
+        with self._cond:
+            return len(self._buf)
+
+    def send(self, data: bytes) -> None:
+        """Type ``data`` on the console."""
+        for _ in range(100):
+            if self._sock is not None:
+                self._sock.sendall(data)
+                return
+            time.sleep(0.1)
+        raise RuntimeError("serial console not connected")
+
+    def expect(
+        self, pattern: bytes, mark: int, deadline: float, resend: bytes | None = None
+    ) -> bytes:
+        """Wait until ``pattern`` shows up after ``mark``; return that output."""
+        regex = re.compile(pattern)
+        with self._cond:
+            while True:
+                out = bytes(self._buf[mark:])
+                if regex.search(out):
+                    return out
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"serial console: no {pattern!r}; got {out[-400:]!r}")
+                if not self._cond.wait(timeout=min(left, 5)) and resend is not None:
+                    self.send(resend)
+
+    def close(self) -> None:
+        """Stop reading."""
+        self._closed = True
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+        self.join(timeout=5)
+
+
 class Vm:
     """One QEMU run of a copy of the appliance disk."""
 
@@ -77,6 +160,7 @@ class Vm:
         self.ssh_port = 0
         self.started = 0.0
         self.proc: subprocess.Popen[bytes] | None = None
+        self.serial: SerialPump | None = None
 
     @property
     def url(self) -> str:
@@ -97,10 +181,8 @@ class Vm:
             "-m", "2048",
             "-drive", f"file={self.disk},format=raw,if=virtio,cache=unsafe",
             "-nic", f"user,model=virtio-net-pci,{fwd}",
-            # The serial console: logged to a file, and a socket to type into.
-            "-chardev",
-            f"socket,id=ser0,path={self.serial_socket},server=on,wait=off,"
-            f"logfile={self.console_log}",
+            # The serial console on a socket: a thread logs it and can type.
+            "-chardev", f"socket,id=ser0,path={self.serial_socket},server=on,wait=off",
             "-serial", "chardev:ser0",
             "-display", "none",
             "-monitor", "none",
@@ -126,6 +208,8 @@ class Vm:
             self.proc = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=qemu_log, stderr=subprocess.STDOUT
             )
+        self.serial = SerialPump(self.serial_socket, self.console_log)
+        self.serial.start()
 
     def console(self) -> str:
         """Everything the serial console printed so far."""
@@ -188,47 +272,35 @@ class Vm:
     ) -> str:
         """Log in on the serial console, run ``commands``, return their output.
 
-        Each command's output is framed by markers, so kernel messages on the
-        same console do not get mixed into it.
+        The output is framed by markers, so kernel messages on the same
+        console do not get mixed into it.
         """
+        assert self.serial is not None
+        pump = self.serial
         deadline = time.monotonic() + timeout
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.connect(str(self.serial_socket))
-            s.settimeout(2)
-            buf = b""
-
-            def expect(pattern: bytes, resend: bytes | None = None) -> None:
-                nonlocal buf
-                while time.monotonic() < deadline:
-                    if re.search(pattern, buf):
-                        return
-                    try:
-                        piece = s.recv(65536)
-                    except TimeoutError:
-                        if resend is not None:
-                            s.sendall(resend)
-                        continue
-                    buf += piece
-                raise TimeoutError(f"serial console: no {pattern!r}; got {buf[-400:]!r}")
-
-            s.sendall(b"\n")
-            expect(rb"login: $", resend=b"\n")
-            buf = b""
-            s.sendall(user.encode() + b"\n")
-            expect(rb"Password: $")
-            buf = b""
-            s.sendall(password.encode() + b"\n")
-            expect(rb"\$ $")
-            script = "; ".join(commands)
-            buf = b""
-            s.sendall(f"echo '<<'BEGIN'>>'; {script}; echo '<<'END'>>'\n".encode())
-            expect(rb"<<END>>")
-            s.sendall(b"exit\n")
-        text = buf.decode("utf-8", errors="replace").replace("\r", "")
+        mark = pump.mark()
+        pump.send(b"\n")
+        pump.expect(rb"login: ", mark, deadline, resend=b"\n")
+        mark = pump.mark()
+        pump.send(user.encode() + b"\n")
+        pump.expect(rb"Password: ", mark, deadline)
+        mark = pump.mark()
+        pump.send(password.encode() + b"\n")
+        pump.expect(rb"\$ ", mark, deadline)
+        mark = pump.mark()
+        script = "; ".join(commands)
+        pump.send(f"echo '<<'BEGIN'>>'; {script}; echo '<<'END'>>'\n".encode())
+        out = pump.expect(rb"<<END>>", mark, deadline)
+        pump.send(b"exit\n")
+        # Terminal control sequences (bash, agetty) are not output.
+        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode("utf-8", errors="replace"))
+        text = text.replace("\r", "")
         return text.split("<<BEGIN>>", 1)[-1].split("<<END>>", 1)[0].strip("\n")
 
     def stop(self) -> None:
         """Power off (kill QEMU: the disk is a throw-away copy)."""
+        if self.serial is not None:
+            self.serial.close()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:

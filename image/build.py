@@ -37,8 +37,9 @@ OUT = REPO / "out"
 WHEEL_DIR = REPO / "build"
 #: Inputs of the image: a change to any file under these makes it stale.
 INPUT_PATHS = ("image", "appliance", "daemon/xenkeep", "webui", "pyproject.toml")
-#: Never inputs: mkosi's own outputs and caches, Python's byte code.
-IGNORED_PARTS = {"mkosi.output", "mkosi.cache", "mkosi.workspace", "__pycache__"}
+#: Never inputs: mkosi's own outputs and caches, Python's byte code, and
+#: image/boot.py, which runs the image but does not go into it.
+IGNORED_PARTS = {"mkosi.output", "mkosi.cache", "mkosi.workspace", "__pycache__", "boot.py"}
 #: The appliance VM's root disk: the image plus room for the database and
 #: logs; the root partition and filesystem grow into it at first boot.
 DISK_SIZE = 16 << 30
