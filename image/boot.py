@@ -326,6 +326,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
     parser.add_argument("--workdir", type=Path, help="keep the disk copy and logs here")
+    parser.add_argument("--disk-size", type=int, help="grow the disk copy to this many bytes")
     parser.add_argument("--timeout", type=float, default=900)
     ns = parser.parse_args()
     if not ns.image.exists():
@@ -337,7 +338,7 @@ def main() -> int:
         ns.workdir = Path(tmp.name)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        with running(ns.image, ns.workdir) as vm:
+        with running(ns.image, ns.workdir, disk_size=ns.disk_size) as vm:
             print(f"boot: QEMU started; serial console in {vm.console_log}", flush=True)
             seconds = vm.wait_for_wizard(ns.timeout)
             print(f"boot: wizard answered {seconds:.0f} s after QEMU started", flush=True)
@@ -350,6 +351,9 @@ def main() -> int:
             vm.proc.wait()
     except KeyboardInterrupt:
         print("\nboot: stopping", file=sys.stderr)
+    except (TimeoutError, RuntimeError) as exc:
+        print(f"boot: {exc}", file=sys.stderr)
+        return 1
     finally:
         if tmp is not None:
             tmp.cleanup()
