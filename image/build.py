@@ -129,7 +129,11 @@ def run_mkosi(b: Build) -> None:
     """``mkosi build`` (-f: replace the last output, keep the package cache)."""
     if shutil.which("mkosi") is None:
         die("mkosi is not installed", "run scripts/deps.sh image")
-    run(["mkosi", "--image-version", b.version, "-f", "build"], cwd=IMAGE_DIR, env=b.env)
+    # XENKEEP_IMAGE_CACHE_DIR lets a copy of the tree (the reproducibility
+    # test builds a snapshot of HEAD) reuse the checkout's package cache.
+    cache = os.environ.get("XENKEEP_IMAGE_CACHE_DIR")
+    extra = ["--cache-dir", cache] if cache else []
+    run(["mkosi", "--image-version", b.version, *extra, "-f", "build"], cwd=IMAGE_DIR, env=b.env)
 
 
 def raw_output(b: Build) -> Path:
