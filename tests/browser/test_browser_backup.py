@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from tests.browser.ui import UI, Daemon
@@ -20,12 +21,18 @@ PASSWORD = "correct horse battery staple"
 
 
 def wait_text(ui: UI, css: str, wanted: str, seconds: float = 60) -> None:
+    """Wait for a text; the page may reload meanwhile (it does once a run ends)."""
     deadline = time.monotonic() + seconds
+    shown = ""
     while time.monotonic() < deadline:
-        if ui.text(css) == wanted:
+        try:
+            shown = ui.text(css)
+        except StaleElementReferenceException:
+            continue
+        if shown == wanted:
             return
         time.sleep(0.2)
-    raise AssertionError(f"{css} shows {ui.text(css)!r}, never {wanted!r}")
+    raise AssertionError(f"{css} shows {shown!r}, never {wanted!r}")
 
 
 def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Path) -> None:
@@ -96,7 +103,10 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not seen_bytes:
             for row in ui.driver.find_elements(By.CSS_SELECTOR, "#tasks-table tbody tr"):
-                cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+                try:
+                    cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+                except StaleElementReferenceException:
+                    continue  # the script redrew the table meanwhile
                 if len(cells) > 5 and cells[1] == "0" and cells[5].isdigit() and int(cells[5]) > 0:
                     seen_bytes = cells[4] == "full"
             time.sleep(0.1)

@@ -214,7 +214,7 @@ async def test_kill_during_a_backup(tmp_path: Path, sim: RunningSimulator, kill_
             status, body = await d.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
             assert status == 202, body
             run = await d.wait_run(body["run_id"])
-            assert run["status"] == "success", run
+            assert run["status"] == "success", (run["report"], run["log"])
             digests[run["report"]["vms"][0]["point_id"]] = await vm.sha256()
             await vm.scribble(writes=4)
         after_third = await vm.sha256()
@@ -259,7 +259,7 @@ async def test_kill_during_a_backup(tmp_path: Path, sim: RunningSimulator, kill_
         status, body = await d.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
         assert status == 202, body
         run = await d.wait_run(body["run_id"])
-        assert run["status"] == "success", run
+        assert run["status"] == "success", (run["report"], run["log"])
         newest = run["report"]["vms"][0]["point_id"]
         assert await restore_sha(d, client, pool_id, vm, newest, sr) == after_third
         status, listed = await d.api("GET", f"/api/v1/backup/vms/{vm.uuid}/points")
