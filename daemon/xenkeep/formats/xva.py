@@ -570,6 +570,10 @@ class XvaWriter:
                     src.seek(index * CHUNK_SIZE + length + holes.base)
                     data = _ZERO_CHUNK[:length]
                 else:
+                    if holes.active:
+                        # SEEK_DATA moved the shared file offset under the
+                        # buffered reader: put it back where this chunk starts.
+                        src.seek(holes.base + index * CHUNK_SIZE)
                     data = _read_upto(src, length)
                     stats.bytes_read += len(data)
                     if len(data) < length:
@@ -627,6 +631,11 @@ class _HoleFinder:
                 return  # pipes, sockets, file systems without SEEK_DATA
             self._next_data = -1  # no data at or after base: the rest is one hole
         self._fd = fd
+
+    @property
+    def active(self) -> bool:
+        """True when holes are looked up with SEEK_DATA on the source's fd."""
+        return self._fd is not None
 
     def is_hole(self, offset: int, length: int) -> bool:
         if self._fd is None:

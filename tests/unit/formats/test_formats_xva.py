@@ -438,3 +438,23 @@ def test_gzip_compressed_archive_reads(archive: Path, disk: tuple[Path, int, byt
         read_all(bytes(broken))
     with pytest.raises(XvaFormatError, match="zstd-compressed XVA"):
         read_all(b"\x28\xb5\x2f\xfd" + bytes(100))
+
+
+def test_chunk_starting_with_a_hole_after_a_data_chunk(tmp_path: Path) -> None:
+    # Regression: looking for holes with SEEK_DATA moved the file offset under
+    # the buffered reader, shifting a chunk that begins with a hole.
+    size = 4 * MIB
+    path = tmp_path / "disk.raw"
+    with path.open("wb") as f:
+        f.truncate(size)
+        f.write(os.urandom(MIB))
+        f.seek(MIB + 16 * 1024)
+        f.write(os.urandom(MIB - 16 * 1024))
+    raw = path.read_bytes()
+    out = tmp_path / "vm.xva"
+    with out.open("wb") as f:
+        xva.write_xva(f, spec(size), path, mtime=MTIME)
+    dest = tmp_path / "extracted.raw"
+    with out.open("rb") as f:
+        xva.extract_vdi(f, xva.VDI_REF, dest)
+    assert hashlib.sha256(dest.read_bytes()).digest() == hashlib.sha256(raw).digest()
