@@ -41,6 +41,7 @@ bench: $(STAMP)
 	scripts/deps.sh test
 	$(PY) bench/merge_bench.py
 	$(PY) -m xapisim.bench --out out/bench.json
+	PYTHONPATH=. $(PY) bench/backup_bench.py --out out/bench-backup.json
 
 ## ruff and mypy (the test suite runs them too, in tests/test_linters.py).
 lint: $(STAMP)

@@ -1,4 +1,4 @@
-"""Backup figures: ``PYTHONPATH=. python tests/integration/backup/bench_backup.py``.
+"""Backup figures: ``make bench`` (or ``PYTHONPATH=. python bench/backup_bench.py --out F``).
 
 The simulator runs as its own process (so its memory is not counted); this
 process runs the BackupManager against it, as xenkeepd would. Figures:
@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.integration.backup.conftest import POOL_ID
 from xenkeep.backup.manager import BackupManager
 from xenkeep.backup.pools import StaticPools
 from xenkeep.store import open_database
@@ -33,6 +32,8 @@ from xenkeep.xapi.client import XapiClient
 from xenkeep.xapi.transfer import export_raw_vdi
 
 MiB = 1 << 20
+# Any id: the static pool map below has this one pool.
+POOL_ID = "1"
 
 
 def _port() -> int:
