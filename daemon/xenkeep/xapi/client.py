@@ -158,6 +158,22 @@ class _KeepAliveConnector(aiohttp.TCPConnector):
         return transport, proto
 
 
+async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:
+    """The whole body, or its first ``cap`` bytes when it is longer.
+
+    ``StreamReader.read(n)`` returns what has arrived so far, not n bytes: a
+    large answer split over several segments must be read to the end.
+    """
+    parts: list[bytes] = []
+    size = 0
+    async for piece in stream.iter_any():
+        parts.append(piece)
+        size += len(piece)
+        if size >= cap:
+            break
+    return b"".join(parts)[:cap]
+
+
 class XapiClient:
     """One authenticated connection to a pool master.
 
@@ -243,7 +259,7 @@ class XapiClient:
                 headers={"Content-Type": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=limit, connect=self.connect_timeout),
             ) as resp:
-                raw = await resp.content.read(MAX_ANSWER_BYTES + 1)
+                raw = await _read_capped(resp.content, MAX_ANSWER_BYTES + 1)
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError, OSError, ssl.SSLError) as exc:
             raise self.translate(exc, method) from None

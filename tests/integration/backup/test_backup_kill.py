@@ -5,6 +5,7 @@ byte-identical, and the next run succeeds."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import ssl
@@ -162,7 +163,7 @@ async def restore_sha(
     )
     assert status == 202, body
     run = await d.wait_run(body["run_id"])
-    assert run["status"] == "success", run
+    assert run["status"] == "success", json.dumps(run, indent=1)
     [vdi] = run["report"]["new_vdis"]
     digest = await vdi_sha256(client, vdi)
     await client.call("VDI.destroy", vdi)
@@ -214,7 +215,9 @@ async def test_kill_during_a_backup(tmp_path: Path, sim: RunningSimulator, kill_
             status, body = await d.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
             assert status == 202, body
             run = await d.wait_run(body["run_id"])
-            assert run["status"] == "success", (run["report"], run["log"])
+            assert run["status"] == "success", json.dumps(
+                {"report": run["report"], "log": run["log"]}, indent=1
+            )
             digests[run["report"]["vms"][0]["point_id"]] = await vm.sha256()
             await vm.scribble(writes=4)
         after_third = await vm.sha256()
@@ -259,7 +262,9 @@ async def test_kill_during_a_backup(tmp_path: Path, sim: RunningSimulator, kill_
         status, body = await d.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
         assert status == 202, body
         run = await d.wait_run(body["run_id"])
-        assert run["status"] == "success", (run["report"], run["log"])
+        assert run["status"] == "success", json.dumps(
+            {"report": run["report"], "log": run["log"]}, indent=1
+        )
         newest = run["report"]["vms"][0]["point_id"]
         assert await restore_sha(d, client, pool_id, vm, newest, sr) == after_third
         status, listed = await d.api("GET", f"/api/v1/backup/vms/{vm.uuid}/points")
