@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -36,6 +37,8 @@ from .schedule import due, parse_schedule
 log = logging.getLogger(__name__)
 
 DATASTORE_KEY: Final = "backup.datastore"
+#: The last verify report (JSON), or the one running.
+VERIFY_KEY: Final = "backup.verify.last"
 SMTP_KEY: Final = "backup.smtp"
 #: The scheduler never sleeps longer than this, so a clock change is noticed.
 MAX_TICK: Final = 30.0
@@ -65,6 +68,7 @@ class BackupManager:
         self._scheduler: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
+        self._verify_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------- lifecycle
 
@@ -74,6 +78,10 @@ class BackupManager:
         interrupted = await self.history.mark_interrupted()
         if interrupted:
             log.warning("runs %s were interrupted by a stop of the daemon", interrupted)
+        last = await self.last_verify()
+        if last is not None and last.get("status") == "running":
+            last.update(status="interrupted", error="the daemon stopped during the verify")
+            await self.db.set_setting(VERIFY_KEY, json.dumps(last))
         path = await self.db.get_setting(DATASTORE_KEY)
         if path:
             try:
@@ -91,6 +99,8 @@ class BackupManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._scheduler
         tasks = list(self._runs.values())
+        if self._verify_task is not None:
+            tasks.append(self._verify_task)
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -419,6 +429,73 @@ class BackupManager:
                 error=error,
             )
         )
+
+    # ---------------------------------------------------------------- verify
+
+    async def start_verify(self, vm_uuid: str | None = None) -> None:
+        """Re-read every stored block against its checksum, in the background.
+
+        The outcome (damaged points with their block numbers) is kept as the
+        last verify report; a second verify while one runs is refused.
+        """
+        ds = self.datastore
+        if self._verify_task is not None and not self._verify_task.done():
+            raise ConflictError("a verify is already running")
+        started = self._clock()
+        await self.db.set_setting(
+            VERIFY_KEY, json.dumps({"status": "running", "started": started, "vm_uuid": vm_uuid})
+        )
+        self._verify_task = asyncio.create_task(
+            self._verify(ds, vm_uuid, started), name="backup verify"
+        )
+
+    async def _verify(self, ds: Datastore, vm_uuid: str | None, started: float) -> None:
+        result: dict[str, Any]
+        try:
+            report = await ds.verify(vm_uuid)
+            result = {
+                "status": "ok" if report.ok else "damaged",
+                "vms": report.vms,
+                "points": report.points,
+                "files": report.files,
+                "blocks": report.blocks,
+                "bytes_read": report.bytes_read,
+                "damaged": [dataclasses.asdict(d) for d in report.damaged],
+                "skipped": report.skipped,
+            }
+            for d in report.damaged:
+                log.error(
+                    "verify: VM %s point %s disk %s is damaged (%s), blocks %s",
+                    d.vm_uuid,
+                    d.point_id,
+                    d.disk,
+                    d.reason,
+                    list(d.blocks),
+                )
+        except asyncio.CancelledError:
+            result = {"status": "interrupted", "error": "the daemon stopped during the verify"}
+        except Exception as exc:
+            result = {"status": "failed", "error": describe_error(exc)}
+        result.update(started=started, finished=self._clock(), vm_uuid=vm_uuid)
+        await asyncio.shield(self.db.set_setting(VERIFY_KEY, json.dumps(result)))
+
+    async def wait_verify(self) -> dict[str, Any] | None:
+        """Wait for a running verify to end; the last report."""
+        if self._verify_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._verify_task)
+        return await self.last_verify()
+
+    async def last_verify(self) -> dict[str, Any] | None:
+        """The last verify report (or the one running), or None."""
+        raw = await self.db.get_setting(VERIFY_KEY)
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
 
     # ------------------------------------------------------------------ mail
 

@@ -41,6 +41,24 @@ async def api_storage(request: web.Request) -> web.StreamResponse:
 
 
 @admin
+async def api_verify(request: web.Request) -> web.StreamResponse:
+    """The last verify report (``status``: running, ok, damaged, failed...)."""
+    last = await keys.backup(request.app).last_verify()
+    return web.json_response(last or {"status": "never"})
+
+
+@admin
+async def api_verify_start(request: web.Request) -> web.StreamResponse:
+    """Start a verify of every VM, or of ``{"vm_uuid": ...}``."""
+    body = await json_body(request) if request.can_read_body else {}
+    vm_uuid = body.get("vm_uuid")
+    if vm_uuid is not None and not isinstance(vm_uuid, str):
+        raise ValidationError("vm_uuid must be a string", field="vm_uuid")
+    await keys.backup(request.app).start_verify(vm_uuid or None)
+    return web.json_response({"status": "running"}, status=202)
+
+
+@admin
 async def api_storage_init(request: web.Request) -> web.StreamResponse:
     """Use an existing directory as the backup storage (``{"path": ...}``)."""
     body = await json_body(request)
@@ -188,6 +206,7 @@ async def _storage_page(
 ) -> web.Response:
     context = {
         "storage": await keys.backup(request.app).storage_status(),
+        "verify": await keys.backup(request.app).last_verify(),
         "error": error,
         "form_path": path,
     }
@@ -213,6 +232,13 @@ async def storage_submit(request: web.Request) -> web.StreamResponse:
             request, error=exc.message, path=form.get("path", ""), status=400
         )
     redirect("/backup/storage", "Backup storage ready.", "success")
+
+
+@admin
+async def verify_submit(request: web.Request) -> web.StreamResponse:
+    """Start re-reading every stored block against its checksum."""
+    await keys.backup(request.app).start_verify()
+    redirect("/backup/storage", "Verify started: every stored block is being re-read.", "info")
 
 
 async def _job_form(
@@ -427,6 +453,7 @@ def setup_backup_routes(app: web.Application) -> None:
     r.add_get("/backup", backup_page, name="backup")
     r.add_get("/backup/storage", storage_page, name="backup_storage")
     r.add_post("/backup/storage", storage_submit, name="backup_storage_submit")
+    r.add_post("/backup/verify", verify_submit, name="backup_verify")
     r.add_get("/backup/jobs/new", job_new, name="backup_job_new")
     r.add_post("/backup/jobs", job_create, name="backup_job_create")
     r.add_get("/backup/jobs/{job_id}", job_edit, name="backup_job_edit")
@@ -441,6 +468,8 @@ def setup_backup_routes(app: web.Application) -> None:
     r.add_post("/backup/restore", restore_submit, name="backup_restore_submit")
 
     r.add_get("/api/v1/backup/storage", api_storage, name="api_backup_storage")
+    r.add_get("/api/v1/backup/verify", api_verify, name="api_backup_verify")
+    r.add_post("/api/v1/backup/verify", api_verify_start, name="api_backup_verify_start")
     r.add_post("/api/v1/backup/storage", api_storage_init, name="api_backup_storage_init")
     r.add_get("/api/v1/backup/jobs", api_jobs, name="api_backup_jobs")
     r.add_post("/api/v1/backup/jobs", api_job_create, name="api_backup_job_create")

@@ -1,0 +1,60 @@
+"""Verify from the API and the storage page: damage is named precisely."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.web import Browser, complete_setup
+from tests.unit.repo.repo_testlib import RefDisk
+from xenkeep.config import Settings
+from xenkeep.formats.vhd import VhdFile
+from xenkeep.web import keys
+
+MiB = 1 << 20
+VM = "5b0e5f4e-2f0c-4d9e-9a57-8c3c2a1d0e11"
+
+
+async def test_verify_reports_a_flipped_block(
+    browser: Browser, settings: Settings, tmp_path: Path
+) -> None:
+    await complete_setup(browser, settings)
+    status, body = await browser.api("GET", "/api/v1/backup/verify")
+    assert status == 200 and body["status"] == "never"
+    store = tmp_path / "store"
+    store.mkdir()
+    status, body = await browser.api("POST", "/api/v1/backup/storage", {"path": str(store)})
+    assert status == 200, body
+
+    manager = keys.backup(browser.server.app)
+    disk = RefDisk(tmp_path, "0", 12 * MiB, seed=5)
+    for i in (1, 4):
+        disk.fill_block(i)
+    async with manager.datastore.begin_point(VM, vm_record={}) as w:
+        await w.write_vhd("0", disk.full_stream(), delta=False)
+        point = await w.commit()
+
+    status, body = await browser.api("POST", "/api/v1/backup/verify", {})
+    assert status == 202, body
+    report = await manager.wait_verify()
+    assert report is not None and report["status"] == "ok" and report["points"] == 1
+
+    full = manager.datastore.vmdir(VM).vhd_path("0", point.disks[0].file)
+    with VhdFile.open(full) as v:
+        offset = v.block_data_offset(4)
+    assert offset is not None
+    with full.open("r+b") as f:
+        f.seek(offset + 777)
+        byte = f.read(1)
+        f.seek(offset + 777)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+    await browser.get("/backup/storage")
+    status, _, resp = await browser.post_form("/backup/verify", {})
+    assert status == 303 and resp.headers["Location"] == "/backup/storage"
+    await manager.wait_verify()
+    status, body = await browser.api("GET", "/api/v1/backup/verify")
+    assert body["status"] == "damaged"
+    [damaged] = body["damaged"]
+    assert (damaged["vm_uuid"], damaged["point_id"], damaged["blocks"]) == (VM, point.id, [4])
+    status, html, _ = await browser.get("/backup/storage")
+    assert 'data-status="damaged"' in html and point.id in html
