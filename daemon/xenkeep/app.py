@@ -104,7 +104,16 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     async def appliance_name() -> str:
         return (await identity.get()).name
 
-    backup = BackupManager(db, ManagedPools(pools), appliance_name=appliance_name, secrets=secrets)
+    async def appliance_timezone() -> str:
+        return (await identity.get()).timezone
+
+    backup = BackupManager(
+        db,
+        ManagedPools(pools),
+        appliance_name=appliance_name,
+        appliance_timezone=appliance_timezone,
+        secrets=secrets,
+    )
     app[keys.BACKUP] = backup
     await backup.start()
     try:

@@ -29,7 +29,15 @@ from .const import FINISHED, RunKind, RunStatus
 from .history import BackupHistory, JobRow
 from .job import JobSpec, validate_job
 from .pools import PoolAccess
-from .report import SmtpSettings, build_report, overall_status, send_report
+from .report import (
+    SmtpSettings,
+    build_report,
+    overall_status,
+    send_mail,
+    send_report,
+    verify_body,
+    verify_subject,
+)
 from .restore import RestoreRequest, RestoreRun
 from .runner import BackupRun, describe_error
 from .schedule import due, parse_schedule
@@ -40,6 +48,12 @@ DATASTORE_KEY: Final = "backup.datastore"
 #: The last verify report (JSON), or the one running.
 VERIFY_KEY: Final = "backup.verify.last"
 SMTP_KEY: Final = "backup.smtp"
+#: The verify schedule and its state (JSON: schedule, created, last_slot).
+VERIFY_SCHEDULE_KEY: Final = "backup.verify.schedule"
+#: Sundays at 04:00 in the appliance's time zone: every stored block is
+#: re-read weekly unless the administrator chooses otherwise, so silent
+#: damage is found before the restore that needs it.
+DEFAULT_VERIFY_SCHEDULE: Final = "0 4 * * 0"
 #: The scheduler never sleeps longer than this, so a clock change is noticed.
 MAX_TICK: Final = 30.0
 
@@ -53,6 +67,7 @@ class BackupManager:
         pools: PoolAccess,
         *,
         appliance_name: Callable[[], Awaitable[str]] | str = "xenkeep",
+        appliance_timezone: Callable[[], Awaitable[str]] | str = "UTC",
         clock: Callable[[], float] = time.time,
         secrets: SecretBox | None = None,
     ) -> None:
@@ -60,6 +75,7 @@ class BackupManager:
         self.history = BackupHistory(db)
         self.pools = pools
         self._appliance = appliance_name
+        self._timezone = appliance_timezone
         self._clock = clock
         self._secrets = secrets
         self._datastore: Datastore | None = None
@@ -112,6 +128,12 @@ class BackupManager:
         if callable(self._appliance):
             return await self._appliance()
         return self._appliance
+
+    async def appliance_timezone(self) -> str:
+        """The appliance's time zone (the verify schedule is in it)."""
+        if callable(self._timezone):
+            return await self._timezone()
+        return self._timezone
 
     # --------------------------------------------------------------- storage
 
@@ -432,7 +454,7 @@ class BackupManager:
 
     # ---------------------------------------------------------------- verify
 
-    async def start_verify(self, vm_uuid: str | None = None) -> None:
+    async def start_verify(self, vm_uuid: str | None = None, *, trigger: str = "manual") -> None:
         """Re-read every stored block against its checksum, in the background.
 
         The outcome (damaged points with their block numbers) is kept as the
@@ -443,13 +465,18 @@ class BackupManager:
             raise ConflictError("a verify is already running")
         started = self._clock()
         await self.db.set_setting(
-            VERIFY_KEY, json.dumps({"status": "running", "started": started, "vm_uuid": vm_uuid})
+            VERIFY_KEY,
+            json.dumps(
+                {"status": "running", "started": started, "vm_uuid": vm_uuid, "trigger": trigger}
+            ),
         )
         self._verify_task = asyncio.create_task(
-            self._verify(ds, vm_uuid, started), name="backup verify"
+            self._verify(ds, vm_uuid, started, trigger), name="backup verify"
         )
 
-    async def _verify(self, ds: Datastore, vm_uuid: str | None, started: float) -> None:
+    async def _verify(
+        self, ds: Datastore, vm_uuid: str | None, started: float, trigger: str
+    ) -> None:
         result: dict[str, Any]
         try:
             report = await ds.verify(vm_uuid)
@@ -476,8 +503,89 @@ class BackupManager:
             result = {"status": "interrupted", "error": "the daemon stopped during the verify"}
         except Exception as exc:
             result = {"status": "failed", "error": describe_error(exc)}
-        result.update(started=started, finished=self._clock(), vm_uuid=vm_uuid)
+        result.update(started=started, finished=self._clock(), vm_uuid=vm_uuid, trigger=trigger)
         await asyncio.shield(self.db.set_setting(VERIFY_KEY, json.dumps(result)))
+        if result["status"] in ("damaged", "failed"):
+            await asyncio.shield(self._mail_verify(result))
+
+    async def _mail_verify(self, result: Mapping[str, Any]) -> None:
+        # Damage found by a verify nobody is watching must reach someone.
+        smtp = await self.smtp_settings()
+        if smtp is None:
+            return
+        try:
+            appliance = await self.appliance_name()
+            await send_mail(
+                smtp,
+                verify_subject(appliance, result),
+                verify_body(result),
+                ("xenkeep-verify.json", result),
+            )
+        except Exception as exc:  # a mail failure must not hide the report
+            log.warning("could not mail the verify report: %s", exc)
+
+    async def verify_schedule(self) -> dict[str, Any]:
+        """The verify schedule: ``schedule`` ("" when off), ``timezone``, ``next_run``."""
+        state = await self._verify_schedule_state()
+        zone = await self.appliance_timezone()
+        expr = str(state.get("schedule", ""))
+        next_run = None
+        if expr:
+            with contextlib.suppress(XenKeepError):
+                next_run = parse_schedule(expr, zone).next_timestamp(self._clock())
+        return {"schedule": expr, "timezone": zone, "next_run": next_run}
+
+    async def set_verify_schedule(self, expression: str) -> dict[str, Any]:
+        """Set the verify schedule (cron syntax, appliance time zone); "" turns it off."""
+        expr = " ".join(expression.split())
+        if expr:
+            parse_schedule(expr, await self.appliance_timezone())
+        # A new schedule counts from now: changing it never starts a verify at once.
+        await self.db.set_setting(
+            VERIFY_SCHEDULE_KEY,
+            json.dumps({"schedule": expr, "created": self._clock(), "last_slot": None}),
+        )
+        self._wake.set()
+        return await self.verify_schedule()
+
+    async def _verify_schedule_state(self) -> dict[str, Any]:
+        raw = await self.db.get_setting(VERIFY_SCHEDULE_KEY)
+        if raw:
+            with contextlib.suppress(ValueError):
+                data = json.loads(raw)
+                if isinstance(data, dict):
+                    return data
+        # First look: the default schedule, counted from now.
+        data = {"schedule": DEFAULT_VERIFY_SCHEDULE, "created": self._clock(), "last_slot": None}
+        await self.db.set_setting(VERIFY_SCHEDULE_KEY, json.dumps(data))
+        return data
+
+    async def _verify_tick(self, now: float) -> float:
+        """Start the scheduled verify when due; the seconds until the next look."""
+        state = await self._verify_schedule_state()
+        expr = str(state.get("schedule", ""))
+        if not expr or self._datastore is None:
+            return MAX_TICK
+        try:
+            sched = parse_schedule(expr, await self.appliance_timezone())
+            d = due(
+                sched,
+                last_slot=state.get("last_slot"),
+                created=float(state.get("created") or now),
+                now=now,
+            )
+        except XenKeepError as exc:
+            log.error("verify schedule %r unusable: %s", expr, exc.message)
+            return MAX_TICK
+        if d.run_now:
+            state["last_slot"] = d.slot
+            await self.db.set_setting(VERIFY_SCHEDULE_KEY, json.dumps(state))
+            if self._verify_task is not None and not self._verify_task.done():
+                log.info("scheduled verify skipped: one is already running")
+            else:
+                log.info("scheduled verify started (%s)", d.reason)
+                await self.start_verify(trigger=f"schedule: {d.reason}")
+        return max(0.5, d.next_run - now)
 
     async def wait_verify(self) -> dict[str, Any] | None:
         """Wait for a running verify to end; the last report."""
@@ -554,6 +662,10 @@ class BackupManager:
             elif row.next_run != d.next_run and not d.run_now:
                 await self.history.set_schedule_state(row.id, last_slot=None, next_run=d.next_run)
             wait = min(wait, max(0.5, d.next_run - now))
+        try:
+            wait = min(wait, await self._verify_tick(now))
+        except XenKeepError as exc:
+            log.error("scheduled verify not started: %s", exc.message)
         return wait
 
     async def _schedule_loop(self) -> None:

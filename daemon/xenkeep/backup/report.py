@@ -173,22 +173,70 @@ def _send_sync(settings: SmtpSettings, msg: EmailMessage, timeout: float) -> Non
         smtp.send_message(msg)
 
 
+async def send_mail(
+    settings: SmtpSettings,
+    subject: str,
+    body: str,
+    attachment: tuple[str, Mapping[str, Any]] | None = None,
+    *,
+    timeout: float = 30.0,  # noqa: ASYNC109
+) -> None:
+    """Mail a plain-text message, optionally with a JSON attachment ``(filename, data)``.
+
+    Raises OSError/smtplib errors for the caller to log.
+    """
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = settings.sender
+    msg["To"] = ", ".join(settings.recipients)
+    msg.set_content(body)
+    if attachment is not None:
+        filename, data = attachment
+        msg.add_attachment(
+            json.dumps(data, indent=1).encode(),
+            maintype="application",
+            subtype="json",
+            filename=filename,
+        )
+    await asyncio.to_thread(_send_sync, settings, msg, timeout)
+
+
 async def send_report(
     settings: SmtpSettings,
     report: Mapping[str, Any],
     *,
     timeout: float = 30.0,  # noqa: ASYNC109
 ) -> None:
-    """Mail a report; raises OSError/smtplib errors for the caller to log."""
-    msg = EmailMessage()
-    msg["Subject"] = mail_subject(report)
-    msg["From"] = settings.sender
-    msg["To"] = ", ".join(settings.recipients)
-    msg.set_content(mail_body(report))
-    msg.add_attachment(
-        json.dumps(report, indent=1).encode(),
-        maintype="application",
-        subtype="json",
-        filename=f"xenkeep-run-{report['run_id']}.json",
+    """Mail a run report; raises OSError/smtplib errors for the caller to log."""
+    await send_mail(
+        settings,
+        mail_subject(report),
+        mail_body(report),
+        (f"xenkeep-run-{report['run_id']}.json", report),
+        timeout=timeout,
     )
-    await asyncio.to_thread(_send_sync, settings, msg, timeout)
+
+
+def verify_subject(appliance: str, result: Mapping[str, Any]) -> str:
+    """``[XenKeep appliance] Verify: 2 damaged restore points``."""
+    damaged = len(result.get("damaged") or [])
+    if result.get("status") == "damaged":
+        return f"[XenKeep {appliance}] Verify: {damaged} damaged restore point(s)"
+    return f"[XenKeep {appliance}] Verify: {result.get('status')}"
+
+
+def verify_body(result: Mapping[str, Any]) -> str:
+    """A plain-text verify report naming each damaged point and its blocks."""
+    lines = [
+        f"Status: {result.get('status')}",
+        f"Restore points read: {result.get('points', 0)}    Blocks: {result.get('blocks', 0)}",
+    ]
+    if result.get("error"):
+        lines.append(f"Error: {result['error']}")
+    for d in result.get("damaged") or []:
+        blocks = ", ".join(str(b) for b in d.get("blocks") or []) or "-"
+        lines.append(
+            f"* VM {d.get('vm_uuid')} restore point {d.get('point_id')} disk {d.get('disk')}: "
+            f"{d.get('reason')}; blocks {blocks}"
+        )
+    return "\n".join(lines) + "\n"

@@ -59,6 +59,22 @@ async def api_verify_start(request: web.Request) -> web.StreamResponse:
 
 
 @admin
+async def api_verify_schedule(request: web.Request) -> web.StreamResponse:
+    """The verify schedule (cron syntax in the appliance's time zone; "" = off)."""
+    return web.json_response(await keys.backup(request.app).verify_schedule())
+
+
+@admin
+async def api_verify_schedule_put(request: web.Request) -> web.StreamResponse:
+    """Set the verify schedule: ``{"schedule": "0 4 * * 0"}`` or ``""`` to turn it off."""
+    body = await json_body(request)
+    expr = body.get("schedule")
+    if not isinstance(expr, str):
+        raise ValidationError("schedule must be a string (empty turns it off)", field="schedule")
+    return web.json_response(await keys.backup(request.app).set_verify_schedule(expr))
+
+
+@admin
 async def api_storage_init(request: web.Request) -> web.StreamResponse:
     """Use an existing directory as the backup storage (``{"path": ...}``)."""
     body = await json_body(request)
@@ -202,11 +218,22 @@ async def backup_page(request: web.Request) -> web.StreamResponse:
 
 
 async def _storage_page(
-    request: web.Request, *, error: str | None = None, path: str = "", status: int = 200
+    request: web.Request,
+    *,
+    error: str | None = None,
+    path: str = "",
+    schedule_error: str | None = None,
+    schedule: str | None = None,
+    status: int = 200,
 ) -> web.Response:
+    manager = keys.backup(request.app)
+    verify_schedule = await manager.verify_schedule()
     context = {
-        "storage": await keys.backup(request.app).storage_status(),
-        "verify": await keys.backup(request.app).last_verify(),
+        "storage": await manager.storage_status(),
+        "verify": await manager.last_verify(),
+        "verify_schedule": verify_schedule,
+        "form_schedule": verify_schedule["schedule"] if schedule is None else schedule,
+        "schedule_error": schedule_error,
         "error": error,
         "form_path": path,
     }
@@ -239,6 +266,23 @@ async def verify_submit(request: web.Request) -> web.StreamResponse:
     """Start re-reading every stored block against its checksum."""
     await keys.backup(request.app).start_verify()
     redirect("/backup/storage", "Verify started: every stored block is being re-read.", "info")
+
+
+@admin
+async def verify_schedule_submit(request: web.Request) -> web.StreamResponse:
+    """Change when verify runs by itself."""
+    form = await form_fields(request)
+    expr = form.get("schedule", "")
+    try:
+        result = await keys.backup(request.app).set_verify_schedule(expr)
+    except ValidationError as exc:
+        return await _storage_page(request, schedule_error=exc.message, schedule=expr, status=400)
+    message = (
+        f"Verify runs on the schedule {result['schedule']} ({result['timezone']})."
+        if result["schedule"]
+        else "Scheduled verify is off; verify only runs when started here."
+    )
+    redirect("/backup/storage", message, "success")
 
 
 async def _job_form(
@@ -454,6 +498,7 @@ def setup_backup_routes(app: web.Application) -> None:
     r.add_get("/backup/storage", storage_page, name="backup_storage")
     r.add_post("/backup/storage", storage_submit, name="backup_storage_submit")
     r.add_post("/backup/verify", verify_submit, name="backup_verify")
+    r.add_post("/backup/verify/schedule", verify_schedule_submit, name="backup_verify_schedule")
     r.add_get("/backup/jobs/new", job_new, name="backup_job_new")
     r.add_post("/backup/jobs", job_create, name="backup_job_create")
     r.add_get("/backup/jobs/{job_id}", job_edit, name="backup_job_edit")
@@ -470,6 +515,14 @@ def setup_backup_routes(app: web.Application) -> None:
     r.add_get("/api/v1/backup/storage", api_storage, name="api_backup_storage")
     r.add_get("/api/v1/backup/verify", api_verify, name="api_backup_verify")
     r.add_post("/api/v1/backup/verify", api_verify_start, name="api_backup_verify_start")
+    r.add_get(
+        "/api/v1/backup/verify/schedule", api_verify_schedule, name="api_backup_verify_schedule"
+    )
+    r.add_put(
+        "/api/v1/backup/verify/schedule",
+        api_verify_schedule_put,
+        name="api_backup_verify_schedule_put",
+    )
     r.add_post("/api/v1/backup/storage", api_storage_init, name="api_backup_storage_init")
     r.add_get("/api/v1/backup/jobs", api_jobs, name="api_backup_jobs")
     r.add_post("/api/v1/backup/jobs", api_job_create, name="api_backup_job_create")

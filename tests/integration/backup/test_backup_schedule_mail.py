@@ -16,11 +16,16 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 
 from tests.integration.backup.conftest import POOL_ID, TestVm, job_input
+from tests.unit.repo.repo_testlib import RefDisk
 from xenkeep.backup.manager import BackupManager
 from xenkeep.backup.pools import StaticPools
+from xenkeep.errors import ValidationError
+from xenkeep.formats.vhd import VhdFile
 from xenkeep.store import open_database
 from xenkeep.system.tls import ensure_certificate
 from xenkeep.xapi.client import XapiClient
+
+MiB = 1 << 20
 
 
 class Inbox:
@@ -127,5 +132,109 @@ async def test_scheduler_runs_a_missed_slot_once_at_start(
     row = await m.job(job.id)
     assert row.last_slot == dt.datetime(2026, 1, 5, 3, 0, tzinfo=dt.UTC).timestamp()
     assert row.next_run == dt.datetime(2026, 1, 6, 3, 0, tzinfo=dt.UTC).timestamp()
+    await m.stop()
+    await db.close()
+
+
+async def _point_with_rot(manager: BackupManager, tmp_path: Path, *, rot: bool) -> str:
+    """One stored restore point; with ``rot``, a byte of its block 3 flipped on disk."""
+    vm = "0f4d6a1e-8f0a-4a57-9a3e-6a0d2b9c7e21"
+    disk = RefDisk(tmp_path, "0", 8 * MiB, seed=9)
+    disk.fill_block(3)
+    async with manager.datastore.begin_point(vm, vm_record={}) as w:
+        await w.write_vhd("0", disk.full_stream(), delta=False)
+        point = await w.commit()
+    if rot:
+        path = manager.datastore.vmdir(vm).vhd_path("0", point.disks[0].file)
+        with VhdFile.open(path) as v:
+            offset = v.block_data_offset(3)
+        assert offset is not None
+        with path.open("r+b") as f:
+            f.seek(offset + 100)
+            byte = f.read(1)
+            f.seek(offset + 100)
+            f.write(bytes([byte[0] ^ 0x55]))
+    return point.id
+
+
+async def test_verify_runs_weekly_by_default_and_mails_damage(
+    tmp_path: Path, datastore_dir: Path, smtp: tuple[Controller, Inbox]
+) -> None:
+    controller, inbox = smtp
+    # Thursday 1 January 2026, noon UTC; the appliance is in Paris (UTC+1).
+    now = [dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC).timestamp()]
+    db = await open_database(tmp_path / "verify.db")
+    m = BackupManager(db, StaticPools({}), clock=lambda: now[0], appliance_timezone="Europe/Paris")
+    await m.start(scheduler=False)
+    await m.use_directory(str(datastore_dir))
+    await m.set_smtp(
+        {
+            "host": "127.0.0.1",
+            "port": controller.port,
+            "sender": "xenkeep@example.net",
+            "recipients": "ops@example.net",
+            "verify_tls": False,
+        }
+    )
+    point = await _point_with_rot(m, tmp_path, rot=True)
+    sched = await m.verify_schedule()
+    sunday_4am_paris = dt.datetime(2026, 1, 4, 3, 0, tzinfo=dt.UTC).timestamp()
+    assert (sched["schedule"], sched["timezone"], sched["next_run"]) == (
+        "0 4 * * 0",
+        "Europe/Paris",
+        sunday_4am_paris,
+    )
+    await m.schedule_tick()
+    assert await m.last_verify() is None
+
+    now[0] = sunday_4am_paris + 120
+    await m.schedule_tick()
+    report = await m.wait_verify()
+    assert report is not None and report["status"] == "damaged", report
+    assert report["trigger"].startswith("schedule")
+    [damaged] = report["damaged"]
+    assert (damaged["point_id"], damaged["blocks"]) == (point, [3])
+    [msg] = inbox.messages
+    assert msg["Subject"] == "[XenKeep xenkeep] Verify: 1 damaged restore point(s)"
+    body = next(p for p in msg.walk() if p.get_content_type() == "text/plain").get_payload(
+        decode=True
+    )
+    assert isinstance(body, bytes) and f"restore point {point} disk 0".encode() in body
+
+    # The same slot never starts a second verify.
+    finished = report["finished"]
+    await m.schedule_tick()
+    again = await m.wait_verify()
+    assert again is not None and again["finished"] == finished
+    await m.stop()
+    await db.close()
+
+
+async def test_verify_schedule_can_change_and_turn_off(tmp_path: Path, datastore_dir: Path) -> None:
+    now = [dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC).timestamp()]
+    db = await open_database(tmp_path / "verify.db")
+    m = BackupManager(db, StaticPools({}), clock=lambda: now[0])
+    await m.start(scheduler=False)
+    await m.use_directory(str(datastore_dir))
+    await _point_with_rot(m, tmp_path, rot=False)
+
+    with pytest.raises(ValidationError, match="minute"):
+        await m.set_verify_schedule("61 * * * *")
+    assert (await m.verify_schedule())["schedule"] == "0 4 * * 0"
+
+    await m.set_verify_schedule("30  1 * * *")
+    sched = await m.verify_schedule()
+    assert sched["schedule"] == "30 1 * * *"
+    assert sched["next_run"] == dt.datetime(2026, 3, 3, 1, 30, tzinfo=dt.UTC).timestamp()
+    now[0] = sched["next_run"] + 5
+    await m.schedule_tick()
+    report = await m.wait_verify()
+    assert report is not None and report["status"] == "ok" and report["points"] == 1
+
+    await m.set_verify_schedule("")
+    assert await m.verify_schedule() == {"schedule": "", "timezone": "UTC", "next_run": None}
+    now[0] += 14 * 86400
+    await m.schedule_tick()
+    assert (await m.last_verify()) == report
     await m.stop()
     await db.close()

@@ -58,3 +58,31 @@ async def test_verify_reports_a_flipped_block(
     assert (damaged["vm_uuid"], damaged["point_id"], damaged["blocks"]) == (VM, point.id, [4])
     status, html, _ = await browser.get("/backup/storage")
     assert 'data-status="damaged"' in html and point.id in html
+
+
+async def test_verify_schedule_from_the_page_and_the_api(
+    browser: Browser, settings: Settings, tmp_path: Path
+) -> None:
+    await complete_setup(browser, settings)
+    status, body = await browser.api("POST", "/api/v1/backup/storage", {"path": str(tmp_path)})
+    assert status == 200, body
+    status, body = await browser.api("GET", "/api/v1/backup/verify/schedule")
+    assert status == 200 and body["schedule"] == "0 4 * * 0"
+
+    status, body = await browser.api("PUT", "/api/v1/backup/verify/schedule", {"schedule": 5})
+    assert status == 400 and body["error"]["field"] == "schedule"
+    status, body = await browser.api(
+        "PUT", "/api/v1/backup/verify/schedule", {"schedule": "15 2 * * 6"}
+    )
+    assert status == 200 and body["schedule"] == "15 2 * * 6" and body["next_run"]
+
+    await browser.get("/backup/storage")
+    status, html, _ = await browser.post_form("/backup/verify/schedule", {"schedule": "0 25 * * *"})
+    assert status == 400 and "hour: 25 is outside 0-23" in html
+    status, body = await browser.api("GET", "/api/v1/backup/verify/schedule")
+    assert body["schedule"] == "15 2 * * 6"
+
+    status, _, resp = await browser.post_form("/backup/verify/schedule", {"schedule": ""})
+    assert status == 303 and resp.headers["Location"] == "/backup/storage"
+    status, html, _ = await browser.get("/backup/storage")
+    assert 'data-schedule=""' in html and "Off: verify runs only when started here." in html
