@@ -115,6 +115,8 @@ def main() -> int:
         f"https_port = {port}\n"
         "http_port = 0\n"
         "dev = true\n"
+        "# No privileged helper in development: disks are the host's, not ours.\n"
+        f'privhelper_socket = "{VAR / "run" / "privhelper.sock"}"\n'
     )
     env = dict(os.environ, XENKEEP_CONFIG=str(config))
     daemon_log = (VAR / "xenkeepd.log").open("ab")

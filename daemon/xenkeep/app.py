@@ -18,6 +18,7 @@ from aiohttp import web
 
 from xenkeep.auth.audit import AuditLog
 from xenkeep.auth.manager import AuthManager
+from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
 from xenkeep.backup.pools import ManagedPools
 from xenkeep.config import Settings
@@ -113,6 +114,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         appliance_name=appliance_name,
         appliance_timezone=appliance_timezone,
         secrets=secrets,
+        disks=DiskService(settings.privhelper_socket),
     )
     app[keys.BACKUP] = backup
     await backup.start()

@@ -40,6 +40,8 @@ class Settings:
     session_idle_minutes: int = 30
     session_absolute_hours: int = 12
     appliance_name: str = "XenKeep"
+    # The privileged helper's socket (disks, network, NTP); absent in development.
+    privhelper_socket: Path = Path("/run/xenkeep-privhelper.sock")
 
     @property
     def database_path(self) -> Path:

@@ -92,3 +92,10 @@ class RateLimitedError(XenKeepError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class UnavailableError(XenKeepError):
+    """A part of the system the request needs is not there or not answering."""
+
+    status = 503
+    code = "unavailable"

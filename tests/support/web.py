@@ -26,6 +26,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "https_port": 0,
         "http_port": 0,
         "hostname": "xenkeep-test",
+        # No helper listens here unless a test starts one.
+        "privhelper_socket": tmp_path / "run" / "privhelper.sock",
     }
     values.update(overrides)
     config = tmp_path / "xenkeep.toml"

@@ -26,6 +26,7 @@ from xenkeep.store import Database
 from xenkeep.xapi.vault import SecretBox
 
 from .const import FINISHED, RunKind, RunStatus
+from .disks import DiskService
 from .history import BackupHistory, JobRow
 from .job import JobSpec, validate_job
 from .pools import PoolAccess
@@ -70,6 +71,7 @@ class BackupManager:
         appliance_timezone: Callable[[], Awaitable[str]] | str = "UTC",
         clock: Callable[[], float] = time.time,
         secrets: SecretBox | None = None,
+        disks: DiskService | None = None,
     ) -> None:
         self.db = db
         self.history = BackupHistory(db)
@@ -78,7 +80,10 @@ class BackupManager:
         self._timezone = appliance_timezone
         self._clock = clock
         self._secrets = secrets
+        self._disks = disks
         self._datastore: Datastore | None = None
+        #: Why the configured datastore could not be opened (disk missing...).
+        self._datastore_problem: str | None = None
         self._runs: dict[int, asyncio.Task[None]] = {}
         self._job_runs: dict[int, int] = {}
         self._scheduler: asyncio.Task[None] | None = None
@@ -104,6 +109,7 @@ class BackupManager:
                 self._datastore = Datastore(Path(path))
             except XenKeepError as exc:
                 log.error("backup storage %s unusable: %s", path, exc.message)
+                self._datastore_problem = f"{path}: {exc.message}"
         if scheduler:
             self._scheduler = asyncio.create_task(self._schedule_loop(), name="backup scheduler")
 
@@ -154,14 +160,62 @@ class BackupManager:
         if not await asyncio.to_thread(p.is_dir):
             raise ValidationError(f"{p} is not an existing directory", field="path")
         self._datastore = await asyncio.to_thread(Datastore.initialise, p)
+        self._datastore_problem = None
         await self.db.set_setting(DATASTORE_KEY, str(p))
+        return await self.storage_status()
+
+    def _refuse_while_busy(self, action: str) -> None:
+        if self._runs:
+            raise ConflictError(f"cannot {action} while a backup or restore runs")
+        if self._verify_task is not None and not self._verify_task.done():
+            raise ConflictError(f"cannot {action} while a verify runs")
+
+    async def disks(self) -> dict[str, Any]:
+        """The appliance's disks as the privileged helper sees them.
+
+        ``available`` is False where there is no helper (development).
+        """
+        if self._disks is None or not self._disks.available:
+            return {"available": False, "disks": [], "mounted": None, "mountpoint": None}
+        return {"available": True, **await self._disks.listing()}
+
+    def _disk_service(self) -> DiskService:
+        if self._disks is None:
+            raise RepoError("this daemon manages no disks", hint="use an existing directory")
+        return self._disks
+
+    async def format_disk(self, device: str, confirm: str) -> dict[str, Any]:
+        """Erase ``device``, make it XFS with reflink, mount it and make it the datastore."""
+        self._refuse_while_busy("change the backup storage")
+        result = await self._disk_service().format(device, confirm)
+        log.warning("disk %s formatted as backup storage (%s)", device, result.get("uuid"))
+        return await self.use_directory(str(result["mountpoint"]))
+
+    async def attach_disk(self, device: str) -> dict[str, Any]:
+        """Mount the filesystem on ``device`` without formatting; its restore points
+        (a disk from another appliance) are kept and listed."""
+        self._refuse_while_busy("change the backup storage")
+        result = await self._disk_service().attach(device)
+        log.info("disk %s attached as backup storage (%s)", device, result.get("uuid"))
+        return await self.use_directory(str(result["mountpoint"]))
+
+    async def detach_disk(self) -> dict[str, Any]:
+        """Unmount the backup disk so it can be detached from the VM; nothing is erased."""
+        self._refuse_while_busy("detach the backup storage")
+        listing = await self._disk_service().listing()
+        mountpoint = listing.get("mountpoint")
+        if self._datastore is not None and str(self._datastore.root) == mountpoint:
+            self._datastore = None
+            await self.db.execute("DELETE FROM settings WHERE key = ?", (DATASTORE_KEY,))
+        await self._disk_service().detach()
+        log.info("backup disk detached from %s", mountpoint)
         return await self.storage_status()
 
     async def storage_status(self) -> dict[str, Any]:
         """Capacity, used, free, reflink and per-VM usage, or ``configured: False``."""
         ds = self._datastore
         if ds is None:
-            return {"configured": False}
+            return {"configured": False, "problem": self._datastore_problem}
 
         def gather() -> dict[str, Any]:
             u = ds.usage()

@@ -83,6 +83,37 @@ async def api_storage_init(request: web.Request) -> web.StreamResponse:
 
 
 @admin
+async def api_disks(request: web.Request) -> web.StreamResponse:
+    """The appliance's disks, which may become the backup storage, and what is mounted."""
+    return web.json_response(await keys.backup(request.app).disks())
+
+
+@admin
+async def api_disk_format(request: web.Request) -> web.StreamResponse:
+    """Erase a disk and make it the backup storage: ``{"confirm": "<device>"}``."""
+    body = await json_body(request)
+    confirm = body.get("confirm")
+    if not isinstance(confirm, str):
+        raise ValidationError("confirm must repeat the device name", field="confirm")
+    manager = keys.backup(request.app)
+    return web.json_response(await manager.format_disk(request.match_info["device"], confirm))
+
+
+@admin
+async def api_disk_attach(request: web.Request) -> web.StreamResponse:
+    """Mount the filesystem already on a disk (no format) as the backup storage."""
+    return web.json_response(
+        await keys.backup(request.app).attach_disk(request.match_info["device"])
+    )
+
+
+@admin
+async def api_disk_detach(request: web.Request) -> web.StreamResponse:
+    """Unmount the backup disk so it can be detached; nothing is erased."""
+    return web.json_response(await keys.backup(request.app).detach_disk())
+
+
+@admin
 async def api_jobs(request: web.Request) -> web.StreamResponse:
     """Every job with its last run."""
     return web.json_response({"jobs": await keys.backup(request.app).jobs()})
@@ -224,11 +255,20 @@ async def _storage_page(
     path: str = "",
     schedule_error: str | None = None,
     schedule: str | None = None,
+    disk_error: str | None = None,
+    disk_device: str = "",
     status: int = 200,
 ) -> web.Response:
     manager = keys.backup(request.app)
     verify_schedule = await manager.verify_schedule()
+    try:
+        disks = await manager.disks()
+    except XenKeepError as exc:
+        disks = {"available": True, "disks": [], "mounted": None, "problem": exc.message}
     context = {
+        "disks": disks,
+        "disk_error": disk_error,
+        "disk_device": disk_device,
         "storage": await manager.storage_status(),
         "verify": await manager.last_verify(),
         "verify_schedule": verify_schedule,
@@ -259,6 +299,53 @@ async def storage_submit(request: web.Request) -> web.StreamResponse:
             request, error=exc.message, path=form.get("path", ""), status=400
         )
     redirect("/backup/storage", "Backup storage ready.", "success")
+
+
+async def _disk_action(
+    request: web.Request, action: str, device: str, message: str
+) -> web.StreamResponse:
+    manager = keys.backup(request.app)
+    form = await form_fields(request)
+    try:
+        if action == "format":
+            await manager.format_disk(device, form.get("confirm", ""))
+        elif action == "attach":
+            await manager.attach_disk(device)
+        else:
+            await manager.detach_disk()
+    except XenKeepError as exc:
+        if exc.status >= 500 and exc.status != 503:
+            raise
+        return await _storage_page(
+            request, disk_error=exc.message, disk_device=device, status=exc.status
+        )
+    redirect("/backup/storage", message, "success")
+
+
+@admin
+async def disk_format(request: web.Request) -> web.StreamResponse:
+    """Erase a disk (typed confirmation) and make it the backup storage."""
+    device = request.match_info["device"]
+    return await _disk_action(
+        request, "format", device, f"{device} is formatted (XFS, reflink) and holds the backups."
+    )
+
+
+@admin
+async def disk_attach(request: web.Request) -> web.StreamResponse:
+    """Use the filesystem already on a disk as the backup storage."""
+    device = request.match_info["device"]
+    return await _disk_action(
+        request, "attach", device, f"{device} is mounted; its restore points are listed."
+    )
+
+
+@admin
+async def disk_detach(request: web.Request) -> web.StreamResponse:
+    """Unmount the backup disk."""
+    return await _disk_action(
+        request, "detach", "", "The backup disk is unmounted; it can be detached from the VM."
+    )
 
 
 @admin
@@ -498,6 +585,9 @@ def setup_backup_routes(app: web.Application) -> None:
     r.add_get("/backup/storage", storage_page, name="backup_storage")
     r.add_post("/backup/storage", storage_submit, name="backup_storage_submit")
     r.add_post("/backup/verify", verify_submit, name="backup_verify")
+    r.add_post("/backup/disks/detach", disk_detach, name="backup_disk_detach")
+    r.add_post("/backup/disks/{device}/format", disk_format, name="backup_disk_format")
+    r.add_post("/backup/disks/{device}/attach", disk_attach, name="backup_disk_attach")
     r.add_post("/backup/verify/schedule", verify_schedule_submit, name="backup_verify_schedule")
     r.add_get("/backup/jobs/new", job_new, name="backup_job_new")
     r.add_post("/backup/jobs", job_create, name="backup_job_create")
@@ -524,6 +614,14 @@ def setup_backup_routes(app: web.Application) -> None:
         name="api_backup_verify_schedule_put",
     )
     r.add_post("/api/v1/backup/storage", api_storage_init, name="api_backup_storage_init")
+    r.add_get("/api/v1/backup/disks", api_disks, name="api_backup_disks")
+    r.add_post("/api/v1/backup/disks/detach", api_disk_detach, name="api_backup_disk_detach")
+    r.add_post(
+        "/api/v1/backup/disks/{device}/format", api_disk_format, name="api_backup_disk_format"
+    )
+    r.add_post(
+        "/api/v1/backup/disks/{device}/attach", api_disk_attach, name="api_backup_disk_attach"
+    )
     r.add_get("/api/v1/backup/jobs", api_jobs, name="api_backup_jobs")
     r.add_post("/api/v1/backup/jobs", api_job_create, name="api_backup_job_create")
     r.add_get("/api/v1/backup/jobs/{job_id}", api_job, name="api_backup_job")

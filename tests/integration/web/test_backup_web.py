@@ -132,7 +132,7 @@ async def test_job_form_validation_and_storage_errors(browser: Browser, settings
     status, html, _ = await browser.post_form("/backup/storage", {"path": "/no/such/dir"})
     assert status == 400 and "not an existing directory" in html
     status, body = await browser.api("GET", "/api/v1/backup/storage")
-    assert status == 200 and body == {"configured": False}
+    assert status == 200 and body == {"configured": False, "problem": None}
 
 
 async def test_report_mail_form(browser: Browser, settings: Settings) -> None:
@@ -173,3 +173,19 @@ async def test_report_mail_form(browser: Browser, settings: Settings) -> None:
     assert status == 303
     status, body = await browser.api("GET", "/api/v1/backup/smtp")
     assert body == {"configured": False}
+
+
+async def test_disks_without_the_privileged_helper(browser: Browser, settings: Settings) -> None:
+    await complete_setup(browser, settings)
+    status, body = await browser.api("GET", "/api/v1/backup/disks")
+    assert status == 200 and body["available"] is False
+    status, html, _ = await browser.get("/backup/storage")
+    assert status == 200 and 'id="disks-unavailable"' in html
+    status, body = await browser.api(
+        "POST", "/api/v1/backup/disks/xvdb/format", {"confirm": "xvdb"}
+    )
+    assert status == 503 and "privileged helper" in body["error"]["message"]
+    status, body = await browser.api("POST", "/api/v1/backup/disks/xvdb/format", {})
+    assert status == 400 and body["error"]["field"] == "confirm"
+    status, html, _ = await browser.post_form("/backup/disks/xvdb/attach", {})
+    assert status == 503 and "privileged helper" in html

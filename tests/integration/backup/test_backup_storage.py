@@ -1,0 +1,33 @@
+"""The datastore the manager opens at start: a missing backup disk is reported, not hidden."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xenkeep.backup.manager import DATASTORE_KEY, BackupManager
+from xenkeep.backup.pools import StaticPools
+from xenkeep.store import open_database
+
+
+async def test_a_missing_backup_disk_is_reported_at_start(tmp_path: Path) -> None:
+    db = await open_database(tmp_path / "x.db")
+    mountpoint = tmp_path / "srv-xenkeep"
+    mountpoint.mkdir()
+    m = BackupManager(db, StaticPools({}))
+    await m.start(scheduler=False)
+    await m.use_directory(str(mountpoint))
+    await m.stop()
+
+    # Restarted with the disk not mounted: the directory is empty.
+    (mountpoint / "datastore.json").unlink()
+    (mountpoint / "vms").rmdir()
+    m = BackupManager(db, StaticPools({}))
+    await m.start(scheduler=False)
+    status = await m.storage_status()
+    assert status["configured"] is False
+    assert str(mountpoint) in status["problem"]
+    # Nothing is written into the empty mountpoint meanwhile.
+    assert list(mountpoint.iterdir()) == []
+    assert await db.get_setting(DATASTORE_KEY) == str(mountpoint)
+    await m.stop()
+    await db.close()
