@@ -21,6 +21,7 @@ from typing import Any
 from xenkeep import __version__
 from xenkeep.auth.audit import AuditLog
 from xenkeep.auth.manager import AuthManager
+from xenkeep.cli_backup import add_backup_parser, backup_command
 from xenkeep.config import Settings, load_settings
 from xenkeep.errors import XenKeepError
 from xenkeep.store import open_database
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("setup-token", help="print the one-time setup token")
     sub.add_parser("reset-admin", help="let a new administrator be created (root)")
     sub.add_parser("version", help="print the version")
+    add_backup_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "version":
         print(__version__)
@@ -147,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             "status": cmd_status,
             "setup-token": cmd_setup_token,
             "reset-admin": cmd_reset_admin,
+            "backup": backup_command(args),
         }
         return handlers[args.command](settings)
     except XenKeepError as exc:

@@ -1,0 +1,228 @@
+"""``xenkeep backup list|run|restore`` against the real daemon and simulator:
+listing, following a run to its report, failures with their cause, restore,
+Ctrl-C, and the console's API token always revoked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from tests.integration.backup.conftest import vdi_sha256
+from tests.integration.cli.conftest import Appliance, Console, write_cli_config
+from tests.support.web import Browser, complete_setup, make_settings
+from xenkeep.app import create_app
+from xenkeep.auth.const import AuditEvent
+from xenkeep.config import Settings
+from xenkeep.web import keys
+from xenkeep.web.server import start_server
+
+
+async def audit_names(app: Appliance, event: AuditEvent) -> list[str]:
+    entries = await keys.audit(app.server.app).entries()
+    return [str(e["detail"].get("name", "")) for e in entries if e["event"] == str(event)]
+
+
+async def test_list_run_and_restore(appliance: Appliance) -> None:
+    app, xenkeep = appliance, appliance.xenkeep
+
+    code, out, err = await xenkeep("backup", "list")
+    assert code == 0, err
+    header, row = out.splitlines()[:2]
+    assert header.split() == ["ID", "NAME", "SCHEDULE", "NEXT", "RUN", "LAST", "RESULT"]
+    assert row.startswith(f"{app.job_id}  ") and "nightly" in row and "never run" in row
+    # Columns are aligned: every value starts under its heading.
+    assert row.index("nightly") == header.index("NAME")
+    assert row.index("0 3 * * *") == header.index("SCHEDULE")
+    assert f"storage: {app.store}" in out and "reflink:" in out
+
+    code, out, err = await xenkeep("backup", "list", "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    assert [j["name"] for j in listed["jobs"]] == ["nightly"]
+    assert listed["storage"]["path"] == str(app.store)
+
+    want = await app.vm.sha256()
+    code, out, err = await xenkeep("backup", "run", "nightly")
+    assert code == 0, out + err
+    assert "run " in out.splitlines()[0] and "'nightly' started" in out.splitlines()[0]
+    assert "first backup of this VM" in out  # why the disk went full
+    assert "cli-backup-01" in out and "disk 0: full" in out  # the report
+    assert out.rstrip().endswith("result: success (1 of 1 VMs succeeded)")
+    assert await app.token_count() == 0
+
+    code, out, err = await xenkeep("backup", "list")
+    assert code == 0 and "success" in out.splitlines()[1], out
+
+    code, out, err = await xenkeep("backup", "list", "cli-backup-01")
+    assert code == 0, err
+    assert out.startswith(f"VM cli-backup-01 ({app.vm.uuid}): 1 restore points")
+    points = json.loads((await xenkeep("backup", "list", app.vm.uuid, "--json"))[1])["points"]
+    [point] = points
+    point_row = out.splitlines()[2]
+    assert point_row.startswith(point["id"]) and " full " in point_row
+
+    # Restore the newest point as a new VM; the simulator has it, byte-identical.
+    sr = await app.sr_uuid()
+    code, out, err = await xenkeep(
+        "backup", "restore", "cli-backup-01", "--sr", sr, "--name", "restored by the console"
+    )
+    assert code == 0, out + err
+    assert f"from point {point['id']}" in out and "result: success" in out
+    [new_vm] = await app.client.call("VM.get_by_name_label", "restored by the console")
+    new_uuid = await app.client.call("VM.get_uuid", new_vm)
+    assert f"new VM:        {new_uuid}" in out
+    vbd = (await app.client.call("VM.get_VBDs", new_vm))[0]
+    assert await vdi_sha256(app.client, await app.client.call("VBD.get_VDI", vbd)) == want
+
+    # Every command borrowed a token, named for what it did, and gave it back.
+    assert await app.token_count() == 0
+    created = await audit_names(app, AuditEvent.API_TOKEN_CREATED)
+    assert "console: backup run nightly" in created
+    assert "console: backup restore cli-backup-01" in created
+    assert len(await audit_names(app, AuditEvent.API_TOKEN_REVOKED)) == len(created)
+
+
+async def test_failed_run_exits_1_with_the_cause(appliance: Appliance) -> None:
+    app = appliance
+    await app.client.call(
+        "sim.inject_fault",
+        "fail_call",
+        {"method": "VM.snapshot", "error": ["SR_BACKEND_FAILURE_44", "", "no space"]},
+    )
+    code, out, err = await app.xenkeep("backup", "run", str(app.job_id))
+    assert code == 1, out + err
+    assert "SR_BACKEND_FAILURE_44" in out
+    assert "result: failed" in out
+    assert await app.token_count() == 0
+
+    code, out, err = await app.xenkeep("backup", "list", "--json")
+    assert code == 0
+    assert json.loads(out)["jobs"][0]["last_run"]["status"] == "failed"
+
+
+async def test_clear_errors_and_no_token_left(appliance: Appliance) -> None:
+    app = appliance
+    code, out, err = await app.xenkeep("backup", "run", "weekly")
+    assert code == 1 and out == ""
+    assert err.splitlines()[0] == "xenkeep: no backup job 'weekly'"
+    assert f"{app.job_id} 'nightly'" in err  # the hint names the jobs there are
+
+    code, _out, err = await app.xenkeep("backup", "list", "no-such-vm")
+    assert code == 1 and "no restore points of a VM 'no-such-vm'" in err
+
+    code, _out, err = await app.xenkeep("backup", "restore", "cli-backup-01", "--sr", "x")
+    assert code == 1 and "no restore points of a VM 'cli-backup-01'" in err
+
+    code, out, err = await app.xenkeep("backup", "run", "nightly")
+    assert code == 0, out + err
+    code, _out, err = await app.xenkeep(
+        "backup", "restore", "cli-backup-01", "--point", "nope", "--sr", "x"
+    )
+    assert code == 1 and "no restore point 'nope' of this VM" in err
+    code, _out, err = await app.xenkeep(
+        "backup", "restore", "cli-backup-01", "--disk", "7", "--sr", "x"
+    )
+    assert code == 1 and "has no disk '7'" in err and "its disks: 0" in err
+
+    # A restore to an SR the pool does not have fails in the run, with the cause.
+    code, out, err = await app.xenkeep(
+        "backup", "restore", "cli-backup-01", "--sr", "00000000-0000-0000-0000-000000000000"
+    )
+    assert code == 1, out + err
+    assert "result: failed" in out and "00000000-0000-0000-0000-000000000000" in out
+    assert await app.token_count() == 0
+
+
+async def test_api_error_is_printed(appliance: Appliance) -> None:
+    app = appliance
+    await app.client.call("sim.inject_fault", "throttle", {"bytes_per_second": 256 * 1024})
+    code, out, err = await app.xenkeep("backup", "run", "nightly", "--no-wait")
+    assert code == 0, err
+    run_id = int(out)
+    # The daemon refuses a second run of a running job: its message is printed.
+    code, out, err = await app.xenkeep("backup", "run", "nightly")
+    assert code == 1 and out == ""
+    assert err.strip() == f"xenkeep: job nightly is already running (run {run_id})"
+    status, body = await app.browser.api("POST", f"/api/v1/backup/runs/{run_id}/cancel")
+    assert status == 202, body
+    await app.client.call("sim.clear_faults")
+    assert await app.token_count() == 0
+
+
+async def test_without_admin_and_without_storage(
+    console: Console, browser: Browser, settings: Settings
+) -> None:
+    code, _out, err = await console("backup", "list")
+    assert code == 1
+    assert "finish the setup wizard first" in err
+
+    await complete_setup(browser, settings)
+    code, out, err = await console("backup", "list")
+    assert code == 0, err
+    assert "no backup jobs yet" in out and "storage: not configured" in out
+    code, _out, err = await console("backup", "run", "1")
+    assert code == 1 and "no backup job '1'" in err
+    # The API's error envelope: its message and its hint.
+    code, _out, err = await console("backup", "list", "some-vm")
+    assert code == 1
+    assert err.splitlines() == [
+        "xenkeep: no backup storage is configured",
+        "hint: initialise one on the storage page",
+    ]
+
+
+async def test_daemon_down_exits_3(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    async with start_server(create_app(settings)) as server:
+        port = server.https_port
+    console = Console(write_cli_config(settings, port, tmp_path / "cli.toml"))
+    code, out, err = await console("backup", "list")
+    assert code == 3, out + err
+    assert "the daemon is not answering" in err
+
+
+async def test_ctrl_c_cancels_the_run(appliance: Appliance) -> None:
+    app = appliance
+    await app.client.call("sim.inject_fault", "throttle", {"bytes_per_second": 256 * 1024})
+    config = write_cli_config(
+        app.settings, app.server.https_port, app.settings.state_dir.parent / "c.toml"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "xenkeep.cli",
+        "--config",
+        str(config),
+        "backup",
+        "run",
+        "nightly",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    try:
+        while True:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+            assert line, f"the CLI ended before any progress: {seen}"
+            seen.append(line)
+            if line.startswith("progress") and "%" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        rest, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    await app.client.call("sim.clear_faults")
+    assert proc.returncode == 130, (seen, rest, err)
+    assert b"asking the daemon to cancel run" in err
+    status, runs = await app.browser.api("GET", "/api/v1/backup/runs")
+    assert status == 200
+    assert runs["runs"][0]["status"] == "cancelled", runs["runs"][0]
+    assert await app.token_count() == 0
