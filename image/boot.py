@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -147,6 +147,7 @@ class Vm:
         disk_size: int | None = None,
         vm_data: Mapping[str, str] | None = None,
         guest_ip: str = DHCP_GUEST_IP,
+        extra_disks: Sequence[int] = (),
     ) -> None:
         self.image = image
         self.workdir = workdir
@@ -156,6 +157,10 @@ class Vm:
         self.disk_size = disk_size
         self.vm_data = dict(vm_data or {})
         self.guest_ip = guest_ip
+        #: Sparse blank disks after the system disk (vdb, vdc...), as an admin
+        #: attaches a VDI in XenServer for the backup storage.
+        self.extra_disks = [workdir / f"extra-{i}.raw" for i in range(len(extra_disks))]
+        self.extra_sizes = list(extra_disks)
         self.https_port = 0
         self.ssh_port = 0
         self.started = 0.0
@@ -180,6 +185,14 @@ class Vm:
             "-smp", "2",
             "-m", "2048",
             "-drive", f"file={self.disk},format=raw,if=virtio,cache=unsafe",
+            *[
+                arg
+                for i, extra in enumerate(self.extra_disks)
+                for arg in (
+                    "-drive",
+                    f"file={extra},format=raw,if=virtio,cache=unsafe,serial=xenkeep-extra-{i}",
+                )
+            ],
             "-nic", f"user,model=virtio-net-pci,{fwd}",
             # The serial console on a socket: a thread logs it and can type.
             "-chardev", f"socket,id=ser0,path={self.serial_socket},server=on,wait=off",
@@ -201,6 +214,9 @@ class Vm:
         if self.disk_size:
             with self.disk.open("r+b") as f:
                 f.truncate(self.disk_size)
+        for extra, size in zip(self.extra_disks, self.extra_sizes, strict=True):
+            with extra.open("wb") as f:
+                f.truncate(size)
         self.https_port, self.ssh_port = free_port(), free_port()
         self.console_log.write_bytes(b"")
         self.started = time.monotonic()
@@ -327,6 +343,12 @@ def main() -> int:
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
     parser.add_argument("--workdir", type=Path, help="keep the disk copy and logs here")
     parser.add_argument("--disk-size", type=int, help="grow the disk copy to this many bytes")
+    parser.add_argument(
+        "--backup-disk",
+        type=int,
+        default=32 << 30,
+        help="bytes of a blank sparse second disk to try the backup storage on (0: none)",
+    )
     parser.add_argument("--timeout", type=float, default=900)
     ns = parser.parse_args()
     if not ns.image.exists():
@@ -338,7 +360,8 @@ def main() -> int:
         ns.workdir = Path(tmp.name)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        with running(ns.image, ns.workdir, disk_size=ns.disk_size) as vm:
+        extra = [ns.backup_disk] if ns.backup_disk else []
+        with running(ns.image, ns.workdir, disk_size=ns.disk_size, extra_disks=extra) as vm:
             print(f"boot: QEMU started; serial console in {vm.console_log}", flush=True)
             seconds = vm.wait_for_wizard(ns.timeout)
             print(f"boot: wizard answered {seconds:.0f} s after QEMU started", flush=True)
@@ -346,6 +369,8 @@ def main() -> int:
             print(f"Setup token: {vm.setup_token()}")
             print(f"TLS SHA-256: {vm.served_fingerprint()}")
             print(f"SSH: ssh -p {vm.ssh_port} xenkeep@127.0.0.1")
+            if extra:
+                print(f"Backup disk: vdb, {ns.backup_disk >> 30} GiB blank (Backup → Storage)")
             print("Press Ctrl-C to stop the VM.", flush=True)
             assert vm.proc is not None
             vm.proc.wait()

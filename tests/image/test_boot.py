@@ -4,18 +4,26 @@ One boot covers the first-boot promises: vm-data seeds through fw_cfg (a
 static address the port forward points at, and the console password), the
 banner with URL, fingerprint and token, the wizard over HTTPS with the same
 certificate, the root filesystem grown to a larger disk, no failed unit and
-no prompt on the console. The figures go to out/bench-boot.json.
+no prompt on the console. Then, through the wizard and the API like an
+administrator, a blank second disk becomes the backup storage: formatted by
+the privileged helper, mounted by its systemd unit, writable by the
+unprivileged daemon. The figures go to out/bench-boot.json.
 """
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import re
 import shutil
+import ssl
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from imagelib import image_boot
@@ -24,6 +32,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.image, pytest.mark.timeout(3600)]
 
 GIB = 1 << 30
 DISK_SIZE = 6 * GIB
+BACKUP_DISK_SIZE = 2 * GIB
+ADMIN_PASSWORD = "image-test admin pw"
 STATIC_IP = "10.0.2.50"
 PASSWORD = "image-test pw"
 #: What systemd-firstboot, a locale/keymap question or an emergency shell
@@ -52,6 +62,7 @@ def booted(image_out: Path) -> Iterator[image_boot.Vm]:
             "system-account-xenkeep-password": PASSWORD,
         },
         guest_ip=STATIC_IP,
+        extra_disks=[BACKUP_DISK_SIZE],
     )
     vm.start()
     try:
@@ -120,3 +131,85 @@ def test_system_state_over_the_serial_console(booted: image_boot.Vm) -> None:
     # The root filesystem grew into the 6 GiB disk (minus ESP, BIOS boot, ext4 overhead).
     assert int(fields["size"]) > DISK_SIZE - 1 * GIB, out
     assert f"inet {STATIC_IP}/24" in out
+
+
+class ApplianceApi:
+    """The JSON API of the booted appliance, with a session cookie and CSRF,
+    pinned to the certificate it serves."""
+
+    def __init__(self, vm: image_boot.Vm) -> None:
+        pem = ssl.get_server_certificate(("127.0.0.1", vm.https_port))
+        ctx = ssl.create_default_context(cadata=pem)
+        ctx.check_hostname = False  # the exact certificate is pinned instead
+        self._base = vm.url.rstrip("/")
+        self._opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+            urllib.request.HTTPSHandler(context=ctx),
+        )
+        self._csrf = ""
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json"}
+        if method != "GET":
+            if not self._csrf:
+                self._csrf = self.call("GET", "/api/v1/csrf")[1]["csrf_token"]
+            headers["X-CSRF-Token"] = self._csrf
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self._base + path, data, headers, method=method)  # noqa: S310
+        try:
+            # mkfs and a mount under TCG take a while.
+            with self._opener.open(req, timeout=600) as resp:
+                status, raw = int(resp.status), resp.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = int(exc.code), exc.read()
+        answer = json.loads(raw) if raw else None
+        if isinstance(answer, dict) and "csrf_token" in answer:
+            self._csrf = answer["csrf_token"]
+        return status, answer
+
+
+def test_a_blank_disk_becomes_the_backup_storage(booted: image_boot.Vm) -> None:
+    api = ApplianceApi(booted)
+    status, body = api.call("POST", "/api/v1/setup/token", {"token": booted.setup_token()})
+    assert status == 200, body
+    status, body = api.call(
+        "POST",
+        "/api/v1/setup/admin",
+        {"username": "admin", "password": ADMIN_PASSWORD, "confirm": ADMIN_PASSWORD},
+    )
+    assert status == 201, body
+
+    status, listing = api.call("GET", "/api/v1/backup/disks")
+    assert status == 200 and listing["available"] is True, listing
+    disks = {d["name"]: d for d in listing["disks"]}
+    assert disks["vdb"]["size"] == BACKUP_DISK_SIZE and disks["vdb"]["in_use"] == "", listing
+    assert "root" in disks["vda"]["in_use"], listing
+
+    status, body = api.call("POST", "/api/v1/backup/disks/vdb/format", {"confirm": "vda"})
+    assert status == 400 and body["error"]["field"] == "confirm", body
+    status, storage = api.call("POST", "/api/v1/backup/disks/vdb/format", {"confirm": "vdb"})
+    assert status == 200, storage
+    assert storage["configured"] and storage["path"] == "/srv/xenkeep", storage
+    assert storage["reflink"] is True, storage
+    assert storage["capacity"] > BACKUP_DISK_SIZE // 2, storage
+
+    status, listing = api.call("GET", "/api/v1/backup/disks")
+    assert listing["mounted"]["fstype"] == "xfs", listing
+    out = booted.serial_session(
+        "xenkeep",
+        PASSWORD,
+        [
+            "echo mount=$(findmnt -n -o SOURCE,FSTYPE /srv/xenkeep | tr -s ' ' ,)",
+            "echo enabled=$(systemctl is-enabled srv-xenkeep.mount)",
+            "echo owner=$(stat -c %U:%a /srv/xenkeep)",
+            "echo marker=$(test -e /srv/xenkeep/datastore.json && echo yes || echo no)",
+            "echo failed=$(systemctl --failed --no-legend --plain | wc -l)",
+            "systemctl --failed --no-legend --plain",
+        ],
+    )
+    fields = dict(re.findall(r"\b(mount|enabled|owner|marker|failed)=(\S*)", out))
+    assert fields.get("mount") == "/dev/vdb,xfs", out
+    assert fields.get("enabled") == "enabled", out
+    assert fields.get("owner") == "xenkeep:750", out
+    assert fields.get("marker") == "yes", out
+    assert fields.get("failed") == "0", out

@@ -65,6 +65,8 @@ class VmUsage:
     allocated: int
     #: Bytes of VHD blocks stored (present blocks times block size).
     stored: int
+    #: The VM's name at its newest restore point ("" without points).
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,9 @@ class Datastore:
                 if name.endswith(".vhd"):
                     with contextlib.suppress(OSError, VhdFormatError), VhdFile.open(path) as v:
                         stored += sum(1 for _ in v.present_blocks()) * v.block_size
-        return VmUsage(vmdir.vm_uuid, len(vmdir.list_points()), allocated, stored)
+        points = vmdir.list_points()
+        name = str(points[-1].vm.get("name_label", "")) if points else ""
+        return VmUsage(vmdir.vm_uuid, len(points), allocated, stored, name)
 
     def vms(self) -> list[str]:
         """VM uuids that have a directory in the datastore."""
