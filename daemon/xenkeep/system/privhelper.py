@@ -22,6 +22,39 @@ Operations:
     ntp.set            {servers: [host, ...]}  (empty list: the defaults)
     account.password   {password: str}   sets the console/SSH account's password
     account.lock       {}                locks it again
+    storage.disks      {}                -> {"disks": [disk, ...], "mountpoint": str,
+                                             "mounted": {device, uuid, fstype} | null,
+                                             "configured": {uuid, fstype} | null}
+    storage.format     {device: "xvdb", confirm: "xvdb"}
+                                         -> {device, uuid, fstype: "xfs", mountpoint}
+    storage.attach     {device: "xvdb"}  -> {device, uuid, fstype, mountpoint}
+    storage.detach     {}                -> {device | null, mountpoint}
+
+Backup storage: the appliance's extra virtual disks (whole disks, named by
+their bare kernel name, ``xvdb``). A ``disk`` is
+:meth:`xenkeep.system.blockdev.BlockDisk.to_json`: name, path, size, model,
+serial, fstype, label, uuid, mountpoints, partitions and ``in_use`` (empty
+when the disk may be formatted, else why not: "holds the root filesystem",
+"partition xvda1 is mounted at /boot", "read-only", ...). ``mounted`` is
+what is mounted at the mount point now, ``configured`` what the mount unit
+names (a configured disk that is not mounted is missing or broken).
+
+- ``storage.format`` wipes the disk and makes XFS with reflink (merges share
+  extents instead of copying), labelled ``xenkeep-bak``. The typed ``confirm``
+  must repeat the device name. The device is looked up in a listing read at
+  request time, never taken on trust, and must not be in use; nothing may be
+  mounted at the mount point.
+- ``storage.attach`` mounts a disk that already holds xfs, ext4 or btrfs
+  (a backup disk moved from another appliance) without formatting it.
+- Both write ``/etc/systemd/system/srv-xenkeep.mount`` (What= the disk by
+  UUID, Where= ``/srv/xenkeep``), enable and start it, and give the root of
+  the filesystem to ``xenkeep:xenkeep`` mode 0750 (files another appliance's
+  ``xenkeep`` owned follow). When the disk is not mounted, ``/srv/xenkeep``
+  is root's (tmpfiles.d/xenkeep.conf), so the daemon cannot fill the root
+  filesystem with backups.
+- ``storage.detach`` stops and disables the mount and removes the unit, so
+  the disk can be detached in XenServer. The daemon must have stopped using
+  the storage first: a busy filesystem does not unmount, and the error says so.
 
 The first boot (:mod:`xenkeep.system.firstboot`) applies vm-data seeds with
 the same :class:`Applier`, so the web UI and deploy scripts share one path.
@@ -38,12 +71,25 @@ import os
 import pwd
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
 
 from xenkeep import __version__
+from xenkeep.system.blockdev import (
+    DEVICE_NAME,
+    LSBLK_ARGV,
+    PARTITION_TABLES,
+    SUPPORTED_FSTYPES,
+    BlockDevError,
+    BlockDisk,
+    find_mount,
+    mount_unit_name,
+    parse_lsblk,
+    parse_wipefs,
+    render_mount_unit,
+)
 from xenkeep.system.netconf import (
     NETWORK_FILE,
     TIMESYNCD_FILE,
@@ -69,7 +115,22 @@ OPERATIONS = (
     "ntp.set",
     "account.password",
     "account.lock",
+    "storage.disks",
+    "storage.format",
+    "storage.attach",
+    "storage.detach",
 )
+#: Where the backup disk is mounted on the appliance.
+BACKUP_MOUNTPOINT = PurePosixPath("/srv/xenkeep")
+UNIT_DIR = PurePosixPath("/etc/systemd/system")
+#: XFS labels hold at most 12 characters.
+BACKUP_LABEL = "xenkeep-bak"
+#: mkfs.xfs refuses smaller filesystems (xfsprogs 5.19 and later).
+MIN_FORMAT_SIZE = 300 * 1024 * 1024
+#: wipefs, mkfs and chown -R of a large disk outlast the default timeout.
+LONG_TIMEOUT = 15 * 60.0
+#: Starting a mount waits for udev to announce the disk, then for the mount.
+MOUNT_TIMEOUT = 5 * 60.0
 #: systemd passes socket-activated descriptors from 3 on.
 SD_LISTEN_FDS_START = 3
 
@@ -90,6 +151,7 @@ class Request:
     network: StaticNetwork | None = None
     ntp: tuple[str, ...] = ()
     password: str = ""
+    device: str = ""
 
 
 def _args(raw: Mapping[str, Any], allowed: set[str]) -> Mapping[str, Any]:
@@ -117,6 +179,19 @@ def _string_list(args: Mapping[str, Any], name: str) -> list[str]:
     return value
 
 
+def _device(raw: Mapping[str, Any], *, confirm: bool) -> str:
+    args = _args(raw, {"device", "confirm"} if confirm else {"device"})
+    device = _string(args, "device")
+    assert device is not None
+    if not DEVICE_NAME.match(device):
+        raise RequestError(
+            f"{device!r} is not a disk name (a kernel name such as xvdb, no /dev/)", "device"
+        )
+    if confirm and _string(args, "confirm", required=False) != device:
+        raise RequestError(f"type the disk name {device} to confirm erasing it", "confirm")
+    return device
+
+
 def parse_request(line: bytes) -> Request:
     """Decode and validate one request line; raise RequestError."""
     if len(line) > MAX_REQUEST:
@@ -134,7 +209,7 @@ def parse_request(line: bytes) -> Request:
     if not isinstance(raw_args, dict):
         raise RequestError("args must be an object", field="args")
     try:
-        if op in ("ping", "network.dhcp", "account.lock"):
+        if op in ("ping", "network.dhcp", "account.lock", "storage.disks", "storage.detach"):
             _args(raw_args, set())
             return Request(op)
         if op == "network.static":
@@ -151,6 +226,8 @@ def parse_request(line: bytes) -> Request:
         if op == "ntp.set":
             args = _args(raw_args, {"servers"})
             return Request(op, ntp=parse_ntp_servers(_string_list(args, "servers")))
+        if op in ("storage.format", "storage.attach"):
+            return Request(op, device=_device(raw_args, confirm=op == "storage.format"))
         args = _args(raw_args, {"password"})
         password = _string(args, "password")
         assert password is not None
@@ -163,25 +240,39 @@ def parse_request(line: bytes) -> Request:
         raise RequestError(str(exc), field=field) from None
 
 
-Run = Callable[[list[str], bytes | None], Awaitable[None]]
+class Run(Protocol):
+    """How the applier runs a command: argv, optional stdin -> stdout."""
+
+    def __call__(
+        self, argv: list[str], stdin: bytes | None = None, /, *, timeout: float = 60.0
+    ) -> Awaitable[str]: ...
 
 
-async def run_command(argv: list[str], stdin: bytes | None = None) -> None:
-    """Run ``argv`` (never a shell); raise RuntimeError with its stderr on failure."""
+async def run_command(
+    argv: list[str],
+    stdin: bytes | None = None,
+    *,
+    timeout: float = 60.0,  # noqa: ASYNC109
+) -> str:
+    """Run ``argv`` (never a shell) and return its output.
+
+    Raise RuntimeError with its stderr on failure, or after ``timeout`` seconds.
+    """
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        _, err = await asyncio.wait_for(proc.communicate(stdin), timeout=60)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=timeout)
     except TimeoutError:
         proc.kill()
         await proc.wait()
         raise RuntimeError(f"{argv[0]} timed out") from None
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed: {err.decode(errors='replace').strip()}")
+    return out.decode(errors="replace")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -192,26 +283,59 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def _owner_of(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_uid, st.st_gid
+
+
+def _give(path: Path, uid: int, gid: int, mode: int) -> None:
+    os.chown(path, uid, gid)
+    path.chmod(mode)
+
+
 class Applier:
     """Carries out validated requests on the system under ``root``.
 
     ``root`` is ``/`` on the appliance and a temporary directory in tests;
     ``live`` says whether running services should be told (networkctl,
     systemctl), which the first boot skips because they have not started.
+    The storage operations act on real disks and need ``live``; tests point
+    ``mountpoint`` away from ``/srv/xenkeep``, let loop devices count as disks
+    (``include_loop``) and give the filesystem to another ``owner``.
     """
 
-    def __init__(self, root: Path = Path("/"), run: Run = run_command, *, live: bool = True):
+    def __init__(
+        self,
+        root: Path = Path("/"),
+        run: Run = run_command,
+        *,
+        live: bool = True,
+        include_loop: bool = False,
+        mountpoint: PurePosixPath = BACKUP_MOUNTPOINT,
+        owner: str = ACCOUNT,
+        mountinfo: Path = Path("/proc/self/mountinfo"),
+    ):
         self._root = root
         self._run = run
         self._live = live
+        self._include_loop = include_loop
+        self._mountpoint = mountpoint
+        self._owner = owner
+        self._mountinfo = mountinfo
 
     def _path(self, absolute: Any) -> Path:
         return self._root / str(absolute).lstrip("/")
 
     async def apply(self, req: Request) -> dict[str, Any]:
-        """Do what ``req`` asks; return the result object."""
+        """Do what ``req`` asks; return the result object.
+
+        Raise RequestError when the system's state refuses it (a disk in use),
+        RuntimeError when a command fails.
+        """
         if req.op == "ping":
             return {"version": __version__}
+        if req.op.startswith("storage."):
+            return await self._storage(req)
         if req.op == "network.dhcp":
             self._path(NETWORK_FILE).unlink(missing_ok=True)
             await self._reload_network()
@@ -247,6 +371,208 @@ class Applier:
         return sorted(
             p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith(("en", "eth"))
         )
+
+    # Backup storage ------------------------------------------------------
+
+    @property
+    def _unit_name(self) -> str:
+        return mount_unit_name(self._mountpoint)
+
+    @property
+    def _unit_path(self) -> Path:
+        return self._path(UNIT_DIR / self._unit_name)
+
+    async def _storage(self, req: Request) -> dict[str, Any]:
+        try:
+            if req.op == "storage.disks":
+                return await self.storage_disks()
+            if not self._live:
+                raise RuntimeError("storage operations act on the running system (live)")
+            if req.op == "storage.format":
+                return await self._format(req.device)
+            if req.op == "storage.attach":
+                return await self._attach(req.device)
+            return await self._detach()
+        except BlockDevError as exc:
+            raise RuntimeError(str(exc)) from None
+
+    async def _disks(self) -> list[BlockDisk]:
+        text = await self._run(LSBLK_ARGV, None)
+        disks = parse_lsblk(text, include_loop=self._include_loop)
+        # lsblk takes filesystems from the udev database, which lags behind a
+        # fresh mkfs (and is absent without udev): ask the disk itself.
+        out = []
+        for disk in disks:
+            if disk.fstype is None and not disk.partitions and disk.size:
+                sigs = await self._signatures(disk)
+                if sigs:
+                    disk = replace(
+                        disk, fstype=sigs[0].type, uuid=sigs[0].uuid, label=sigs[0].label
+                    )
+            out.append(disk)
+        return out
+
+    async def _signatures(self, disk: BlockDisk) -> list[Any]:
+        # Without -a, wipefs only lists what it would erase.
+        return parse_wipefs(await self._run(["wipefs", "--json", disk.path], None))
+
+    def _mounted_entry(self) -> tuple[str, str] | None:
+        entry = find_mount(self._mountinfo.read_text(), self._mountpoint)
+        if entry is None:
+            return None
+        source = entry.source
+        if source.startswith("/"):
+            source = os.path.realpath(source)
+        return source, entry.fstype
+
+    def _mounted_from(self, disk: BlockDisk) -> bool:
+        entry = self._mounted_entry()
+        return entry is not None and entry[0] == os.path.realpath(disk.path)
+
+    def _configured(self) -> dict[str, Any] | None:
+        try:
+            text = self._unit_path.read_text()
+        except FileNotFoundError:
+            return None
+        keys = dict(
+            line.split("=", 1) for line in text.splitlines() if line.startswith(("What=", "Type="))
+        )
+        return {
+            "uuid": keys.get("What", "").rpartition("/")[2] or None,
+            "fstype": keys.get("Type"),
+        }
+
+    async def storage_disks(self) -> dict[str, Any]:
+        """The disks, what is mounted at the backup mount point, what the unit names."""
+        disks = await self._disks()
+        mounted = None
+        entry = self._mounted_entry()
+        if entry is not None:
+            source, fstype = entry
+            disk = next((d for d in disks if d.path == source), None)
+            mounted = {
+                "device": disk.name if disk else source.rpartition("/")[2],
+                "uuid": disk.uuid if disk else None,
+                "fstype": fstype,
+            }
+        return {
+            "disks": [d.to_json() for d in disks],
+            "mountpoint": str(self._mountpoint),
+            "mounted": mounted,
+            "configured": self._configured(),
+        }
+
+    async def _candidate(self, device: str) -> BlockDisk:
+        entry = self._mounted_entry()
+        if entry is not None:
+            raise RequestError(
+                f"{entry[0]} is already mounted at {self._mountpoint} as the backup storage; "
+                "detach it first",
+                "device",
+            )
+        disks = await self._disks()
+        disk = next((d for d in disks if d.name == device), None)
+        if disk is None:
+            names = ", ".join(d.name for d in disks if not d.in_use) or "none"
+            raise RequestError(f"there is no disk {device} (free disks: {names})", "device")
+        if disk.in_use:
+            raise RequestError(f"{device} cannot be used: it {disk.in_use}", "device")
+        return disk
+
+    async def _format(self, device: str) -> dict[str, Any]:
+        disk = await self._candidate(device)
+        if disk.size < MIN_FORMAT_SIZE:
+            raise RequestError(f"{device} is too small: XFS needs at least 300 MiB", "device")
+        log.warning("formatting %s (%d bytes) as the backup storage", disk.path, disk.size)
+        await self._run(["wipefs", "-a", disk.path], None, timeout=LONG_TIMEOUT)
+        await self._run(
+            ["mkfs.xfs", "-f", "-m", "reflink=1", "-L", BACKUP_LABEL, disk.path],
+            None,
+            timeout=LONG_TIMEOUT,
+        )
+        # -p probes the disk itself, not blkid's cache of what it held before.
+        uuid = await self._run(["blkid", "-p", "-s", "UUID", "-o", "value", disk.path], None)
+        return await self._mount(disk, uuid.strip(), "xfs")
+
+    async def _attach(self, device: str) -> dict[str, Any]:
+        disk = await self._candidate(device)
+        if disk.partitions:
+            raise RequestError(
+                f"{device} is partitioned ({', '.join(disk.partitions)}); "
+                "XenKeep uses a filesystem on the whole disk",
+                "device",
+            )
+        sigs = await self._signatures(disk)
+        if any(s.type in PARTITION_TABLES for s in sigs):
+            raise RequestError(f"{device} holds a partition table, not a filesystem", "device")
+        if not sigs:
+            raise RequestError(
+                f"{device} has no filesystem: format it to use it as backup storage", "device"
+            )
+        fs = sigs[0]
+        if fs.type not in SUPPORTED_FSTYPES:
+            raise RequestError(
+                f"{device} holds {fs.type}; XenKeep attaches only " + ", ".join(SUPPORTED_FSTYPES),
+                "device",
+            )
+        if fs.uuid is None:
+            raise RequestError(f"the {fs.type} filesystem on {device} has no UUID", "device")
+        return await self._mount(disk, fs.uuid, fs.type)
+
+    async def _mount(self, disk: BlockDisk, uuid: str, fstype: str) -> dict[str, Any]:
+        unit = render_mount_unit(uuid, fstype, self._mountpoint)
+        _write_atomic(self._unit_path, unit)
+        await self._run(["systemctl", "daemon-reload"], None)
+        await self._run(
+            ["systemctl", "enable", "--now", self._unit_name], None, timeout=MOUNT_TIMEOUT
+        )
+        if not self._mounted_from(disk):
+            raise RuntimeError(
+                f"{self._unit_name} started but {disk.name} is not mounted at {self._mountpoint}"
+            )
+        await self._own_root(Path(self._mountpoint))
+        log.info("backup storage: %s (%s %s) at %s", disk.name, fstype, uuid, self._mountpoint)
+        return {
+            "device": disk.name,
+            "uuid": uuid,
+            "fstype": fstype,
+            "mountpoint": str(self._mountpoint),
+        }
+
+    async def _own_root(self, root: Path) -> None:
+        user = pwd.getpwnam(self._owner)
+        uid, gid = _owner_of(root)
+        if uid not in (0, user.pw_uid):
+            # A disk from another appliance, whose xenkeep had another uid.
+            await self._run(
+                ["chown", "-R", f"--from={uid}:{gid}", f"{user.pw_uid}:{user.pw_gid}", str(root)],
+                None,
+                timeout=LONG_TIMEOUT,
+            )
+        _give(root, user.pw_uid, user.pw_gid, 0o750)
+
+    async def _detach(self) -> dict[str, Any]:
+        entry = self._mounted_entry()
+        configured = self._unit_path.exists()
+        if entry is None and not configured:
+            raise RequestError(f"no backup disk is attached at {self._mountpoint}")
+        if not configured:
+            raise RequestError(
+                f"{entry[0] if entry else 'something'} is mounted at {self._mountpoint} "
+                "but XenKeep did not mount it; unmount it by hand"
+            )
+        device = None
+        if entry is not None:
+            device = entry[0].rpartition("/")[2]
+        await self._run(
+            ["systemctl", "disable", "--now", self._unit_name], None, timeout=MOUNT_TIMEOUT
+        )
+        if self._mounted_entry() is not None:
+            raise RuntimeError(f"{self._mountpoint} is still mounted (busy?); the unit is kept")
+        self._unit_path.unlink()
+        await self._run(["systemctl", "daemon-reload"], None)
+        log.info("backup storage detached: %s", device or "(was not mounted)")
+        return {"device": device, "mountpoint": str(self._mountpoint)}
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -304,7 +630,10 @@ class Server:
         async with self._lock:
             try:
                 result = await self._applier.apply(req)
-            except (RuntimeError, OSError) as exc:
+            except RequestError as exc:
+                log.warning("%s refused: %s", req.op, exc)
+                return {"ok": False, "error": str(exc), "field": exc.field}
+            except (RuntimeError, OSError, KeyError) as exc:
                 log.error("%s failed: %s", req.op, exc)
                 return {"ok": False, "error": str(exc), "field": ""}
         if req.op != "ping":

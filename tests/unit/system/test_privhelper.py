@@ -7,10 +7,12 @@ import json
 import os
 import socket
 from collections.abc import AsyncIterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
+from tests.unit.system.lsblk_samples import OLD_UUID, xen_appliance_json
+from xenkeep.system.blockdev import LSBLK_ARGV
 from xenkeep.system.firstboot import first_boot
 from xenkeep.system.privhelper import (
     Applier,
@@ -29,8 +31,11 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], bytes | None]] = []
 
-    async def __call__(self, argv: list[str], stdin: bytes | None) -> None:
+    async def __call__(
+        self, argv: list[str], stdin: bytes | None = None, *, timeout: float = 60.0
+    ) -> str:
         self.calls.append((argv, stdin))
+        return ""
 
 
 def req(op: str, **args: object) -> bytes:
@@ -56,6 +61,18 @@ def req(op: str, **args: object) -> bytes:
         (req("account.password", password="a\nb"), "control", "password"),
         (req("account.password", password="x", user="root"), "unexpected argument", "user"),
         (b"{" + b" " * 20000 + b"}", "too large", ""),
+        (req("storage.disks", device="xvdb"), "unexpected argument 'device'", "device"),
+        (req("storage.format", device="xvdb"), "type the disk name xvdb", "confirm"),
+        (req("storage.format", device="xvdb", confirm="xvdc"), "to confirm", "confirm"),
+        (req("storage.format", device="xvdb", confirm="XVDB"), "to confirm", "confirm"),
+        (req("storage.format", device="/dev/xvdb", confirm="/dev/xvdb"), "not a disk", "device"),
+        (req("storage.format", device="../sda", confirm="../sda"), "not a disk", "device"),
+        (req("storage.format", device="xvdb", confirm="xvdb", force=True), "unexpected", "force"),
+        (req("storage.format", confirm="xvdb"), "device is required", "device"),
+        (req("storage.attach", device="xvdb", confirm="xvdb"), "unexpected", "confirm"),
+        (req("storage.attach", device=["xvdb"]), "must be a string", "device"),
+        (req("storage.attach", device="xvdb1 "), "not a disk", "device"),
+        (req("storage.detach", device="xvdb"), "unexpected argument", "device"),
     ],
 )
 def test_refused_requests(line: bytes, message: str, field: str) -> None:
@@ -172,3 +189,131 @@ async def test_first_boot_bad_seed_applies_nothing(tmp_path: Path) -> None:
     assert await first_boot([FwCfgSource(base)], Applier(root, rec, live=False)) == 1
     assert not (root / "etc").exists()
     assert rec.calls == []
+
+
+class FakeDisks:
+    """The appliance of lsblk_samples: canned lsblk and wipefs output, nothing else.
+
+    Any other command fails the test: a refused request must not get as far
+    as wiping, formatting or mounting.
+    """
+
+    def __init__(self, lsblk: str) -> None:
+        self.lsblk = lsblk
+        self.calls: list[list[str]] = []
+
+    async def __call__(
+        self, argv: list[str], stdin: bytes | None = None, *, timeout: float = 60.0
+    ) -> str:
+        self.calls.append(argv)
+        if argv[0] == "lsblk":
+            return self.lsblk
+        if argv[:2] == ["wipefs", "--json"]:
+            return '{"signatures": []}'
+        raise AssertionError(f"a refused request ran {argv}")
+
+
+def storage_applier(tmp_path: Path, lsblk: str, mountinfo: str = "") -> tuple[Applier, FakeDisks]:
+    (tmp_path / "mountinfo").write_text(mountinfo)
+    fake = FakeDisks(lsblk)
+    applier = Applier(
+        tmp_path / "root",
+        fake,
+        live=True,
+        mountpoint=PurePosixPath("/srv/xenkeep"),
+        mountinfo=tmp_path / "mountinfo",
+    )
+    return applier, fake
+
+
+@pytest.mark.parametrize(
+    ("request_line", "message"),
+    [
+        (
+            req("storage.format", device="xvdz", confirm="xvdz"),
+            r"no disk xvdz \(free disks: xvdb, xvdc\)",
+        ),
+        (
+            req("storage.format", device="xvda", confirm="xvda"),
+            "xvda cannot be used: it holds the root",
+        ),
+        (req("storage.attach", device="xvda"), "holds the root filesystem"),
+        (req("storage.format", device="xvde", confirm="xvde"), "xvde cannot be used: it is swap"),
+        # The CD drive is not a disk at all.
+        (req("storage.format", device="xvdd", confirm="xvdd"), "there is no disk xvdd"),
+        (req("storage.attach", device="xvdb"), "xvdb has no filesystem: format it"),
+    ],
+)
+async def test_storage_refused_by_the_system(
+    tmp_path: Path, request_line: bytes, message: str
+) -> None:
+    applier, fake = storage_applier(tmp_path, xen_appliance_json())
+    with pytest.raises(RequestError, match=message) as info:
+        await applier.apply(parse_request(request_line))
+    assert info.value.field == "device"
+    assert fake.calls[0] == LSBLK_ARGV
+    assert not (tmp_path / "root").exists()
+
+
+async def test_storage_refused_while_mounted_and_for_small_or_busy_disks(tmp_path: Path) -> None:
+    mounted = "40 27 202:16 / /srv/xenkeep rw - xfs /dev/xvdc rw\n"
+    applier, fake = storage_applier(tmp_path, xen_appliance_json(), mounted)
+    with pytest.raises(RequestError, match="already mounted at /srv/xenkeep"):
+        await applier.apply(parse_request(req("storage.format", device="xvdb", confirm="xvdb")))
+    # The listing is not even read: the mount point decides first.
+    assert fake.calls == []
+    with pytest.raises(RequestError, match="XenKeep did not mount it"):
+        await applier.apply(parse_request(req("storage.detach")))
+
+    small = xen_appliance_json(xvdb={"size": 200 << 20})
+    applier, fake = storage_applier(tmp_path, small)
+    with pytest.raises(RequestError, match="too small"):
+        await applier.apply(parse_request(req("storage.format", device="xvdb", confirm="xvdb")))
+    with pytest.raises(RequestError, match="no backup disk is attached"):
+        await applier.apply(parse_request(req("storage.detach")))
+
+    busy = xen_appliance_json(xvdb={"mountpoints": ["/mnt/x"]})
+    applier, fake = storage_applier(tmp_path, busy)
+    with pytest.raises(RequestError, match="xvdb cannot be used: it is mounted at /mnt/x"):
+        await applier.apply(parse_request(req("storage.attach", device="xvdb")))
+
+
+async def test_storage_disks_listing(tmp_path: Path) -> None:
+    mounted = "40 27 202:16 / /srv/xenkeep rw - xfs /dev/xvdc rw\n"
+    applier, _ = storage_applier(
+        tmp_path, xen_appliance_json(xvdc={"mountpoints": ["/srv/xenkeep"]}), mounted
+    )
+    result = await applier.apply(parse_request(req("storage.disks")))
+    assert result["mountpoint"] == "/srv/xenkeep"
+    assert result["mounted"] == {"device": "xvdc", "uuid": OLD_UUID, "fstype": "xfs"}
+    assert result["configured"] is None
+    disks = {d["name"]: d for d in result["disks"]}
+    assert disks["xvdc"]["in_use"] == "is mounted at /srv/xenkeep"
+    assert disks["xvdb"]["in_use"] == ""
+
+
+async def test_storage_needs_live(tmp_path: Path) -> None:
+    fake = FakeDisks(xen_appliance_json())
+    applier = Applier(tmp_path, fake, live=False)
+    with pytest.raises(RuntimeError, match="live"):
+        await applier.apply(parse_request(req("storage.detach")))
+
+
+async def test_refusal_over_the_socket_names_the_field(tmp_path: Path) -> None:
+    applier, _ = storage_applier(tmp_path, xen_appliance_json())
+    path = tmp_path / "helper.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen()
+    task = asyncio.create_task(serve(sock, Server(applier, {os.getuid()})))
+    try:
+        with pytest.raises(RequestError, match="holds the root filesystem") as info:
+            await call("storage.format", {"device": "xvda", "confirm": "xvda"}, path=path)
+        assert info.value.field == "device"
+        # The connection survived the refusal: the next request is answered.
+        disks = await call("storage.disks", path=path)
+        assert [d["name"] for d in disks["disks"]] == ["xvda", "xvdb", "xvdc", "xvde"]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
