@@ -194,7 +194,8 @@ async def _revoke(settings: Settings, user: User, token_id: int) -> None:
 
 @contextlib.contextmanager
 def _sigint_ignored() -> Iterator[None]:
-    # A second Ctrl-C must not leave the console's token behind.
+    # Ctrl-C between creating the token and recording its id, or during the
+    # revoke, would leave the console's token behind.
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -202,7 +203,7 @@ def _sigint_ignored() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
 
 
 @contextlib.contextmanager
@@ -213,7 +214,8 @@ def console_token(settings: Settings, name: str) -> Iterator[str]:
             f"no database at {settings.database_path}",
             hint="start xenkeepd and finish the setup wizard",
         )
-    token, user, token_id = asyncio.run(_mint(settings, name))
+    with _sigint_ignored():
+        token, user, token_id = asyncio.run(_mint(settings, name))
     try:
         yield token
     finally:
@@ -620,9 +622,7 @@ _COMMANDS: Final[dict[str, Callable[[Api, argparse.Namespace], int]]] = {
 
 
 def _token_name(args: argparse.Namespace) -> str:
-    target = {"list": args.__dict__.get("vm"), "run": args.__dict__.get("job")}.get(
-        args.backup_command, args.__dict__.get("vm")
-    )
+    target = getattr(args, "job", None) or getattr(args, "vm", None)
     return f"console: backup {args.backup_command}" + (f" {target}" if target else "")
 
 

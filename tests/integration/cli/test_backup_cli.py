@@ -17,6 +17,7 @@ from tests.support.web import Browser, complete_setup, make_settings
 from xenkeep.app import create_app
 from xenkeep.auth.const import AuditEvent
 from xenkeep.config import Settings
+from xenkeep.formats.vhd import VhdFile
 from xenkeep.web import keys
 from xenkeep.web.server import start_server
 
@@ -226,3 +227,40 @@ async def test_ctrl_c_cancels_the_run(appliance: Appliance) -> None:
     assert status == 200
     assert runs["runs"][0]["status"] == "cancelled", runs["runs"][0]
     assert await app.token_count() == 0
+
+
+async def test_points_show_what_the_last_verify_found(appliance: Appliance) -> None:
+    app = appliance
+    manager = keys.backup(app.server.app)
+    code, out, err = await app.xenkeep("backup", "run", "nightly")
+    assert code == 0, out + err
+    [point] = await asyncio.to_thread(manager.datastore.points, app.vm.uuid)
+
+    await manager.start_verify()
+    assert (await manager.wait_verify() or {})["status"] == "ok"
+    code, out, err = await app.xenkeep("backup", "list", "cli-backup-01")
+    assert code == 0, err
+    assert out.splitlines()[2].split()[-3] == "ok", out
+
+    # Flip one byte of block 0's data in the full: the next verify names the point.
+    full = manager.datastore.vmdir(app.vm.uuid).vhd_path("0", point.disks[0].file)
+    with VhdFile.open(full) as v:
+        offset = v.block_data_offset(0)
+    assert offset is not None
+    with full.open("r+b") as f:
+        f.seek(offset + 777)
+        byte = f.read(1)
+        f.seek(offset + 777)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    await manager.start_verify()
+    assert (await manager.wait_verify() or {})["status"] == "damaged"
+    code, out, err = await app.xenkeep("backup", "list", "cli-backup-01")
+    assert code == 0, err
+    assert out.splitlines()[2].startswith(point.id) and out.splitlines()[2].endswith("DAMAGED")
+
+    # A point newer than the last verify is not claimed either way.
+    await app.vm.scribble()
+    code, out, err = await app.xenkeep("backup", "run", "nightly")
+    assert code == 0, out + err
+    code, out, err = await app.xenkeep("backup", "list", "cli-backup-01")
+    assert out.splitlines()[-1].endswith("not yet"), out

@@ -1,0 +1,99 @@
+"""The console's pure parts: progress line, table, lookups and the result line."""
+
+from __future__ import annotations
+
+import pytest
+
+from xenkeep.cli_backup import (
+    ConsoleError,
+    backup_summary,
+    find_job,
+    find_point,
+    progress_line,
+    table,
+)
+
+MiB = 1 << 20
+
+
+def test_progress_sums_the_running_disks_and_takes_the_longest_eta() -> None:
+    run = {
+        "status": "running",
+        "tasks": [
+            {"disk_key": None, "vm_name": "a", "status": "running", "stage": "export"},
+            {"disk_key": None, "vm_name": "b", "status": "success", "stage": "done"},
+            {
+                "disk_key": "0",
+                "status": "running",
+                "bytes": MiB,
+                "total_bytes": 4 * MiB,
+                "speed": MiB,
+                "eta": 3.0,
+            },
+            {
+                "disk_key": "1",
+                "status": "running",
+                "bytes": 0,
+                "total_bytes": 4 * MiB,
+                "speed": 2 * MiB,
+                "eta": 75.0,
+            },
+            {
+                "disk_key": "0",
+                "status": "success",
+                "bytes": 2 * MiB,
+                "total_bytes": 2 * MiB,
+                "speed": 9 * MiB,
+                "eta": 0.0,
+            },
+        ],
+    }
+    assert progress_line(run) == (
+        "progress  30%  3.0 MiB of 10.0 MiB  3.0 MiB/s  ETA 1:15  [a: export]"
+    )
+
+
+def test_progress_before_any_task() -> None:
+    assert progress_line({"status": "pending", "tasks": []}) == "progress 0 B  [pending]"
+
+
+def test_table_aligns_columns() -> None:
+    assert table(["A", "LONG"], [["xyz", "1"], ["q", ""]]).splitlines() == [
+        "A    LONG",
+        "xyz  1",
+        "q",
+    ]
+
+
+def test_find_point_newest_exact_prefix_and_errors() -> None:
+    points = [{"id": "20261125T100000Z-000001"}, {"id": "20261125T110000Z-000002"}]
+    assert find_point(points, None) is points[-1]
+    assert find_point(points, "20261125T100000Z-000001") is points[0]
+    assert find_point(points, "20261125T11") is points[1]
+    with pytest.raises(ConsoleError, match="2 restore points start with"):
+        find_point(points, "20261125")
+    with pytest.raises(ConsoleError, match="no restore point 'x'"):
+        find_point(points, "x")
+    with pytest.raises(ConsoleError, match="no restore points"):
+        find_point([], None)
+
+
+def test_find_job_by_id_then_name() -> None:
+    jobs = [
+        {"id": 1, "name": "7"},
+        {"id": 7, "name": "weekly"},
+        {"id": 9, "name": "dup"},
+        {"id": 10, "name": "dup"},
+    ]
+    assert find_job(jobs, "7")["id"] == 7
+    assert find_job(jobs, "weekly")["id"] == 7
+    with pytest.raises(ConsoleError, match="several jobs are named 'dup'"):
+        find_job(jobs, "dup")
+
+
+def test_partly_failed_run_says_so() -> None:
+    run = {
+        "status": "failed",
+        "report": {"vms": [{"status": "success"}, {"status": "failed", "error": "boom"}]},
+    }
+    assert backup_summary(run).splitlines()[-1] == "result: partly failed (1 of 2 VMs failed)"
