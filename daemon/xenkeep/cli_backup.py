@@ -467,12 +467,11 @@ def find_vm(vms: Sequence[Mapping[str, Any]], wanted: str) -> Mapping[str, Any]:
     if named:
         uuids = ", ".join(str(v["vm_uuid"]) for v in named)
         raise ConsoleError(f"several backed-up VMs are named {wanted!r} ({uuids}): give the UUID")
+    names = ", ".join(str(v.get("name") or v["vm_uuid"]) for v in vms[:10])
+    more = f" and {len(vms) - 10} more" if len(vms) > 10 else ""
     raise ConsoleError(
         f"no restore points of a VM {wanted!r}",
-        hint="`xenkeep backup list --json` does not show it either; "
-        "VMs are named as in their newest restore point"
-        if vms
-        else "nothing has been backed up yet",
+        hint=f"backed-up VMs: {names}{more}" if vms else "nothing has been backed up yet",
     )
 
 

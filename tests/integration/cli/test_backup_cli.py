@@ -117,6 +117,7 @@ async def test_clear_errors_and_no_token_left(appliance: Appliance) -> None:
 
     code, _out, err = await app.xenkeep("backup", "restore", "cli-backup-01", "--sr", "x")
     assert code == 1 and "no restore points of a VM 'cli-backup-01'" in err
+    assert "hint: nothing has been backed up yet" in err
 
     code, out, err = await app.xenkeep("backup", "run", "nightly")
     assert code == 0, out + err
@@ -124,6 +125,8 @@ async def test_clear_errors_and_no_token_left(appliance: Appliance) -> None:
         "backup", "restore", "cli-backup-01", "--point", "nope", "--sr", "x"
     )
     assert code == 1 and "no restore point 'nope' of this VM" in err
+    code, _out, err = await app.xenkeep("backup", "list", "other-vm")
+    assert code == 1 and "hint: backed-up VMs: cli-backup-01" in err
     code, _out, err = await app.xenkeep(
         "backup", "restore", "cli-backup-01", "--disk", "7", "--sr", "x"
     )
