@@ -19,8 +19,9 @@ tests can feed recorded output:
 from __future__ import annotations
 
 import json
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -291,6 +292,14 @@ def parse_wipefs(text: str) -> list[Signature]:
     return out
 
 
+def with_signature(disk: BlockDisk, sig: Signature) -> BlockDisk:
+    """``disk`` as a probe of the disk itself found it (lsblk knew no filesystem)."""
+    in_use = disk.in_use
+    if sig.type == "swap" and "is swap" not in in_use:
+        in_use = "; ".join(r for r in (in_use, "is swap") if r)
+    return replace(disk, fstype=sig.type, uuid=sig.uuid, label=sig.label, in_use=in_use)
+
+
 @dataclass(frozen=True, slots=True)
 class MountEntry:
     """What is mounted at a mount point: the source device and its type."""
@@ -304,7 +313,7 @@ def _unescape_mountinfo(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def find_mount(mountinfo: str, mountpoint: PurePosixPath | str) -> MountEntry | None:
+def find_mount(mountinfo: str, mountpoint: str | os.PathLike[str]) -> MountEntry | None:
     """The topmost mount at ``mountpoint`` in ``/proc/self/mountinfo`` text, or None."""
     target = str(mountpoint).rstrip("/") or "/"
     found = None
@@ -319,7 +328,7 @@ def find_mount(mountinfo: str, mountpoint: PurePosixPath | str) -> MountEntry | 
     return found
 
 
-def mount_unit_name(mountpoint: PurePosixPath | str) -> str:
+def mount_unit_name(mountpoint: str | os.PathLike[str]) -> str:
     """The unit name systemd requires for a mount at ``mountpoint``.
 
     The escaping of ``systemd-escape --path --suffix=mount``: slashes become
@@ -340,7 +349,7 @@ def mount_unit_name(mountpoint: PurePosixPath | str) -> str:
     return "".join(out) + ".mount"
 
 
-def render_mount_unit(uuid: str, fstype: str, mountpoint: PurePosixPath | str) -> str:
+def render_mount_unit(uuid: str, fstype: str, mountpoint: str | os.PathLike[str]) -> str:
     """The mount unit of the backup disk, named :func:`mount_unit_name`."""
     if not _UUID.match(uuid):
         raise BlockDevError(f"not a filesystem UUID: {uuid!r}")

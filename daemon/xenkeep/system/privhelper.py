@@ -72,7 +72,7 @@ import pwd
 import socket
 import struct
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -89,6 +89,7 @@ from xenkeep.system.blockdev import (
     parse_lsblk,
     parse_wipefs,
     render_mount_unit,
+    with_signature,
 )
 from xenkeep.system.netconf import (
     NETWORK_FILE,
@@ -403,12 +404,14 @@ class Applier:
         # fresh mkfs (and is absent without udev): ask the disk itself.
         out = []
         for disk in disks:
-            if disk.fstype is None and not disk.partitions and disk.size:
-                sigs = await self._signatures(disk)
+            if disk.fstype is None and not disk.partitions and not disk.in_use:
+                try:
+                    sigs = await self._signatures(disk)
+                except (RuntimeError, BlockDevError) as exc:
+                    log.warning("cannot probe %s: %s", disk.path, exc)
+                    sigs = []
                 if sigs:
-                    disk = replace(
-                        disk, fstype=sigs[0].type, uuid=sigs[0].uuid, label=sigs[0].label
-                    )
+                    disk = with_signature(disk, sigs[0])
             out.append(disk)
         return out
 
@@ -450,9 +453,13 @@ class Applier:
         if entry is not None:
             source, fstype = entry
             disk = next((d for d in disks if d.path == source), None)
+            uuid = disk.uuid if disk else None
+            if disk is not None and uuid is None:
+                with contextlib.suppress(RuntimeError, BlockDevError):
+                    uuid = next((s.uuid for s in await self._signatures(disk) if s.uuid), None)
             mounted = {
                 "device": disk.name if disk else source.rpartition("/")[2],
-                "uuid": disk.uuid if disk else None,
+                "uuid": uuid,
                 "fstype": fstype,
             }
         return {

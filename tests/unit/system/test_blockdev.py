@@ -11,11 +11,13 @@ import pytest
 from tests.unit.system.lsblk_samples import OLD_UUID, XEN_APPLIANCE, GiB, dev, xen_appliance_json
 from xenkeep.system.blockdev import (
     BlockDevError,
+    Signature,
     find_mount,
     mount_unit_name,
     parse_lsblk,
     parse_wipefs,
     render_mount_unit,
+    with_signature,
 )
 
 
@@ -263,3 +265,12 @@ def test_mount_unit() -> None:
         render_mount_unit("x\nExecStart=/bin/sh", "xfs", "/srv/xenkeep")
     with pytest.raises(BlockDevError, match="not a supported filesystem"):
         render_mount_unit(OLD_UUID, "vfat", "/srv/xenkeep")
+
+
+def test_probed_signature_fills_in_what_lsblk_did_not_know() -> None:
+    # Without (or before) udev, lsblk knows no filesystem; a probe of the disk does.
+    (xvdb,) = [d for d in parse_lsblk(xen_appliance_json()) if d.name == "xvdb"]
+    xfs = with_signature(xvdb, Signature("xfs", 0, OLD_UUID, "xenkeep-bak"))
+    assert (xfs.fstype, xfs.uuid, xfs.label, xfs.in_use) == ("xfs", OLD_UUID, "xenkeep-bak", "")
+    swap = with_signature(xvdb, Signature("swap", 0xFF6, None, None))
+    assert swap.in_use == "is swap"
