@@ -28,6 +28,7 @@ from xenkeep.xapi.transfer import import_raw_vdi
 
 from .const import RunStatus, Stage
 from .history import BackupHistory
+from .runbase import RunBase
 from .runner import describe_error
 from .streams import Progress
 
@@ -228,7 +229,7 @@ def vm_create_record(point: RestorePoint, name: str) -> dict[str, Any]:
     return rec
 
 
-class RestoreRun:
+class RestoreRun(RunBase):
     """One restore; create it per request."""
 
     def __init__(
@@ -240,15 +241,9 @@ class RestoreRun:
         datastore: Datastore,
         history: BackupHistory,
     ) -> None:
-        self.run_id = run_id
+        super().__init__(run_id=run_id, client=client, datastore=datastore, history=history)
         self.req = request
-        self.client = client
-        self.datastore = datastore
-        self.history = history
         self.created: dict[str, Any] = {}
-
-    async def _log(self, msg: str, *, level: str = "info", task_id: int | None = None) -> None:
-        await self.history.log(self.run_id, msg, level=level, task_id=task_id)
 
     async def execute(self) -> dict[str, Any]:
         """Restore; returns the report (new VM/VDI refs, bytes, seconds)."""

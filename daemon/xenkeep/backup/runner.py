@@ -37,6 +37,7 @@ from .const import SNAPSHOT_KEY, RunStatus, Stage
 from .decide import CurrentDisk, Decision, PreviousDisk, decide
 from .history import BackupHistory
 from .job import JobSpec, VmChoice, missing_names, select_vms
+from .runbase import RunBase
 from .streams import Pipe, PipeBroken, Progress, RateLimiter
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def _previous_disks(points: list[RestorePoint]) -> dict[str, PreviousDisk] | Non
     return out
 
 
-class BackupRun:
+class BackupRun(RunBase):
     """Runs one job once; create it per run."""
 
     def __init__(
@@ -164,19 +165,12 @@ class BackupRun:
         datastore: Datastore,
         history: BackupHistory,
     ) -> None:
-        self.run_id = run_id
+        super().__init__(run_id=run_id, client=client, datastore=datastore, history=history)
         self.job_id = job_id
         self.spec = spec
-        self.client = client
-        self.datastore = datastore
-        self.history = history
         self.limiter = RateLimiter(spec.bandwidth_limit)
         self.results: list[VmResult] = []
         self._bytes_done: dict[int, int] = {}
-
-    async def _log(self, msg: str, *, level: str = "info", task_id: int | None = None) -> None:
-        log.log(logging.ERROR if level == "error" else logging.INFO, "run %s: %s", self.run_id, msg)
-        await self.history.log(self.run_id, msg, level=level, task_id=task_id)
 
     async def execute(self) -> list[VmResult]:
         """Back up every VM the job selects; never raises for one VM's failure."""
