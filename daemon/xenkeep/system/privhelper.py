@@ -487,6 +487,7 @@ class Applier:
         return disk
 
     async def _format(self, device: str) -> dict[str, Any]:
+        self._owner_ids()
         disk = await self._candidate(device)
         if disk.size < MIN_FORMAT_SIZE:
             raise RequestError(f"{device} is too small: XFS needs at least 300 MiB", "device")
@@ -502,6 +503,7 @@ class Applier:
         return await self._mount(disk, uuid.strip(), "xfs")
 
     async def _attach(self, device: str) -> dict[str, Any]:
+        self._owner_ids()
         disk = await self._candidate(device)
         if disk.partitions:
             raise RequestError(
@@ -526,18 +528,34 @@ class Applier:
             raise RequestError(f"the {fs.type} filesystem on {device} has no UUID", "device")
         return await self._mount(disk, fs.uuid, fs.type)
 
+    def _owner_ids(self) -> tuple[int, int]:
+        try:
+            user = pwd.getpwnam(self._owner)
+        except KeyError:
+            raise RuntimeError(
+                f"there is no user {self._owner} to own the backup storage"
+            ) from None
+        return user.pw_uid, user.pw_gid
+
     async def _mount(self, disk: BlockDisk, uuid: str, fstype: str) -> dict[str, Any]:
         unit = render_mount_unit(uuid, fstype, self._mountpoint)
         _write_atomic(self._unit_path, unit)
-        await self._run(["systemctl", "daemon-reload"], None)
-        await self._run(
-            ["systemctl", "enable", "--now", self._unit_name], None, timeout=MOUNT_TIMEOUT
-        )
-        if not self._mounted_from(disk):
-            raise RuntimeError(
-                f"{self._unit_name} started but {disk.name} is not mounted at {self._mountpoint}"
+        try:
+            await self._run(["systemctl", "daemon-reload"], None)
+            await self._run(
+                ["systemctl", "enable", "--now", self._unit_name], None, timeout=MOUNT_TIMEOUT
             )
-        await self._own_root(Path(self._mountpoint))
+            if not self._mounted_from(disk):
+                raise RuntimeError(
+                    f"{self._unit_name} started but {disk.name} is not mounted at "
+                    f"{self._mountpoint}"
+                )
+            await self._own_root(Path(self._mountpoint))
+        except (RuntimeError, OSError) as exc:
+            # Leave no unit that would mount a half-set-up disk at the next boot.
+            log.error("mounting %s failed, removing %s: %s", disk.name, self._unit_name, exc)
+            await self._remove_unit(stop=True)
+            raise
         log.info("backup storage: %s (%s %s) at %s", disk.name, fstype, uuid, self._mountpoint)
         return {
             "device": disk.name,
@@ -547,16 +565,38 @@ class Applier:
         }
 
     async def _own_root(self, root: Path) -> None:
-        user = pwd.getpwnam(self._owner)
+        new_uid, new_gid = self._owner_ids()
         uid, gid = _owner_of(root)
-        if uid not in (0, user.pw_uid):
+        if uid not in (0, new_uid):
             # A disk from another appliance, whose xenkeep had another uid.
+            # -P -h: symbolic links on the disk are changed, never followed.
             await self._run(
-                ["chown", "-R", f"--from={uid}:{gid}", f"{user.pw_uid}:{user.pw_gid}", str(root)],
+                [
+                    "chown",
+                    "-R",
+                    "-P",
+                    "-h",
+                    f"--from={uid}:{gid}",
+                    f"{new_uid}:{new_gid}",
+                    str(root),
+                ],
                 None,
                 timeout=LONG_TIMEOUT,
             )
-        _give(root, user.pw_uid, user.pw_gid, 0o750)
+        _give(root, new_uid, new_gid, 0o750)
+
+    async def _remove_unit(self, *, stop: bool) -> None:
+        """Best effort: stop, disable and delete the mount unit (after a failure)."""
+        for argv in (
+            ["systemctl", "stop", self._unit_name] if stop else None,
+            ["systemctl", "disable", self._unit_name],
+        ):
+            if argv is not None:
+                with contextlib.suppress(RuntimeError):
+                    await self._run(argv, None, timeout=MOUNT_TIMEOUT)
+        self._unit_path.unlink(missing_ok=True)
+        with contextlib.suppress(RuntimeError):
+            await self._run(["systemctl", "daemon-reload"], None)
 
     async def _detach(self) -> dict[str, Any]:
         entry = self._mounted_entry()
@@ -571,11 +611,11 @@ class Applier:
         device = None
         if entry is not None:
             device = entry[0].rpartition("/")[2]
-        await self._run(
-            ["systemctl", "disable", "--now", self._unit_name], None, timeout=MOUNT_TIMEOUT
-        )
+        # Stop first: if the filesystem is busy nothing has changed yet.
+        await self._run(["systemctl", "stop", self._unit_name], None, timeout=MOUNT_TIMEOUT)
         if self._mounted_entry() is not None:
-            raise RuntimeError(f"{self._mountpoint} is still mounted (busy?); the unit is kept")
+            raise RuntimeError(f"{self._mountpoint} is still mounted (busy?); nothing changed")
+        await self._run(["systemctl", "disable", self._unit_name], None)
         self._unit_path.unlink()
         await self._run(["systemctl", "daemon-reload"], None)
         log.info("backup storage detached: %s", device or "(was not mounted)")
@@ -640,7 +680,7 @@ class Server:
             except RequestError as exc:
                 log.warning("%s refused: %s", req.op, exc)
                 return {"ok": False, "error": str(exc), "field": exc.field}
-            except (RuntimeError, OSError, KeyError) as exc:
+            except (RuntimeError, OSError) as exc:
                 log.error("%s failed: %s", req.op, exc)
                 return {"ok": False, "error": str(exc), "field": ""}
         if req.op != "ping":

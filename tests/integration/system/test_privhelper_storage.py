@@ -38,12 +38,14 @@ OWNER = "nobody"
 class SystemctlMountMock:
     """Runs every command for real, except ``systemctl``, which it plays.
 
-    What systemd would do for ``daemon-reload``, ``enable --now`` and
-    ``disable --now`` of a mount unit: read What/Where/Type/Options from the
+    What systemd would do for ``daemon-reload``, ``enable --now``, ``stop``
+    and ``disable`` of a mount unit: read What/Where/Type/Options from the
     unit file under ``root``, check the unit is named after Where= (systemd
     refuses it otherwise), resolve What=/dev/disk/by-uuid/... as udev's link
     would (``blkid -U``; no udev here), then ``mount``/``umount``, and add or
     remove the multi-user.target.wants link. Where= must lie under ``jail``.
+    ``fail_start`` makes the next start fail after enabling, as a mount that
+    times out waiting for its device would.
     """
 
     def __init__(self, root: Path, jail: Path) -> None:
@@ -51,6 +53,7 @@ class SystemctlMountMock:
         self.jail = jail
         self.systemctl: list[list[str]] = []
         self.commands: list[str] = []
+        self.fail_start = False
 
     async def __call__(
         self, argv: list[str], stdin: bytes | None = None, *, timeout: float = 60.0
@@ -61,37 +64,46 @@ class SystemctlMountMock:
         self.systemctl.append(argv[1:])
         if argv[1:] == ["daemon-reload"]:
             return ""
-        verb, now, name = argv[1:]
-        assert now == "--now" and name.endswith(".mount"), argv
+        verb, name = argv[1], argv[-1]
+        assert name.endswith(".mount") and argv[1:] in (
+            ["enable", "--now", name],
+            ["stop", name],
+            ["disable", name],
+        ), argv
         unit_dir = self.root / "etc/systemd/system"
         wants = unit_dir / "multi-user.target.wants" / name
-        if verb == "enable":
-            unit = configparser.ConfigParser(interpolation=None)
-            unit.optionxform = str  # type: ignore[assignment,method-assign]
-            unit.read_string((unit_dir / name).read_text())
-            mount = unit["Mount"]
-            where = Path(mount["Where"])
-            assert where.is_relative_to(self.jail), f"refusing to mount outside tmp: {where}"
-            if name != mount_unit_name(where):
-                raise RuntimeError(f"systemctl failed: {name} does not match Where={where}")
-            assert unit["Install"]["WantedBy"] == "multi-user.target"
-            what = mount["What"]
-            uuid = what.removeprefix("/dev/disk/by-uuid/")
-            device = (await run_command(["blkid", "-U", uuid])).strip()
-            opts = mount["Options"]
-            await run_command(["mount", "-t", mount["Type"], "-o", opts, device, str(where)])
-            wants.parent.mkdir(exist_ok=True)
-            wants.symlink_to(unit_dir / name)
+        if verb == "disable":
+            wants.unlink(missing_ok=True)
             return ""
-        assert verb == "disable", argv
+        mount = self._load(unit_dir / name)
+        where = Path(mount["Where"])
+        if verb == "stop":
+            if is_mounted(where):
+                await run_command(["umount", str(where)])
+            return ""
+        wants.parent.mkdir(exist_ok=True)
+        wants.symlink_to(unit_dir / name)
+        if self.fail_start:
+            self.fail_start = False
+            raise RuntimeError(f"systemctl failed: Job for {name} failed (mock)")
+        uuid = mount["What"].removeprefix("/dev/disk/by-uuid/")
+        device = (await run_command(["blkid", "-U", uuid])).strip()
+        await run_command(
+            ["mount", "-t", mount["Type"], "-o", mount["Options"], device, str(where)]
+        )
+        return ""
+
+    def _load(self, path: Path) -> configparser.SectionProxy:
         unit = configparser.ConfigParser(interpolation=None)
         unit.optionxform = str  # type: ignore[assignment,method-assign]
-        unit.read_string((unit_dir / name).read_text())
-        where = Path(unit["Mount"]["Where"])
-        if find_mount(Path("/proc/self/mountinfo").read_text(), where) is not None:
-            await run_command(["umount", str(where)])
-        wants.unlink(missing_ok=True)
-        return ""
+        unit.read_string(path.read_text())
+        mount = unit["Mount"]
+        where = Path(mount["Where"])
+        assert where.is_relative_to(self.jail), f"refusing to mount outside tmp: {where}"
+        if path.name != mount_unit_name(where):
+            raise RuntimeError(f"systemctl failed: {path.name} does not match Where={where}")
+        assert unit["Install"]["WantedBy"] == "multi-user.target"
+        return mount
 
 
 def is_mounted(path: Path) -> bool:
@@ -231,6 +243,8 @@ async def test_format_detach_attach(appliance: Appliance) -> None:
         ["daemon-reload"],
         ["enable", "--now", appliance.unit.name],
     ]
+    wants = appliance.root / "etc/systemd/system/multi-user.target.wants" / appliance.unit.name
+    assert wants.is_symlink()
     assert {"lsblk", "wipefs", "mkfs.xfs", "blkid"} <= set(appliance.systemd.commands)
 
     # The filesystem root is the daemon user's, closed to others.
@@ -265,21 +279,32 @@ async def test_format_detach_attach(appliance: Appliance) -> None:
     for path in (mnt, keep.parent, keep):
         os.chown(path, 4242, 4242)
 
+    # A busy filesystem does not unmount; the disk stays set up as it was.
+    with keep.open(), pytest.raises(RequestError, match="busy"):
+        await appliance.call("storage.detach")
+    assert is_mounted(mnt) and appliance.unit.exists() and wants.is_symlink()
+
     result = await appliance.call("storage.detach")
     assert result == {"device": disk, "mountpoint": str(mnt)}
     assert not is_mounted(mnt)
     assert not appliance.unit.exists()
-    assert (
-        not (appliance.root / "etc/systemd/system/multi-user.target.wants")
-        .joinpath(appliance.unit.name)
-        .exists()
-    )
-    assert appliance.systemd.systemctl[-2:] == [
-        ["disable", "--now", appliance.unit.name],
+    assert not wants.exists()
+    assert appliance.systemd.systemctl[-3:] == [
+        ["stop", appliance.unit.name],
+        ["disable", appliance.unit.name],
         ["daemon-reload"],
     ]
     with pytest.raises(RequestError, match="no backup disk is attached"):
         await appliance.call("storage.detach")
+
+    # A start that fails leaves no unit behind to fail again at every boot.
+    appliance.systemd.fail_start = True
+    with pytest.raises(RequestError, match=r"Job for .* failed"):
+        await appliance.call("storage.attach", device=disk)
+    assert not appliance.unit.exists()
+    assert not wants.exists()
+    assert not is_mounted(mnt)
+    assert (await appliance.call("storage.disks"))["configured"] is None
 
     # Attach mounts what is there: same filesystem, files kept, owners fixed.
     commands_before = len(appliance.systemd.commands)

@@ -213,7 +213,9 @@ class FakeDisks:
         raise AssertionError(f"a refused request ran {argv}")
 
 
-def storage_applier(tmp_path: Path, lsblk: str, mountinfo: str = "") -> tuple[Applier, FakeDisks]:
+def storage_applier(
+    tmp_path: Path, lsblk: str, mountinfo: str = "", owner: str = "nobody"
+) -> tuple[Applier, FakeDisks]:
     (tmp_path / "mountinfo").write_text(mountinfo)
     fake = FakeDisks(lsblk)
     applier = Applier(
@@ -221,6 +223,7 @@ def storage_applier(tmp_path: Path, lsblk: str, mountinfo: str = "") -> tuple[Ap
         fake,
         live=True,
         mountpoint=PurePosixPath("/srv/xenkeep"),
+        owner=owner,
         mountinfo=tmp_path / "mountinfo",
     )
     return applier, fake
@@ -292,11 +295,15 @@ async def test_storage_disks_listing(tmp_path: Path) -> None:
     assert disks["xvdb"]["in_use"] == ""
 
 
-async def test_storage_needs_live(tmp_path: Path) -> None:
+async def test_storage_needs_live_and_the_owner(tmp_path: Path) -> None:
     fake = FakeDisks(xen_appliance_json())
     applier = Applier(tmp_path, fake, live=False)
     with pytest.raises(RuntimeError, match="live"):
         await applier.apply(parse_request(req("storage.detach")))
+    applier, fake = storage_applier(tmp_path, xen_appliance_json(), owner="no-such-user-xk")
+    with pytest.raises(RuntimeError, match="no user no-such-user-xk"):
+        await applier.apply(parse_request(req("storage.format", device="xvdb", confirm="xvdb")))
+    assert fake.calls == []
 
 
 async def test_refusal_over_the_socket_names_the_field(tmp_path: Path) -> None:
