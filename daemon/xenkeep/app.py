@@ -27,9 +27,10 @@ from xenkeep.system.identity import IdentityManager
 from xenkeep.system.tls import ensure_certificate
 from xenkeep.web import keys
 from xenkeep.web.middleware import auth_middleware, error_middleware, headers_middleware
-from xenkeep.web.pools import end_event_streams, register_pool_step
+from xenkeep.web.pools import register_pool_step
 from xenkeep.web.routes import setup_routes
 from xenkeep.web.setup import register_core_steps
+from xenkeep.web.sse import end_event_streams
 from xenkeep.web.templating import base_context
 from xenkeep.web.wizard import Wizard
 from xenkeep.xapi.manager import PoolManager

@@ -1,5 +1,6 @@
-// Live progress of a backup run or restore: poll the run's JSON and update
-// the status, the task table and the log. No inline script (CSP 'self').
+// Live progress of a backup run or restore: the run's detail pushed by
+// server-sent events (polled if the stream fails) updates the status, the
+// task table and the log. No inline script (CSP 'self').
 (function () {
   "use strict";
   const root = document.getElementById("run");
@@ -52,18 +53,36 @@
     return done.has(run.status);
   }
 
+  function finished(run) {
+    // The report table is rendered by the server: reload once to show it.
+    if (!document.getElementById("report") && run.report && run.report.vms) window.location.reload();
+  }
+
+  // Pushed updates (server-sent events); polling if the stream cannot be had.
+  function stream() {
+    if (!window.EventSource) { setTimeout(poll, 500); return; }
+    const source = new EventSource(api + "/events?log_after=" + lastLog);
+    let gotOne = false;
+    source.addEventListener("run", function (ev) {
+      gotOne = true;
+      const run = JSON.parse(ev.data);
+      if (render(run)) { source.close(); finished(run); }
+    });
+    source.onerror = function () {
+      source.close();
+      // A stream that ended with the run is done; one that failed falls back.
+      if (!done.has(document.getElementById("run-status").textContent)) setTimeout(gotOne ? stream : poll, 1000);
+    };
+  }
+
   function poll() {
     fetch(api + "?log_after=" + lastLog, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
       .then(function (run) {
-        if (render(run)) {
-          // The report table is rendered by the server: reload once to show it.
-          if (!document.getElementById("report") && run.report && run.report.vms) window.location.reload();
-          return;
-        }
+        if (render(run)) { finished(run); return; }
         setTimeout(poll, 1000);
       })
       .catch(function () { setTimeout(poll, 3000); });
   }
-  if (!done.has(document.getElementById("run-status").textContent)) setTimeout(poll, 500);
+  if (!done.has(document.getElementById("run-status").textContent)) stream();
 })();

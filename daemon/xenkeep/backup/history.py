@@ -7,6 +7,7 @@ the runner writes them, so a page reload or a restart shows the same state.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping
@@ -90,6 +91,19 @@ class BackupHistory:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._changed = asyncio.Event()
+
+    def changes(self) -> asyncio.Event:
+        """An event set at the next change of any run, task or log line.
+
+        Take it before reading, then wait on it: a change made in between
+        is not missed. Watchers (the live progress stream) re-read then.
+        """
+        return self._changed
+
+    def _touch(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     # ------------------------------------------------------------------ jobs
 
@@ -169,6 +183,7 @@ class BackupHistory:
         """Change some columns of a run."""
         clause, values = _set_clause(fields, _RUN_COLUMNS)
         await self.db.execute(f"UPDATE backup_runs SET {clause} WHERE id = ?", (*values, run_id))  # noqa: S608
+        self._touch()
 
     async def run(self, run_id: int) -> dict[str, Any]:
         """One run as a dict, or NotFoundError."""
@@ -247,7 +262,7 @@ class BackupHistory:
         disk_key: str | None = None,
     ) -> int:
         """A new task (a VM, or one disk of it); its id."""
-        return await self.db.insert(
+        task_id = await self.db.insert(
             "INSERT INTO backup_tasks (run_id, parent_id, vm_uuid, vm_name, disk_key, status, "
             "stage, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -261,11 +276,14 @@ class BackupHistory:
                 time.time(),
             ),
         )
+        self._touch()
+        return task_id
 
     async def update_task(self, task_id: int, **fields: Any) -> None:
         """Change some columns of a task."""
         clause, values = _set_clause(fields, _TASK_COLUMNS)
         await self.db.execute(f"UPDATE backup_tasks SET {clause} WHERE id = ?", (*values, task_id))  # noqa: S608
+        self._touch()
 
     async def tasks(self, run_id: int) -> list[dict[str, Any]]:
         """The tasks of a run, in creation order."""
@@ -284,6 +302,7 @@ class BackupHistory:
             "INSERT INTO backup_log (run_id, task_id, ts, level, message) VALUES (?, ?, ?, ?, ?)",
             (run_id, task_id, time.time(), level, message),
         )
+        self._touch()
 
     async def log_lines(self, run_id: int, after: int = 0) -> list[dict[str, Any]]:
         """A run's log lines with id greater than ``after``."""

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -57,6 +57,8 @@ VERIFY_SCHEDULE_KEY: Final = "backup.verify.schedule"
 DEFAULT_VERIFY_SCHEDULE: Final = "0 4 * * 0"
 #: The scheduler never sleeps longer than this, so a clock change is noticed.
 MAX_TICK: Final = 30.0
+#: Live progress streams send at most one update per this many seconds.
+WATCH_COALESCE: Final = 0.5
 
 
 class BackupManager:
@@ -89,6 +91,7 @@ class BackupManager:
         self._scheduler: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
+        self._watchers_closed = False
         self._verify_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------- lifecycle
@@ -442,6 +445,32 @@ class BackupManager:
         run["tasks"] = await self.history.tasks(run_id)
         run["log"] = await self.history.log_lines(run_id, log_after)
         return run
+
+    async def watch_run(
+        self, run_id: int, *, log_after: int = 0, keepalive: float = 15.0
+    ) -> AsyncIterator[dict[str, Any] | None]:
+        """The run's detail now, then again after each change (new log lines
+        only), at most every half second; ``None`` when nothing changed for
+        ``keepalive`` seconds. Ends after the detail that shows it finished."""
+        while True:
+            changed = self.history.changes()
+            detail = await self.run_detail(run_id, log_after=log_after)
+            if detail["log"]:
+                log_after = detail["log"][-1]["id"]
+            yield detail
+            if detail["status"] in FINISHED or self._watchers_closed:
+                return
+            # Progress moves many times a second: one update per half second is live enough.
+            await asyncio.sleep(WATCH_COALESCE)
+            try:
+                await asyncio.wait_for(changed.wait(), keepalive)
+            except TimeoutError:
+                yield None
+
+    def end_watches(self) -> None:
+        """On shutdown: end every :meth:`watch_run` stream at once."""
+        self._watchers_closed = True
+        self.history.changes().set()
 
     async def runs(self, *, job_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Recent runs and restores."""

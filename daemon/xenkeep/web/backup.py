@@ -1,12 +1,14 @@
 """Backups in the web UI and the JSON API: storage, jobs, runs, restores.
 
 Thin handlers over :class:`~xenkeep.backup.manager.BackupManager`; every
-route is for administrators. Run pages poll ``/api/v1/backup/runs/{id}``
-(``static/backup.js``), which reads the same rows the runner writes.
+route is for administrators. Run pages follow ``/api/v1/backup/runs/{id}/events``
+(server-sent events; ``static/backup.js`` polls ``/api/v1/backup/runs/{id}`` if
+the stream fails), which read the same rows the runner writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import aiohttp_jinja2
@@ -17,6 +19,7 @@ from xenkeep.web import keys
 from xenkeep.web.access import admin
 from xenkeep.web.flash import redirect
 from xenkeep.web.forms import form_fields, json_body
+from xenkeep.web.sse import KEEPALIVE, KEEPALIVE_SECONDS, open_event_stream, sse_event
 
 
 def _int_param(request: web.Request, name: str) -> int:
@@ -179,6 +182,25 @@ async def api_run(request: web.Request) -> web.StreamResponse:
         _int_param(request, "run_id"), log_after=after
     )
     return web.json_response(detail)
+
+
+@admin
+async def api_run_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``run`` (the detail, then new log lines only) after each
+    change, until the run has finished. ``?log_after=`` as for the JSON."""
+    try:
+        after = int(request.query.get("log_after", "0"))
+    except ValueError:
+        raise ValidationError("log_after must be a number", field="log_after") from None
+    manager = keys.backup(request.app)
+    run_id = _int_param(request, "run_id")
+    await manager.history.run(run_id)  # 404 before the stream starts
+    response = await open_event_stream(request)
+    async for detail in manager.watch_run(run_id, log_after=after, keepalive=KEEPALIVE_SECONDS):
+        await response.write(KEEPALIVE if detail is None else sse_event("run", detail))
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
+    return response
 
 
 @admin
@@ -630,6 +652,7 @@ def setup_backup_routes(app: web.Application) -> None:
     r.add_post("/api/v1/backup/jobs/{job_id}/run", api_job_run, name="api_backup_job_run")
     r.add_get("/api/v1/backup/runs", api_runs, name="api_backup_runs")
     r.add_get("/api/v1/backup/runs/{run_id}", api_run, name="api_backup_run")
+    r.add_get("/api/v1/backup/runs/{run_id}/events", api_run_events, name="api_backup_run_events")
     r.add_post("/api/v1/backup/runs/{run_id}/cancel", api_run_cancel, name="api_backup_run_cancel")
     r.add_get("/api/v1/backup/vms", api_vms, name="api_backup_vms")
     r.add_get("/api/v1/backup/vms/{vm_uuid}/points", api_points, name="api_backup_points")

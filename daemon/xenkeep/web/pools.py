@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ from xenkeep.web import keys
 from xenkeep.web.access import admin, viewer
 from xenkeep.web.flash import redirect
 from xenkeep.web.forms import form_fields, json_body, text_field
+from xenkeep.web.sse import KEEPALIVE, KEEPALIVE_SECONDS, open_event_stream, sse_event
 from xenkeep.web.wizard import Wizard, WizardStep
 from xenkeep.xapi.manager import Pending, Pool
 
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 WIZARD_SKIPPED_KEY = "wizard.pool_skipped"
 #: Changes are gathered this long before the stream sends them.
 COALESCE_SECONDS = 0.3
-KEEPALIVE_SECONDS = 15.0
 
 
 def pool_json(pool: Pool, status: Mapping[str, Any]) -> dict[str, Any]:
@@ -272,33 +271,20 @@ async def api_pools_delete(request: web.Request) -> web.StreamResponse:
     return web.json_response({"ok": True})
 
 
-def _sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-
-
 @viewer
 async def api_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: ``overview`` (every pool) first and after a resync,
     then ``pool`` (one pool's new state) and ``removed`` as things change."""
     manager = keys.pools(request.app)
     sub = manager.subscribe()
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-            # Tell proxies not to buffer the stream.
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
+    response = await open_event_stream(request)
     try:
-        await response.write(_sse("overview", {"pools": await manager.overview()}))
+        await response.write(sse_event("overview", {"pools": await manager.overview()}))
         while True:
             try:
                 change = await asyncio.wait_for(sub.get(), KEEPALIVE_SECONDS)
             except TimeoutError:
-                await response.write(b": keep-alive\n\n")
+                await response.write(KEEPALIVE)
                 continue
             if change is None:
                 break
@@ -315,25 +301,19 @@ async def api_events(request: web.Request) -> web.StreamResponse:
                 dirty.add(more.source)
                 full = full or more.source == ""
             if full:
-                await response.write(_sse("overview", {"pools": await manager.overview()}))
+                await response.write(sse_event("overview", {"pools": await manager.overview()}))
                 continue
             current = {str(p["id"]): p for p in await manager.overview()}
             for source in sorted(dirty):
                 if source in current:
-                    await response.write(_sse("pool", current[source]))
+                    await response.write(sse_event("pool", current[source]))
                 else:
-                    await response.write(_sse("removed", {"id": int(source)}))
+                    await response.write(sse_event("removed", {"id": int(source)}))
     finally:
         sub.close()
     with contextlib.suppress(ConnectionResetError):
         await response.write_eof()
     return response
-
-
-async def end_event_streams(app: web.Application) -> None:
-    """On shutdown: end the open event streams so the server stops at once."""
-    if keys.POOLS in app:  # absent when the start-up failed
-        keys.pools(app).hub.close()
 
 
 def can_see_pools(role: Role) -> bool:

@@ -4,6 +4,7 @@ report, restore — against the simulator, as an administrator would."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,48 @@ async def test_disks_without_the_privileged_helper(browser: Browser, settings: S
     assert status == 400 and body["error"]["field"] == "confirm"
     status, html, _ = await browser.post_form("/backup/disks/xvdb/attach", {})
     assert status == 503 and "privileged helper" in html
+
+
+async def test_run_progress_is_pushed_until_the_run_ends(
+    browser: Browser, settings: Settings, pool_sim: RunningSimulator, tmp_path: Path
+) -> None:
+    await complete_setup(browser, settings)
+    pool = await keys.pools(browser.server.app).add(pool_sim.url, "root", "demo")
+    client = XapiClient(pool_sim.url, "root", "demo")
+    try:
+        await make_vm(client, pool_sim, "pushed-01", size=4 * 1024 * 1024)
+        (tmp_path / "store").mkdir()
+        await browser.api("POST", "/api/v1/backup/storage", {"path": str(tmp_path / "store")})
+        status, job = await browser.api(
+            "POST",
+            "/api/v1/backup/jobs",
+            {"name": "pushed", "selector": "tag", "targets": ["xk-test"], "pool_id": str(pool.id)},
+        )
+        assert status == 201, job
+        # Slow enough that the export is seen moving.
+        await client.call("sim.inject_fault", "throttle", {"bytes_per_second": 1024 * 1024})
+        status, started = await browser.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
+        assert status == 202, started
+        run_id = started["run_id"]
+
+        status, _ = await browser.api("GET", "/api/v1/backup/runs/999999/events")
+        assert status == 404
+        events: list[dict[str, Any]] = []
+        async with browser.session.get(browser.url(f"/api/v1/backup/runs/{run_id}/events")) as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "text/event-stream"
+            kind = ""
+            # The stream ends by itself once the run has finished.
+            async for raw in r.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: ") and kind == "run":
+                    events.append(json.loads(line[6:]))
+        assert events[-1]["status"] == "success", events[-1]
+        assert any(e["status"] == "running" for e in events)
+        exported = [t["bytes"] for e in events for t in e["tasks"] if t["disk_key"] == "0"]
+        assert len({b for b in exported if b}) >= 2, exported  # bytes seen growing
+        ids = [line["id"] for e in events for line in e["log"]]
+        assert ids == sorted(set(ids)) and ids, ids  # every log line once, in order
+    finally:
+        await client.close()

@@ -185,7 +185,7 @@ async def test_event_stream_follows_the_pool(
 
 
 async def test_event_streams_end_at_shutdown(browser: Browser, settings: Settings) -> None:
-    from xenkeep.web.pools import end_event_streams
+    from xenkeep.web.sse import end_event_streams
 
     await complete_setup(browser, settings)
     async with browser.session.get(browser.url("/api/v1/events")) as resp:
