@@ -51,7 +51,9 @@ names (a configured disk that is not mounted is missing or broken).
   the filesystem to ``xenkeep:xenkeep`` mode 0750 (files another appliance's
   ``xenkeep`` owned follow). When the disk is not mounted, ``/srv/xenkeep``
   is root's (tmpfiles.d/xenkeep.conf), so the daemon cannot fill the root
-  filesystem with backups.
+  filesystem with backups. A mount that fails removes the unit again.
+  Refusals name ``device`` or ``confirm`` as the field. mkfs of a large disk
+  takes minutes (commands time out after 15): callers wait for the answer.
 - ``storage.detach`` stops and disables the mount and removes the unit, so
   the disk can be detached in XenServer. The daemon must have stopped using
   the storage first: a busy filesystem does not unmount, and the error says so.
