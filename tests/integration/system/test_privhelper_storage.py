@@ -27,7 +27,7 @@ import pytest
 from xenkeep.system.blockdev import find_mount, mount_unit_name
 from xenkeep.system.privhelper import Applier, RequestError, Server, call, run_command, serve
 
-pytestmark = [pytest.mark.root, pytest.mark.slow]
+pytestmark = pytest.mark.root
 
 DISK_SIZE = 300 * 1024 * 1024
 #: linux/fs.h: _IOW(0x94, 9, int)
