@@ -13,6 +13,9 @@ from xenkeep.app import create_app
 from xenkeep.config import Settings
 from xenkeep.web.server import RunningServer, start_server
 
+#: loop_disks and appliance: a real privileged helper serving loop disks.
+pytest_plugins = ["tests.support.privhelper"]
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from xenkeep.errors import ConflictError, NotFoundError, ValidationError, XenKeepError
 from xenkeep.repo.datastore import Datastore
-from xenkeep.repo.errors import RepoError
+from xenkeep.repo.errors import NoDatastoreError, RepoError
 from xenkeep.store import Database
 from xenkeep.xapi.vault import SecretBox
 
@@ -150,7 +150,7 @@ class BackupManager:
     def datastore(self) -> Datastore:
         """The configured datastore, or a RepoError saying to set one up."""
         if self._datastore is None:
-            raise RepoError(
+            raise NoDatastoreError(
                 "no backup storage is configured", hint="initialise one on the storage page"
             )
         return self._datastore

@@ -11,6 +11,13 @@ class RepoError(XenKeepError):
     code = "repo_error"
 
 
+class NoDatastoreError(RepoError):
+    """No backup storage is set up (or its disk is missing): a state to fix, not a fault."""
+
+    status = 409
+    code = "no_storage"
+
+
 class NotADatastoreError(RepoError):
     """The directory is not an initialised datastore (or a newer format)."""
 

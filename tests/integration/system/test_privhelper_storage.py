@@ -10,183 +10,22 @@ point lives under tmp_path; the host's /srv/xenkeep is never touched.
 
 from __future__ import annotations
 
-import asyncio
-import configparser
 import fcntl
 import os
 import pwd
-import shutil
-import socket
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pytest
 
-from xenkeep.system.blockdev import find_mount, mount_unit_name
-from xenkeep.system.privhelper import Applier, RequestError, Server, call, run_command, serve
+from tests.support.privhelper import DISK_SIZE, OWNER, Appliance, is_mounted
+from xenkeep.system.blockdev import find_mount
+from xenkeep.system.privhelper import RequestError
 
 pytestmark = pytest.mark.root
 
-DISK_SIZE = 300 * 1024 * 1024
 #: linux/fs.h: _IOW(0x94, 9, int)
 FICLONE = 0x40049409
-OWNER = "nobody"
-
-
-class SystemctlMountMock:
-    """Runs every command for real, except ``systemctl``, which it plays.
-
-    What systemd would do for ``daemon-reload``, ``enable --now``, ``stop``
-    and ``disable`` of a mount unit: read What/Where/Type/Options from the
-    unit file under ``root``, check the unit is named after Where= (systemd
-    refuses it otherwise), resolve What=/dev/disk/by-uuid/... as udev's link
-    would (``blkid -U``; no udev here), then ``mount``/``umount``, and add or
-    remove the multi-user.target.wants link. Where= must lie under ``jail``.
-    ``fail_start`` makes the next start fail after enabling, as a mount that
-    times out waiting for its device would.
-    """
-
-    def __init__(self, root: Path, jail: Path) -> None:
-        self.root = root
-        self.jail = jail
-        self.systemctl: list[list[str]] = []
-        self.commands: list[str] = []
-        self.fail_start = False
-
-    async def __call__(
-        self, argv: list[str], stdin: bytes | None = None, *, timeout: float = 60.0
-    ) -> str:
-        self.commands.append(argv[0])
-        if argv[0] != "systemctl":
-            return await run_command(argv, stdin, timeout=timeout)
-        self.systemctl.append(argv[1:])
-        if argv[1:] == ["daemon-reload"]:
-            return ""
-        verb, name = argv[1], argv[-1]
-        assert name.endswith(".mount") and argv[1:] in (
-            ["enable", "--now", name],
-            ["stop", name],
-            ["disable", name],
-        ), argv
-        unit_dir = self.root / "etc/systemd/system"
-        wants = unit_dir / "multi-user.target.wants" / name
-        if verb == "disable":
-            wants.unlink(missing_ok=True)
-            return ""
-        mount = self._load(unit_dir / name)
-        where = Path(mount["Where"])
-        if verb == "stop":
-            if is_mounted(where):
-                await run_command(["umount", str(where)])
-            return ""
-        wants.parent.mkdir(exist_ok=True)
-        wants.symlink_to(unit_dir / name)
-        if self.fail_start:
-            self.fail_start = False
-            raise RuntimeError(f"systemctl failed: Job for {name} failed (mock)")
-        uuid = mount["What"].removeprefix("/dev/disk/by-uuid/")
-        device = (await run_command(["blkid", "-U", uuid])).strip()
-        await run_command(
-            ["mount", "-t", mount["Type"], "-o", mount["Options"], device, str(where)]
-        )
-        return ""
-
-    def _load(self, path: Path) -> configparser.SectionProxy:
-        unit = configparser.ConfigParser(interpolation=None)
-        unit.optionxform = str  # type: ignore[assignment,method-assign]
-        unit.read_string(path.read_text())
-        mount = unit["Mount"]
-        where = Path(mount["Where"])
-        assert where.is_relative_to(self.jail), f"refusing to mount outside tmp: {where}"
-        if path.name != mount_unit_name(where):
-            raise RuntimeError(f"systemctl failed: {path.name} does not match Where={where}")
-        assert unit["Install"]["WantedBy"] == "multi-user.target"
-        return mount
-
-
-def is_mounted(path: Path) -> bool:
-    return find_mount(Path("/proc/self/mountinfo").read_text(), path) is not None
-
-
-@dataclass
-class Appliance:
-    """A helper serving loop disks, and where its pieces are."""
-
-    socket: Path
-    root: Path
-    mountpoint: Path
-    systemd: SystemctlMountMock
-    new_disk: Callable[[], str]
-
-    @property
-    def unit(self) -> Path:
-        return self.root / "etc/systemd/system" / mount_unit_name(self.mountpoint)
-
-    async def call(self, op: str, **args: object) -> dict[str, object]:
-        result: dict[str, object] = await call(op, args, path=self.socket)
-        return result
-
-
-@pytest.fixture
-def loop_disks(tmp_path: Path) -> Iterator[Callable[[], str]]:
-    """Make blank 300 MiB loop disks; detach them, unmounting first, whatever happens."""
-    if os.geteuid() != 0:
-        pytest.skip("loop devices and mounts need root")
-    for tool in ("losetup", "mkfs.xfs", "wipefs", "blkid", "lsblk", "xfs_info"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
-    made: list[str] = []
-
-    def new_disk() -> str:
-        img = tmp_path / f"disk{len(made)}.img"
-        with img.open("wb") as f:
-            f.truncate(DISK_SIZE)
-        dev = subprocess.run(
-            ["losetup", "--find", "--show", str(img)], check=True, capture_output=True, text=True
-        ).stdout.strip()
-        made.append(dev)
-        return dev.removeprefix("/dev/")
-
-    try:
-        yield new_disk
-    finally:
-        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
-        for line in reversed(mounts):
-            target = line.split()[4]
-            if target.startswith(str(tmp_path)):
-                subprocess.run(["umount", "-l", target], check=False)
-        for dev in made:
-            subprocess.run(["losetup", "-d", dev], check=False)
-
-
-@pytest.fixture
-async def appliance(tmp_path: Path, loop_disks: Callable[[], str]) -> AsyncIterator[Appliance]:
-    root = tmp_path / "root"
-    mountpoint = tmp_path / "srv-xenkeep"
-    # What tmpfiles.d/xenkeep.conf makes on the appliance.
-    mountpoint.mkdir(mode=0o755)
-    systemd = SystemctlMountMock(root, tmp_path)
-    applier = Applier(
-        root,
-        systemd,
-        live=True,
-        include_loop=True,
-        mountpoint=PurePosixPath(mountpoint),
-        owner=OWNER,
-    )
-    path = tmp_path / "helper.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    sock.listen()
-    task = asyncio.create_task(serve(sock, Server(applier, {os.getuid()})))
-    try:
-        yield Appliance(path, root, mountpoint, systemd, loop_disks)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 def probe(dev: str, tag: str) -> str | None:

@@ -1,0 +1,90 @@
+"""Backup disks through the web UI and the API, against a real privileged helper
+on real loop disks (systemctl played by SystemctlMountMock: no systemd here)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.privhelper import Appliance, is_mounted
+from tests.support.web import Browser, complete_setup, make_settings
+from tests.unit.repo.repo_testlib import RefDisk
+from xenkeep.config import Settings
+from xenkeep.web import keys
+
+pytestmark = pytest.mark.root
+
+VM = "3c1b8f7e-1d2a-4e5f-8a9b-0c1d2e3f4a5b"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, appliance: Appliance) -> Settings:
+    return make_settings(tmp_path, privhelper_socket=appliance.socket)
+
+
+def blkid_type(dev: str) -> str:
+    out = subprocess.run(
+        ["blkid", "-p", "-s", "TYPE", "-o", "value", f"/dev/{dev}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout.strip()
+
+
+async def test_a_disk_becomes_the_storage_and_survives_unmount_and_attach(
+    browser: Browser, settings: Settings, appliance: Appliance, tmp_path: Path
+) -> None:
+    await complete_setup(browser, settings)
+    disk = appliance.new_disk()
+
+    status, listing = await browser.api("GET", "/api/v1/backup/disks")
+    assert status == 200 and listing["available"] is True, listing
+    [entry] = [d for d in listing["disks"] if d["name"] == disk]
+    assert entry["in_use"] == ""
+    status, html, _ = await browser.get("/backup/storage")
+    assert f'data-device="{disk}"' in html and "Erase and use for backups" in html
+
+    # A mistyped confirmation reaches nothing: the disk stays blank.
+    status, html, _ = await browser.post_form(f"/backup/disks/{disk}/format", {"confirm": "sda"})
+    assert status == 400 and f"type {disk} to confirm" in html
+    assert blkid_type(disk) == ""
+
+    status, _, resp = await browser.post_form(f"/backup/disks/{disk}/format", {"confirm": disk})
+    assert status == 303 and resp.headers["Location"] == "/backup/storage"
+    assert blkid_type(disk) == "xfs"
+    status, storage = await browser.api("GET", "/api/v1/backup/storage")
+    assert storage["configured"] and storage["path"] == str(appliance.mountpoint), storage
+    assert storage["reflink"] is True
+    status, html, _ = await browser.get("/backup/storage")
+    assert 'id="disk-mounted"' in html and "Erase and use" not in html
+
+    # A restore point on it.
+    manager = keys.backup(browser.server.app)
+    ref = RefDisk(tmp_path, "0", 4 << 20, seed=3)
+    ref.fill_block(1)
+    async with manager.datastore.begin_point(VM, vm_record={"name_label": "kept"}) as w:
+        await w.write_vhd("0", ref.full_stream(), delta=False)
+        point = await w.commit()
+
+    status, storage = await browser.api("POST", "/api/v1/backup/disks/detach")
+    assert status == 200 and storage["configured"] is False, storage
+    assert not is_mounted(appliance.mountpoint)
+    status, body = await browser.api("GET", f"/api/v1/backup/vms/{VM}/points")
+    # No storage: nothing is listed from the empty mountpoint.
+    assert status == 409 and body["error"]["code"] == "no_storage", body
+
+    # Mounted again without formatting: the point is back.
+    status, storage = await browser.api("POST", f"/api/v1/backup/disks/{disk}/attach")
+    assert status == 200 and storage["configured"], storage
+    assert [v["name"] for v in storage["vms"]] == ["kept"]
+    status, body = await browser.api("GET", f"/api/v1/backup/vms/{VM}/points")
+    assert status == 200 and [p["id"] for p in body["points"]] == [point.id]
+
+    # The helper's refusals come back as field errors.
+    status, body = await browser.api(
+        "POST", "/api/v1/backup/disks/nosuchdisk/format", {"confirm": "nosuchdisk"}
+    )
+    assert status == 400 and body["error"]["field"] in ("device", ""), body
