@@ -16,11 +16,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 
 from tests.integration.backup.conftest import POOL_ID, TestVm, job_input
-from tests.unit.repo.repo_testlib import RefDisk
+from tests.unit.repo.repo_testlib import RefDisk, rot_block
 from xenkeep.backup.manager import BackupManager
 from xenkeep.backup.pools import StaticPools
 from xenkeep.errors import ValidationError
-from xenkeep.formats.vhd import VhdFile
 from xenkeep.store import open_database
 from xenkeep.system.tls import ensure_certificate
 from xenkeep.xapi.client import XapiClient
@@ -146,14 +145,7 @@ async def _point_with_rot(manager: BackupManager, tmp_path: Path, *, rot: bool) 
         point = await w.commit()
     if rot:
         path = manager.datastore.vmdir(vm).vhd_path("0", point.disks[0].file)
-        with VhdFile.open(path) as v:
-            offset = v.block_data_offset(3)
-        assert offset is not None
-        with path.open("r+b") as f:
-            f.seek(offset + 100)
-            byte = f.read(1)
-            f.seek(offset + 100)
-            f.write(bytes([byte[0] ^ 0x55]))
+        rot_block(path, 3, at=100, mask=0x55)
     return point.id
 
 

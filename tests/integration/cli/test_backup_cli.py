@@ -14,10 +14,10 @@ from pathlib import Path
 from tests.integration.backup.conftest import vdi_sha256
 from tests.integration.cli.conftest import Appliance, Console, write_cli_config
 from tests.support.web import Browser, complete_setup, make_settings
+from tests.unit.repo.repo_testlib import rot_block
 from xenkeep.app import create_app
 from xenkeep.auth.const import AuditEvent
 from xenkeep.config import Settings
-from xenkeep.formats.vhd import VhdFile
 from xenkeep.web import keys
 from xenkeep.web.server import start_server
 
@@ -247,14 +247,7 @@ async def test_points_show_what_the_last_verify_found(appliance: Appliance) -> N
 
     # Flip one byte of block 0's data in the full: the next verify names the point.
     full = manager.datastore.vmdir(app.vm.uuid).vhd_path("0", point.disks[0].file)
-    with VhdFile.open(full) as v:
-        offset = v.block_data_offset(0)
-    assert offset is not None
-    with full.open("r+b") as f:
-        f.seek(offset + 777)
-        byte = f.read(1)
-        f.seek(offset + 777)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    rot_block(full, 0, at=777, mask=0xFF)
     await manager.start_verify()
     assert (await manager.wait_verify() or {})["status"] == "damaged"
     code, out, err = await app.xenkeep("backup", "list", "cli-backup-01")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.support.web import Browser, complete_setup
-from tests.unit.repo.repo_testlib import RefDisk
+from tests.unit.repo.repo_testlib import RefDisk, rot_block
 from xenkeep.config import Settings
-from xenkeep.formats.vhd import VhdFile
 from xenkeep.web import keys
 
 MiB = 1 << 20
@@ -39,14 +38,7 @@ async def test_verify_reports_a_flipped_block(
     assert report is not None and report["status"] == "ok" and report["points"] == 1
 
     full = manager.datastore.vmdir(VM).vhd_path("0", point.disks[0].file)
-    with VhdFile.open(full) as v:
-        offset = v.block_data_offset(4)
-    assert offset is not None
-    with full.open("r+b") as f:
-        f.seek(offset + 777)
-        byte = f.read(1)
-        f.seek(offset + 777)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    rot_block(full, 4, at=777, mask=0xFF)
 
     await browser.get("/backup/storage")
     status, _, resp = await browser.post_form("/backup/verify", {})

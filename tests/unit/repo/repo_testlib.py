@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from xapisim.vhdio import vhd_stream
-from xenkeep.formats.vhd import SECTOR, bitmap_from_sectors
+from xenkeep.formats.vhd import SECTOR, VhdFile, bitmap_from_sectors
 from xenkeep.repo.datastore import Datastore
 
 T = TypeVar("T")
@@ -141,3 +141,15 @@ def qemu_raw(vhd: Path, out: Path) -> bytes:
         capture_output=True,
     )
     return out.read_bytes()
+
+
+def rot_block(vhd: Path, block: int, at: int = 777, mask: int = 0xFF) -> None:
+    """Flip bits of one byte of a stored block's data, as disk rot would."""
+    with VhdFile.open(vhd) as v:
+        offset = v.block_data_offset(block)
+    assert offset is not None, f"block {block} is not present in {vhd}"
+    with vhd.open("r+b") as f:
+        f.seek(offset + at)
+        byte = f.read(1)
+        f.seek(offset + at)
+        f.write(bytes([byte[0] ^ mask]))

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.repo.repo_testlib import VM, MiB, RefDisk
-from xenkeep.formats.vhd import VhdFile
+from tests.unit.repo.repo_testlib import VM, MiB, RefDisk, rot_block
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.errors import ChainBusyError
 from xenkeep.repo.lock import ChainLock, LockOwner, boot_id
@@ -128,14 +127,7 @@ async def test_verify_names_the_flipped_block(tmp_path: Path) -> None:
         p2 = await w.commit()
     assert (await ds.verify()).ok
     full = ds.vmdir(VM).vhd_path("0", p1.disks[0].file)
-    with VhdFile.open(full) as v:
-        offset = v.block_data_offset(4)
-    assert offset is not None
-    with full.open("r+b") as f:
-        f.seek(offset + 12345)
-        byte = f.read(1)
-        f.seek(offset + 12345)
-        f.write(bytes([byte[0] ^ 0x01]))
+    rot_block(full, 4, at=12345, mask=0x01)
     report = await ds.verify(VM)
     assert not report.ok
     assert {(x.point_id, x.disk, x.file, x.blocks) for x in report.damaged} == {
