@@ -187,10 +187,10 @@ class Vm:
             "-drive", f"file={self.disk},format=raw,if=virtio,cache=unsafe",
             *[
                 arg
-                for i, extra in enumerate(self.extra_disks)
+                for extra in self.extra_disks
                 for arg in (
                     "-drive",
-                    f"file={extra},format=raw,if=virtio,cache=unsafe,serial=xenkeep-extra-{i}",
+                    f"file={extra},format=raw,if=virtio,cache=unsafe",
                 )
             ],
             "-nic", f"user,model=virtio-net-pci,{fwd}",
