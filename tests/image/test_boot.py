@@ -175,7 +175,7 @@ def test_a_blank_disk_becomes_the_backup_storage(booted: image_boot.Vm) -> None:
     status, body = api.call(
         "POST",
         "/api/v1/setup/admin",
-        {"username": "admin", "password": ADMIN_PASSWORD, "confirm": ADMIN_PASSWORD},
+        {"username": "keeper", "password": ADMIN_PASSWORD, "confirm": ADMIN_PASSWORD},
     )
     assert status == 201, body
 

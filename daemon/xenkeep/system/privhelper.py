@@ -741,7 +741,11 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     sock = _listening_socket(ns.socket)
-    asyncio.run(serve(sock, Server(Applier(), allowed_uids())))
+    # What is mounted at the backup mount point is read from PID 1's view:
+    # in this service's own namespace, ReadWritePaths= bind-mounts the empty
+    # /srv/xenkeep onto itself, which would look like a mounted disk.
+    applier = Applier(mountinfo=Path("/proc/1/mountinfo"))
+    asyncio.run(serve(sock, Server(applier, allowed_uids())))
     return 0
 
 
