@@ -6,7 +6,8 @@ process runs the BackupManager against it, as xenkeepd would. Figures:
 - ``export_mb_s``: the rate a bare client pulls the VHD export (null sink);
 - ``full_backup_mb_s`` and its ratio to it: the same stream into the datastore;
 - ``delta_*``: a 1 % change exported, stored and merged (retention 1);
-- ``peak_rss_mib``: this process's peak RSS, against the disk's data size.
+- ``peak_rss_mib``: the backup process's peak RSS, for two disk sizes (8x
+  the data); ``peak_rss_growth`` is their ratio and must stay near 1.
 """
 
 from __future__ import annotations
@@ -141,6 +142,9 @@ async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
                 "delta_bytes": drow["bytes"],
                 "delta_seconds": drow["seconds"],
                 "delta_mb_s": round(drow["bytes"] / drow["seconds"] / 1e6, 1),
+                # The whole delta run (snapshot, export, write, merge, cleanup)
+                # against the bare export rate of the same pool.
+                "delta_over_export": round(drow["bytes"] / drow["seconds"] / export_rate, 3),
                 "delta_disk_transfer_seconds": round(delta_export_s, 3),
                 "delta_log": log,
                 "merge_seconds": drow["merge_seconds"],
@@ -154,12 +158,34 @@ async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    """Each size in its own process, so each peak RSS is that backup's alone."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--size-mib", type=int, default=4096)
-    parser.add_argument("--data-mib", type=int, default=512)
+    parser.add_argument(
+        "--sizes",
+        default="2048:256,16384:2048",
+        help="disk MiB:data MiB pairs; the peak RSS must not grow with them",
+    )
+    parser.add_argument("--one", help="run one disk MiB:data MiB pair and print its figures")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    figures = asyncio.run(run(args.size_mib, args.data_mib))
+    if args.one:
+        size, data = (int(x) for x in args.one.split(":"))
+        print(json.dumps(asyncio.run(run(size, data))))
+        return
+    runs = []
+    for pair in args.sizes.split(","):
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", pair], check=True, capture_output=True, text=True
+        )
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    small, large = runs[0], runs[-1]
+    figures = {
+        "runs": runs,
+        "data_growth": round(large["data_mib"] / small["data_mib"], 1),
+        "peak_rss_growth": round(large["peak_rss_mib"] / small["peak_rss_mib"], 3),
+        "full_backup_over_export": large["full_backup_over_export"],
+        "delta_backup_over_export": large["delta_over_export"],
+    }
     text = json.dumps({"backup": figures}, indent=1)
     print(text)
     if args.out:

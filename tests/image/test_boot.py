@@ -213,3 +213,41 @@ def test_a_blank_disk_becomes_the_backup_storage(booted: image_boot.Vm) -> None:
     assert fields.get("owner") == "xenkeep:750", out
     assert fields.get("marker") == "yes", out
     assert fields.get("failed") == "0", out
+
+
+def test_the_backup_disk_is_mounted_again_after_a_reboot(booted: image_boot.Vm) -> None:
+    # Runs after the test above made vdb the storage; sudo takes the account's password.
+    # A timer, so the session ends cleanly before the system goes down.
+    booted.serial_session(
+        "xenkeep",
+        PASSWORD,
+        [f"echo '{PASSWORD}' | sudo -S systemd-run --on-active=3 systemctl reboot"],
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait for the old system to go away
+        try:
+            booted.get("/api/v1/health", timeout=3)
+        except OSError:
+            break
+        time.sleep(1)
+    deadline = time.monotonic() + 1800
+    api = None
+    while time.monotonic() < deadline:
+        try:
+            status, _ = booted.get("/api/v1/health", timeout=5)
+            if status == 200:
+                api = ApplianceApi(booted)
+                break
+        except OSError:
+            pass
+        time.sleep(2)
+    assert api is not None, "the appliance did not come back after the reboot"
+    status, body = api.call(
+        "POST", "/api/v1/session", {"username": "keeper", "password": ADMIN_PASSWORD}
+    )
+    assert status in (200, 201), body
+    status, storage = api.call("GET", "/api/v1/backup/storage")
+    assert status == 200 and storage["configured"], storage
+    assert storage["path"] == "/srv/xenkeep" and storage["reflink"] is True, storage
+    status, listing = api.call("GET", "/api/v1/backup/disks")
+    assert listing["mounted"]["device"] == "vdb", listing
