@@ -21,7 +21,7 @@ from typing import Any
 from xenkeep import __version__
 from xenkeep.auth.audit import AuditLog
 from xenkeep.auth.manager import AuthManager
-from xenkeep.cli_backup import add_backup_parser, backup_command
+from xenkeep.cli_backup import add_backup_parser, backup_command, daemon_url
 from xenkeep.config import Settings, load_settings
 from xenkeep.errors import XenKeepError
 from xenkeep.store import open_database
@@ -47,14 +47,11 @@ def _health(settings: Settings) -> dict[str, Any] | None:
     cert = settings.tls_dir / CERT_NAME
     if not cert.exists():
         return None
-    host = "127.0.0.1" if settings.listen in ("::", "0.0.0.0", "") else settings.listen  # noqa: S104
-    if ":" in host:
-        host = f"[{host}]"
     ctx = ssl.create_default_context(cafile=str(cert))
     ctx.check_hostname = False  # pinned to the exact certificate instead
-    url = f"https://{host}:{settings.https_port}/api/v1/health"
+    url = f"{daemon_url(settings)}/api/v1/health"
     try:
-        with urllib.request.urlopen(url, context=ctx, timeout=5) as response:
+        with urllib.request.urlopen(url, context=ctx, timeout=5) as response:  # noqa: S310 - https only
             return dict(json.load(response))
     except (OSError, ValueError, urllib.error.URLError):
         return None
