@@ -50,6 +50,9 @@ CANCEL_WAIT_SECONDS: Final = 30.0
 HTTP_TIMEOUT: Final = 30.0
 #: The token name column allows 64 characters.
 TOKEN_NAME_MAX: Final = 64
+#: The token is revoked when the command ends; if the command is killed
+#: outright, it still stops working after a day (longer than any run).
+CONSOLE_TOKEN_LIFETIME: Final = 24 * 3600.0
 
 EXIT_FAILED: Final = 1
 EXIT_DOWN: Final = 3
@@ -174,7 +177,9 @@ async def _mint(settings: Settings, name: str) -> tuple[str, User, int]:
                 "there is no administrator yet: finish the setup wizard first",
                 hint="open the web interface with the token from `xenkeep setup-token`",
             )
-        token = await auth.create_api_token(user, name[:TOKEN_NAME_MAX], ip="console")
+        token = await auth.create_api_token(
+            user, name[:TOKEN_NAME_MAX], ip="console", lifetime=CONSOLE_TOKEN_LIFETIME
+        )
         row = await db.fetchone(
             "SELECT id FROM api_tokens WHERE token_hash = ?", (token_hash(token),)
         )

@@ -454,15 +454,23 @@ class AuthManager:
 
     # --- API tokens -------------------------------------------------------------
 
-    async def create_api_token(self, user: User, name: str, *, ip: str = "") -> str:
-        """Make an API token for ``user``; the caller shows it once."""
+    async def create_api_token(
+        self, user: User, name: str, *, ip: str = "", lifetime: float | None = None
+    ) -> str:
+        """Make an API token for ``user``; the caller shows it once.
+
+        With ``lifetime`` (seconds) the token stops working after it and is
+        deleted at the next look-up of any token.
+        """
         name = name.strip()
         if not 1 <= len(name) <= 64:
             raise ValidationError("a token name is 1 to 64 characters", field="name")
         token = new_api_token()
+        now = self._clock()
         await self._db.insert(
-            "INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
-            (user.id, name, token_hash(token), self._clock()),
+            "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (user.id, name, token_hash(token), now, None if lifetime is None else now + lifetime),
         )
         await self.audit(AuditEvent.API_TOKEN_CREATED, username=user.username, ip=ip, name=name)
         return token
@@ -487,7 +495,11 @@ class AuthManager:
         await self.audit(AuditEvent.API_TOKEN_REVOKED, username=user.username, ip=ip, id=token_id)
 
     async def user_for_api_token(self, token: str) -> User | None:
-        """The enabled user an API token belongs to."""
+        """The enabled user an API token belongs to (None for an expired token)."""
+        await self._db.execute(
+            "DELETE FROM api_tokens WHERE expires_at IS NOT NULL AND expires_at <= ?",
+            (self._clock(),),
+        )
         row = await self._db.fetchone(
             "SELECT u.*, t.id AS token_id FROM api_tokens t JOIN users u ON u.id = t.user_id "
             "WHERE t.token_hash = ?",
