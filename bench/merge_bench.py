@@ -201,6 +201,10 @@ def scaling(where: Path, sizes: list[int]) -> list[dict[str, float]]:
                 "merge_seconds": m["seconds"],
                 "read_delta_seconds": read_s,
                 "merge_over_read": m["seconds"] / read_s,
+                # The cost per byte of delta: flat if a merge costs the
+                # delta, not the disk (the read above is often page-cache
+                # hot through the loop device, which makes its ratio noisy).
+                "merge_seconds_per_delta_gib": m["seconds"] / (blocks * BLOCK / GiB),
                 "peak_rss_mib": m["peak_rss_mib"],
             }
         )
@@ -231,6 +235,12 @@ def main() -> int:
             (work / "plain").mkdir()
             results["tmp_copy"] = merge_vs_cp(work / "plain", delta_mib)
             results["scaling"] = scaling(work / "plain", [8 * GiB, 64 * GiB])
+    rows = results["scaling"]
+    assert isinstance(rows, list)
+    # Disk 8x larger: how much more a merge costs per GiB of delta (1.0 = flat).
+    results["scaling_cost_per_delta_growth"] = (
+        rows[-1]["merge_seconds_per_delta_gib"] / rows[0]["merge_seconds_per_delta_gib"]
+    )
     results["bench_seconds"] = time.perf_counter() - started
     out_path.write_text(json.dumps(results, indent=1) + "\n")
     for line in summary(results):
@@ -262,7 +272,8 @@ def summary(r: dict[str, object]) -> list[str]:
         for row in s:
             lines.append(
                 f"1 % delta of a {row['disk_gib']:g} GiB sparse disk: merge/read "
-                f"{row['merge_over_read']:.2f}, peak RSS {row['peak_rss_mib']:.0f} MiB"
+                f"{row['merge_over_read']:.2f}, {row['merge_seconds_per_delta_gib']:.2f} s per "
+                f"GiB of delta, peak RSS {row['peak_rss_mib']:.0f} MiB"
             )
     return lines
 
