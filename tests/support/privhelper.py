@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import configparser
+import contextlib
 import os
 import shutil
 import socket
@@ -167,14 +168,20 @@ async def appliance(tmp_path: Path, loop_disks: Callable[[], str]) -> AsyncItera
         mountpoint=PurePosixPath(mountpoint),
         owner=OWNER,
     )
-    path = tmp_path / "helper.sock"
+    async with serving(Server(applier, {os.getuid()}), tmp_path / "helper.sock") as path:
+        yield Appliance(path, root, mountpoint, systemd, loop_disks)
+
+
+@contextlib.asynccontextmanager
+async def serving(server: Server, path: Path) -> AsyncIterator[Path]:
+    """``server`` answering on a unix socket at ``path`` until the block ends."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(path))
     sock.listen()
-    task = asyncio.create_task(serve(sock, Server(applier, {os.getuid()})))
+    task = asyncio.create_task(serve(sock, server))
     try:
-        yield Appliance(path, root, mountpoint, systemd, loop_disks)
+        yield path
     finally:
         task.cancel()
-        with pytest.raises(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError):
             await task

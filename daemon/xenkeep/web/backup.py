@@ -18,7 +18,7 @@ from xenkeep.errors import ValidationError, XenKeepError
 from xenkeep.web import keys
 from xenkeep.web.access import admin
 from xenkeep.web.flash import redirect
-from xenkeep.web.forms import form_fields, json_body
+from xenkeep.web.forms import form_fields, json_body, text_field
 from xenkeep.web.sse import KEEPALIVE, KEEPALIVE_SECONDS, open_event_stream, sse_event
 
 
@@ -70,10 +70,7 @@ async def api_verify_schedule(request: web.Request) -> web.StreamResponse:
 @admin
 async def api_verify_schedule_put(request: web.Request) -> web.StreamResponse:
     """Set the verify schedule: ``{"schedule": "0 4 * * 0"}`` or ``""`` to turn it off."""
-    body = await json_body(request)
-    expr = body.get("schedule")
-    if not isinstance(expr, str):
-        raise ValidationError("schedule must be a string (empty turns it off)", field="schedule")
+    expr = text_field(await json_body(request), "schedule")
     return web.json_response(await keys.backup(request.app).set_verify_schedule(expr))
 
 
@@ -94,10 +91,7 @@ async def api_disks(request: web.Request) -> web.StreamResponse:
 @admin
 async def api_disk_format(request: web.Request) -> web.StreamResponse:
     """Erase a disk and make it the backup storage: ``{"confirm": "<device>"}``."""
-    body = await json_body(request)
-    confirm = body.get("confirm")
-    if not isinstance(confirm, str):
-        raise ValidationError("confirm must repeat the device name", field="confirm")
+    confirm = text_field(await json_body(request), "confirm")
     manager = keys.backup(request.app)
     return web.json_response(await manager.format_disk(request.match_info["device"], confirm))
 

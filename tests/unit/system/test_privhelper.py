@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 
 import pytest
 
+from tests.support.privhelper import serving
 from tests.unit.system.lsblk_samples import OLD_UUID, xen_appliance_json
 from xenkeep.system.blockdev import LSBLK_ARGV
 from xenkeep.system.firstboot import first_boot
@@ -20,7 +19,6 @@ from xenkeep.system.privhelper import (
     Server,
     call,
     parse_request,
-    serve,
 )
 from xenkeep.system.vmdata import FwCfgSource
 
@@ -117,15 +115,9 @@ async def test_ntp_and_account(tmp_path: Path) -> None:
 async def helper(tmp_path: Path) -> AsyncIterator[tuple[Path, Recorder, Path]]:
     rec = Recorder()
     root = tmp_path / "root"
-    path = tmp_path / "helper.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    sock.listen()
-    task = asyncio.create_task(serve(sock, Server(Applier(root, rec, live=False), {os.getuid()})))
-    yield path, rec, root
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    server = Server(Applier(root, rec, live=False), {os.getuid()})
+    async with serving(server, tmp_path / "helper.sock") as path:
+        yield path, rec, root
 
 
 async def test_over_the_socket(helper: tuple[Path, Recorder, Path]) -> None:
@@ -141,20 +133,11 @@ async def test_over_the_socket(helper: tuple[Path, Recorder, Path]) -> None:
 
 
 async def test_refuses_other_users(tmp_path: Path) -> None:
-    path = tmp_path / "helper.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    sock.listen()
     rec = Recorder()
     server = Server(Applier(tmp_path, rec, live=False), {os.getuid() + 12345})
-    task = asyncio.create_task(serve(sock, server))
-    try:
+    async with serving(server, tmp_path / "helper.sock") as path:
         with pytest.raises(RequestError, match="permission denied"):
             await call("account.password", {"password": "x"}, path=path)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
     assert rec.calls == []
 
 
@@ -308,19 +291,10 @@ async def test_storage_needs_live_and_the_owner(tmp_path: Path) -> None:
 
 async def test_refusal_over_the_socket_names_the_field(tmp_path: Path) -> None:
     applier, _ = storage_applier(tmp_path, xen_appliance_json())
-    path = tmp_path / "helper.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    sock.listen()
-    task = asyncio.create_task(serve(sock, Server(applier, {os.getuid()})))
-    try:
+    async with serving(Server(applier, {os.getuid()}), tmp_path / "helper.sock") as path:
         with pytest.raises(RequestError, match="holds the root filesystem") as info:
             await call("storage.format", {"device": "xvda", "confirm": "xvda"}, path=path)
         assert info.value.field == "device"
         # The connection survived the refusal: the next request is answered.
         disks = await call("storage.disks", path=path)
         assert [d["name"] for d in disks["disks"]] == ["xvda", "xvdb", "xvdc", "xvde"]
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
