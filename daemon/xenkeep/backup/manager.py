@@ -57,6 +57,9 @@ VERIFY_SCHEDULE_KEY: Final = "backup.verify.schedule"
 DEFAULT_VERIFY_SCHEDULE: Final = "0 4 * * 0"
 #: The scheduler never sleeps longer than this, so a clock change is noticed.
 MAX_TICK: Final = 30.0
+#: Below this share of free space the storage pages warn: a full datastore
+#: fails the next runs, and merges need room for the delta they move.
+LOW_SPACE_RATIO: Final = 0.10
 #: Live progress streams send at most one update per this many seconds.
 WATCH_COALESCE: Final = 0.5
 
@@ -229,6 +232,7 @@ class BackupManager:
                 "capacity": u.capacity,
                 "used": u.used,
                 "free": u.free,
+                "low_space": u.free < u.capacity * LOW_SPACE_RATIO,
                 "reflink": ds.reflink,
                 "reflink_note": ds.reflink_note,
                 "vms": vms,

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from xenkeep.backup.manager import DATASTORE_KEY, BackupManager
 from xenkeep.backup.pools import StaticPools
@@ -31,3 +36,29 @@ async def test_a_missing_backup_disk_is_reported_at_start(tmp_path: Path) -> Non
     assert await db.get_setting(DATASTORE_KEY) == str(mountpoint)
     await m.stop()
     await db.close()
+
+
+def test_an_almost_full_storage_is_flagged(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
+    try:
+
+        async def status() -> dict[str, object]:
+            db = await open_database(tmp_path / "x.db")
+            m = BackupManager(db, StaticPools({}))
+            try:
+                await m.start(scheduler=False)
+                return await m.use_directory(str(mnt))
+            finally:
+                await m.stop()
+                await db.close()
+
+        assert asyncio.run(status())["low_space"] is False
+        with (mnt / "filler").open("wb") as f:
+            f.write(b"\1" * (15 << 20))
+        assert asyncio.run(status())["low_space"] is True
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
