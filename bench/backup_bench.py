@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
+import os
 import random
 import resource
 import socket
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +52,34 @@ async def _write(client: XapiClient, vdi: str, offset: int, data: bytes) -> None
         await client.call("sim.write_vdi", vdi, offset + at, piece, timeout=120)
 
 
-async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
-    rng = random.Random(1)
+@contextlib.contextmanager
+def workspace(size_mib: int) -> Iterator[tuple[Path, str]]:
+    """Where the pool's disks and the datastore live: XFS with reflink when root.
+
+    A real SR snapshots in constant time (a new VHD on top of the chain); the
+    simulator's snapshot is a reflink copy on XFS but a full copy elsewhere,
+    which would bill a storage cost of the bench machine to the backup.
+    """
     with tempfile.TemporaryDirectory(prefix="xk-bench-") as tmp_name:
         tmp = Path(tmp_name)
+        if os.geteuid() != 0:
+            yield tmp, "tmp (not root: no XFS loop mount)"
+            return
+        img, mnt = tmp / "xfs.img", tmp / "mnt"
+        mnt.mkdir()
+        with img.open("wb") as f:
+            f.truncate(max(8 << 30, 4 * size_mib * MiB))
+        subprocess.run(["mkfs.xfs", "-q", "-f", "-m", "reflink=1", str(img)], check=True)
+        subprocess.run(["mount", "-o", "loop", str(img), str(mnt)], check=True)
+        try:
+            yield mnt, "xfs (reflink)"
+        finally:
+            subprocess.run(["umount", str(mnt)], check=True)
+
+
+async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
+    rng = random.Random(1)
+    with workspace(data_mib * 4) as (tmp, filesystem):
         port = _port()
         sim = subprocess.Popen(
             [
@@ -134,6 +161,7 @@ async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
             await db.close()
             return {
                 "disk_mib": size_mib,
+                "filesystem": filesystem,
                 "data_mib": data_mib,
                 "export_mb_s": round(export_rate / 1e6, 1),
                 "full_backup_bytes": row["bytes"],
