@@ -9,6 +9,7 @@ the stream fails), which read the same rows the runner writes.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp_jinja2
@@ -272,7 +273,6 @@ async def _storage_page(
     schedule_error: str | None = None,
     schedule: str | None = None,
     disk_error: str | None = None,
-    disk_device: str = "",
     status: int = 200,
 ) -> web.Response:
     manager = keys.backup(request.app)
@@ -284,7 +284,6 @@ async def _storage_page(
     context = {
         "disks": disks,
         "disk_error": disk_error,
-        "disk_device": disk_device,
         "storage": await manager.storage_status(),
         "verify": await manager.last_verify(),
         "verify_schedule": verify_schedule,
@@ -318,49 +317,49 @@ async def storage_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def _disk_action(
-    request: web.Request, action: str, device: str, message: str
+    request: web.Request, act: Callable[[Mapping[str, str]], Awaitable[object]], message: str
 ) -> web.StreamResponse:
-    manager = keys.backup(request.app)
+    """Run ``act`` with the posted form; the storage page with its error on refusal."""
     form = await form_fields(request)
     try:
-        if action == "format":
-            await manager.format_disk(device, form.get("confirm", ""))
-        elif action == "attach":
-            await manager.attach_disk(device)
-        else:
-            await manager.detach_disk()
+        await act(form)
     except XenKeepError as exc:
         if exc.status >= 500 and exc.status != 503:
             raise
-        return await _storage_page(
-            request, disk_error=exc.message, disk_device=device, status=exc.status
-        )
+        return await _storage_page(request, disk_error=exc.message, status=exc.status)
     redirect("/backup/storage", message, "success")
 
 
 @admin
 async def disk_format(request: web.Request) -> web.StreamResponse:
     """Erase a disk (typed confirmation) and make it the backup storage."""
-    device = request.match_info["device"]
+    manager, device = keys.backup(request.app), request.match_info["device"]
     return await _disk_action(
-        request, "format", device, f"{device} is formatted (XFS, reflink) and holds the backups."
+        request,
+        lambda form: manager.format_disk(device, form.get("confirm", "")),
+        f"{device} is formatted (XFS, reflink) and holds the backups.",
     )
 
 
 @admin
 async def disk_attach(request: web.Request) -> web.StreamResponse:
     """Use the filesystem already on a disk as the backup storage."""
-    device = request.match_info["device"]
+    manager, device = keys.backup(request.app), request.match_info["device"]
     return await _disk_action(
-        request, "attach", device, f"{device} is mounted; its restore points are listed."
+        request,
+        lambda _form: manager.attach_disk(device),
+        f"{device} is mounted; its restore points are listed.",
     )
 
 
 @admin
 async def disk_detach(request: web.Request) -> web.StreamResponse:
     """Unmount the backup disk."""
+    manager = keys.backup(request.app)
     return await _disk_action(
-        request, "detach", "", "The backup disk is unmounted; it can be detached from the VM."
+        request,
+        lambda _form: manager.detach_disk(),
+        "The backup disk is unmounted; it can be detached from the VM.",
     )
 
 
