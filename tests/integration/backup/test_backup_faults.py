@@ -4,7 +4,6 @@ incomplete restore point, and leaves the existing points intact."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -159,24 +158,26 @@ async def test_datastore_full_during_a_write(
     assert leftovers == []
 
 
-async def test_cancel_a_run(manager: BackupManager, client: XapiClient, vm: TestVm) -> None:
-    job_id, point, digest = await first_backup(manager, vm)
-    await vm.scribble()
+async def start_slow_run(manager: BackupManager, client: XapiClient, job_id: int) -> int:
+    """A run of ``job_id`` with the export throttled, once disk 0 shows progress."""
     await client.call("sim.inject_fault", "throttle", {"bytes_per_second": 256 * 1024})
     run_id = await manager.run_job(job_id)
     for _ in range(200):
         detail = await manager.run_detail(run_id)
         if any(t["disk_key"] == "0" and t["bytes"] > 0 for t in detail["tasks"]):
-            break
+            return run_id
         await asyncio.sleep(0.05)
-    else:
-        pytest.fail("the export never showed progress")
+    pytest.fail("the export never showed progress")
+
+
+async def test_cancel_a_run(manager: BackupManager, client: XapiClient, vm: TestVm) -> None:
+    job_id, point, digest = await first_backup(manager, vm)
+    await vm.scribble()
+    run_id = await start_slow_run(manager, client, job_id)
     await manager.cancel(run_id)
     run = await manager.wait(run_id)
     await client.call("sim.clear_faults")
     assert run["status"] == "cancelled"
-    with contextlib.suppress(Exception):
-        await asyncio.sleep(0)
     await assert_intact(manager, client, vm, {point: digest})
 
 
@@ -185,13 +186,7 @@ async def test_daemon_stop_interrupts_a_run_cleanly(
 ) -> None:
     job_id, point, digest = await first_backup(manager, vm)
     await vm.scribble()
-    await client.call("sim.inject_fault", "throttle", {"bytes_per_second": 256 * 1024})
-    run_id = await manager.run_job(job_id)
-    for _ in range(200):
-        detail = await manager.run_detail(run_id)
-        if any(t["disk_key"] == "0" and t["bytes"] > 0 for t in detail["tasks"]):
-            break
-        await asyncio.sleep(0.05)
+    run_id = await start_slow_run(manager, client, job_id)
     await manager.stop()
     await client.call("sim.clear_faults")
     run = await manager.history.run(run_id)
