@@ -170,10 +170,14 @@ class BackupManager:
         await self.db.set_setting(DATASTORE_KEY, str(p))
         return await self.storage_status()
 
+    @property
+    def _verify_running(self) -> bool:
+        return self._verify_task is not None and not self._verify_task.done()
+
     def _refuse_while_busy(self, action: str) -> None:
         if self._runs:
             raise ConflictError(f"cannot {action} while a backup or restore runs")
-        if self._verify_task is not None and not self._verify_task.done():
+        if self._verify_running:
             raise ConflictError(f"cannot {action} while a verify runs")
 
     async def disks(self) -> dict[str, Any]:
@@ -548,7 +552,7 @@ class BackupManager:
         last verify report; a second verify while one runs is refused.
         """
         ds = self.datastore
-        if self._verify_task is not None and not self._verify_task.done():
+        if self._verify_running:
             raise ConflictError("a verify is already running")
         started = self._clock()
         await self.db.set_setting(
@@ -667,7 +671,7 @@ class BackupManager:
         if d.run_now:
             state["last_slot"] = d.slot
             await self.db.set_setting(VERIFY_SCHEDULE_KEY, json.dumps(state))
-            if self._verify_task is not None and not self._verify_task.done():
+            if self._verify_running:
                 log.info("scheduled verify skipped: one is already running")
             else:
                 log.info("scheduled verify started (%s)", d.reason)
