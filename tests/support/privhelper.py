@@ -98,6 +98,17 @@ class SystemctlMountMock:
         return mount
 
 
+def probe(dev: str, tag: str) -> str | None:
+    """What blkid reads on the disk itself (None: no filesystem)."""
+    out = subprocess.run(
+        ["blkid", "-p", "-s", tag, "-o", "value", f"/dev/{dev}"], capture_output=True, text=True
+    )
+    if out.returncode == 2:
+        return None
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def is_mounted(path: Path) -> bool:
     return find_mount(Path("/proc/self/mountinfo").read_text(), path) is not None
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.privhelper import DISK_SIZE, OWNER, Appliance, is_mounted
+from tests.support.privhelper import DISK_SIZE, OWNER, Appliance, is_mounted, probe
 from xenkeep.system.blockdev import find_mount
 from xenkeep.system.privhelper import RequestError
 
@@ -26,17 +26,6 @@ pytestmark = pytest.mark.root
 
 #: linux/fs.h: _IOW(0x94, 9, int)
 FICLONE = 0x40049409
-
-
-def probe(dev: str, tag: str) -> str | None:
-    """What blkid reads on the disk itself (None: no filesystem)."""
-    out = subprocess.run(
-        ["blkid", "-p", "-s", tag, "-o", "value", f"/dev/{dev}"], capture_output=True, text=True
-    )
-    if out.returncode == 2:
-        return None
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
 
 
 def disk_entry(listing: dict[str, object], name: str) -> dict[str, object]:

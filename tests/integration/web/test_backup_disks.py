@@ -3,12 +3,11 @@ on real loop disks (systemctl played by SystemctlMountMock: no systemd here)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support.privhelper import Appliance, is_mounted
+from tests.support.privhelper import Appliance, is_mounted, probe
 from tests.support.web import Browser, complete_setup, make_settings
 from tests.unit.repo.repo_testlib import RefDisk
 from xenkeep.config import Settings
@@ -22,16 +21,6 @@ VM = "3c1b8f7e-1d2a-4e5f-8a9b-0c1d2e3f4a5b"
 @pytest.fixture
 def settings(tmp_path: Path, appliance: Appliance) -> Settings:
     return make_settings(tmp_path, privhelper_socket=appliance.socket)
-
-
-def blkid_type(dev: str) -> str:
-    out = subprocess.run(
-        ["blkid", "-p", "-s", "TYPE", "-o", "value", f"/dev/{dev}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return out.stdout.strip()
 
 
 async def test_a_disk_becomes_the_storage_and_survives_unmount_and_attach(
@@ -50,11 +39,11 @@ async def test_a_disk_becomes_the_storage_and_survives_unmount_and_attach(
     # A mistyped confirmation reaches nothing: the disk stays blank.
     status, html, _ = await browser.post_form(f"/backup/disks/{disk}/format", {"confirm": "sda"})
     assert status == 400 and f"type {disk} to confirm" in html
-    assert blkid_type(disk) == ""
+    assert probe(disk, "TYPE") is None
 
     status, _, resp = await browser.post_form(f"/backup/disks/{disk}/format", {"confirm": disk})
     assert status == 303 and resp.headers["Location"] == "/backup/storage"
-    assert blkid_type(disk) == "xfs"
+    assert probe(disk, "TYPE") == "xfs"
     status, storage = await browser.api("GET", "/api/v1/backup/storage")
     assert storage["configured"] and storage["path"] == str(appliance.mountpoint), storage
     assert storage["reflink"] is True
