@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 
 from tests.browser.ui import UI, Daemon
@@ -27,7 +27,10 @@ def wait_text(ui: UI, css: str, wanted: str, seconds: float = 60) -> None:
     while time.monotonic() < deadline:
         try:
             shown = ui.text(css)
-        except StaleElementReferenceException:
+        except WebDriverException:
+            # Stale, or chromedriver's "node does not belong to the document"
+            # while the reload swaps documents: look again.
+            time.sleep(0.2)
             continue
         if shown == wanted:
             return
@@ -105,8 +108,8 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
             for row in ui.driver.find_elements(By.CSS_SELECTOR, "#tasks-table tbody tr"):
                 try:
                     cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
-                except StaleElementReferenceException:
-                    continue  # the script redrew the table meanwhile
+                except WebDriverException:
+                    continue  # the script redrew the table meanwhile (stale node)
                 if len(cells) > 5 and cells[1] == "0" and cells[5].isdigit() and int(cells[5]) > 0:
                     seen_bytes = cells[4] == "full"
             time.sleep(0.1)

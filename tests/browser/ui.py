@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -61,6 +63,24 @@ def spki_pin(cert_path: Path) -> str:
     return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
 
 
+def _page_replaced(mark: str) -> Callable[[WebDriver], bool]:
+    """A wait condition: the page marked with ``mark`` has been replaced and loaded."""
+
+    def replaced(driver: WebDriver) -> bool:
+        try:
+            return bool(
+                driver.execute_script(
+                    "return window.xkPageMark !== arguments[0]"
+                    " && document.readyState === 'complete';",
+                    mark,
+                )
+            )
+        except WebDriverException:
+            return False  # between two documents: ask again
+
+    return replaced
+
+
 class UI:
     """One browser tab on one daemon."""
 
@@ -96,9 +116,15 @@ class UI:
 
     def submit(self, button: WebElement) -> None:
         """Click a submit button and wait for the page it leads to."""
-        old = self.driver.find_element(By.TAG_NAME, "html")
+        # Each page gets a fresh window object, so a mark left on this one is
+        # gone once the next page is there. Polling a mark instead of an element
+        # of the old page avoids chromedriver's race: asked about a node while
+        # the document is being replaced, it may answer with an "unknown error"
+        # ("Node ... does not belong to the document") rather than "stale".
+        mark = secrets.token_hex(8)
+        self.driver.execute_script("window.xkPageMark = arguments[0];", mark)
         button.click()
-        self.wait.until(ec.staleness_of(old), "the form submission never loaded a page")
+        self.wait.until(_page_replaced(mark), "the form submission never loaded a page")
         self.wait_for("main.content, body")
 
     def click_primary(self) -> None:
