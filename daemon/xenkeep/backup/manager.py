@@ -160,6 +160,9 @@ class BackupManager:
 
     async def use_directory(self, path: str) -> dict[str, Any]:
         """Initialise an existing directory as the datastore (NFS/SMB mounts, development)."""
+        # A run writes into the datastore it started with: swapping it under
+        # the run would leave that run's chain half in each place.
+        self._refuse_while_busy("change the backup storage")
         p = Path(path.strip())
         if not p.is_absolute():
             raise ValidationError("give an absolute directory path", field="path")

@@ -14,6 +14,7 @@ import pytest
 from tests.integration.backup.conftest import POOL_ID, TestVm, job_input, sr_uuid
 from tests.integration.backup.test_backup_runs import restore_disk_sha
 from xenkeep.backup.manager import BackupManager
+from xenkeep.errors import ConflictError
 from xenkeep.xapi.client import XapiClient
 
 MiB = 1 << 20
@@ -179,6 +180,24 @@ async def test_cancel_a_run(manager: BackupManager, client: XapiClient, vm: Test
     await client.call("sim.clear_faults")
     assert run["status"] == "cancelled"
     await assert_intact(manager, client, vm, {point: digest})
+
+
+async def test_storage_is_not_swapped_under_a_run(
+    manager: BackupManager, client: XapiClient, vm: TestVm, tmp_path: Path
+) -> None:
+    job_id, point, digest = await first_backup(manager, vm)
+    before = (await manager.storage_status())["path"]
+    other = tmp_path / "other-store"
+    other.mkdir()
+    run_id = await start_slow_run(manager, client, job_id)
+    with pytest.raises(ConflictError, match="while a backup or restore runs"):
+        await manager.use_directory(str(other))
+    assert not any(other.iterdir()), "the refused directory was written to"
+    await client.call("sim.clear_faults")
+    run = await manager.wait(run_id)
+    assert run["status"] == "success", run
+    assert (await manager.storage_status())["path"] == before
+    assert len(await manager.points(vm.uuid)) == 2
 
 
 async def test_daemon_stop_interrupts_a_run_cleanly(
