@@ -108,7 +108,7 @@ async def test_fail_next_call(rpc: Rpc) -> None:
     # Async variants fail through their task.
     await rpc("sim.inject_fault", "fail_call", {"method": "VM.snapshot", "error": ["TOO_BUSY"]})
     task = await rpc("Async.VM.snapshot", vm, "y")
-    for _ in range(200):
+    for _ in range(3000):
         if await rpc("task.get_status", task) != "pending":
             break
         await asyncio.sleep(0.01)

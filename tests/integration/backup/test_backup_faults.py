@@ -163,7 +163,7 @@ async def start_slow_run(manager: BackupManager, client: XapiClient, job_id: int
     """A run of ``job_id`` with the export throttled, once disk 0 shows progress."""
     await client.call("sim.inject_fault", "throttle", {"bytes_per_second": 256 * 1024})
     run_id = await manager.run_job(job_id)
-    for _ in range(200):
+    for _ in range(2400):
         detail = await manager.run_detail(run_id)
         if any(t["disk_key"] == "0" and t["bytes"] > 0 for t in detail["tasks"]):
             return run_id

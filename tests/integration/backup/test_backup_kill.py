@@ -227,7 +227,7 @@ async def test_kill_during_a_backup(tmp_path: Path, sim: RunningSimulator, kill_
             await client.call("sim.inject_fault", "throttle", {"bytes_per_second": 512 * 1024})
             status, body = await d.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
             assert status == 202, body
-            for _ in range(300):
+            for _ in range(2400):
                 _, run = await d.api("GET", f"/api/v1/backup/runs/{body['run_id']}")
                 if any(t["disk_key"] and t["bytes"] > 0 for t in run["tasks"]):
                     break
