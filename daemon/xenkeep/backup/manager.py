@@ -217,10 +217,21 @@ class BackupManager:
         self._refuse_while_busy("detach the backup storage")
         listing = await self._disk_service().listing()
         mountpoint = listing.get("mountpoint")
-        if self._datastore is not None and str(self._datastore.root) == mountpoint:
+        # Dropped before the unmount so no run can start on it meanwhile, and
+        # given back if the helper refuses (a busy disk stays as it was).
+        dropped = self._datastore
+        if dropped is not None and str(dropped.root) == mountpoint:
             self._datastore = None
             await self.db.execute("DELETE FROM settings WHERE key = ?", (DATASTORE_KEY,))
-        await self._disk_service().detach()
+        else:
+            dropped = None
+        try:
+            await self._disk_service().detach()
+        except BaseException:
+            if dropped is not None:
+                self._datastore = dropped
+                await self.db.set_setting(DATASTORE_KEY, str(dropped.root))
+            raise
         log.info("backup disk detached from %s", mountpoint)
         return await self.storage_status()
 

@@ -10,6 +10,7 @@ import pytest
 from tests.support.privhelper import Appliance, is_mounted, probe
 from tests.support.web import Browser, complete_setup, make_settings
 from tests.unit.repo.repo_testlib import RefDisk
+from xenkeep.backup.manager import DATASTORE_KEY
 from xenkeep.config import Settings
 from xenkeep.web import keys
 
@@ -57,6 +58,17 @@ async def test_a_disk_becomes_the_storage_and_survives_unmount_and_attach(
     async with manager.datastore.begin_point(VM, vm_record={"name_label": "kept"}) as w:
         await w.write_vhd("0", ref.full_stream(), delta=False)
         point = await w.commit()
+
+    # A busy disk is not unmounted, and the daemon keeps it as its storage.
+    with (appliance.mountpoint / "busy").open("w"):
+        status, body = await browser.api("POST", "/api/v1/backup/disks/detach")
+    assert status == 400 and "busy" in body["error"]["message"], body
+    assert is_mounted(appliance.mountpoint)
+    status, body = await browser.api("GET", f"/api/v1/backup/vms/{VM}/points")
+    assert status == 200 and [p["id"] for p in body["points"]] == [point.id], body
+    (appliance.mountpoint / "busy").unlink()
+    # The setting was given back too, so a restarted daemon finds it.
+    assert await manager.db.get_setting(DATASTORE_KEY) == str(appliance.mountpoint)
 
     status, storage = await browser.api("POST", "/api/v1/backup/disks/detach")
     assert status == 200 and storage["configured"] is False, storage
