@@ -178,14 +178,13 @@ def _scenario(
 
 
 PROPERTY = settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 
 @pytest.mark.root
-@pytest.mark.slow
 @PROPERTY
 @given(
     first=st.lists(ops, max_size=8),
@@ -228,7 +227,6 @@ def test_delta_reads_only_the_changed_blocks_on_xfs(xfs_reflink: Path) -> None:
     assert storage.changed_blocks(base, current) == [40, 72]
 
 
-@pytest.mark.slow
 @PROPERTY
 @given(
     first=st.lists(ops, max_size=8),
