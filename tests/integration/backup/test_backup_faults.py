@@ -185,7 +185,7 @@ async def test_cancel_a_run(manager: BackupManager, client: XapiClient, vm: Test
 async def test_storage_is_not_swapped_under_a_run(
     manager: BackupManager, client: XapiClient, vm: TestVm, tmp_path: Path
 ) -> None:
-    job_id, point, digest = await first_backup(manager, vm)
+    job_id, _, _ = await first_backup(manager, vm)
     before = (await manager.storage_status())["path"]
     other = tmp_path / "other-store"
     other.mkdir()
