@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import XenAPI
 
-from conftest import first_disk, vm_by_name
+from tests.xapisim.conftest import first_disk, vm_by_name
 from xapisim.testing import SimulatorThread
 
 K64 = 64 * 1024

@@ -13,7 +13,7 @@ from typing import Any
 
 import XenAPI
 
-from conftest import close_session, first_disk, vm_by_name
+from tests.xapisim.conftest import close_session, first_disk, vm_by_name
 from xapisim.testing import SimulatorThread
 
 LINE = re.compile(r"^xapisim: pool (.+) listening on (http://\S+/) state=(\S+)$")

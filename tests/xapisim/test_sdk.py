@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import XenAPI
 
-from conftest import close_session, first_disk, vm_by_name
+from tests.xapisim.conftest import close_session, first_disk, vm_by_name
 from xapisim.testing import SimulatorThread
 
 GiB = 1024**3

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import xxhash
 
-from conftest import first_disk, same_content, vm_by_name
+from tests.xapisim.conftest import first_disk, same_content, vm_by_name
 from xapisim.testing import SimulatorThread
 
 
