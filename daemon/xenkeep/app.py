@@ -25,6 +25,7 @@ from xenkeep.config import Settings
 from xenkeep.store import open_database
 from xenkeep.system.identity import IdentityManager
 from xenkeep.system.tls import ensure_certificate
+from xenkeep.units import clock_duration, human_bytes
 from xenkeep.web import keys
 from xenkeep.web.middleware import auth_middleware, error_middleware, headers_middleware
 from xenkeep.web.pools import register_pool_step
@@ -72,6 +73,8 @@ def create_app(settings: Settings) -> web.Application:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["utc"] = _format_utc
+    env.filters["bytes"] = human_bytes
+    env.filters["clock"] = clock_duration
     app["static_root_url"] = "/static"
     setup_routes(app, ui / "static")
     app.cleanup_ctx.append(_services)

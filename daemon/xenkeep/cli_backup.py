@@ -36,10 +36,11 @@ from xenkeep.auth.const import Role
 from xenkeep.auth.manager import AuthManager, User
 from xenkeep.auth.secrets import token_hash
 from xenkeep.backup.const import FINISHED, RunStatus
-from xenkeep.backup.report import human_bytes, mail_body
+from xenkeep.backup.report import mail_body
 from xenkeep.config import Settings
 from xenkeep.store import open_database
 from xenkeep.system.tls import CERT_NAME
+from xenkeep.units import clock_duration, human_bytes
 
 #: Seconds between polls of a followed run; progress is printed at most
 #: once per PROGRESS_EVERY seconds, and only when it changed.
@@ -243,15 +244,6 @@ def _clock(ts: float | None) -> str:
     return datetime.datetime.fromtimestamp(float(ts)).strftime("%H:%M:%S")
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    s = max(0, round(float(seconds)))
-    h, rest = divmod(s, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned columns separated by two spaces, without trailing blanks."""
     widths = [len(h) for h in headers]
@@ -325,7 +317,7 @@ def progress_line(run: Mapping[str, Any]) -> str:
     if running:
         parts.append(f"{human_bytes(speed)}/s")
         if etas:
-            parts.append(f"ETA {_duration(max(etas))}")
+            parts.append(f"ETA {clock_duration(max(etas))}")
     vms = [
         f"{t.get('vm_name') or t.get('vm_uuid')}: {t.get('stage')}"
         for t in tasks

@@ -3,6 +3,7 @@ storage, create a job, run it and watch its progress, then restore."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from xenkeep.xapi.client import XapiClient
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PASSWORD = "correct horse battery staple"
+# How a disk's progress reads, e.g. "1.2 MiB of 4.0 MiB (30 %)".
+PROGRESS_TEXT = re.compile(r"[\d.]+ [KMG]?i?B of [\d.]+ [KMG]?i?B \(\d+ %\)")
 
 
 def wait_text(ui: UI, css: str, wanted: str, seconds: float = 60) -> None:
@@ -107,10 +110,14 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
         while time.monotonic() < deadline and not seen_bytes:
             for row in ui.driver.find_elements(By.CSS_SELECTOR, "#tasks-table tbody tr"):
                 try:
-                    cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+                    tds = row.find_elements(By.TAG_NAME, "td")
+                    cells = [c.text for c in tds]
+                    done = int(tds[5].get_attribute("data-bytes") or 0) if len(tds) > 5 else 0
                 except WebDriverException:
                     continue  # the script redrew the table meanwhile (stale node)
-                if len(cells) > 5 and cells[1] == "0" and cells[5].isdigit() and int(cells[5]) > 0:
+                if cells[1:2] == ["0"] and done > 0 and cells[2] == "export":
+                    assert PROGRESS_TEXT.fullmatch(cells[5]), cells
+                    assert cells[6].endswith("/s"), cells
                     seen_bytes = cells[4] == "full"
             time.sleep(0.1)
         assert seen_bytes, "no live progress was shown for disk 0"

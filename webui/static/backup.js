@@ -12,7 +12,37 @@
     lastLog = Math.max(lastLog, Number(li.dataset.id || 0));
   });
 
-  function mib(n) { return (n / 1048576).toFixed(1) + " MiB"; }
+  // As xenkeep/units.py: the server renders the first page the same way.
+  function humanBytes(n) {
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+    return i === 0 ? n.toFixed(0) + " B" : n.toFixed(1) + " " + units[i];
+  }
+  function clock(seconds) {
+    let s = Math.max(0, Math.round(seconds));
+    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+    s %= 60;
+    const two = function (v) { return String(v).padStart(2, "0"); };
+    return h ? h + ":" + two(m) + ":" + two(s) : m + ":" + two(s);
+  }
+  function progressCell(t) {
+    // A VM's own row has no bytes until its disks are done: leave it blank.
+    const td = cell(t.bytes || t.total_bytes ? humanBytes(t.bytes || 0) : "");
+    td.className = "progress";
+    td.dataset.bytes = String(t.bytes || 0);
+    if (t.total_bytes) {
+      const pct = Math.min(100, Math.floor((t.bytes || 0) * 100 / t.total_bytes));
+      td.textContent += " of " + humanBytes(t.total_bytes) + " (" + pct + " %)";
+      if (t.status === "running") {
+        const bar = document.createElement("progress");
+        bar.max = t.total_bytes;
+        bar.value = Math.min(t.bytes || 0, t.total_bytes);
+        td.append(bar);
+      }
+    }
+    return td;
+  }
   function cell(text, title) {
     const td = document.createElement("td");
     td.textContent = text === null || text === undefined ? "" : String(text);
@@ -22,18 +52,19 @@
 
   function render(run) {
     document.getElementById("run-status").textContent = run.status;
-    document.getElementById("run-bytes").textContent = mib(run.bytes || 0);
+    document.getElementById("run-bytes").textContent = humanBytes(run.bytes || 0);
     document.getElementById("run-error").textContent = run.error || "—";
     const body = document.querySelector("#tasks-table tbody");
     body.replaceChildren();
     run.tasks.forEach(function (t) {
       const tr = document.createElement("tr");
+      const running = t.status === "running";
       tr.dataset.taskId = t.id;
       tr.append(
         cell(t.vm_name), cell(t.disk_key), cell(t.stage), cell(t.status),
-        cell(t.transfer, t.reason), cell(t.bytes),
-        cell(((t.speed || 0) / 1048576).toFixed(1) + " MiB/s"),
-        cell(t.eta === null ? "" : Math.round(t.eta) + " s"), cell(t.error)
+        cell(t.transfer, t.reason), progressCell(t),
+        cell(running && t.speed ? humanBytes(t.speed) + "/s" : ""),
+        cell(running && t.eta !== null ? clock(t.eta) : ""), cell(t.error)
       );
       body.append(tr);
     });

@@ -16,6 +16,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from xenkeep.errors import ValidationError
+from xenkeep.units import human_bytes
 
 from .const import RunStatus
 
@@ -58,15 +59,6 @@ def build_report(
         "succeeded": sum(1 for v in vms if v.get("status") == RunStatus.SUCCESS.value),
         "failed": sum(1 for v in vms if v.get("status") != RunStatus.SUCCESS.value),
     }
-
-
-def human_bytes(n: float) -> str:
-    """1536 → '1.5 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError
 
 
 def mail_subject(report: Mapping[str, Any]) -> str:

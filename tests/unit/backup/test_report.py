@@ -8,7 +8,6 @@ from xenkeep.backup.const import RunStatus
 from xenkeep.backup.report import (
     SmtpSettings,
     build_report,
-    human_bytes,
     mail_body,
     mail_subject,
     overall_status,
@@ -68,12 +67,6 @@ def test_report_subject_and_body() -> None:
     assert "disk 0: delta — delta against snapshot VDI s1" in body
     assert "merge 0.25 s" in body
     assert "error: the pool refused: SR_BACKEND_FAILURE_44" in body
-
-
-def test_human_bytes() -> None:
-    assert human_bytes(512) == "512 B"
-    assert human_bytes(1536) == "1.5 KiB"
-    assert human_bytes(5 << 30) == "5.0 GiB"
 
 
 def test_smtp_settings_validation() -> None:

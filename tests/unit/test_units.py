@@ -1,0 +1,33 @@
+"""Sizes and durations as the pages, mails and console show them."""
+
+from __future__ import annotations
+
+import pytest
+
+from xenkeep.units import clock_duration, human_bytes
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (0, "0 B"),
+        (512, "512 B"),
+        (1023, "1023 B"),
+        (1024, "1.0 KiB"),
+        (1536, "1.5 KiB"),
+        (4197888, "4.0 MiB"),
+        (5 << 30, "5.0 GiB"),
+        (3 << 40, "3.0 TiB"),
+        (5000 << 40, "5000.0 TiB"),
+    ],
+)
+def test_human_bytes(n: int, text: str) -> None:
+    assert human_bytes(n) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "?"), (0, "0:00"), (-3, "0:00"), (59.6, "1:00"), (75, "1:15"), (3723, "1:02:03")],
+)
+def test_clock_duration(seconds: float | None, text: str) -> None:
+    assert clock_duration(seconds) == text
