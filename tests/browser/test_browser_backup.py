@@ -102,7 +102,7 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
         ui.shot("backup-02-jobs")
 
         # Run it, slowly enough to watch the progress.
-        sim.run(xapi("sim.inject_fault", "throttle", {"bytes_per_second": 1 << 20}))
+        sim.run(xapi("sim.inject_fault", "throttle", {"bytes_per_second": 256 << 10}))
         ui.submit(ui.driver.find_element(By.CSS_SELECTOR, "#jobs-table button.run-now"))
         assert ui.path().startswith("/backup/runs/")
         seen_bytes = False
@@ -135,6 +135,8 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
         ui.click_primary()
         assert ui.path().startswith("/backup/runs/")
         wait_text(ui, "#run-status", "success")
+        ui.wait_for("#report")
+        assert "new VM " in ui.text("#report-into")
         ui.shot("backup-05-restore")
 
         async def restored_digest() -> str:

@@ -86,7 +86,8 @@
 
   function finished(run) {
     // The report table is rendered by the server: reload once to show it.
-    if (!document.getElementById("report") && run.report && run.report.vms) window.location.reload();
+    const report = run.report || {};
+    if (!document.getElementById("report") && (report.vms || report.point_id)) window.location.reload();
   }
 
   // Pushed updates (server-sent events); polling if the stream cannot be had.

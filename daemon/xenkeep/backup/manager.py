@@ -34,6 +34,7 @@ from .report import (
     SmtpSettings,
     build_report,
     overall_status,
+    restore_summary,
     send_mail,
     send_report,
     verify_body,
@@ -538,7 +539,7 @@ class BackupManager:
         report: dict[str, Any] = {}
         try:
             report = await runner.execute()
-            await self.history.log(run_id, f"restore finished: {json.dumps(report)}")
+            await self.history.log(run_id, restore_summary(report))
         except asyncio.CancelledError:
             status, error = RunStatus.CANCELLED, "cancelled; nothing restored was kept"
             if self._stopping:

@@ -232,3 +232,19 @@ def verify_body(result: Mapping[str, Any]) -> str:
             f"{d.get('reason')}; blocks {blocks}"
         )
     return "\n".join(lines) + "\n"
+
+
+def restore_summary(report: Mapping[str, Any]) -> str:
+    """One log line for a finished restore: what was restored, into what, how fast."""
+    disks = len(report.get("new_vdi_uuids") or [])
+    into = (
+        f"new VM {report.get('new_vm_uuid')}"
+        if report.get("new_vm_uuid")
+        else "new VDI " + ", ".join(report.get("new_vdi_uuids") or [])
+    )
+    return (
+        f"restore finished: {report.get('vm_name')} at restore point {report.get('point_id')} "
+        f"into {into} ({disks} disk{'s' if disks != 1 else ''}), "
+        f"{human_bytes(report.get('bytes') or 0)} in {report.get('seconds', 0):.1f} s "
+        f"({human_bytes(report.get('speed') or 0)}/s)"
+    )

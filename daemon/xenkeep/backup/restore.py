@@ -22,6 +22,7 @@ from xenkeep.errors import ValidationError
 from xenkeep.formats.vhd import VhdStream, vhd_timestamp
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.layout import RestorePoint
+from xenkeep.units import human_bytes
 from xenkeep.xapi.client import XapiClient
 from xenkeep.xapi.errors import XapiFailure
 from xenkeep.xapi.transfer import import_raw_vdi
@@ -259,12 +260,19 @@ class RestoreRun(RunBase):
         )
         started = time.monotonic()
         new_vm: str | None = None
+        new_vm_name: str | None = None
         new_vdis: list[str] = []
         try:
             if req.disk is None:
-                new_vm = str(await client.call("VM.create", vm_create_record(point, req.name)))
+                record = vm_create_record(point, req.name)
+                new_vm = str(await client.call("VM.create", record))
+                new_vm_name = str(record["name_label"])
                 self.created["vm"] = new_vm
-                await self._log(f"created VM {new_vm} from the saved record", task_id=task_id)
+                await self._log(
+                    f"created VM {record['name_label']!r} "
+                    f"({await client.call('VM.get_uuid', new_vm)}) from restore point {point.id}",
+                    task_id=task_id,
+                )
             for d in disks:
                 vdi = await self._restore_disk(point, d.key, d.vdi, d.virtual_size, sr, task_id)
                 new_vdis.append(vdi)
@@ -320,6 +328,7 @@ class RestoreRun(RunBase):
             "point_id": point.id,
             "new_vm": new_vm,
             "new_vm_uuid": new_vm_uuid,
+            "new_vm_name": new_vm_name,
             "new_vdis": new_vdis,
             "new_vdi_uuids": vdi_uuids,
             "bytes": moved,
@@ -404,7 +413,11 @@ class RestoreRun(RunBase):
             eta=0,
             finished_at=time.time(),
         )
-        await self._log(f"disk {key}: {done.bytes} bytes imported into {vdi}", task_id=vm_task)
+        await self._log(
+            f"disk {key}: {human_bytes(done.bytes)} imported into new VDI "
+            f"{await client.call('VDI.get_uuid', vdi)} in {done.seconds:.1f} s",
+            task_id=vm_task,
+        )
         return vdi
 
     async def _vifs(self, point: RestorePoint, vm: str, task_id: int) -> None:

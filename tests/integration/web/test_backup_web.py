@@ -118,6 +118,12 @@ async def test_backup_and_restore_through_the_api_and_pages(
         new_vm = restored["report"]["new_vm"]
         vbd = (await client.call("VM.get_VBDs", new_vm))[0]
         assert await vdi_sha256(client, await client.call("VBD.get_VDI", vbd)) == want
+        # The finished restore's page says what was restored into what.
+        status, html, _ = await browser.get(f"/backup/runs/{run_id}")
+        assert status == 200, html
+        new_uuid = await client.call("VM.get_uuid", new_vm)
+        assert 'id="report-into"' in html and new_uuid in html
+        assert f"into new VM {new_uuid} (1 disk)" in html  # the log's summary line
     finally:
         await client.close()
 
