@@ -34,7 +34,7 @@ from .report import (
     SmtpSettings,
     build_report,
     overall_status,
-    restore_summary,
+    restore_log_line,
     send_mail,
     send_report,
     verify_body,
@@ -539,7 +539,7 @@ class BackupManager:
         report: dict[str, Any] = {}
         try:
             report = await runner.execute()
-            await self.history.log(run_id, restore_summary(report))
+            await self.history.log(run_id, restore_log_line(report))
         except asyncio.CancelledError:
             status, error = RunStatus.CANCELLED, "cancelled; nothing restored was kept"
             if self._stopping:

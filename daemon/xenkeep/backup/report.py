@@ -234,7 +234,7 @@ def verify_body(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def restore_summary(report: Mapping[str, Any]) -> str:
+def restore_log_line(report: Mapping[str, Any]) -> str:
     """One log line for a finished restore: what was restored, into what, how fast."""
     disks = len(report.get("new_vdi_uuids") or [])
     into = (
