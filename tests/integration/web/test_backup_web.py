@@ -241,3 +241,60 @@ async def test_run_progress_is_pushed_until_the_run_ends(
         assert ids == sorted(set(ids)) and ids, ids  # every log line once, in order
     finally:
         await client.close()
+
+
+async def test_failed_runs_and_restores_render_their_cause(
+    browser: Browser, settings: Settings, pool_sim: RunningSimulator, tmp_path: Path
+) -> None:
+    await complete_setup(browser, settings)
+    pool = await keys.pools(browser.server.app).add(pool_sim.url, "root", "demo")
+    client = XapiClient(pool_sim.url, "root", "demo")
+    try:
+        vm = await make_vm(client, pool_sim, "web-backup-02")
+        store = tmp_path / "store"
+        store.mkdir()
+        status, body = await browser.api("POST", "/api/v1/backup/storage", {"path": str(store)})
+        assert status == 200, body
+        status, job = await browser.api(
+            "POST",
+            "/api/v1/backup/jobs",
+            {"name": "n", "selector": "tag", "targets": ["xk-test"], "pool_id": str(pool.id)},
+        )
+        assert status == 201, job
+        status, started = await browser.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
+        assert (await wait_run(browser, started["run_id"]))["status"] == "success"
+
+        # A backup whose snapshot the pool refuses.
+        await client.call(
+            "sim.inject_fault", "fail_call", {"method": "VM.snapshot", "error": ["TOO_BUSY"]}
+        )
+        status, started = await browser.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
+        failed = await wait_run(browser, started["run_id"])
+        await client.call("sim.clear_faults")
+        assert failed["status"] == "failed", failed
+        status, html, _ = await browser.get(f"/backup/runs/{failed['id']}")
+        assert status == 200, html
+        assert "TOO_BUSY" in html and 'id="report"' in html
+
+        # A restore to an SR the pool does not have.
+        status, points = await browser.api("GET", f"/api/v1/backup/vms/{vm.uuid}/points")
+        status, started = await browser.api(
+            "POST",
+            "/api/v1/backup/restore",
+            {
+                "vm_uuid": vm.uuid,
+                "point_id": points["points"][0]["id"],
+                "pool_id": str(pool.id),
+                "sr_uuid": "00000000-0000-4000-8000-000000000000",
+            },
+        )
+        assert status == 202, started
+        failed = await wait_run(browser, started["run_id"])
+        assert failed["status"] == "failed", failed
+        status, html, _ = await browser.get(f"/backup/runs/{failed['id']}")
+        assert status == 200, html
+        assert "UUID_INVALID" in html or "HANDLE_INVALID" in html, failed["error"]
+        status, html, _ = await browser.get("/backup")
+        assert status == 200 and "failed" in html
+    finally:
+        await client.close()
