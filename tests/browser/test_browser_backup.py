@@ -80,6 +80,7 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
             "POST", "/api/v1/pools", {"url": sim.url, "username": "root", "password": "demo"}
         )
         assert status == 201, body
+        pool_id = body["pool"]["id"]
 
         # Backup storage on an existing directory.
         store = tmp_path / "store"
@@ -130,7 +131,7 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
 
         # Restore the point as a new VM.
         ui.open(f"/backup/restore?vm={vm_uuid}")
-        ui.fill("sr_uuid", sr_uuid)
+        ui.choose_value("target", f"{pool_id}:{sr_uuid}")
         ui.fill("name", "restored in the browser")
         ui.click_primary()
         assert ui.path().startswith("/backup/runs/")

@@ -143,6 +143,10 @@ class UI:
         """Pick an entry of a drop-down list by what it shows."""
         Select(self.wait_for(f"#f-{name}")).select_by_visible_text(visible_text)
 
+    def choose_value(self, name: str, value: str) -> None:
+        """Pick an entry of a drop-down list by the value it submits."""
+        Select(self.wait_for(f"#f-{name}")).select_by_value(value)
+
     def text(self, css: str) -> str:
         """The visible text of an element."""
         return str(self.wait_for(css).text)

@@ -16,6 +16,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from xenkeep.errors import ValidationError, XenKeepError
+from xenkeep.units import human_bytes
 from xenkeep.web import keys
 from xenkeep.web.access import admin
 from xenkeep.web.flash import redirect
@@ -33,6 +34,29 @@ def _int_param(request: web.Request, name: str) -> int:
 async def _pool_choices(request: web.Request) -> list[tuple[str, str]]:
     pools = keys.pools(request.app)
     return [(str(p.id), p.name) for p in await pools.pools()]
+
+
+# SR types that hold no VM disks: ISO libraries and removable devices.
+_NOT_FOR_DISKS = frozenset({"iso", "udev"})
+
+
+async def _restore_targets(request: web.Request) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Per pool, the SRs a disk can be restored to: (``pool_id:sr_uuid``, label)."""
+    pools = keys.pools(request.app)
+    out = []
+    for pool in await pools.pools():
+        srs = [sr for sr in pools.summary(pool.id)["srs"] if sr["type"] not in _NOT_FOR_DISKS]
+        choices = [
+            (
+                f"{pool.id}:{sr['uuid']}",
+                f"{sr['name'] or sr['uuid']} ({sr['type']}, "
+                f"{human_bytes(max(0, sr['size'] - sr['used']))} free)",
+            )
+            for sr in sorted(srs, key=lambda sr: str(sr["name"]).lower())
+        ]
+        if choices:
+            out.append((pool.name, choices))
+    return out
 
 
 # --- JSON API -----------------------------------------------------------------------
@@ -512,7 +536,7 @@ async def _restore_page(
         "vms": vms,
         "vm_uuid": vm_uuid,
         "points": points,
-        "pools": await _pool_choices(request),
+        "targets": await _restore_targets(request),
         "error": error,
     }
     return aiohttp_jinja2.render_template("backup/restore.html", request, context, status=status)
@@ -529,6 +553,9 @@ async def restore_submit(request: web.Request) -> web.StreamResponse:
     """Start a restore and show its progress."""
     form: dict[str, Any] = dict(await form_fields(request))
     form["with_networks"] = form.get("with_networks") == "on"
+    # The page picks pool and SR in one list; the service takes them apart.
+    if "target" in form:
+        form["pool_id"], _, form["sr_uuid"] = str(form.pop("target")).partition(":")
     try:
         run_id = await keys.backup(request.app).restore(form)
     except ValidationError as exc:

@@ -100,14 +100,15 @@ async def test_backup_and_restore_through_the_api_and_pages(
         sr_ref = await client.call("pool.get_default_SR", (await client.call("pool.get_all"))[0])
         sr = await client.call("SR.get_uuid", sr_ref)
 
-        # Restore through the form, as the UI does.
+        # Restore through the form, as the UI does: pool and SR are one choice.
+        status, html, _ = await browser.get(f"/backup/restore?vm={vm.uuid}")
+        assert f'<option value="{pool.id}:{sr}">' in html, html
         status, _text, resp = await browser.post_form(
             "/backup/restore",
             {
                 "vm_uuid": vm.uuid,
                 "point_id": points["points"][0]["id"],
-                "pool_id": str(pool.id),
-                "sr_uuid": sr,
+                "target": f"{pool.id}:{sr}",
                 "name": "restored from the web",
             },
         )
