@@ -51,7 +51,7 @@
     ]));
     const srs = pool.srs.map((s) => el("tr", {}, [
       el("td", { text: s.name }),
-      el("td", { text: s.type + (s.shared ? ", shared" : "") }),
+      el("td", { text: s.type + (s.shared ? ", shared" : s.host ? ", on " + s.host : "") }),
       usage(s.used, s.size, s.used_percent),
     ]));
     const vms = pool.vms.map((v) => el("tr", { "data-vm": v.uuid }, [

@@ -49,7 +49,8 @@ async def _restore_targets(request: web.Request) -> list[tuple[str, list[tuple[s
         choices = [
             (
                 f"{pool.id}:{sr['uuid']}",
-                f"{sr['name'] or sr['uuid']} ({sr['type']}, "
+                f"{sr['name'] or sr['uuid']}{' on ' + sr['host'] if sr['host'] else ''} "
+                f"({sr['type']}, "
                 f"{human_bytes(max(0, sr['size'] - sr['used']))} free)",
             )
             for sr in sorted(srs, key=lambda sr: str(sr["name"]).lower())

@@ -43,16 +43,26 @@ def pool_summary(cache: ObjectCache) -> dict[str, Any]:
         for ref, h in hosts_by_ref.items()
     ]
 
+    # A local SR is plugged into one host; pools name them all "Local storage".
+    sr_hosts: dict[str, set[str]] = {}
+    for pbd in cache.all("PBD").values():
+        host = hosts_by_ref.get(str(pbd.get("host", "")))
+        if host is not None:
+            sr_hosts.setdefault(str(pbd.get("SR", "")), set()).add(host.get("name_label", ""))
+
     srs = []
-    for sr in cache.all("SR").values():
+    for sr_ref, sr in cache.all("SR").items():
         size = _int(sr.get("physical_size"))
         used = _int(sr.get("physical_utilisation"))
+        shared = bool(sr.get("shared", False))
+        on = sorted(sr_hosts.get(sr_ref, ()))
         srs.append(
             {
                 "uuid": sr.get("uuid", ""),
                 "name": sr.get("name_label", ""),
                 "type": sr.get("type", ""),
-                "shared": bool(sr.get("shared", False)),
+                "shared": shared,
+                "host": on[0] if not shared and len(on) == 1 else "",
                 "size": size,
                 "used": used,
                 "allocated": _int(sr.get("virtual_allocation")),

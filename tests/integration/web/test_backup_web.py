@@ -103,6 +103,9 @@ async def test_backup_and_restore_through_the_api_and_pages(
         # Restore through the form, as the UI does: pool and SR are one choice.
         status, html, _ = await browser.get(f"/backup/restore?vm={vm.uuid}")
         assert f'<option value="{pool.id}:{sr}">' in html, html
+        # The demo's two local SRs are both "Local storage": the host tells them apart.
+        assert "Local storage on xcp-host-1 (ext, " in html
+        assert "Local storage on xcp-host-2 (ext, " in html
         status, _text, resp = await browser.post_form(
             "/backup/restore",
             {

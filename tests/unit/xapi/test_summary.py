@@ -43,6 +43,9 @@ def cache() -> ObjectCache:
                 physical_utilisation="0",
                 virtual_allocation="0",
             ),
+            ev("pbd", "pb1", SR="sr1", host="h2"),
+            ev("pbd", "pb-iso1", SR="iso", host="h1"),
+            ev("pbd", "pb-iso2", SR="iso", host="h2"),
             ev("vdi", "d1", virtual_size=str(10 * GiB), physical_utilisation=str(2 * GiB)),
             ev("vdi", "d2", virtual_size=str(30 * GiB), physical_utilisation=str(3 * GiB)),
             ev("vdi", "cd", virtual_size=str(GiB), physical_utilisation=str(GiB)),
@@ -81,7 +84,7 @@ def cache() -> ObjectCache:
             ev("vm", "s", name_label="web snap", is_a_snapshot=True),
             ev("vm", "dom0", name_label="Control domain", is_control_domain=True),
         ],
-        ["pool", "host", "SR", "VDI", "VBD", "VM"],
+        ["pool", "host", "SR", "PBD", "VDI", "VBD", "VM"],
     )
     return c
 
@@ -97,6 +100,8 @@ def test_summary() -> None:
     assert local["used_percent"] == 25.0 and local["allocated"] == 300 * GiB
     iso = next(sr for sr in s["srs"] if sr["name"] == "ISOs")
     assert iso["used_percent"] is None
+    # A local SR says which host it is on; a shared one is on all of them.
+    assert local["host"] == "xen2" and iso["host"] == ""
     assert [v["name"] for v in s["vms"]] == ["DB", "web"]
     web = s["vms"][1]
     assert web["host"] == "xen2" and web["vcpus"] == 2 and web["memory"] == 4 * GiB
