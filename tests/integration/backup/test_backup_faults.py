@@ -4,8 +4,6 @@ incomplete restore point, and leaves the existing points intact."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 
 from tests.integration.backup.conftest import POOL_ID, TestVm, job_input, sr_uuid
 from tests.integration.backup.test_backup_runs import restore_disk_sha
+from tests.support.mounts import mounted_tmpfs
 from xenkeep.backup.manager import BackupManager
 from xenkeep.errors import ConflictError
 from xenkeep.xapi.client import XapiClient
@@ -125,15 +124,8 @@ async def test_sr_full_on_restore(manager: BackupManager, client: XapiClient, vm
 @pytest.fixture
 def small_datastore(tmp_path: Path) -> Iterator[Path]:
     """A 7 MiB tmpfs: room for one small full, not for a big delta."""
-    if os.geteuid() != 0:
-        pytest.fail("this test needs root to mount a small filesystem")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=7m", "tmpfs", str(mnt)], check=True)
-    try:
+    with mounted_tmpfs(tmp_path / "small", "7m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.root
@@ -189,6 +181,8 @@ async def test_storage_is_not_swapped_under_a_run(
     before = (await manager.storage_status())["path"]
     other = tmp_path / "other-store"
     other.mkdir()
+    # Enough changed data that the throttled delta is still running below.
+    await vm.write(0, vm.rng.randbytes(4 * MiB))
     run_id = await start_slow_run(manager, client, job_id)
     with pytest.raises(ConflictError, match="while a backup or restore runs"):
         await manager.use_directory(str(other))
