@@ -7,7 +7,6 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.mounts import mounted_image, mounted_tmpfs
 from xapisim import storage
 
 GiB = 1024**3
@@ -66,19 +66,8 @@ def test_changed_and_nonzero_blocks(tmp_path: Path) -> None:
 
 @pytest.fixture
 def xfs_reflink(tmp_path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0 or shutil.which("mkfs.xfs") is None:
-        pytest.skip("needs root and xfsprogs")
-    image = tmp_path / "xfs.img"
-    with image.open("wb") as f:
-        f.truncate(1 * GiB)
-    subprocess.run(["mkfs.xfs", "-q", "-f", "-m", "reflink=1", str(image)], check=True)
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    try:
+    with mounted_image(tmp_path / "mnt", "xfs", 1 * GiB) as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 @pytest.mark.root
@@ -244,15 +233,8 @@ def test_delta_equals_reading_on_any_filesystem(
 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "tmpfs"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], check=True)
-    try:
+    with mounted_tmpfs(tmp_path / "tmpfs", "64m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 @pytest.mark.root

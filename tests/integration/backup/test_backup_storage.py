@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 from pathlib import Path
 
-import pytest
-
+from tests.support.mounts import mounted_tmpfs
 from xenkeep.backup.manager import DATASTORE_KEY, BackupManager
 from xenkeep.backup.pools import StaticPools
 from xenkeep.store import open_database
@@ -39,12 +36,7 @@ async def test_a_missing_backup_disk_is_reported_at_start(tmp_path: Path) -> Non
 
 
 def test_an_almost_full_storage_is_flagged(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small filesystem needs root")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
-    try:
+    with mounted_tmpfs(tmp_path / "small", "16m") as mnt:
 
         async def status() -> dict[str, object]:
             db = await open_database(tmp_path / "x.db")
@@ -60,5 +52,3 @@ def test_an_almost_full_storage_is_flagged(tmp_path: Path) -> None:
         with (mnt / "filler").open("wb") as f:
             f.write(b"\1" * (15 << 20))
         assert asyncio.run(status())["low_space"] is True
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)

@@ -12,36 +12,23 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.mounts import mounted_image, mounted_tmpfs
 from tests.unit.repo.repo_testlib import VM, MiB, RefDisk, qemu_raw, read_point
 from xenkeep.repo import merge
 from xenkeep.repo.datastore import Datastore
 
-MKFS = {
-    "xfs": ["mkfs.xfs", "-q", "-f", "-m", "reflink=1"],
-    "btrfs": ["mkfs.btrfs", "-q", "-f"],
-    "ext4": ["mkfs.ext4", "-q", "-F"],
-}
 SHARING = {"xfs": True, "btrfs": True, "ext4": False, "tmpfs": False}
 
 
 def mount_fs(fs: str, tmp_path: Path) -> Iterator[Path]:
     """Mount a fresh filesystem of type ``fs`` and unmount it afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting loop images needs root")
     mnt = tmp_path / f"mnt-{fs}"
-    mnt.mkdir()
     if fs == "tmpfs":
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700m", "tmpfs", str(mnt)], check=True)
+        with mounted_tmpfs(mnt, "700m"):
+            yield mnt
     else:
-        img = tmp_path / f"{fs}.img"
-        with img.open("wb") as f:
-            f.truncate(1 << 30)
-        subprocess.run([*MKFS[fs], str(img)], check=True, capture_output=True)
-        subprocess.run(["mount", "-o", "loop", str(img), str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+        with mounted_image(mnt, fs, 1 << 30):
+            yield mnt
 
 
 @pytest.fixture(params=["xfs", "btrfs", "ext4", "tmpfs"])
