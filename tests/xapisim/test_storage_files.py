@@ -173,13 +173,18 @@ PROPERTY = settings(
 )
 
 
-@pytest.mark.root
-@PROPERTY
-@given(
+# Edits before the base snapshot, between the two snapshots, and to the
+# live disk after the second (which must not matter).
+EDITS = given(
     first=st.lists(ops, max_size=8),
     second=st.lists(ops, max_size=5),
     after=st.lists(ops, max_size=3),
 )
+
+
+@pytest.mark.root
+@PROPERTY
+@EDITS
 def test_delta_by_extent_map_equals_reading_on_xfs(
     xfs_reflink: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -217,11 +222,7 @@ def test_delta_reads_only_the_changed_blocks_on_xfs(xfs_reflink: Path) -> None:
 
 
 @PROPERTY
-@given(
-    first=st.lists(ops, max_size=8),
-    second=st.lists(ops, max_size=5),
-    after=st.lists(ops, max_size=3),
-)
+@EDITS
 def test_delta_equals_reading_on_any_filesystem(
     tmp_path: Path, first: list[Op], second: list[Op], after: list[Op]
 ) -> None:

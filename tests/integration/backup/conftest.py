@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.web import Browser
 from xapisim import RunningSimulator, start_simulator
 from xenkeep.backup.manager import BackupManager
 from xenkeep.backup.pools import StaticPools
@@ -236,3 +237,20 @@ async def sr_uuid(client: XapiClient) -> str:
     pool = (await client.call("pool.get_all"))[0]
     sr = await client.call("pool.get_default_SR", pool)
     return str(await client.call("SR.get_uuid", sr))
+
+
+async def storage_and_job(
+    browser: Browser, pool_id: int, store: Path, name: str, **job: Any
+) -> dict[str, Any]:
+    """Through the API: make ``store`` the backup storage and create a job over
+    the tagged test VMs (``job`` adds fields); the job as the API returns it."""
+    store.mkdir()
+    status, body = await browser.api("POST", "/api/v1/backup/storage", {"path": str(store)})
+    assert status == 200, body
+    status, created = await browser.api(
+        "POST",
+        "/api/v1/backup/jobs",
+        {"name": name, "selector": "tag", "targets": ["xk-test"], "pool_id": str(pool_id), **job},
+    )
+    assert status == 201, created
+    return dict(created)

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.backup.conftest import TestVm, backup_demo_state, client, make_vm, sim
+from tests.integration.backup.conftest import (
+    TestVm,
+    backup_demo_state,
+    client,
+    make_vm,
+    sim,
+    storage_and_job,
+)
 from tests.support.web import Browser, complete_setup
 from xapisim import RunningSimulator
 from xenkeep import cli
@@ -106,22 +113,9 @@ async def appliance(
     pool = await keys.pools(daemon.app).add(sim.url, "root", "demo")
     vm = await make_vm(client, sim, "cli-backup-01")
     store = tmp_path / "store"
-    store.mkdir()
-    status, body = await browser.api("POST", "/api/v1/backup/storage", {"path": str(store)})
-    assert status == 200, body
-    status, job = await browser.api(
-        "POST",
-        "/api/v1/backup/jobs",
-        {
-            "name": "nightly",
-            "selector": "tag",
-            "targets": ["xk-test"],
-            "pool_id": str(pool.id),
-            "schedule": "0 3 * * *",
-            "retention": 3,
-        },
+    job = await storage_and_job(
+        browser, pool.id, store, "nightly", schedule="0 3 * * *", retention=3
     )
-    assert status == 201, job
     yield Appliance(
         server=daemon,
         browser=browser,

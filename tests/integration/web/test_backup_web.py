@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from tests.integration.backup.conftest import make_vm, vdi_sha256
+from tests.integration.backup.conftest import make_vm, storage_and_job, vdi_sha256
 from tests.support.web import Browser, complete_setup
 from xapisim import RunningSimulator, start_simulator
 from xenkeep.config import Settings
 from xenkeep.web import keys
 from xenkeep.xapi.client import XapiClient
+from xenkeep.xapi.manager import Pool
 
 
 @pytest.fixture
@@ -24,6 +25,18 @@ async def pool_sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
     running = await start_simulator(tmp_path / "pool", demo=True)
     yield running
     await running.close()
+
+
+@pytest.fixture
+async def admin_pool(
+    browser: Browser, settings: Settings, pool_sim: RunningSimulator
+) -> AsyncIterator[tuple[Pool, XapiClient]]:
+    """After the wizard, with the simulator's pool added; a client of that pool."""
+    await complete_setup(browser, settings)
+    pool = await keys.pools(browser.server.app).add(pool_sim.url, "root", "demo")
+    client = XapiClient(pool_sim.url, "root", "demo")
+    yield pool, client
+    await client.close()
 
 
 async def wait_run(browser: Browser, run_id: int) -> dict[str, Any]:
@@ -37,99 +50,96 @@ async def wait_run(browser: Browser, run_id: int) -> dict[str, Any]:
 
 
 async def test_backup_and_restore_through_the_api_and_pages(
-    browser: Browser, settings: Settings, pool_sim: RunningSimulator, tmp_path: Path
+    browser: Browser,
+    pool_sim: RunningSimulator,
+    admin_pool: tuple[Pool, XapiClient],
+    tmp_path: Path,
 ) -> None:
-    await complete_setup(browser, settings)
-    app = browser.server.app
-    pool = await keys.pools(app).add(pool_sim.url, "root", "demo")
-    client = XapiClient(pool_sim.url, "root", "demo")
-    try:
-        vm = await make_vm(client, pool_sim, "web-backup-01")
-        want = await vm.sha256()
+    pool, client = admin_pool
+    vm = await make_vm(client, pool_sim, "web-backup-01")
+    want = await vm.sha256()
 
-        store = tmp_path / "store"
-        store.mkdir()
-        status, body = await browser.api("POST", "/api/v1/backup/storage", {"path": str(store)})
-        assert status == 200, body
-        assert body["configured"] and body["capacity"] > 0 and "reflink" in body
+    store = tmp_path / "store"
+    store.mkdir()
+    status, body = await browser.api("POST", "/api/v1/backup/storage", {"path": str(store)})
+    assert status == 200, body
+    assert body["configured"] and body["capacity"] > 0 and "reflink" in body
 
-        status, job = await browser.api(
-            "POST",
-            "/api/v1/backup/jobs",
-            {
-                "name": "nightly",
-                "selector": "tag",
-                "targets": ["xk-test"],
-                "pool_id": str(pool.id),
-                "schedule": "0 3 * * *",
-                "retention": 3,
-            },
-        )
-        assert status == 201, job
-        assert job["next_run"] is not None
+    status, job = await browser.api(
+        "POST",
+        "/api/v1/backup/jobs",
+        {
+            "name": "nightly",
+            "selector": "tag",
+            "targets": ["xk-test"],
+            "pool_id": str(pool.id),
+            "schedule": "0 3 * * *",
+            "retention": 3,
+        },
+    )
+    assert status == 201, job
+    assert job["next_run"] is not None
 
-        status, bad = await browser.api(
-            "POST", "/api/v1/backup/jobs", {"name": "x", "selector": "tag", "pool_id": "1"}
-        )
-        assert status == 400 and bad["error"]["code"] == "invalid_input"
+    status, bad = await browser.api(
+        "POST", "/api/v1/backup/jobs", {"name": "x", "selector": "tag", "pool_id": "1"}
+    )
+    assert status == 400 and bad["error"]["code"] == "invalid_input"
 
-        status, started = await browser.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
-        assert status == 202, started
-        run = await wait_run(browser, started["run_id"])
-        assert run["status"] == "success", run
-        assert run["report"]["pool"] == pool.name
-        [row] = run["report"]["vms"]
-        assert row["transfers"] == {"0": "full"}
-        assert any(t["disk_key"] == "0" and t["bytes"] > 0 for t in run["tasks"])
+    status, started = await browser.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
+    assert status == 202, started
+    run = await wait_run(browser, started["run_id"])
+    assert run["status"] == "success", run
+    assert run["report"]["pool"] == pool.name
+    [row] = run["report"]["vms"]
+    assert row["transfers"] == {"0": "full"}
+    assert any(t["disk_key"] == "0" and t["bytes"] > 0 for t in run["tasks"])
 
-        # The pages render what the API says.
-        status, html, _ = await browser.get("/backup")
-        assert status == 200 and "nightly" in html and "success" in html
-        status, html, _ = await browser.get(f"/backup/runs/{run['id']}")
-        assert status == 200 and "first backup of this VM" in html
-        assert "backup.js" in html and "<script>" not in html
-        status, html, _ = await browser.get("/backup/storage")
-        assert status == 200 and vm.uuid in html and "web-backup-01</a>" in html
-        status, html, _ = await browser.get(f"/backup/restore?vm={vm.uuid}")
-        assert status == 200 and 'name="point_id"' in html
-        status, html, _ = await browser.get(f"/backup/jobs/{job['id']}")
-        assert status == 200 and 'value="nightly"' in html
+    # The pages render what the API says.
+    status, html, _ = await browser.get("/backup")
+    assert status == 200 and "nightly" in html and "success" in html
+    status, html, _ = await browser.get(f"/backup/runs/{run['id']}")
+    assert status == 200 and "first backup of this VM" in html
+    assert "backup.js" in html and "<script>" not in html
+    status, html, _ = await browser.get("/backup/storage")
+    assert status == 200 and vm.uuid in html and "web-backup-01</a>" in html
+    status, html, _ = await browser.get(f"/backup/restore?vm={vm.uuid}")
+    assert status == 200 and 'name="point_id"' in html
+    status, html, _ = await browser.get(f"/backup/jobs/{job['id']}")
+    assert status == 200 and 'value="nightly"' in html
 
-        status, points = await browser.api("GET", f"/api/v1/backup/vms/{vm.uuid}/points")
-        assert status == 200 and len(points["points"]) == 1
-        sr_ref = await client.call("pool.get_default_SR", (await client.call("pool.get_all"))[0])
-        sr = await client.call("SR.get_uuid", sr_ref)
+    status, points = await browser.api("GET", f"/api/v1/backup/vms/{vm.uuid}/points")
+    assert status == 200 and len(points["points"]) == 1
+    sr_ref = await client.call("pool.get_default_SR", (await client.call("pool.get_all"))[0])
+    sr = await client.call("SR.get_uuid", sr_ref)
 
-        # Restore through the form, as the UI does: pool and SR are one choice.
-        status, html, _ = await browser.get(f"/backup/restore?vm={vm.uuid}")
-        assert f'<option value="{pool.id}:{sr}">' in html, html
-        # The demo's two local SRs are both "Local storage": the host tells them apart.
-        assert "Local storage on xcp-host-1 (ext, " in html
-        assert "Local storage on xcp-host-2 (ext, " in html
-        status, _text, resp = await browser.post_form(
-            "/backup/restore",
-            {
-                "vm_uuid": vm.uuid,
-                "point_id": points["points"][0]["id"],
-                "target": f"{pool.id}:{sr}",
-                "name": "restored from the web",
-            },
-        )
-        assert status == 303, _text
-        run_id = int(resp.headers["Location"].rsplit("/", 1)[1])
-        restored = await wait_run(browser, run_id)
-        assert restored["status"] == "success", restored
-        new_vm = restored["report"]["new_vm"]
-        vbd = (await client.call("VM.get_VBDs", new_vm))[0]
-        assert await vdi_sha256(client, await client.call("VBD.get_VDI", vbd)) == want
-        # The finished restore's page says what was restored into what.
-        status, html, _ = await browser.get(f"/backup/runs/{run_id}")
-        assert status == 200, html
-        new_uuid = await client.call("VM.get_uuid", new_vm)
-        assert 'id="report-into"' in html and new_uuid in html
-        assert f"into new VM {new_uuid} (1 disk)" in html  # the log's summary line
-    finally:
-        await client.close()
+    # Restore through the form, as the UI does: pool and SR are one choice.
+    status, html, _ = await browser.get(f"/backup/restore?vm={vm.uuid}")
+    assert f'<option value="{pool.id}:{sr}">' in html, html
+    # The demo's two local SRs are both "Local storage": the host tells them apart.
+    assert "Local storage on xcp-host-1 (ext, " in html
+    assert "Local storage on xcp-host-2 (ext, " in html
+    status, _text, resp = await browser.post_form(
+        "/backup/restore",
+        {
+            "vm_uuid": vm.uuid,
+            "point_id": points["points"][0]["id"],
+            "target": f"{pool.id}:{sr}",
+            "name": "restored from the web",
+        },
+    )
+    assert status == 303, _text
+    run_id = int(resp.headers["Location"].rsplit("/", 1)[1])
+    restored = await wait_run(browser, run_id)
+    assert restored["status"] == "success", restored
+    new_vm = restored["report"]["new_vm"]
+    vbd = (await client.call("VM.get_VBDs", new_vm))[0]
+    assert await vdi_sha256(client, await client.call("VBD.get_VDI", vbd)) == want
+    # The finished restore's page says what was restored into what.
+    status, html, _ = await browser.get(f"/backup/runs/{run_id}")
+    assert status == 200, html
+    new_uuid = await client.call("VM.get_uuid", new_vm)
+    assert 'id="report-into"' in html and new_uuid in html
+    assert f"into new VM {new_uuid} (1 disk)" in html  # the log's summary line
 
 
 async def test_job_form_validation_and_storage_errors(browser: Browser, settings: Settings) -> None:
@@ -203,102 +213,82 @@ async def test_disks_without_the_privileged_helper(browser: Browser, settings: S
 
 
 async def test_run_progress_is_pushed_until_the_run_ends(
-    browser: Browser, settings: Settings, pool_sim: RunningSimulator, tmp_path: Path
+    browser: Browser,
+    pool_sim: RunningSimulator,
+    admin_pool: tuple[Pool, XapiClient],
+    tmp_path: Path,
 ) -> None:
-    await complete_setup(browser, settings)
-    pool = await keys.pools(browser.server.app).add(pool_sim.url, "root", "demo")
-    client = XapiClient(pool_sim.url, "root", "demo")
-    try:
-        await make_vm(client, pool_sim, "pushed-01", size=4 * 1024 * 1024)
-        (tmp_path / "store").mkdir()
-        await browser.api("POST", "/api/v1/backup/storage", {"path": str(tmp_path / "store")})
-        status, job = await browser.api(
-            "POST",
-            "/api/v1/backup/jobs",
-            {"name": "pushed", "selector": "tag", "targets": ["xk-test"], "pool_id": str(pool.id)},
-        )
-        assert status == 201, job
-        # Slow enough that the export is seen moving.
-        await client.call("sim.inject_fault", "throttle", {"bytes_per_second": 1024 * 1024})
-        status, started = await browser.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
-        assert status == 202, started
-        run_id = started["run_id"]
+    pool, client = admin_pool
+    await make_vm(client, pool_sim, "pushed-01", size=4 * 1024 * 1024)
+    job = await storage_and_job(browser, pool.id, tmp_path / "store", "pushed")
+    # Slow enough that the export is seen moving.
+    await client.call("sim.inject_fault", "throttle", {"bytes_per_second": 1024 * 1024})
+    status, started = await browser.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
+    assert status == 202, started
+    run_id = started["run_id"]
 
-        status, _ = await browser.api("GET", "/api/v1/backup/runs/999999/events")
-        assert status == 404
-        events: list[dict[str, Any]] = []
-        async with browser.session.get(browser.url(f"/api/v1/backup/runs/{run_id}/events")) as r:
-            assert r.status == 200 and r.headers["Content-Type"] == "text/event-stream"
-            kind = ""
-            # The stream ends by itself once the run has finished.
-            async for raw in r.content:
-                line = raw.decode().rstrip("\n")
-                if line.startswith("event: "):
-                    kind = line[7:]
-                elif line.startswith("data: ") and kind == "run":
-                    events.append(json.loads(line[6:]))
-        assert events[-1]["status"] == "success", events[-1]
-        assert any(e["status"] == "running" for e in events)
-        exported = [t["bytes"] for e in events for t in e["tasks"] if t["disk_key"] == "0"]
-        assert len({b for b in exported if b}) >= 2, exported  # bytes seen growing
-        ids = [line["id"] for e in events for line in e["log"]]
-        assert ids == sorted(set(ids)) and ids, ids  # every log line once, in order
-    finally:
-        await client.close()
+    status, _ = await browser.api("GET", "/api/v1/backup/runs/999999/events")
+    assert status == 404
+    events: list[dict[str, Any]] = []
+    async with browser.session.get(browser.url(f"/api/v1/backup/runs/{run_id}/events")) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "text/event-stream"
+        kind = ""
+        # The stream ends by itself once the run has finished.
+        async for raw in r.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: ") and kind == "run":
+                events.append(json.loads(line[6:]))
+    assert events[-1]["status"] == "success", events[-1]
+    assert any(e["status"] == "running" for e in events)
+    exported = [t["bytes"] for e in events for t in e["tasks"] if t["disk_key"] == "0"]
+    assert len({b for b in exported if b}) >= 2, exported  # bytes seen growing
+    ids = [line["id"] for e in events for line in e["log"]]
+    assert ids == sorted(set(ids)) and ids, ids  # every log line once, in order
 
 
 async def test_failed_runs_and_restores_render_their_cause(
-    browser: Browser, settings: Settings, pool_sim: RunningSimulator, tmp_path: Path
+    browser: Browser,
+    pool_sim: RunningSimulator,
+    admin_pool: tuple[Pool, XapiClient],
+    tmp_path: Path,
 ) -> None:
-    await complete_setup(browser, settings)
-    pool = await keys.pools(browser.server.app).add(pool_sim.url, "root", "demo")
-    client = XapiClient(pool_sim.url, "root", "demo")
-    try:
-        vm = await make_vm(client, pool_sim, "web-backup-02")
-        store = tmp_path / "store"
-        store.mkdir()
-        status, body = await browser.api("POST", "/api/v1/backup/storage", {"path": str(store)})
-        assert status == 200, body
-        status, job = await browser.api(
-            "POST",
-            "/api/v1/backup/jobs",
-            {"name": "n", "selector": "tag", "targets": ["xk-test"], "pool_id": str(pool.id)},
-        )
-        assert status == 201, job
-        status, started = await browser.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
-        assert (await wait_run(browser, started["run_id"]))["status"] == "success"
+    pool, client = admin_pool
+    vm = await make_vm(client, pool_sim, "web-backup-02")
+    job = await storage_and_job(browser, pool.id, tmp_path / "store", "n")
+    status, started = await browser.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
+    assert (await wait_run(browser, started["run_id"]))["status"] == "success"
 
-        # A backup whose snapshot the pool refuses.
-        await client.call(
-            "sim.inject_fault", "fail_call", {"method": "VM.snapshot", "error": ["TOO_BUSY"]}
-        )
-        status, started = await browser.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
-        failed = await wait_run(browser, started["run_id"])
-        await client.call("sim.clear_faults")
-        assert failed["status"] == "failed", failed
-        status, html, _ = await browser.get(f"/backup/runs/{failed['id']}")
-        assert status == 200, html
-        assert "TOO_BUSY" in html and 'id="report"' in html
+    # A backup whose snapshot the pool refuses.
+    await client.call(
+        "sim.inject_fault", "fail_call", {"method": "VM.snapshot", "error": ["TOO_BUSY"]}
+    )
+    status, started = await browser.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
+    failed = await wait_run(browser, started["run_id"])
+    await client.call("sim.clear_faults")
+    assert failed["status"] == "failed", failed
+    status, html, _ = await browser.get(f"/backup/runs/{failed['id']}")
+    assert status == 200, html
+    assert "TOO_BUSY" in html and 'id="report"' in html
 
-        # A restore to an SR the pool does not have.
-        status, points = await browser.api("GET", f"/api/v1/backup/vms/{vm.uuid}/points")
-        status, started = await browser.api(
-            "POST",
-            "/api/v1/backup/restore",
-            {
-                "vm_uuid": vm.uuid,
-                "point_id": points["points"][0]["id"],
-                "pool_id": str(pool.id),
-                "sr_uuid": "00000000-0000-4000-8000-000000000000",
-            },
-        )
-        assert status == 202, started
-        failed = await wait_run(browser, started["run_id"])
-        assert failed["status"] == "failed", failed
-        status, html, _ = await browser.get(f"/backup/runs/{failed['id']}")
-        assert status == 200, html
-        assert "UUID_INVALID" in html or "HANDLE_INVALID" in html, failed["error"]
-        status, html, _ = await browser.get("/backup")
-        assert status == 200 and "failed" in html
-    finally:
-        await client.close()
+    # A restore to an SR the pool does not have.
+    status, points = await browser.api("GET", f"/api/v1/backup/vms/{vm.uuid}/points")
+    status, started = await browser.api(
+        "POST",
+        "/api/v1/backup/restore",
+        {
+            "vm_uuid": vm.uuid,
+            "point_id": points["points"][0]["id"],
+            "pool_id": str(pool.id),
+            "sr_uuid": "00000000-0000-4000-8000-000000000000",
+        },
+    )
+    assert status == 202, started
+    failed = await wait_run(browser, started["run_id"])
+    assert failed["status"] == "failed", failed
+    status, html, _ = await browser.get(f"/backup/runs/{failed['id']}")
+    assert status == 200, html
+    assert "UUID_INVALID" in html or "HANDLE_INVALID" in html, failed["error"]
+    status, html, _ = await browser.get("/backup")
+    assert status == 200 and "failed" in html
