@@ -106,9 +106,9 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
         sim.run(xapi("sim.inject_fault", "throttle", {"bytes_per_second": 256 << 10}))
         ui.submit(ui.driver.find_element(By.CSS_SELECTOR, "#jobs-table button.run-now"))
         assert ui.path().startswith("/backup/runs/")
-        seen_bytes = False
+        seen_bytes = seen_vm = False
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not seen_bytes:
+        while time.monotonic() < deadline and not (seen_bytes and seen_vm):
             for row in ui.driver.find_elements(By.CSS_SELECTOR, "#tasks-table tbody tr"):
                 try:
                     tds = row.find_elements(By.TAG_NAME, "td")
@@ -120,8 +120,13 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
                     assert PROGRESS_TEXT.fullmatch(cells[5]), cells
                     assert cells[6].endswith("/s"), cells
                     seen_bytes = cells[4] == "full"
+                elif cells[1:2] == [""] and done > 0 and cells[2] == "export":
+                    # The VM's own row adds up its disks while they move.
+                    assert PROGRESS_TEXT.fullmatch(cells[5]), cells
+                    seen_vm = True
             time.sleep(0.1)
         assert seen_bytes, "no live progress was shown for disk 0"
+        assert seen_vm, "the VM's row showed no progress while its disk moved"
         ui.shot("backup-03-run-progress")
         sim.run(xapi("sim.clear_faults"))
         wait_text(ui, "#run-status", "success")

@@ -290,7 +290,9 @@ class BackupHistory:
         rows = await self.db.fetchall(
             "SELECT * FROM backup_tasks WHERE run_id = ? ORDER BY id", (run_id,)
         )
-        return [dict(r) for r in rows]
+        tasks = [dict(r) for r in rows]
+        _sum_running_vms(tasks)
+        return tasks
 
     # ------------------------------------------------------------------- log
 
@@ -319,3 +321,28 @@ def _run_dict(row: Any) -> dict[str, Any]:
     d["report"] = json.loads(d.get("report") or "{}")
     d["params"] = json.loads(d.get("params") or "{}")
     return d
+
+
+def _sum_running_vms(tasks: list[dict[str, Any]]) -> None:
+    """Give each running VM task the sum of its disks' progress.
+
+    The runner writes a VM's own totals only when it ends; meanwhile its row
+    would read zero while its disks move. Bytes and totals add up, speeds of
+    the disks moving now add up, and the VM is done when its slowest disk is.
+    """
+    disks: dict[int, list[dict[str, Any]]] = {}
+    for t in tasks:
+        if t.get("parent_id") is not None:
+            disks.setdefault(int(t["parent_id"]), []).append(t)
+    for t in tasks:
+        children = disks.get(int(t["id"]))
+        if not children or t.get("status") != RunStatus.RUNNING.value:
+            continue
+        moving = [c for c in children if c.get("status") == RunStatus.RUNNING.value]
+        totals = [int(c.get("total_bytes") or 0) for c in children]
+        t["bytes"] = sum(int(c.get("bytes") or 0) for c in children)
+        # Unknown while any disk's size is unknown.
+        t["total_bytes"] = sum(totals) if all(totals) else None
+        t["speed"] = sum(float(c.get("speed") or 0) for c in moving)
+        etas = [float(c["eta"]) for c in moving if c.get("eta") is not None]
+        t["eta"] = max(etas) if etas else None
