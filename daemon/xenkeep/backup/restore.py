@@ -261,21 +261,26 @@ class RestoreRun(RunBase):
         started = time.monotonic()
         new_vm: str | None = None
         new_vm_name: str | None = None
+        new_vm_uuid: str | None = None
         new_vdis: list[str] = []
+        vdi_uuids: list[str] = []
         try:
             if req.disk is None:
                 record = vm_create_record(point, req.name)
                 new_vm = str(await client.call("VM.create", record))
                 new_vm_name = str(record["name_label"])
                 self.created["vm"] = new_vm
+                new_vm_uuid = str(await client.call("VM.get_uuid", new_vm))
                 await self._log(
-                    f"created VM {record['name_label']!r} "
-                    f"({await client.call('VM.get_uuid', new_vm)}) from restore point {point.id}",
+                    f"created VM {new_vm_name!r} ({new_vm_uuid}) from restore point {point.id}",
                     task_id=task_id,
                 )
             for d in disks:
-                vdi = await self._restore_disk(point, d.key, d.vdi, d.virtual_size, sr, task_id)
+                vdi, vdi_uuid = await self._restore_disk(
+                    point, d.key, d.vdi, d.virtual_size, sr, task_id
+                )
                 new_vdis.append(vdi)
+                vdi_uuids.append(vdi_uuid)
                 if new_vm is not None:
                     await client.call(
                         "VBD.create",
@@ -320,8 +325,6 @@ class RestoreRun(RunBase):
             finished_at=time.time(),
             point_id=point.id,
         )
-        new_vm_uuid = str(await client.call("VM.get_uuid", new_vm)) if new_vm else None
-        vdi_uuids = [str(await client.call("VDI.get_uuid", v)) for v in new_vdis]
         return {
             "vm_uuid": req.vm_uuid,
             "vm_name": vm_name,
@@ -344,7 +347,8 @@ class RestoreRun(RunBase):
         size: int,
         sr: str,
         vm_task: int,
-    ) -> str:
+    ) -> tuple[str, str]:
+        """Create a VDI on ``sr`` and stream the chain's disk ``key`` into it; its ref and uuid."""
         client = self.client
         disk_task = await self.history.create_task(
             self.run_id,
@@ -373,6 +377,8 @@ class RestoreRun(RunBase):
             )
         )
         try:
+            # Inside the try: a failing look-up must not leave the new VDI behind.
+            vdi_uuid = str(await client.call("VDI.get_uuid", vdi))
             length, chunks = await chain_vhd(self.datastore, point.vm_uuid, point.id, key)
 
             before = sum(self.created.get("per_disk", {}).values())
@@ -415,10 +421,10 @@ class RestoreRun(RunBase):
         )
         await self._log(
             f"disk {key}: {human_bytes(done.bytes)} imported into new VDI "
-            f"{await client.call('VDI.get_uuid', vdi)} in {done.seconds:.1f} s",
+            f"{vdi_uuid} in {done.seconds:.1f} s",
             task_id=vm_task,
         )
-        return vdi
+        return vdi, vdi_uuid
 
     async def _vifs(self, point: RestorePoint, vm: str, task_id: int) -> None:
         meta = point.vm.get("xenkeep") or {}
