@@ -22,6 +22,7 @@ from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
 from xenkeep.backup.pools import ManagedPools
 from xenkeep.config import Settings
+from xenkeep.ops import Operations, Scheduler
 from xenkeep.store import open_database
 from xenkeep.system.identity import IdentityManager
 from xenkeep.system.tls import ensure_certificate
@@ -112,6 +113,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     async def appliance_timezone() -> str:
         return (await identity.get()).timezone
 
+    ops = Operations(db)
+    app[keys.OPERATIONS] = ops
+    await ops.start_up()
+    scheduler = Scheduler()
     backup = BackupManager(
         db,
         ManagedPools(pools),
@@ -119,12 +124,17 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         appliance_timezone=appliance_timezone,
         secrets=secrets,
         disks=DiskService(settings.privhelper_socket),
+        ops=ops,
+        scheduler=scheduler,
     )
     app[keys.BACKUP] = backup
     await backup.start()
+    # Every domain has registered what it schedules: one loop runs them all.
+    scheduler.start()
     try:
         yield
     finally:
-        await backup.stop()
+        await scheduler.stop()
+        await ops.stop()
         await pools.close()
         await db.close()

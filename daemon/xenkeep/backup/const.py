@@ -5,22 +5,12 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
+from xenkeep.ops.const import FINISHED, OpStatus
 
-class RunStatus(StrEnum):
-    """Where a run, a VM of a run or a restore stands."""
+#: A run is an operation: its statuses are those of every operation.
+RunStatus = OpStatus
 
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    #: Killed with the daemon; found at the next start.
-    INTERRUPTED = "interrupted"
-
-
-FINISHED: Final = frozenset(
-    {RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED}
-)
+__all__ = ["FINISHED", "SNAPSHOT_KEY", "RunStatus", "Selector", "Stage"]
 
 
 class Stage(StrEnum):
@@ -43,13 +33,6 @@ class Selector(StrEnum):
     NAME = "name"
     TAG = "tag"
     POOL = "pool"
-
-
-class RunKind(StrEnum):
-    """What a tracked run does."""
-
-    BACKUP = "backup"
-    RESTORE = "restore"
 
 
 #: other_config key marking the snapshots XenKeep keeps as delta references.

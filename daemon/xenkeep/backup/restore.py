@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from xenkeep.errors import ValidationError
 from xenkeep.formats.vhd import VhdStream, vhd_timestamp
+from xenkeep.ops import OperationContext
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.layout import RestorePoint
 from xenkeep.units import human_bytes
@@ -28,7 +29,6 @@ from xenkeep.xapi.errors import XapiFailure
 from xenkeep.xapi.transfer import import_raw_vdi
 
 from .const import RunStatus, Stage
-from .history import BackupHistory
 from .runbase import RunBase
 from .runner import describe_error
 from .streams import Progress
@@ -236,13 +236,12 @@ class RestoreRun(RunBase):
     def __init__(
         self,
         *,
-        run_id: int,
+        ctx: OperationContext,
         request: RestoreRequest,
         client: XapiClient,
         datastore: Datastore,
-        history: BackupHistory,
     ) -> None:
-        super().__init__(run_id=run_id, client=client, datastore=datastore, history=history)
+        super().__init__(ctx=ctx, client=client, datastore=datastore)
         self.req = request
         self.created: dict[str, Any] = {}
 
@@ -255,9 +254,7 @@ class RestoreRun(RunBase):
         disks = [point.disk(req.disk)] if req.disk else list(point.disks)
         sr = str(await client.call("SR.get_by_uuid", req.sr_uuid))
         vm_name = str(point.vm.get("name_label", req.vm_uuid))
-        task_id = await self.history.create_task(
-            self.run_id, vm_uuid=req.vm_uuid, vm_name=vm_name, stage=Stage.CREATE
-        )
+        task_id = await self._new_task(vm_uuid=req.vm_uuid, vm_name=vm_name, stage=Stage.CREATE)
         started = time.monotonic()
         new_vm: str | None = None
         new_vm_name: str | None = None
@@ -304,7 +301,7 @@ class RestoreRun(RunBase):
             # A half-restored VM is worse than none: remove what was created.
             with contextlib.suppress(BaseException):
                 await asyncio.shield(self._undo(new_vm, new_vdis))
-            await self.history.update_task(
+            await self._update_task(
                 task_id,
                 status=RunStatus.CANCELLED.value
                 if isinstance(exc, asyncio.CancelledError)
@@ -315,7 +312,7 @@ class RestoreRun(RunBase):
             raise
         seconds = time.monotonic() - started
         moved = sum(self.created.get("per_disk", {}).values())
-        await self.history.update_task(
+        await self._update_task(
             task_id,
             status=RunStatus.SUCCESS.value,
             stage=Stage.DONE,
@@ -350,8 +347,7 @@ class RestoreRun(RunBase):
     ) -> tuple[str, str]:
         """Create a VDI on ``sr`` and stream the chain's disk ``key`` into it; its ref and uuid."""
         client = self.client
-        disk_task = await self.history.create_task(
-            self.run_id,
+        disk_task = await self._new_task(
             vm_uuid=point.vm_uuid,
             vm_name=str(point.vm.get("name_label", "")),
             stage=Stage.IMPORT,
@@ -384,10 +380,10 @@ class RestoreRun(RunBase):
             before = sum(self.created.get("per_disk", {}).values())
 
             async def flush(p: Progress) -> None:
-                await self.history.update_task(
+                await self._update_task(
                     disk_task, bytes=p.done, total_bytes=p.total, speed=p.speed, eta=p.eta
                 )
-                await self.history.update_run(self.run_id, bytes=before + p.done)
+                await self.ctx.progress(before + p.done)
 
             progress = Progress(flush)
             progress.total = length
@@ -400,7 +396,7 @@ class RestoreRun(RunBase):
         except BaseException as exc:
             with contextlib.suppress(BaseException):
                 await asyncio.shield(client.call("VDI.destroy", vdi))
-            await self.history.update_task(
+            await self._update_task(
                 disk_task,
                 status=RunStatus.FAILED.value,
                 error=describe_error(exc) if isinstance(exc, Exception) else "cancelled",
@@ -409,7 +405,7 @@ class RestoreRun(RunBase):
             raise
         await progress.finish()
         self.created.setdefault("per_disk", {})[key] = done.bytes
-        await self.history.update_task(
+        await self._update_task(
             disk_task,
             status=RunStatus.SUCCESS.value,
             stage=Stage.DONE,

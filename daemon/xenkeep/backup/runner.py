@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xenkeep.errors import XenKeepError
+from xenkeep.ops import OperationContext
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.errors import ChainBrokenError, RepoError
 from xenkeep.repo.layout import RestorePoint
@@ -35,7 +36,6 @@ from xenkeep.xapi.transfer import TransferResult, export_raw_vdi
 
 from .const import SNAPSHOT_KEY, RunStatus, Stage
 from .decide import CurrentDisk, Decision, PreviousDisk, decide
-from .history import BackupHistory
 from .job import JobSpec, VmChoice, missing_names, select_vms
 from .runbase import RunBase
 from .streams import Pipe, PipeBroken, Progress, RateLimiter
@@ -158,14 +158,13 @@ class BackupRun(RunBase):
     def __init__(
         self,
         *,
-        run_id: int,
+        ctx: OperationContext,
         job_id: int,
         spec: JobSpec,
         client: XapiClient,
         datastore: Datastore,
-        history: BackupHistory,
     ) -> None:
-        super().__init__(run_id=run_id, client=client, datastore=datastore, history=history)
+        super().__init__(ctx=ctx, client=client, datastore=datastore)
         self.job_id = job_id
         self.spec = spec
         self.limiter = RateLimiter(spec.bandwidth_limit)
@@ -193,9 +192,7 @@ class BackupRun(RunBase):
             result = VmResult(vm.uuid, vm.name)
             self.results.append(result)
             async with slots:
-                task_id = await self.history.create_task(
-                    self.run_id, vm_uuid=vm.uuid, vm_name=vm.name, stage=Stage.QUEUED
-                )
+                task_id = await self._new_task(vm_uuid=vm.uuid, vm_name=vm.name, stage=Stage.QUEUED)
                 ok = await self._vm_guarded(vm, result, task_id)
             if ok:
                 merges.append(asyncio.create_task(self._merge(vm, result, task_id)))
@@ -232,7 +229,7 @@ class BackupRun(RunBase):
     async def _close_task(self, task_id: int, result: VmResult, started: float) -> None:
         result.seconds = time.monotonic() - started
         done = {"stage": Stage.DONE.value} if result.status is RunStatus.SUCCESS else {}
-        await self.history.update_task(
+        await self._update_task(
             task_id,
             status=result.status.value,
             **done,
@@ -266,7 +263,7 @@ class BackupRun(RunBase):
 
     async def _backup_vm(self, vm: VmChoice, result: VmResult, task_id: int) -> None:
         client = self.client
-        await self.history.update_task(task_id, stage=Stage.SNAPSHOT)
+        await self._update_task(task_id, stage=Stage.SNAPSHOT)
         points = await asyncio.to_thread(self.datastore.points, vm.uuid)
         previous = _previous_disks(points)
         damaged = None
@@ -319,7 +316,7 @@ class BackupRun(RunBase):
             }
             any_delta = any(not d.full for d in decisions)
             expect = points[-1].id if (any_delta and points) else None
-            await self.history.update_task(task_id, stage=Stage.EXPORT)
+            await self._update_task(task_id, stage=Stage.EXPORT)
             async with self.datastore.begin_point(
                 vm.uuid, vm_record=meta, job_id=str(self.job_id), expect_parent=expect
             ) as writer:
@@ -327,7 +324,7 @@ class BackupRun(RunBase):
                     await self._transfer_disk(
                         vm, task_id, writer, key, ref, vdi, decision, base_refs, full_seqs, result
                     )
-                await self.history.update_task(task_id, stage=Stage.COMMIT)
+                await self._update_task(task_id, stage=Stage.COMMIT)
                 point = await writer.commit()
             committed = True
             result.point_id = point.id
@@ -335,7 +332,7 @@ class BackupRun(RunBase):
                 f"{vm.name}: restore point {point.id} committed ({result.bytes} bytes transferred)",
                 task_id=task_id,
             )
-            await self.history.update_task(task_id, stage=Stage.CLEANUP, point_id=point.id)
+            await self._update_task(task_id, stage=Stage.CLEANUP, point_id=point.id)
             await self._cleanup_snapshots(vm, keep=snap, task_id=task_id)
         finally:
             if not committed:
@@ -373,15 +370,14 @@ class BackupRun(RunBase):
         full_seqs: dict[str, int],
         result: VmResult,
     ) -> None:
-        disk_task = await self.history.create_task(
-            self.run_id,
+        disk_task = await self._new_task(
             vm_uuid=vm.uuid,
             vm_name=vm.name,
             stage=Stage.EXPORT,
             parent_id=vm_task,
             disk_key=key,
         )
-        await self.history.update_task(disk_task, transfer=decision.kind, reason=decision.reason)
+        await self._update_task(disk_task, transfer=decision.kind, reason=decision.reason)
         base = None if decision.full else base_refs[str(decision.base_vdi)]
         record = {
             "snapshot_vdi_uuid": vdi["uuid"],
@@ -412,7 +408,7 @@ class BackupRun(RunBase):
                         task_id=vm_task,
                     )
                     continue
-                await self.history.update_task(
+                await self._update_task(
                     disk_task,
                     status=RunStatus.CANCELLED.value
                     if isinstance(exc, asyncio.CancelledError)
@@ -431,7 +427,7 @@ class BackupRun(RunBase):
                 level="warning",
                 task_id=vm_task,
             )
-        await self.history.update_task(
+        await self._update_task(
             disk_task,
             status=RunStatus.SUCCESS.value,
             stage=Stage.DONE,
@@ -485,10 +481,10 @@ class BackupRun(RunBase):
     def _flusher(self, disk_task: int, vm_task: int) -> Callable[[Progress], Awaitable[None]]:
         async def flush(p: Progress) -> None:
             self._bytes_done[disk_task] = p.done
-            await self.history.update_task(
+            await self._update_task(
                 disk_task, bytes=p.done, total_bytes=p.total, speed=p.speed, eta=p.eta
             )
-            await self.history.update_run(self.run_id, bytes=sum(self._bytes_done.values()))
+            await self.ctx.progress(sum(self._bytes_done.values()))
 
         return flush
 
@@ -522,14 +518,14 @@ class BackupRun(RunBase):
 
     async def _merge(self, vm: VmChoice, result: VmResult, task_id: int) -> None:
         """Apply retention after the transfer; a failure is logged, not fatal to the point."""
-        await self.history.update_task(task_id, stage=Stage.MERGE)
+        await self._update_task(task_id, stage=Stage.MERGE)
         started = time.monotonic()
         try:
             pruned = await self.datastore.prune(vm.uuid, self.spec.retention)
         except Exception as exc:
             result.error = f"merge failed: {describe_error(exc)}"
             await self._log(f"{vm.name}: {result.error}", level="error", task_id=task_id)
-            await self.history.update_task(task_id, stage=Stage.DONE, error=result.error)
+            await self._update_task(task_id, stage=Stage.DONE, error=result.error)
             return
         result.merge_seconds = time.monotonic() - started
         result.merged = len(pruned.merged)
@@ -545,6 +541,4 @@ class BackupRun(RunBase):
             await self._log(f"{vm.name}: retention: {pruned.plan.blocked}", level="warning")
         if pruned.deferred:
             await self._log(f"{vm.name}: {pruned.deferred}", level="warning")
-        await self.history.update_task(
-            task_id, stage=Stage.DONE, merge_seconds=result.merge_seconds
-        )
+        await self._update_task(task_id, stage=Stage.DONE, merge_seconds=result.merge_seconds)

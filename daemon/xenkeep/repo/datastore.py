@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -468,20 +468,33 @@ class Datastore:
 
         return await asyncio.to_thread(run)
 
-    async def verify(self, vm_uuid: str | None = None) -> VerifyReport:
+    def verify_blocking(
+        self, vm_uuid: str | None = None, block: Callable[[int], None] | None = None
+    ) -> VerifyReport:
         """Re-read every block of every restore point (of one VM or all) and
-        compare with the checksums stored at write time."""
+        compare with the checksums stored at write time; in the caller's thread.
 
-        def run() -> VerifyReport:
-            report = VerifyReport()
-            for vm in [vm_uuid] if vm_uuid else self.vms():
-                try:
-                    with self.reading(vm) as vmdir:
-                        report.add(verify_vm(vmdir))
-                except ChainBusyError as exc:
-                    if vm_uuid:
-                        raise
-                    report.skipped.append(f"{vm}: {exc.message}")
-            return report
+        ``block(nbytes)`` is called after each block (progress; may raise to stop).
+        """
+        report = VerifyReport()
+        for vm in [vm_uuid] if vm_uuid else self.vms():
+            try:
+                with self.reading(vm) as vmdir:
+                    report.add(verify_vm(vmdir, block=block))
+            except ChainBusyError as exc:
+                if vm_uuid:
+                    raise
+                report.skipped.append(f"{vm}: {exc.message}")
+        return report
 
-        return await asyncio.to_thread(run)
+    async def verify(self, vm_uuid: str | None = None) -> VerifyReport:
+        """:meth:`verify_blocking` in a worker thread."""
+        return await asyncio.to_thread(self.verify_blocking, vm_uuid)
+
+    async def stored_bytes(self, vm_uuid: str | None = None) -> int:
+        """Bytes of stored blocks (of one VM or all): what a verify reads."""
+
+        def count() -> int:
+            return sum(self.vm_usage(v).stored for v in ([vm_uuid] if vm_uuid else self.vms()))
+
+        return await asyncio.to_thread(count)

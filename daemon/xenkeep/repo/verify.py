@@ -77,9 +77,17 @@ class VerifyReport:
 
 
 def verify_file(
-    vmdir: VmDir, key: str, file: str, report: VerifyReport | None = None
+    vmdir: VmDir,
+    key: str,
+    file: str,
+    report: VerifyReport | None = None,
+    block: Callable[[int], None] | None = None,
 ) -> FileDamage | None:
-    """Check one VHD against its checksum file; None if intact."""
+    """Check one VHD against its checksum file; None if intact.
+
+    ``block(nbytes)`` is called after each block read (progress; it may
+    raise to stop the verify).
+    """
     path = vmdir.vhd_path(key, file)
     try:
         _bs, sums = read_sums(vmdir.sums_path(key, file))
@@ -98,6 +106,8 @@ def verify_file(
                 if report is not None:
                     report.blocks += 1
                     report.bytes_read += len(data)
+                if block is not None:
+                    block(len(data))
                 if sums.get(index) != block_digest(bitmap[:nbytes], data):
                     bad.append(index)
             missing = sorted(set(sums) - present)
@@ -112,8 +122,15 @@ def verify_file(
     return None
 
 
-def verify_vm(vmdir: VmDir, progress: Callable[[int], None] | None = None) -> VerifyReport:
-    """Verify every restore point of one VM and flag what is damaged."""
+def verify_vm(
+    vmdir: VmDir,
+    progress: Callable[[int], None] | None = None,
+    block: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """Verify every restore point of one VM and flag what is damaged.
+
+    ``progress(bytes_read)`` follows each file, ``block(nbytes)`` each block.
+    """
     started = time.monotonic()
     report = VerifyReport(vms=1)
     results: dict[tuple[str, str], FileDamage | None] = {}
@@ -129,7 +146,7 @@ def verify_vm(vmdir: VmDir, progress: Callable[[int], None] | None = None) -> Ve
                 continue
             for f in chain:
                 if (disk.key, f) not in results:
-                    results[(disk.key, f)] = verify_file(vmdir, disk.key, f, report)
+                    results[(disk.key, f)] = verify_file(vmdir, disk.key, f, report, block)
                     report.files += 1
                     if progress is not None:
                         progress(report.bytes_read)

@@ -8,9 +8,10 @@ the stream fails), which read the same rows the runner writes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -19,9 +20,13 @@ from xenkeep.errors import ValidationError, XenKeepError
 from xenkeep.units import human_bytes
 from xenkeep.web import keys
 from xenkeep.web.access import admin
-from xenkeep.web.flash import redirect
+from xenkeep.web.flash import redirect, redirect_to
 from xenkeep.web.forms import form_fields, json_body, text_field
+from xenkeep.web.operations import operation_page
 from xenkeep.web.sse import KEEPALIVE, KEEPALIVE_SECONDS, open_event_stream, sse_event
+
+#: How long a disk form waits for its operation before showing its progress page.
+FORM_WAIT: Final = 15.0
 
 
 def _int_param(request: web.Request, name: str) -> int:
@@ -83,8 +88,8 @@ async def api_verify_start(request: web.Request) -> web.StreamResponse:
     vm_uuid = body.get("vm_uuid")
     if vm_uuid is not None and not isinstance(vm_uuid, str):
         raise ValidationError("vm_uuid must be a string", field="vm_uuid")
-    await keys.backup(request.app).start_verify(vm_uuid or None)
-    return web.json_response({"status": "running"}, status=202)
+    op_id = await keys.backup(request.app).start_verify(vm_uuid or None)
+    return web.json_response({"status": "running", "operation_id": op_id}, status=202)
 
 
 @admin
@@ -114,20 +119,34 @@ async def api_disks(request: web.Request) -> web.StreamResponse:
     return web.json_response(await keys.backup(request.app).disks())
 
 
+def _wait_wanted(request: web.Request) -> bool:
+    return request.query.get("wait", "true").lower() not in ("0", "false", "no")
+
+
 @admin
 async def api_disk_format(request: web.Request) -> web.StreamResponse:
-    """Erase a disk and make it the backup storage: ``{"confirm": "<device>"}``."""
+    """Erase a disk and make it the backup storage: ``{"confirm": "<device>"}``.
+
+    Waits and answers the storage status; with ``?wait=false`` answers 202
+    with the operation to follow (``/api/v1/operations/{id}``).
+    """
     confirm = text_field(await json_body(request), "confirm")
-    manager = keys.backup(request.app)
-    return web.json_response(await manager.format_disk(request.match_info["device"], confirm))
+    manager, device = keys.backup(request.app), request.match_info["device"]
+    op_id = await manager.storage.start_format(device, confirm)
+    if not _wait_wanted(request):
+        return web.json_response({"operation_id": op_id}, status=202)
+    return web.json_response(await manager.finish_storage_change(op_id))
 
 
 @admin
 async def api_disk_attach(request: web.Request) -> web.StreamResponse:
-    """Mount the filesystem already on a disk (no format) as the backup storage."""
-    return web.json_response(
-        await keys.backup(request.app).attach_disk(request.match_info["device"])
-    )
+    """Mount the filesystem already on a disk (no format) as the backup storage
+    (``?wait=false`` as for formatting)."""
+    manager, device = keys.backup(request.app), request.match_info["device"]
+    op_id = await manager.storage.start_attach(device)
+    if not _wait_wanted(request):
+        return web.json_response({"operation_id": op_id}, status=202)
+    return web.json_response(await manager.finish_storage_change(op_id))
 
 
 @admin
@@ -214,7 +233,7 @@ async def api_run_events(request: web.Request) -> web.StreamResponse:
         raise ValidationError("log_after must be a number", field="log_after") from None
     manager = keys.backup(request.app)
     run_id = _int_param(request, "run_id")
-    await manager.history.run(run_id)  # 404 before the stream starts
+    await manager.run(run_id)  # 404 before the stream starts
     response = await open_event_stream(request)
     async for detail in manager.watch_run(run_id, log_after=after, keepalive=KEEPALIVE_SECONDS):
         await response.write(KEEPALIVE if detail is None else sse_event("run", detail))
@@ -355,13 +374,37 @@ async def _disk_action(
     redirect("/backup/storage", message, "success")
 
 
+async def _disk_operation(
+    request: web.Request, start: Callable[[Mapping[str, str]], Awaitable[int]], message: str
+) -> web.StreamResponse:
+    """Start a disk operation from the posted form. One that ends within
+    FORM_WAIT seconds lands back on the storage page; a longer one shows its
+    progress on its own page."""
+    form = await form_fields(request)
+    try:
+        op_id = await start(form)
+    except XenKeepError as exc:
+        if exc.status >= 500 and exc.status != 503:
+            raise
+        return await _storage_page(request, disk_error=exc.message, status=exc.status)
+    ops = keys.operations(request.app)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(ops.wait(op_id)), FORM_WAIT)
+    op = await ops.get(op_id)
+    if op["status"] == "success":
+        redirect("/backup/storage", message, "success")
+    if op["status"] in ("pending", "running"):
+        redirect_to(request, "operation", "Still working: progress is shown here.", op_id=op_id)
+    return await _storage_page(request, disk_error=op["error"], status=409)
+
+
 @admin
 async def disk_format(request: web.Request) -> web.StreamResponse:
     """Erase a disk (typed confirmation) and make it the backup storage."""
-    manager, device = keys.backup(request.app), request.match_info["device"]
-    return await _disk_action(
+    storage, device = keys.backup(request.app).storage, request.match_info["device"]
+    return await _disk_operation(
         request,
-        lambda form: manager.format_disk(device, form.get("confirm", "")),
+        lambda form: storage.start_format(device, form.get("confirm", "")),
         f"{device} is formatted (XFS, reflink) and holds the backups.",
     )
 
@@ -369,10 +412,10 @@ async def disk_format(request: web.Request) -> web.StreamResponse:
 @admin
 async def disk_attach(request: web.Request) -> web.StreamResponse:
     """Use the filesystem already on a disk as the backup storage."""
-    manager, device = keys.backup(request.app), request.match_info["device"]
-    return await _disk_action(
+    storage, device = keys.backup(request.app).storage, request.match_info["device"]
+    return await _disk_operation(
         request,
-        lambda _form: manager.attach_disk(device),
+        lambda _form: storage.start_attach(device),
         f"{device} is mounted; its restore points are listed.",
     )
 
@@ -506,15 +549,7 @@ async def job_delete(request: web.Request) -> web.StreamResponse:
 async def job_run(request: web.Request) -> web.StreamResponse:
     """Run a job now and show its progress."""
     run_id = await keys.backup(request.app).run_job(_int_param(request, "job_id"))
-    redirect(f"/backup/runs/{run_id}")
-
-
-@admin
-async def run_page(request: web.Request) -> web.StreamResponse:
-    """A run: live progress per VM and disk, log, report."""
-    run_id = _int_param(request, "run_id")
-    detail = await keys.backup(request.app).run_detail(run_id)
-    return aiohttp_jinja2.render_template("backup/run.html", request, {"run": detail})
+    redirect_to(request, "backup_run", run_id=run_id)
 
 
 @admin
@@ -522,7 +557,7 @@ async def run_cancel(request: web.Request) -> web.StreamResponse:
     """Cancel a run from its page."""
     run_id = _int_param(request, "run_id")
     await keys.backup(request.app).cancel(run_id)
-    redirect(f"/backup/runs/{run_id}", "Cancel requested.", "success")
+    redirect_to(request, "backup_run", "Cancel requested.", "success", run_id=run_id)
 
 
 async def _restore_page(
@@ -561,7 +596,7 @@ async def restore_submit(request: web.Request) -> web.StreamResponse:
         run_id = await keys.backup(request.app).restore(form)
     except ValidationError as exc:
         return await _restore_page(request, error=exc.message, status=400)
-    redirect(f"/backup/runs/{run_id}")
+    redirect_to(request, "backup_run", run_id=run_id)
 
 
 async def _mail_page(
@@ -638,7 +673,8 @@ def setup_backup_routes(app: web.Application) -> None:
     r.add_post("/backup/jobs/{job_id}", job_update, name="backup_job_update")
     r.add_post("/backup/jobs/{job_id}/delete", job_delete, name="backup_job_delete")
     r.add_post("/backup/jobs/{job_id}/run", job_run, name="backup_job_run")
-    r.add_get("/backup/runs/{run_id}", run_page, name="backup_run")
+    # A run is an operation: its page is the operation page.
+    r.add_get(r"/backup/runs/{run_id:\d+}", operation_page, name="backup_run")
     r.add_post("/backup/runs/{run_id}/cancel", run_cancel, name="backup_run_cancel")
     r.add_get("/backup/mail", mail_page, name="backup_mail")
     r.add_post("/backup/mail", mail_submit, name="backup_mail_submit")

@@ -39,3 +39,15 @@ def read_flash(request: web.Request) -> tuple[str, str] | None:
     if category not in ("info", "success", "error"):
         category = "info"
     return str(category), str(message)
+
+
+def redirect_to(
+    request: web.Request,
+    route: str,
+    message: str | None = None,
+    category: str = "info",
+    **parts: str | int,
+) -> NoReturn:
+    """:func:`redirect` to a named route (``redirect_to(request, "operation", op_id=3)``)."""
+    url = request.app.router[route].url_for(**{k: str(v) for k, v in parts.items()})
+    redirect(str(url), message, category)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from xenkeep.auth.manager import AuthManager, Session, User
     from xenkeep.backup.manager import BackupManager
     from xenkeep.config import Settings
+    from xenkeep.ops import Operations
     from xenkeep.store import Database
     from xenkeep.system.identity import IdentityManager
     from xenkeep.system.tls import TlsMaterial
@@ -30,11 +31,17 @@ TLS = "xenkeep.tls"
 WIZARD = "xenkeep.wizard"
 POOLS = "xenkeep.pools"
 BACKUP = "xenkeep.backup"
+OPERATIONS = "xenkeep.operations"
 
 
 def backup(app: web.Application) -> BackupManager:
     """The backup service."""
     return cast("BackupManager", app[BACKUP])
+
+
+def operations(app: web.Application) -> Operations:
+    """Every long task: start, cancel, wait, watch."""
+    return cast("Operations", app[OPERATIONS])
 
 
 def settings(app: web.Application) -> Settings:

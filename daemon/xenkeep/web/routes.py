@@ -8,6 +8,7 @@ from aiohttp import web
 
 from xenkeep.web import api, pools, setup, views
 from xenkeep.web.backup import setup_backup_routes
+from xenkeep.web.operations import setup_operation_routes
 
 
 def setup_routes(app: web.Application, static_dir: Path) -> None:
@@ -60,6 +61,7 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_delete(r"/api/v1/pools/{pool_id:\d+}", pools.api_pools_delete, name="api_pool_delete")
     r.add_get("/api/v1/events", pools.api_events, name="api_events")
 
+    setup_operation_routes(app)
     setup_backup_routes(app)
 
     r.add_static("/static/", static_dir, name="static")

@@ -38,5 +38,5 @@ async def end_event_streams(app: web.Application) -> None:
     """On shutdown: end the open event streams so the server stops at once."""
     if keys.POOLS in app:  # absent when the start-up failed
         keys.pools(app).hub.close()
-    if keys.BACKUP in app:
-        keys.backup(app).end_watches()
+    if keys.OPERATIONS in app:
+        keys.operations(app).end_watches()

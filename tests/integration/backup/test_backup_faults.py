@@ -184,7 +184,7 @@ async def test_storage_is_not_swapped_under_a_run(
     # Enough changed data that the throttled delta is still running below.
     await vm.write(0, vm.rng.randbytes(4 * MiB))
     run_id = await start_slow_run(manager, client, job_id)
-    with pytest.raises(ConflictError, match="while a backup or restore runs"):
+    with pytest.raises(ConflictError, match="while a backup runs"):
         await manager.use_directory(str(other))
     assert not any(other.iterdir()), "the refused directory was written to"
     await client.call("sim.clear_faults")
@@ -202,7 +202,7 @@ async def test_daemon_stop_interrupts_a_run_cleanly(
     run_id = await start_slow_run(manager, client, job_id)
     await manager.stop()
     await client.call("sim.clear_faults")
-    run = await manager.history.run(run_id)
+    run = await manager.run(run_id)
     assert run["status"] == "interrupted", run
     assert [p["id"] for p in await manager.points(vm.uuid)] == [point]
     assert await vm.sha256() != digest  # the VM moved on; the point did not

@@ -6,13 +6,13 @@ import pytest
 
 from xenkeep.backup.const import RunStatus
 from xenkeep.backup.report import (
-    SmtpSettings,
     build_report,
     mail_body,
     mail_subject,
     overall_status,
 )
 from xenkeep.errors import ValidationError
+from xenkeep.mail import SmtpSettings
 
 OK = {
     "vm_uuid": "u1",

@@ -1,6 +1,7 @@
-// Live progress of a backup run or restore: the run's detail pushed by
-// server-sent events (polled if the stream fails) updates the status, the
-// task table and the log. No inline script (CSP 'self').
+// Live progress of any operation (backup, restore, verify, disk format...):
+// its detail pushed by server-sent events (polled if the stream fails)
+// updates the status, stage, progress, the sub-task table and the log.
+// No inline script (CSP 'self').
 (function () {
   "use strict";
   const root = document.getElementById("run");
@@ -52,7 +53,19 @@
 
   function render(run) {
     document.getElementById("run-status").textContent = run.status;
-    document.getElementById("run-bytes").textContent = humanBytes(run.bytes || 0);
+    document.getElementById("run-stage").textContent = run.stage || "—";
+    document.getElementById("run-bytes").textContent = humanBytes(run.bytes || 0) +
+      (run.total_bytes ? " of " + humanBytes(run.total_bytes) : "");
+    const progress = document.getElementById("run-progress");
+    progress.replaceChildren();
+    if (run.status === "running" && run.total_bytes) {
+      const bar = document.createElement("progress");
+      bar.max = run.total_bytes;
+      bar.value = Math.min(run.bytes || 0, run.total_bytes);
+      progress.append(bar, " " + Math.min(100, Math.floor((run.bytes || 0) * 100 / run.total_bytes)) + " %");
+    }
+    if (run.status === "running" && run.speed) progress.append(" " + humanBytes(run.speed) + "/s");
+    if (run.status === "running" && run.eta !== null && run.eta !== undefined) progress.append(", " + clock(run.eta) + " left");
     document.getElementById("run-error").textContent = run.error || "—";
     const body = document.querySelector("#tasks-table tbody");
     body.replaceChildren();
@@ -61,7 +74,7 @@
       const running = t.status === "running";
       tr.dataset.taskId = t.id;
       tr.append(
-        cell(t.vm_name), cell(t.disk_key), cell(t.stage), cell(t.status),
+        cell(t.name), cell(t.part), cell(t.stage), cell(t.status),
         cell(t.transfer, t.reason), progressCell(t),
         cell(running && t.speed ? humanBytes(t.speed) + "/s" : ""),
         cell(running && t.eta !== null ? clock(t.eta) : ""), cell(t.error)
@@ -85,9 +98,8 @@
   }
 
   function finished(run) {
-    // The report table is rendered by the server: reload once to show it.
-    const report = run.report || {};
-    if (!document.getElementById("report") && (report.vms || report.point_id)) window.location.reload();
+    // The report is rendered by the server: reload once to show it.
+    if (!document.getElementById("report")) window.location.reload();
   }
 
   // Pushed updates (server-sent events); polling if the stream cannot be had.
@@ -95,7 +107,7 @@
     if (!window.EventSource) { setTimeout(poll, 500); return; }
     const source = new EventSource(api + "/events?log_after=" + lastLog);
     let gotOne = false;
-    source.addEventListener("run", function (ev) {
+    source.addEventListener("operation", function (ev) {
       gotOne = true;
       const run = JSON.parse(ev.data);
       if (render(run)) { source.close(); finished(run); }

@@ -1,11 +1,12 @@
-"""Run history on a real SQLite database: a running VM's row sums its disks."""
+"""The operation store on a real SQLite database: a running parent task sums its children."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from xenkeep.backup.const import RunKind, RunStatus
-from xenkeep.backup.history import BackupHistory
+from xenkeep.ops import OpKind
+from xenkeep.ops import OpStatus as RunStatus
+from xenkeep.ops.store import OperationStore
 from xenkeep.store import open_database
 
 MiB = 1 << 20
@@ -14,16 +15,16 @@ MiB = 1 << 20
 async def test_a_running_vm_shows_the_sum_of_its_disks(tmp_path: Path) -> None:
     db = await open_database(tmp_path / "x.db")
     try:
-        h = BackupHistory(db)
-        run = await h.create_run(RunKind.BACKUP, job_id=None, job_name="j", trigger="manual")
-        vm = await h.create_task(run, vm_uuid="u", vm_name="web", stage="export")
+        h = OperationStore(db)
+        run = await h.create(OpKind.BACKUP, target="", title="j", trigger="manual")
+        vm = await h.create_task(run, subject="u", name="web", stage="export")
         running = RunStatus.RUNNING.value
         await h.update_task(vm, status=running)
         d0 = await h.create_task(
-            run, vm_uuid="u", vm_name="web", stage="export", parent_id=vm, disk_key="0"
+            run, subject="u", name="web", stage="export", parent_id=vm, part="0"
         )
         d1 = await h.create_task(
-            run, vm_uuid="u", vm_name="web", stage="export", parent_id=vm, disk_key="1"
+            run, subject="u", name="web", stage="export", parent_id=vm, part="1"
         )
         await h.update_task(
             d0, status=running, bytes=3 * MiB, total_bytes=4 * MiB, speed=2.0 * MiB, eta=0.5

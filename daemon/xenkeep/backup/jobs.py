@@ -1,0 +1,78 @@
+"""Backup jobs: create, change, delete and list them, with their next run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from xenkeep.errors import ConflictError
+
+from .job import JobSpec, validate_job
+from .jobstore import JobRow, JobStore
+from .pools import PoolAccess
+from .runs import BackupRuns
+from .schedule import parse_schedule
+
+
+class BackupJobs:
+    """What to back up, when, and how many points to keep."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        pools: PoolAccess,
+        runs: BackupRuns,
+        *,
+        changed: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.pools = pools
+        self.runs = runs
+        #: Called after a change, so the scheduler looks again at once.
+        self._changed = changed
+        self._clock = clock
+
+    def _next_run(self, spec: JobSpec, *, since: float) -> float | None:
+        if not spec.schedule or not spec.enabled:
+            return None
+        return parse_schedule(spec.schedule, spec.timezone).next_timestamp(since)
+
+    async def create(self, data: Mapping[str, Any]) -> JobRow:
+        """Validate and store a new job."""
+        spec = validate_job(data)
+        await self.pools.pool_name(spec.pool_id)
+        now = self._clock()
+        job_id = await self.store.create_job(spec, self._next_run(spec, since=now), now=now)
+        self._changed()
+        return await self.store.job(job_id)
+
+    async def update(self, job_id: int, data: Mapping[str, Any]) -> JobRow:
+        """Replace a job's settings."""
+        spec = validate_job(data)
+        await self.pools.pool_name(spec.pool_id)
+        await self.store.update_job(job_id, spec, self._next_run(spec, since=self._clock()))
+        self._changed()
+        return await self.store.job(job_id)
+
+    async def delete(self, job_id: int) -> None:
+        """Remove a job; its runs stay in the history, its restore points stay."""
+        if self.runs.running_run(job_id) is not None:
+            raise ConflictError("the job is running; cancel the run first")
+        await self.store.delete_job(job_id)
+
+    async def list(self) -> list[dict[str, Any]]:
+        """Every job with its last run and the run in progress."""
+        out = []
+        for row in await self.store.jobs():
+            d = row.as_dict()
+            last = await self.runs.runs(job_id=row.id, limit=1)
+            d["last_run"] = last[0] if last else None
+            d["running_run"] = self.runs.running_run(row.id)
+            out.append(d)
+        return out
+
+    async def job(self, job_id: int) -> JobRow:
+        """One job."""
+        return await self.store.job(job_id)

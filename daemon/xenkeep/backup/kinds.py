@@ -1,0 +1,71 @@
+"""The kinds of operation the backup domain runs, their stages and their rules.
+
+Concurrency is declared here, where the work is defined:
+
+- one run per job;
+- nothing changes the storage (format, attach, detach, another directory)
+  while anything reads or writes it (a backup, a restore, a verify);
+- one verify at a time.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+from xenkeep.ops import Claim, OperationKind, OpKind
+
+from .const import Stage
+from .runner import describe_error
+
+#: The claim key of the datastore in use.
+STORAGE: Final = "backup-storage"
+
+USES_STORAGE: Final = Claim.shared(STORAGE)
+CHANGES_STORAGE: Final = Claim.sole(
+    STORAGE, "nothing changes the backup storage while anything reads or writes it"
+)
+ONE_VERIFY: Final = Claim.sole("backup-verify", "one verify at a time")
+
+
+def one_run_per_job(job_id: int) -> Claim:
+    """A job runs once at a time: two runs would race for its chain."""
+    return Claim.sole(job_target(job_id), "one run per job")
+
+
+def job_target(job_id: int) -> str:
+    """The target of a job's runs."""
+    return f"backup-job:{job_id}"
+
+
+class BackupStage(StrEnum):
+    """Stages of a backup run as a whole (its VMs have :class:`Stage`)."""
+
+    SELECT = "select"
+    TRANSFER = "transfer"
+    REPORT = "report"
+
+
+class VerifyStage(StrEnum):
+    """Stages of a verify."""
+
+    MEASURE = "measure"
+    READ = "read"
+    REPORT = "report"
+
+
+class DiskStage(StrEnum):
+    """Stages of making a disk the backup storage."""
+
+    #: Wiping the disk and making the filesystem (the helper mounts it too).
+    ERASE = "erase"
+    MOUNT = "mount"
+    OPEN = "open"
+
+
+BACKUP: Final = OperationKind(OpKind.BACKUP, "backup", BackupStage, describe_error)
+#: A restore's stages are those of its VM task (create, import, done).
+RESTORE: Final = OperationKind(OpKind.RESTORE, "restore", Stage, describe_error)
+VERIFY: Final = OperationKind(OpKind.VERIFY, "verify", VerifyStage, describe_error)
+DISK_FORMAT: Final = OperationKind(OpKind.DISK_FORMAT, "disk format", DiskStage, describe_error)
+DISK_ATTACH: Final = OperationKind(OpKind.DISK_ATTACH, "disk attach", DiskStage, describe_error)

@@ -1,0 +1,264 @@
+"""Backup runs and restores: started as operations, reported, mailed.
+
+A run of a job and a restore of a point are operations of kinds
+:data:`~.kinds.BACKUP` and :data:`~.kinds.RESTORE`. This module gives each
+its work (a :class:`~.runner.BackupRun` or :class:`~.restore.RestoreRun`
+inside), its claims (one run per job; both read the storage) and its report,
+and shows operations in the words of backups (runs with a job, VMs, disks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from xenkeep.errors import ConflictError, NotFoundError, ValidationError, XenKeepError
+from xenkeep.mail import MailSettings
+from xenkeep.ops import OperationContext, Operations, OpKind
+from xenkeep.ops.claims import ClaimConflictError
+from xenkeep.ops.manager import Outcome
+
+from .const import RunStatus
+from .jobstore import JobRow, JobStore
+from .kinds import BACKUP, RESTORE, USES_STORAGE, BackupStage, job_target, one_run_per_job
+from .pools import PoolAccess
+from .report import build_report, overall_status, restore_log_line, send_report
+from .restore import RestoreRequest, RestoreRun
+from .runner import BackupRun, describe_error
+from .schedule import due, parse_schedule
+from .storage import BackupStorage
+
+log = logging.getLogger(__name__)
+
+_JOB_PREFIX = "backup-job:"
+RUN_KINDS = (OpKind.BACKUP.value, OpKind.RESTORE.value)
+
+
+def as_run(op: dict[str, Any]) -> dict[str, Any]:
+    """An operation in the words of the backup pages and API: a run with its job.
+
+    ``job_id`` and ``job_name`` come from the target and the title; a task
+    names its VM and disk (``vm_uuid``, ``vm_name``, ``disk_key``).
+    """
+    target = str(op.get("target", ""))
+    job_id = int(target[len(_JOB_PREFIX) :]) if target.startswith(_JOB_PREFIX) else None
+    run = {**op, "job_id": job_id, "job_name": op.get("title", "")}
+    if "tasks" in op:
+        run["tasks"] = [
+            {**t, "vm_uuid": t["subject"], "vm_name": t["name"], "disk_key": t["part"]}
+            for t in op["tasks"]
+        ]
+    return run
+
+
+class BackupRuns:
+    """Start runs of jobs (now or on schedule) and restores; read them back."""
+
+    def __init__(
+        self,
+        *,
+        jobs: JobStore,
+        pools: PoolAccess,
+        storage: BackupStorage,
+        ops: Operations,
+        mail: MailSettings,
+        appliance_name: Callable[[], Awaitable[str]],
+    ) -> None:
+        self.jobs = jobs
+        self.pools = pools
+        self.storage = storage
+        self.ops = ops
+        self.mail = mail
+        self._appliance_name = appliance_name
+
+    # ------------------------------------------------------------------ runs
+
+    def running_run(self, job_id: int) -> int | None:
+        """The id of the job's run in progress, if any."""
+        ids = self.ops.running(kind=OpKind.BACKUP, target=job_target(job_id))
+        return ids[0] if ids else None
+
+    async def run_job(self, job_id: int, *, trigger: str = "manual") -> int:
+        """Start a run of a job now; its id. ConflictError if one is running."""
+        row = await self.jobs.job(job_id)
+        _ = self.storage.datastore
+
+        def refusal(exc: ClaimConflictError) -> XenKeepError:
+            if exc.claim.key == job_target(job_id):
+                return ConflictError(
+                    f"job {row.spec.name} is already running (run {exc.holder.id})"
+                )
+            return exc
+
+        async def work(ctx: OperationContext) -> Outcome:
+            return await self._backup(ctx, row)
+
+        return await self.ops.start(
+            BACKUP,
+            work,
+            target=job_target(job_id),
+            title=row.spec.name,
+            action=f"run job {row.spec.name}",
+            trigger=trigger,
+            claims=[one_run_per_job(job_id), USES_STORAGE],
+            refusal=refusal,
+        )
+
+    async def _backup(self, ctx: OperationContext, row: JobRow) -> Outcome:
+        started = time.time()
+        pool_name = row.spec.pool_id
+        error = ""
+        cancelled = False
+        runner: BackupRun | None = None
+        try:
+            await ctx.stage(BackupStage.SELECT)
+            pool_name = await self.pools.pool_name(row.spec.pool_id)
+            client = await self.pools.client(row.spec.pool_id)
+            await ctx.log(f"job {row.spec.name} on pool {pool_name} ({row.spec.pool_id})")
+            runner = BackupRun(
+                ctx=ctx,
+                job_id=row.id,
+                spec=row.spec,
+                client=client,
+                datastore=self.storage.datastore,
+            )
+            await ctx.stage(BackupStage.TRANSFER)
+            await runner.execute()
+        except asyncio.CancelledError:
+            cancelled = True
+        except Exception as exc:
+            error = describe_error(exc)
+            log.exception("run %s failed", ctx.id)
+            await ctx.log(f"run failed: {error}", level="error")
+        await asyncio.shield(ctx.stage(BackupStage.REPORT))
+        results = [r.as_dict() for r in runner.results] if runner is not None else []
+        status = overall_status(results, cancelled=cancelled)
+        if error:
+            status = RunStatus.FAILED
+        if cancelled and self.ops.stopping:
+            status, error = RunStatus.INTERRUPTED, "the daemon stopped during this run"
+        report = build_report(
+            run_id=ctx.id,
+            job_name=row.spec.name,
+            pool_name=pool_name,
+            appliance=await asyncio.shield(self._appliance_name()),
+            started=started,
+            finished=time.time(),
+            vms=results,
+            status=status,
+        )
+        report["error"] = error
+        await asyncio.shield(ctx.progress(int(report["bytes"]), force=True))
+        await asyncio.shield(self._mail(ctx, report))
+        if cancelled:
+            await asyncio.shield(ctx.log("run cancelled", level="warning"))
+        return Outcome(
+            report=report, status=status, error=error or ("cancelled" if cancelled else "")
+        )
+
+    async def _mail(self, ctx: OperationContext, report: Mapping[str, Any]) -> None:
+        smtp = await self.mail.get()
+        if smtp is None:
+            return
+        try:
+            await send_report(smtp, report)
+            await ctx.log(f"report mailed to {', '.join(smtp.recipients)}")
+        except Exception as exc:  # a mail failure must not fail the backup
+            await ctx.log(f"could not mail the report: {exc}", level="warning")
+
+    # --------------------------------------------------------------- restore
+
+    async def restore(self, data: Mapping[str, Any]) -> int:
+        """Start a restore; its operation id."""
+        req = RestoreRequest.from_input(data)
+        ds = self.storage.datastore
+        try:
+            point = await asyncio.to_thread(lambda: ds.vmdir(req.vm_uuid).load_point(req.point_id))
+        except ValueError:
+            raise ValidationError("not a VM uuid", field="vm_uuid") from None
+        if req.disk is not None:
+            point.disk(req.disk)
+        client = await self.pools.client(req.pool_id)
+
+        async def work(ctx: OperationContext) -> Outcome:
+            runner = RestoreRun(ctx=ctx, request=req, client=client, datastore=ds)
+            try:
+                report = await runner.execute()
+            except asyncio.CancelledError:
+                return Outcome(
+                    status=RunStatus.CANCELLED, error="cancelled; nothing restored was kept"
+                )
+            except Exception as exc:
+                error = describe_error(exc)
+                await ctx.log(f"restore failed: {error}", level="error")
+                return Outcome(status=RunStatus.FAILED, error=error)
+            await ctx.log(restore_log_line(report))
+            return Outcome(report=report)
+
+        name = point.vm.get("name_label", req.vm_uuid)
+        return await self.ops.start(
+            RESTORE,
+            work,
+            target=f"vm:{req.vm_uuid}",
+            title=f"restore {name}",
+            action=f"restore {name}",
+            params=req.as_dict(),
+            claims=[USES_STORAGE],
+        )
+
+    # ------------------------------------------------------------------ read
+
+    async def runs(self, *, job_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Recent runs and restores, newest first."""
+        target = job_target(job_id) if job_id is not None else None
+        ops = await self.ops.find(kinds=RUN_KINDS, target=target, limit=limit)
+        return [as_run(op) for op in ops]
+
+    async def run(self, run_id: int) -> dict[str, Any]:
+        """One run or restore (NotFoundError for any other kind of operation)."""
+        return as_run(await self._run_op(run_id))
+
+    async def _run_op(self, run_id: int) -> dict[str, Any]:
+        op = await self.ops.get(run_id)
+        if op["kind"] not in RUN_KINDS:
+            raise NotFoundError(f"no run {run_id}")
+        return op
+
+    async def detail(self, run_id: int, *, log_after: int = 0) -> dict[str, Any]:
+        """A run with its tasks (live progress) and log lines."""
+        await self._run_op(run_id)
+        return as_run(await self.ops.detail(run_id, log_after=log_after))
+
+    # ------------------------------------------------------------- scheduler
+
+    async def schedule_tick(self, now: float) -> float:
+        """Start every due job; the seconds until the next look."""
+        wait = float("inf")
+        for row in await self.jobs.jobs():
+            spec = row.spec
+            if not spec.schedule or not spec.enabled:
+                continue
+            try:
+                d = due(
+                    parse_schedule(spec.schedule, spec.timezone),
+                    last_slot=row.last_slot,
+                    created=row.created_at,
+                    now=now,
+                )
+            except XenKeepError as exc:
+                log.error("job %s: bad schedule: %s", row.id, exc.message)
+                continue
+            if d.run_now and self.running_run(row.id) is None:
+                await self.jobs.set_schedule_state(row.id, last_slot=d.slot, next_run=d.next_run)
+                try:
+                    run_id = await self.run_job(row.id, trigger=f"schedule: {d.reason}")
+                    await self.ops.store.log(run_id, f"started by the scheduler ({d.reason})")
+                except XenKeepError as exc:
+                    log.error("job %s: scheduled run not started: %s", row.id, exc.message)
+            elif row.next_run != d.next_run and not d.run_now:
+                await self.jobs.set_schedule_state(row.id, last_slot=None, next_run=d.next_run)
+            wait = min(wait, max(0.5, d.next_run - now))
+        return wait

@@ -1,0 +1,274 @@
+"""The backup storage: the datastore in use, and the disks that can become it.
+
+Formatting and attaching a disk are operations (they call the privileged
+helper, and ``mkfs`` of a large disk takes minutes); swapping to another
+directory and detaching are short. All of them claim the storage
+exclusively, so nothing changes it while a backup, a restore or a verify
+reads or writes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Final
+
+from xenkeep.errors import ValidationError, XenKeepError
+from xenkeep.ops import OperationContext, Operations
+from xenkeep.ops.manager import Outcome
+from xenkeep.repo.datastore import Datastore
+from xenkeep.repo.errors import NoDatastoreError, RepoError
+from xenkeep.store import Database
+
+from .disks import DiskService
+from .kinds import CHANGES_STORAGE, DISK_ATTACH, DISK_FORMAT, DiskStage
+
+log = logging.getLogger(__name__)
+
+DATASTORE_KEY: Final = "backup.datastore"
+#: Below this share of free space the storage pages warn: a full datastore
+#: fails the next runs, and merges need room for the delta they move.
+LOW_SPACE_RATIO: Final = 0.10
+CHANGE_ACTION: Final = "change the backup storage"
+
+
+def check_erase_confirmation(device: str, confirm: str) -> None:
+    """The typed confirmation of an erase must repeat the device's name."""
+    if confirm.strip() != device:
+        raise ValidationError(
+            f"type {device} to confirm that everything on it is erased", field="confirm"
+        )
+
+
+class BackupStorage:
+    """Where backups live now, and the appliance's disks that may hold them."""
+
+    def __init__(self, db: Database, ops: Operations, disks: DiskService | None = None) -> None:
+        self.db = db
+        self.ops = ops
+        self._disks = disks
+        self._datastore: Datastore | None = None
+        #: Why the configured datastore could not be opened (disk missing...).
+        self._problem: str | None = None
+
+    async def open(self) -> None:
+        """At start: open the datastore the settings name, or say why not."""
+        path = await self.db.get_setting(DATASTORE_KEY)
+        if not path:
+            return
+        try:
+            self._datastore = await asyncio.to_thread(Datastore, Path(path))
+        except XenKeepError as exc:
+            log.error("backup storage %s unusable: %s", path, exc.message)
+            self._problem = f"{path}: {exc.message}"
+
+    @property
+    def configured(self) -> bool:
+        """Whether a datastore is in use."""
+        return self._datastore is not None
+
+    @property
+    def datastore(self) -> Datastore:
+        """The datastore in use, or a RepoError saying to set one up."""
+        if self._datastore is None:
+            raise NoDatastoreError(
+                "no backup storage is configured", hint="initialise one on the storage page"
+            )
+        return self._datastore
+
+    # ------------------------------------------------------------- directory
+
+    async def use_directory(self, path: str) -> dict[str, Any]:
+        """Initialise an existing directory as the datastore (NFS/SMB mounts, development)."""
+        # A run writes into the datastore it started with: swapping it under
+        # the run would leave that run's chain half in each place.
+        async with self.ops.holding([CHANGES_STORAGE], action=CHANGE_ACTION):
+            await self._use(path)
+        return await self.status()
+
+    async def _use(self, path: str) -> None:
+        p = Path(path.strip())
+        if not p.is_absolute():
+            raise ValidationError("give an absolute directory path", field="path")
+        if not await asyncio.to_thread(p.is_dir):
+            raise ValidationError(f"{p} is not an existing directory", field="path")
+        self._datastore = await asyncio.to_thread(Datastore.initialise, p)
+        self._problem = None
+        await self.db.set_setting(DATASTORE_KEY, str(p))
+
+    # ----------------------------------------------------------------- disks
+
+    def _disk_service(self) -> DiskService:
+        if self._disks is None:
+            raise RepoError("this daemon manages no disks", hint="use an existing directory")
+        return self._disks
+
+    async def disks(self) -> dict[str, Any]:
+        """The appliance's disks as the privileged helper sees them.
+
+        ``available`` is False where there is no helper (development).
+        """
+        if self._disks is None or not self._disks.available:
+            return {"available": False, "disks": [], "mounted": None, "mountpoint": None}
+        return {"available": True, **await self._disks.listing()}
+
+    async def _known_disk(self, device: str) -> None:
+        """Refuse, before anything starts, a disk the helper does not list or that is in use."""
+        listing = await self._disk_service().listing()
+        disk = next((d for d in listing.get("disks", []) if d.get("name") == device), None)
+        if disk is None:
+            raise ValidationError(f"the appliance has no disk named {device}", field="device")
+        if disk.get("in_use"):
+            raise ValidationError(f"{device} cannot be used: {disk['in_use']}", field="device")
+
+    async def start_format(self, device: str, confirm: str) -> int:
+        """Start erasing ``device`` into XFS with reflink as the datastore; the operation id."""
+        check_erase_confirmation(device, confirm)
+        await self._known_disk(device)
+        service = self._disk_service()
+
+        async def work(ctx: OperationContext) -> Outcome:
+            await ctx.stage(DiskStage.ERASE)
+            await ctx.log(f"erasing {device} and making XFS with reflink on it")
+            result = await service.format(device, confirm)
+            log.warning("disk %s formatted as backup storage (%s)", device, result.get("uuid"))
+            await ctx.log(f"{device} holds a new XFS filesystem {result.get('uuid')}")
+            return await self._open_mounted(ctx, device, result)
+
+        return await self.ops.start(
+            DISK_FORMAT,
+            work,
+            target=f"disk:{device}",
+            title=f"format {device}",
+            action=f"format {device}",
+            claims=[CHANGES_STORAGE],
+            params={"device": device},
+        )
+
+    async def start_attach(self, device: str) -> int:
+        """Start mounting the filesystem on ``device`` (no format) as the datastore."""
+        await self._known_disk(device)
+        service = self._disk_service()
+
+        async def work(ctx: OperationContext) -> Outcome:
+            await ctx.stage(DiskStage.MOUNT)
+            await ctx.log(f"mounting the filesystem on {device}")
+            result = await service.attach(device)
+            log.info("disk %s attached as backup storage (%s)", device, result.get("uuid"))
+            return await self._open_mounted(ctx, device, result)
+
+        return await self.ops.start(
+            DISK_ATTACH,
+            work,
+            target=f"disk:{device}",
+            title=f"attach {device}",
+            action=f"attach {device}",
+            claims=[CHANGES_STORAGE],
+            params={"device": device},
+        )
+
+    async def _open_mounted(
+        self, ctx: OperationContext, device: str, result: dict[str, Any]
+    ) -> Outcome:
+        mountpoint = str(result["mountpoint"])
+        await ctx.log(f"{device} is mounted at {mountpoint}")
+        await ctx.stage(DiskStage.OPEN)
+        await self._use(mountpoint)
+        status = await self.status()
+        await ctx.log(f"backup storage ready: {len(status.get('vms', []))} VM(s) with backups")
+        return Outcome(report={"device": device, **result, "storage": status})
+
+    async def detach_disk(self) -> dict[str, Any]:
+        """Unmount the backup disk so it can be detached from the VM; nothing is erased."""
+        async with self.ops.holding([CHANGES_STORAGE], action="detach the backup storage"):
+            service = self._disk_service()
+            listing = await service.listing()
+            mountpoint = listing.get("mountpoint")
+            # Dropped before the unmount so nothing uses it meanwhile, and
+            # given back if the helper refuses (a busy disk stays as it was).
+            dropped = self._datastore
+            if dropped is not None and str(dropped.root) == mountpoint:
+                self._datastore = None
+                await self.db.execute("DELETE FROM settings WHERE key = ?", (DATASTORE_KEY,))
+            else:
+                dropped = None
+            try:
+                await service.detach()
+            except BaseException:
+                if dropped is not None:
+                    self._datastore = dropped
+                    await self.db.set_setting(DATASTORE_KEY, str(dropped.root))
+                raise
+        log.info("backup disk detached from %s", mountpoint)
+        return await self.status()
+
+    # ------------------------------------------------------------------ read
+
+    async def status(self) -> dict[str, Any]:
+        """Capacity, used, free, reflink and per-VM usage, or ``configured: False``."""
+        ds = self._datastore
+        if ds is None:
+            return {"configured": False, "problem": self._problem}
+
+        def gather() -> dict[str, Any]:
+            u = ds.usage()
+            vms = [ds.vm_usage(v).__dict__ for v in ds.vms()]
+            return {
+                "configured": True,
+                "path": str(ds.root),
+                "capacity": u.capacity,
+                "used": u.used,
+                "free": u.free,
+                "low_space": u.free < u.capacity * LOW_SPACE_RATIO,
+                "reflink": ds.reflink,
+                "reflink_note": ds.reflink_note,
+                "vms": vms,
+            }
+
+        return await asyncio.to_thread(gather)
+
+    async def points(self, vm_uuid: str) -> list[dict[str, Any]]:
+        """Restore points of a VM, oldest first (only committed ones exist)."""
+        pts = await asyncio.to_thread(self.datastore.points, vm_uuid)
+        return [
+            {
+                "id": p.id,
+                "seq": p.seq,
+                "created": p.created,
+                "vm_name": p.vm.get("name_label", ""),
+                "job_id": p.job_id,
+                "disks": [
+                    {
+                        "key": d.key,
+                        "virtual_size": d.virtual_size,
+                        "transfer": d.transfer,
+                        "bytes": d.transferred_bytes,
+                        "blocks": d.blocks,
+                    }
+                    for d in p.disks
+                ],
+            }
+            for p in pts
+        ]
+
+    async def backed_up_vms(self) -> list[dict[str, Any]]:
+        """VMs with restore points, with their newest name and point count."""
+        ds = self.datastore
+
+        def gather() -> list[dict[str, Any]]:
+            out = []
+            for v in ds.vms():
+                pts = ds.points(v)
+                if pts:
+                    out.append(
+                        {
+                            "vm_uuid": v,
+                            "name": pts[-1].vm.get("name_label", ""),
+                            "points": len(pts),
+                            "newest": pts[-1].created,
+                        }
+                    )
+            return out
+
+        return await asyncio.to_thread(gather)

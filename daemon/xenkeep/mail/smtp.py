@@ -1,0 +1,119 @@
+"""Sending mail: the SMTP settings and one way to send a message.
+
+Reports of backups, and next of replication and diagnostics, all mail
+through :func:`send_mail`; smtplib runs in a thread so the loop never waits
+on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import smtplib
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+from xenkeep.errors import ValidationError
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where reports go. ``starttls`` upgrades the connection before login."""
+
+    host: str
+    port: int = 587
+    starttls: bool = True
+    username: str = ""
+    password: str = ""
+    sender: str = ""
+    recipients: tuple[str, ...] = ()
+    #: Only for tests and private relays with self-signed certificates.
+    verify_tls: bool = True
+
+    @classmethod
+    def from_input(cls, data: Mapping[str, Any]) -> SmtpSettings:
+        """Validate user input."""
+        host = str(data.get("host", "")).strip()
+        if not host:
+            raise ValidationError("the SMTP server is required", field="host")
+        try:
+            port = int(str(data.get("port") or 587))
+        except ValueError:
+            raise ValidationError("the port must be a number", field="port") from None
+        if not 0 < port < 65536:
+            raise ValidationError("the port must be between 1 and 65535", field="port")
+        raw = data.get("recipients", "")
+        items = raw if isinstance(raw, list) else str(raw).replace(";", ",").split(",")
+        recipients = tuple(r.strip() for r in items if str(r).strip())
+        if not recipients or any("@" not in r for r in recipients):
+            raise ValidationError("give one or more e-mail addresses", field="recipients")
+        sender = str(data.get("sender", "")).strip()
+        if "@" not in sender:
+            raise ValidationError("the sender must be an e-mail address", field="sender")
+
+        def flag(name: str, default: bool) -> bool:
+            v = data.get(name, default)
+            return v.lower() in ("1", "on", "true", "yes") if isinstance(v, str) else bool(v)
+
+        return cls(
+            host=host,
+            port=port,
+            starttls=flag("starttls", True),
+            username=str(data.get("username", "")),
+            password=str(data.get("password", "")),
+            sender=sender,
+            recipients=recipients,
+            verify_tls=flag("verify_tls", True),
+        )
+
+    def to_json(self) -> str:
+        """Stored form."""
+        d = dict(self.__dict__)
+        d["recipients"] = list(self.recipients)
+        return json.dumps(d)
+
+
+def _send_sync(settings: SmtpSettings, msg: EmailMessage, timeout: float) -> None:
+    with smtplib.SMTP(settings.host, settings.port, timeout=timeout) as smtp:
+        smtp.ehlo()
+        if settings.starttls:
+            ctx = ssl.create_default_context()
+            if not settings.verify_tls:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            smtp.starttls(context=ctx)
+            smtp.ehlo()
+        if settings.username:
+            smtp.login(settings.username, settings.password)
+        smtp.send_message(msg)
+
+
+async def send_mail(
+    settings: SmtpSettings,
+    subject: str,
+    body: str,
+    attachment: tuple[str, Mapping[str, Any]] | None = None,
+    *,
+    timeout: float = 30.0,  # noqa: ASYNC109
+) -> None:
+    """Mail a plain-text message, optionally with a JSON attachment ``(filename, data)``.
+
+    Raises OSError/smtplib errors for the caller to log.
+    """
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = settings.sender
+    msg["To"] = ", ".join(settings.recipients)
+    msg.set_content(body)
+    if attachment is not None:
+        filename, data = attachment
+        msg.add_attachment(
+            json.dumps(data, indent=1).encode(),
+            maintype="application",
+            subtype="json",
+            filename=filename,
+        )
+    await asyncio.to_thread(_send_sync, settings, msg, timeout)

@@ -1,0 +1,38 @@
+"""Names shared by every kind of operation: statuses and kinds."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+
+class OpStatus(StrEnum):
+    """Where an operation, or one of its sub-tasks, stands."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    #: Cut by a stop of the daemon; marked so at the next start.
+    INTERRUPTED = "interrupted"
+
+
+FINISHED: Final = frozenset(
+    {OpStatus.SUCCESS, OpStatus.FAILED, OpStatus.CANCELLED, OpStatus.INTERRUPTED}
+)
+
+
+class OpKind(StrEnum):
+    """Every kind of long task. A new kind is added here and defined where its
+    work lives (see :class:`~xenkeep.ops.manager.OperationKind`)."""
+
+    BACKUP = "backup"
+    RESTORE = "restore"
+    VERIFY = "verify"
+    DISK_FORMAT = "disk-format"
+    DISK_ATTACH = "disk-attach"
+
+
+#: The message an operation cut by a daemon stop carries.
+INTERRUPTED_MESSAGE: Final = "the daemon stopped during this operation"
