@@ -43,6 +43,9 @@ ADMIN_ONLY_PREFIXES = (
     "/api/v1/appliance",
     "/backup",
     "/api/v1/backup",
+    # Operations of every kind (backups, restores, verifies, disk formats).
+    "/operations",
+    "/api/v1/operations",
 )
 # Reading pool state is for viewers; changing which pools are connected is not.
 ADMIN_WRITE_PREFIXES = ("/pools", "/api/v1/pools")

@@ -99,7 +99,7 @@ async def test_backup_and_restore_through_the_api_and_pages(
     assert status == 200 and "nightly" in html and "success" in html
     status, html, _ = await browser.get(f"/backup/runs/{run['id']}")
     assert status == 200 and "first backup of this VM" in html
-    assert "backup.js" in html and "<script>" not in html
+    assert "operation.js" in html and "<script>" not in html
     status, html, _ = await browser.get("/backup/storage")
     assert status == 200 and vm.uuid in html and "web-backup-01</a>" in html
     status, html, _ = await browser.get(f"/backup/restore?vm={vm.uuid}")
