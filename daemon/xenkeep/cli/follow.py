@@ -1,0 +1,66 @@
+"""Following a started run on the console: its log and progress as they
+come, its summary at the end, and a cancel when the user presses Ctrl-C."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from xenkeep.backup.const import RunStatus
+from xenkeep.cli.client import Api, cancel_run, poll_run, run_finished
+from xenkeep.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConsoleError
+from xenkeep.cli.output import emit, error, log_line, progress_line
+
+#: Progress is printed at most once per PROGRESS_EVERY seconds, and only when it changed.
+PROGRESS_EVERY: Final = 1.0
+#: How long to wait, after asking for a cancel, for the run to say it ended.
+CANCEL_WAIT_SECONDS: Final = 30.0
+
+
+def follow(api: Api, run_id: int, *, clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """Print a run's log and progress until it finishes; its final detail."""
+    last_progress = ""
+    printed_at = -PROGRESS_EVERY
+    run: dict[str, Any] = {}
+    for run in poll_run(api, run_id):
+        for line in run.get("log") or []:
+            emit(log_line(line))
+        if run_finished(run):
+            break
+        progress = progress_line(run)
+        now = clock()
+        if progress != last_progress and now - printed_at >= PROGRESS_EVERY:
+            emit(progress)
+            last_progress, printed_at = progress, now
+    return run
+
+
+def cancel(api: Api, run_id: int) -> None:
+    """After Ctrl-C: ask the daemon to cancel, then wait a little for the end."""
+    print(f"\ninterrupted: asking the daemon to cancel run {run_id}", file=sys.stderr, flush=True)
+    try:
+        cancel_run(api, run_id)
+    except ConsoleError as exc:
+        error(exc.message)
+        return
+    try:
+        for run in poll_run(api, run_id, deadline=time.monotonic() + CANCEL_WAIT_SECONDS):
+            if run_finished(run):
+                print(f"run {run_id} {run['status']}", file=sys.stderr)
+                return
+    except (ConsoleError, KeyboardInterrupt):
+        pass
+    print(f"cancel requested; see `xenkeep backup list` for run {run_id}", file=sys.stderr)
+
+
+def follow_to_exit(api: Api, run_id: int, summary: Callable[[Mapping[str, Any]], str]) -> int:
+    """Follow a run, print its summary; the exit code of its result (130 after Ctrl-C)."""
+    try:
+        run = follow(api, run_id)
+    except KeyboardInterrupt:
+        cancel(api, run_id)
+        return EXIT_INTERRUPTED
+    emit(summary(run))
+    return EXIT_OK if run.get("status") == RunStatus.SUCCESS.value else EXIT_FAILED
