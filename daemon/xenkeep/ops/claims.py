@@ -82,13 +82,8 @@ class ClaimTable:
                 return min(h.shared.values(), key=lambda x: x.id), c
         return None
 
-    def take(self, holder: Holder, claims: Iterable[Claim], action: str) -> None:
-        """Take every claim, or raise ClaimConflictError naming what is in the way.
-
-        Synchronous on purpose: no other coroutine runs between the check
-        and the take.
-        """
-        claims = list(claims)
+    def check(self, claims: Iterable[Claim], action: str) -> None:
+        """Raise ClaimConflictError naming what is in the way of ``claims``, if anything."""
         found = self.blocker(claims)
         if found is not None:
             other, claim = found
@@ -98,6 +93,15 @@ class ClaimTable:
                 holder=other,
                 claim=claim,
             )
+
+    def take(self, holder: Holder, claims: Iterable[Claim], action: str) -> None:
+        """Take every claim, or raise ClaimConflictError naming what is in the way.
+
+        Synchronous on purpose: no other coroutine runs between the check
+        and the take.
+        """
+        claims = list(claims)
+        self.check(claims, action)
         for c in claims:
             h = self._held.setdefault(c.key, _Holders())
             if c.exclusive:

@@ -168,6 +168,8 @@ class OperationContext:
         """
         work = ThreadWork()
         work.total = total
+        # A first sample at zero: the total shows at once and speed counts from here.
+        await self.progress(work.done, total, force=True)
         future = asyncio.ensure_future(asyncio.to_thread(fn, work))
         try:
             while True:

@@ -136,28 +136,41 @@ class Operations:
         """
         if self._stopping:
             raise ConflictError(f"cannot {action}: the daemon is stopping")
-        # The claims are taken before the first await, so two requests racing
-        # cannot both get them; the holder's id is filled in once known.
-        holder = Holder(next(self._action_ids), kind.noun, title)
-        try:
-            self._claims.take(holder, claims, action)
-        except ClaimConflictError as exc:
-            raise (refusal(exc) if refusal else exc) from None
-        try:
-            op_id = await self.store.create(
-                kind.kind.value, target=target, title=title, trigger=trigger, params=params
-            )
-        except BaseException:
-            self._claims.release(holder, claims)
-            raise
-        self._claims.release(holder, claims)
+        # Refused at once when the claims are held, before anything is written.
+        self._take(Holder(0, kind.noun, title), claims, action, refusal, dry_run=True)
+        op_id = await self.store.create(
+            kind.kind.value, target=target, title=title, trigger=trigger, params=params
+        )
         holder = Holder(op_id, kind.noun, title)
-        self._claims.take(holder, claims, action)
+        try:
+            # Check and take with no await between them: of requests racing
+            # past the first check, one wins and the others are refused here.
+            self._take(holder, claims, action, refusal)
+        except ConflictError:
+            await self.store.delete(op_id)
+            raise
         ctx = OperationContext(self.store, op_id, kind=kind.kind.value, stages=kind.stages)
         task = asyncio.create_task(self._run(kind, ctx, work), name=f"{kind.noun} {op_id}")
         self._running[op_id] = _Running(task, holder, tuple(claims), target, kind.kind)
         task.add_done_callback(lambda _t: self._forget(op_id))
         return op_id
+
+    def _take(
+        self,
+        holder: Holder,
+        claims: Sequence[Claim],
+        action: str,
+        refusal: Callable[[ClaimConflictError], XenKeepError] | None,
+        *,
+        dry_run: bool = False,
+    ) -> None:
+        try:
+            if dry_run:
+                self._claims.check(claims, action)
+            else:
+                self._claims.take(holder, claims, action)
+        except ClaimConflictError as exc:
+            raise (refusal(exc) if refusal else exc) from None
 
     def _forget(self, op_id: int) -> None:
         running = self._running.pop(op_id, None)

@@ -107,6 +107,11 @@ class OperationStore:
         self.touch()
         return op_id
 
+    async def delete(self, op_id: int) -> None:
+        """Remove an operation that never started (its claims were refused)."""
+        await self.db.execute("DELETE FROM operations WHERE id = ?", (op_id,))
+        self.touch()
+
     async def update(self, op_id: int, **fields: Any) -> None:
         """Change some columns of an operation."""
         clause, values = _set_clause(fields, _OP_COLUMNS)
