@@ -3,6 +3,8 @@ on real loop disks (systemctl played by SystemctlMountMock: no systemd here)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -10,8 +12,11 @@ import pytest
 from tests.support.privhelper import Appliance, is_mounted, probe
 from tests.support.web import Browser, complete_setup, make_settings
 from tests.unit.repo.repo_testlib import RefDisk
+from xenkeep.backup.kinds import USES_STORAGE, VERIFY
 from xenkeep.backup.manager import DATASTORE_KEY
 from xenkeep.config import Settings
+from xenkeep.ops import OperationContext
+from xenkeep.ops.manager import Outcome
 from xenkeep.web import keys
 
 pytestmark = pytest.mark.root
@@ -89,3 +94,64 @@ async def test_a_disk_becomes_the_storage_and_survives_unmount_and_attach(
         "POST", "/api/v1/backup/disks/nosuchdisk/format", {"confirm": "nosuchdisk"}
     )
     assert status == 400 and body["error"]["field"] in ("device", ""), body
+
+
+async def test_formatting_a_disk_is_an_operation_with_stages_and_a_log(
+    browser: Browser, settings: Settings, appliance: Appliance
+) -> None:
+    await complete_setup(browser, settings)
+    disk = appliance.new_disk()
+    status, body = await browser.api(
+        "POST", f"/api/v1/backup/disks/{disk}/format?wait=false", {"confirm": disk}
+    )
+    assert status == 202, body
+    op_id = body["operation_id"]
+    events = []
+    async with browser.session.get(browser.url(f"/api/v1/operations/{op_id}/events")) as r:
+        async for raw in r.content:
+            line = raw.decode()
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    op = events[-1]
+    assert (op["kind"], op["status"], op["target"]) == ("disk-format", "success", f"disk:{disk}")
+    assert op["stage"] == "open" and op["report"]["storage"]["configured"], op
+    messages = [line["message"] for e in events for line in e["log"]]
+    assert messages[0] == f"erasing {disk} and making XFS with reflink on it", messages
+    assert any(m.startswith(f"{disk} is mounted at ") for m in messages), messages
+    assert probe(disk, "TYPE") == "xfs"
+    status, html, _ = await browser.get(f"/operations/{op_id}")
+    assert status == 200 and 'data-kind="disk-format"' in html and "Device" in html
+    status, body = await browser.api("GET", "/api/v1/operations?kind=disk-format")
+    assert [o["id"] for o in body["operations"]] == [op_id]
+    await browser.api("POST", "/api/v1/backup/disks/detach")
+
+
+async def test_a_storage_change_is_refused_while_a_verify_reads_it(
+    browser: Browser, settings: Settings, appliance: Appliance, tmp_path: Path
+) -> None:
+    await complete_setup(browser, settings)
+    store = tmp_path / "store"
+    store.mkdir()
+    await browser.api("POST", "/api/v1/backup/storage", {"path": str(store)})
+    manager = keys.backup(browser.server.app)
+    release = asyncio.Event()
+
+    async def slow(ctx: OperationContext) -> Outcome:
+        await release.wait()
+        return Outcome()
+
+    # A reader of the storage, as a verify or a backup is.
+    op_id = await manager.ops.start(
+        VERIFY, slow, target="datastore", title="verify", action="verify", claims=[USES_STORAGE]
+    )
+    disk = appliance.new_disk()
+    status, body = await browser.api(
+        "POST", f"/api/v1/backup/disks/{disk}/format", {"confirm": disk}
+    )
+    assert status == 409, body
+    assert body["error"]["message"].startswith(f"cannot format {disk} while a verify runs"), body
+    assert probe(disk, "TYPE") is None  # nothing reached the disk
+    status, html, _ = await browser.post_form(f"/backup/disks/{disk}/format", {"confirm": disk})
+    assert status == 409 and "while a verify runs" in html
+    release.set()
+    await manager.ops.wait(op_id)
