@@ -203,6 +203,10 @@ class BackupStorage:
         log.info("backup disk detached from %s", mountpoint)
         return await self.status()
 
+    async def changes(self, limit: int = 5) -> list[dict[str, Any]]:
+        """The recent disk formats and attaches, newest first."""
+        return await self.ops.find(kinds=[DISK_FORMAT.kind, DISK_ATTACH.kind], limit=limit)
+
     # ------------------------------------------------------------------ read
 
     async def status(self) -> dict[str, Any]:

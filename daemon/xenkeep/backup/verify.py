@@ -155,6 +155,10 @@ class VerifyService:
         found = await self.ops.find(kinds=[OpKind.VERIFY.value], limit=1)
         return verify_view(found[0]) if found else None
 
+    async def history(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The recent verifies, newest first, each as its report."""
+        return [verify_view(op) for op in await self.ops.find(kinds=[VERIFY.kind], limit=limit)]
+
     # ------------------------------------------------------------- schedule
 
     async def schedule(self) -> dict[str, Any]:

@@ -330,6 +330,8 @@ async def _storage_page(
         "disk_error": disk_error,
         "storage": await manager.storage_status(),
         "verify": await manager.last_verify(),
+        "verify_history": await manager.verify.history(),
+        "storage_changes": await manager.storage.changes(),
         "verify_schedule": verify_schedule,
         "form_schedule": verify_schedule["schedule"] if schedule is None else schedule,
         "schedule_error": schedule_error,
