@@ -247,8 +247,6 @@ class _Gunzip:
         return out
 
 
-
-
 def open_archive(src: SupportsRead) -> SupportsRead:
     """``src`` as an uncompressed tar stream: gzip is decoded, zstd refused."""
     head = read_upto(src, 4)
