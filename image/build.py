@@ -9,7 +9,8 @@ Steps, each a small function sharing one :class:`Build`:
 3. ``mkosi build`` in ``image/`` (incremental: packages are cached in
    ``image/mkosi.cache``).
 4. ``out/xenkeep.raw`` (sparse copy), ``out/manifest.txt`` (package list),
-   ``out/xenkeep.xva`` (packed with :mod:`xenkeep.formats.xva`),
+   ``out/xenkeep.xva`` (the VM of ``image/appliance_xva.py``, packed with
+   :mod:`xenkeep.formats.xva`),
    ``out/SHA256SUMS`` and ``out/inputs.sha256`` (what the tests compare to
    decide whether the image is stale).
 
@@ -161,12 +162,16 @@ def copy_outputs(b: Build) -> None:
 
 def pack_xva(b: Build) -> None:
     """out/xenkeep.xva from out/xenkeep.raw."""
-    from xenkeep.formats import xva
+    # image/appliance_xva.py sits next to this script, so it is importable
+    # when this runs as a script (make image, the image tests' build); imported
+    # here so that loading this module for inputs_digest() needs neither it
+    # nor xenkeep.
+    from appliance_xva import ApplianceSpec, write_appliance_xva
 
     commit = subprocess.run(
         ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True
     ).stdout.strip()
-    spec = xva.ApplianceSpec(
+    spec = ApplianceSpec(
         name="XenKeep",
         description=f"XenKeep {b.version} appliance: backup and self-service for this pool",
         disk_size=DISK_SIZE,
@@ -183,7 +188,7 @@ def pack_xva(b: Build) -> None:
     target = OUT / "xenkeep.xva"
     tmp = target.with_suffix(".xva.tmp")
     with tmp.open("wb") as out:
-        stats = xva.write_xva(out, spec, OUT / "xenkeep.raw", mtime=b.epoch)
+        stats = write_appliance_xva(out, spec, OUT / "xenkeep.raw", mtime=b.epoch)
     tmp.replace(target)
     log(
         f"xenkeep.xva: {stats.bytes_written} bytes, {stats.chunks_written} chunks "

@@ -20,8 +20,11 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from xenkeep.privhelper.applier import Applier
+from xenkeep.privhelper.server import Server, serve
 from xenkeep.system.blockdev import find_mount, mount_unit_name
-from xenkeep.system.privhelper import Applier, Server, call, run_command, serve
+from xenkeep.system.helper import call
+from xenkeep.system.run import output
 
 DISK_SIZE = 300 * 1024 * 1024
 OWNER = "nobody"
@@ -52,7 +55,7 @@ class SystemctlMountMock:
     ) -> str:
         self.commands.append(argv[0])
         if argv[0] != "systemctl":
-            return await run_command(argv, stdin, timeout=timeout)
+            return await output(argv, stdin, timeout=timeout)
         self.systemctl.append(argv[1:])
         if argv[1:] == ["daemon-reload"]:
             return ""
@@ -64,26 +67,29 @@ class SystemctlMountMock:
         ), argv
         unit_dir = self.root / "etc/systemd/system"
         wants = unit_dir / "multi-user.target.wants" / name
+        # Blocking file work off the event loop, as the helper's own.
         if verb == "disable":
-            wants.unlink(missing_ok=True)
+            await asyncio.to_thread(wants.unlink, missing_ok=True)
             return ""
-        mount = self._load(unit_dir / name)
+        mount = await asyncio.to_thread(self._load, unit_dir / name)
         where = Path(mount["Where"])
         if verb == "stop":
-            if is_mounted(where):
-                await run_command(["umount", str(where)])
+            if await asyncio.to_thread(is_mounted, where):
+                await output(["umount", str(where)])
             return ""
-        wants.parent.mkdir(exist_ok=True)
-        wants.symlink_to(unit_dir / name)
+        await asyncio.to_thread(self._enable, wants, unit_dir / name)
         if self.fail_start:
             self.fail_start = False
             raise RuntimeError(f"systemctl failed: Job for {name} failed (mock)")
         uuid = mount["What"].removeprefix("/dev/disk/by-uuid/")
-        device = (await run_command(["blkid", "-U", uuid])).strip()
-        await run_command(
-            ["mount", "-t", mount["Type"], "-o", mount["Options"], device, str(where)]
-        )
+        device = (await output(["blkid", "-U", uuid])).strip()
+        await output(["mount", "-t", mount["Type"], "-o", mount["Options"], device, str(where)])
         return ""
+
+    @staticmethod
+    def _enable(wants: Path, unit: Path) -> None:
+        wants.parent.mkdir(exist_ok=True)
+        wants.symlink_to(unit)
 
     def _load(self, path: Path) -> configparser.SectionProxy:
         unit = configparser.ConfigParser(interpolation=None)

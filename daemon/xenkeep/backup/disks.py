@@ -1,20 +1,24 @@
 """Extra virtual disks of the appliance as backup storage.
 
 The daemon cannot format or mount anything itself: it asks the privileged
-helper (:mod:`xenkeep.system.privhelper`), which re-lists the disks and
-re-checks every argument. This module turns the helper's answers and
-refusals into the daemon's error tree. Without the helper (development,
-``make run``) disk management says so and a directory is used instead.
+helper through its client (:mod:`xenkeep.system.helper`); the helper re-lists
+the disks and re-checks every argument. This module turns the helper's
+answers and refusals into the daemon's error tree. Without the helper
+(development, ``make run``) disk management says so and a directory is used
+instead. A helper that does not answer in time is a
+:class:`~xenkeep.system.helper.HelperTimeoutError` (503), which names the
+operation and the time waited.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from xenkeep.errors import UnavailableError, ValidationError
-from xenkeep.system import privhelper
+from xenkeep.system import helper
 
 Call = Callable[..., Awaitable[Any]]
 
@@ -22,24 +26,35 @@ Call = Callable[..., Awaitable[Any]]
 class DiskService:
     """List, format, attach and detach the appliance's backup disk."""
 
-    def __init__(self, socket: Path, call: Call = privhelper.call) -> None:
+    def __init__(
+        self, socket: Path, call: Call = helper.call, *, timeout: float | None = None
+    ) -> None:
+        """``timeout`` (seconds) bounds every call; None: each operation's own default."""
         self._socket = socket
         self._call = call
+        self._timeout = timeout
 
     @property
     def available(self) -> bool:
-        """Whether the privileged helper's socket exists (it does on the appliance)."""
+        """Whether the privileged helper's socket exists (it does on the appliance).
+
+        A blocking stat: from a coroutine, await :meth:`is_available` instead.
+        """
         return self._socket.exists()
 
+    async def is_available(self) -> bool:
+        """:attr:`available`, with the stat off the event loop."""
+        return await asyncio.to_thread(self._socket.exists)
+
     async def _ask(self, op: str, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        if not self.available:
+        if not await self.is_available():
             raise UnavailableError(
                 "disk management needs the appliance's privileged helper, which is not running",
                 hint="on a development machine, use an existing directory instead",
             )
         try:
-            result = await self._call(op, args or {}, path=self._socket)
-        except privhelper.RequestError as exc:
+            result = await self._call(op, args or {}, path=self._socket, timeout=self._timeout)
+        except helper.RequestError as exc:
             raise ValidationError(str(exc), field=exc.field or "device") from None
         except (OSError, ValueError) as exc:
             raise UnavailableError(f"the privileged helper did not answer: {exc}") from None

@@ -1,7 +1,7 @@
 """The appliance's block devices, and the mount of its backup disk.
 
 Pure functions over what the system tools print, so that the privileged
-helper (:mod:`xenkeep.system.privhelper`) decides from a fresh reading and
+helper (:mod:`xenkeep.privhelper.storage`) decides from a fresh reading and
 tests can feed recorded output:
 
 - :func:`parse_lsblk` reads ``lsblk --json`` (:data:`LSBLK_ARGV`, util-linux

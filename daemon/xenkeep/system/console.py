@@ -14,12 +14,14 @@ the first administrator). When anything changed it
   ``xe vm-list params=networks`` shows them.
 
 Polling costs one ``ip address`` call every few seconds and keeps this free of
-event plumbing between the daemon and root.
+event plumbing between the daemon and root. Commands go through
+:func:`xenkeep.system.run.run`, like every command the system package runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import ipaddress
 import json
@@ -27,14 +29,13 @@ import logging
 import os
 import shutil
 import socket
-import subprocess
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from xenkeep import __version__
 from xenkeep.config import load_settings
+from xenkeep.system.run import CommandError, run
 from xenkeep.system.tls import certificate_fingerprint
 
 log = logging.getLogger(__name__)
@@ -106,11 +107,9 @@ def usable_addresses(addresses: Iterable[str]) -> tuple[str, ...]:
     return tuple(str(ip) for ip in sorted(out, key=lambda ip: (ip.version, ip)))
 
 
-def system_addresses() -> list[str]:
+async def system_addresses() -> list[str]:
     """All addresses of the machine's interfaces, from ``ip -json address``."""
-    out = subprocess.run(
-        ["ip", "-json", "address", "show"], capture_output=True, timeout=10, check=True
-    ).stdout
+    out = (await run(["ip", "-json", "address", "show"], timeout=10)).stdout
     return [
         str(info["local"])
         for link in json.loads(out)
@@ -136,13 +135,14 @@ def read_fingerprint(cert_path: Path) -> str | None:
         return None
 
 
-Runner = Callable[[Sequence[str]], int]
+Runner = Callable[[Sequence[str]], Awaitable[int]]
 
 
-def _run(argv: Sequence[str]) -> int:
+async def _status(argv: Sequence[str]) -> int:
+    """The exit status of ``argv``; -1 when it could not run or timed out."""
     try:
-        return subprocess.run(list(argv), capture_output=True, timeout=10, check=False).returncode
-    except (OSError, subprocess.TimeoutExpired):
+        return (await run(argv, timeout=10, check=False)).returncode
+    except CommandError:
         return -1
 
 
@@ -157,15 +157,15 @@ def xenstore_writes(addresses: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def report_to_xenstore(addresses: Sequence[str], run: Runner = _run) -> bool:
+async def report_to_xenstore(addresses: Sequence[str], run: Runner = _status) -> bool:
     """Write the addresses into xenstore; False when not on Xen or it failed."""
-    if shutil.which("xenstore-write") is None:
+    if await asyncio.to_thread(shutil.which, "xenstore-write") is None:
         return False
-    run(["xenstore-rm", "attr/vif/0"])
+    await run(["xenstore-rm", "attr/vif/0"])
     argv = ["xenstore-write"]
     for key, value in xenstore_writes(addresses):
         argv += [key, value]
-    return run(argv) == 0
+    return await run(argv) == 0
 
 
 def on_xen(hypervisor_type: Path = Path("/sys/hypervisor/type")) -> bool:
@@ -189,34 +189,41 @@ def write_issue(path: Path, text: str) -> bool:
     return True
 
 
-def run_forever(issue: Path, once: bool = False) -> None:
+async def run_forever(issue: Path, once: bool = False) -> None:
     """The service's loop: refresh the banner and xenstore on every change."""
-    settings = load_settings()
-    xen = on_xen()
+    settings = await asyncio.to_thread(load_settings)
+    xen = await asyncio.to_thread(on_xen)
     last: ConsoleState | None = None
     while True:
         try:
-            addresses = usable_addresses(system_addresses())
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            addresses = usable_addresses(await system_addresses())
+        except (CommandError, ValueError) as exc:
             log.warning("cannot list addresses: %s", exc)
             addresses = ()
+        # Small files, but file work stays off the loop that runs the commands.
+        fingerprint, token = await asyncio.to_thread(
+            lambda: (
+                read_fingerprint(settings.tls_dir / "cert.pem"),
+                read_token(settings.setup_token_path),
+            )
+        )
         state = ConsoleState(
             addresses=addresses,
-            fingerprint=read_fingerprint(settings.tls_dir / "cert.pem"),
-            setup_token=read_token(settings.setup_token_path),
+            fingerprint=fingerprint,
+            setup_token=token,
             https_port=settings.https_port,
         )
         if state != last:
-            if write_issue(issue, render_banner(state)):
+            if await asyncio.to_thread(write_issue, issue, render_banner(state)):
                 # Running gettys redraw the prompt with the new banner.
-                _run(["agetty", "--reload"])
+                await _status(["agetty", "--reload"])
             if xen and (last is None or state.addresses != last.addresses):
-                report_to_xenstore(state.addresses)
+                await report_to_xenstore(state.addresses)
             log.info("console banner: %s", ", ".join(state.addresses) or "no address")
             last = state
         if once:
             return
-        time.sleep(POLL_SECONDS)
+        await asyncio.sleep(POLL_SECONDS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.umask(0o022)
     socket.setdefaulttimeout(10)
-    run_forever(ns.issue, once=ns.once)
+    asyncio.run(run_forever(ns.issue, once=ns.once))
     return 0
 
 

@@ -3,7 +3,7 @@
 ``xenkeep-firstboot.service`` runs this once, as root, before
 systemd-networkd starts: it reads the keys from xenstore (or QEMU's fw_cfg),
 validates them (:func:`xenkeep.system.vmdata.parse_vm_data`) and applies them
-with the privileged helper's :class:`~xenkeep.system.privhelper.Applier`, the
+with the privileged helper's :class:`~xenkeep.privhelper.applier.Applier`, the
 same code the web UI's settings go through. Without keys the appliance uses
 DHCP and the console account stays locked. A key with a bad value is
 reported on the console and ignored as a whole: a half-applied static
@@ -22,7 +22,8 @@ import logging
 import sys
 from pathlib import Path
 
-from xenkeep.system.privhelper import Applier, Request, Run, run_command
+from xenkeep.privhelper.applier import Applier
+from xenkeep.privhelper.request import Request
 from xenkeep.system.vmdata import (
     FW_CFG_ROOT,
     FwCfgSource,
@@ -58,7 +59,7 @@ async def apply_seed(data: VmData, applier: Applier) -> list[str]:
 
 async def first_boot(sources: list[VmDataSource], applier: Applier) -> int:
     """Read, validate and apply the seeds; 0 on success, 1 if a key was bad."""
-    source, raw = read_raw(sources)
+    source, raw = await read_raw(sources)
     keys = ", ".join(sorted(raw)) or "none"
     log.info("vm-data from %s: %s", source, keys)
     try:
@@ -80,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="xenkeep-firstboot: %(message)s", stream=sys.stdout
     )
-    run: Run = run_command
-    applier = Applier(ns.root, run, live=False)
+    applier = Applier(ns.root, live=False)
     return asyncio.run(first_boot([XenstoreSource(), FwCfgSource(ns.fw_cfg)], applier))
 
 

@@ -3,7 +3,7 @@
 Pure functions: validate what an administrator typed (web UI, vm-data keys)
 and render the files ``systemd-networkd`` and ``systemd-timesyncd`` read.
 Writing them and reloading the services is the privileged helper's job
-(:mod:`xenkeep.system.privhelper`).
+(:mod:`xenkeep.privhelper`).
 
 Files:
 - ``/etc/systemd/network/10-xenkeep.network``: a static configuration. It

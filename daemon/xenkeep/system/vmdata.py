@@ -17,9 +17,9 @@ by commas or spaces), ``system-account-xenkeep-password`` and XOA's
 
 from __future__ import annotations
 
+import asyncio
 import shutil
-import subprocess
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,6 +30,7 @@ from xenkeep.system.netconf import (
     parse_ntp_servers,
     parse_static_network,
 )
+from xenkeep.system.run import Completed, run
 
 KEYS = (
     "ip",
@@ -60,9 +61,9 @@ class VmDataSource(Protocol):
     name: str
 
     def available(self) -> bool:
-        """True when this source exists on this machine."""
+        """True when this source exists on this machine (blocking: it looks at files)."""
 
-    def read(self, key: str) -> str | None:
+    async def read(self, key: str) -> str | None:
         """The raw value of ``vm-data/<key>``, or None when unset."""
 
 
@@ -78,21 +79,26 @@ class FwCfgSource:
         """True when QEMU passed at least one vm-data key."""
         return self._root.is_dir()
 
-    def read(self, key: str) -> str | None:
+    async def read(self, key: str) -> str | None:
         """Read ``<root>/<key>/raw``."""
-        path = self._root / key / "raw"
+        data = await asyncio.to_thread(self._read, self._root / key / "raw")
+        return None if data is None else _decode(key, data)
+
+    @staticmethod
+    def _read(path: Path) -> bytes | None:
         try:
-            data = path.read_bytes()[: MAX_VALUE + 1]
+            with path.open("rb") as f:
+                return f.read(MAX_VALUE + 1)
         except FileNotFoundError:
             return None
-        return _decode(key, data)
 
 
-Runner = Callable[[list[str]], "subprocess.CompletedProcess[bytes]"]
+Runner = Callable[[list[str]], Awaitable[Completed]]
 
 
-def _run(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(argv, capture_output=True, timeout=10, check=False)
+async def _run(argv: list[str]) -> Completed:
+    # A missing key is a non-zero exit, not an error.
+    return await run(argv, timeout=10, check=False)
 
 
 class XenstoreSource:
@@ -118,9 +124,9 @@ class XenstoreSource:
             on_xen = False
         return on_xen and shutil.which(self._tool) is not None
 
-    def read(self, key: str) -> str | None:
+    async def read(self, key: str) -> str | None:
         """``xenstore-read vm-data/<key>``; a missing key reads as None."""
-        result = self._runner([self._tool, f"vm-data/{key}"])
+        result = await self._runner([self._tool, f"vm-data/{key}"])
         if result.returncode != 0:
             return None
         return _decode(key, result.stdout[: MAX_VALUE + 1].rstrip(b"\n"))
@@ -135,13 +141,13 @@ def _decode(key: str, data: bytes) -> str:
         raise VmDataError(key, "is not UTF-8") from None
 
 
-def read_raw(sources: Iterable[VmDataSource]) -> tuple[str, dict[str, str]]:
+async def read_raw(sources: Iterable[VmDataSource]) -> tuple[str, dict[str, str]]:
     """Read every key from the first available source: (source name, values)."""
     for source in sources:
-        if source.available():
+        if await asyncio.to_thread(source.available):
             values = {}
             for key in KEYS:
-                value = source.read(key)
+                value = await source.read(key)
                 if value is not None:
                     values[key] = value
             return source.name, values

@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.privhelper import DISK_SIZE, OWNER, Appliance, is_mounted, probe
 from xenkeep.system.blockdev import find_mount
-from xenkeep.system.privhelper import RequestError
+from xenkeep.system.helper_protocol import RequestError
 
 pytestmark = pytest.mark.root
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from formats_vhd_testlib import OneWayStream
+from formats_xva_testlib import ova, write_vm
 
 from xenkeep.formats import vhd, xva
 from xenkeep.formats.errors import VhdFormatError, XvaFormatError
@@ -176,15 +177,17 @@ def test_fuzz_xva_reader(tmp_path: Path) -> None:
     image = tmp_path / "disk.raw"
     image.write_bytes(bytes(raw))
     buf = io.BytesIO()
-    spec = xva.ApplianceSpec(
-        name="fuzz", description="", disk_size=len(raw), vm_uuid=str(uuid.UUID(int=3))
-    )
-    xva.write_xva(buf, spec, image, mtime=0)
+    write_vm(buf, len(raw), image, mtime=0)
     blob = buf.getvalue()
     exercise_xva(blob)
-    ova_end = 512 + len(xva.render_ova_xml(xva.XvaVersion(), xva.appliance_objects(spec)))
+    ova_end = 512 + len(ova(len(raw)))
 
     def hot(b: bytes) -> list[tuple[int, int]]:
-        return [(0, 512), (512, ova_end), (ova_end, ova_end + 4096), (len(b) - 3072, len(b))]
+        return [
+            (0, 512),
+            (512, ova_end),
+            (ova_end, ova_end + 4096),
+            (max(len(b) - 3072, 0), len(b)),
+        ]
 
     assert run_fuzz({"xva": blob}, hot, exercise_xva, iterations=300) == 300

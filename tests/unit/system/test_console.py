@@ -73,19 +73,26 @@ def test_xenstore_keys() -> None:
     ]
 
 
-def test_report_runs_xenstore_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[list[str]] = []
-
-    def run(argv: Sequence[str]) -> int:
-        calls.append(list(argv))
-        return 0
-
-    assert not report_to_xenstore(["10.0.2.15"], run=run) or calls  # host may have the tool
-    calls.clear()
+@pytest.fixture
+def tool_dir(tmp_path: Path) -> Path:
+    """A directory holding a stand-in ``xenstore-write``."""
     tool = tmp_path / "xenstore-write"
     tool.write_text("#!/bin/sh\nexit 0\n")
     tool.chmod(0o755)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    assert report_to_xenstore(["10.0.2.15"], run=run)
+    return tmp_path
+
+
+async def test_report_runs_xenstore_write(tool_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+
+    async def run(argv: Sequence[str]) -> int:
+        calls.append(list(argv))
+        return 0
+
+    # The host may have the tool.
+    assert not await report_to_xenstore(["10.0.2.15"], run=run) or calls
+    calls.clear()
+    monkeypatch.setenv("PATH", str(tool_dir))
+    assert await report_to_xenstore(["10.0.2.15"], run=run)
     assert calls[0] == ["xenstore-rm", "attr/vif/0"]
     assert calls[1] == ["xenstore-write", "attr/vif/0/ipv4/0", "10.0.2.15", "data/updated", "1"]

@@ -11,15 +11,13 @@ import pytest
 
 from tests.support.privhelper import serving
 from tests.unit.system.lsblk_samples import OLD_UUID, xen_appliance_json
+from xenkeep.privhelper.applier import Applier
+from xenkeep.privhelper.request import parse_request
+from xenkeep.privhelper.server import Server
 from xenkeep.system.blockdev import LSBLK_ARGV
 from xenkeep.system.firstboot import first_boot
-from xenkeep.system.privhelper import (
-    Applier,
-    RequestError,
-    Server,
-    call,
-    parse_request,
-)
+from xenkeep.system.helper import call
+from xenkeep.system.helper_protocol import RequestError
 from xenkeep.system.vmdata import FwCfgSource
 
 

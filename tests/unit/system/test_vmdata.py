@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from xenkeep.system.netconf import NetconfError, parse_ntp_servers, parse_static_network
+from xenkeep.system.run import Completed
 from xenkeep.system.vmdata import (
     FwCfgSource,
     VmDataError,
+    VmDataSource,
     XenstoreSource,
     parse_vm_data,
-    read_raw,
 )
+from xenkeep.system.vmdata import read_raw as read_raw_async
+
+
+def read_raw(sources: list[VmDataSource]) -> tuple[str, dict[str, str]]:
+    """The sources are read by the first boot's event loop; here, one of its own.
+
+    The tests stay synchronous so that laying out the fake sources' files
+    happens outside any event loop.
+    """
+    return asyncio.run(read_raw_async(sources))
 
 
 def fw_cfg_tree(root: Path, values: dict[str, str | bytes]) -> Path:
@@ -102,12 +113,12 @@ def test_xenstore_needs_xen(tmp_path: Path) -> None:
 def test_xenstore_runner_missing_key(tmp_path: Path) -> None:
     calls: list[list[str]] = []
 
-    def runner(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+    async def runner(argv: list[str]) -> Completed:
         calls.append(argv)
-        return subprocess.CompletedProcess(argv, 1, b"", b"could not read")
+        return Completed(tuple(argv), 1, b"", b"could not read")
 
     src = XenstoreSource(hypervisor_type=tmp_path / "none", runner=runner)
-    assert src.read("ip") is None
+    assert asyncio.run(src.read("ip")) is None
     assert calls == [["xenstore-read", "vm-data/ip"]]
 
 
