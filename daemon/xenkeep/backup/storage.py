@@ -109,7 +109,7 @@ class BackupStorage:
 
         ``available`` is False where there is no helper (development).
         """
-        if self._disks is None or not self._disks.available:
+        if self._disks is None or not await self._disks.is_available():
             return {"available": False, "disks": [], "mounted": None, "mountpoint": None}
         return {"available": True, **await self._disks.listing()}
 
