@@ -28,7 +28,11 @@ API_VERSION_MINOR = 21
 
 
 class PoolParts(Protocol):
-    """The parts of a pool that seeding fills (``pool.SimPool`` has them)."""
+    """The parts of a pool that seeding fills (``pool.SimPool`` has them).
+
+    A protocol rather than ``SimPool`` itself: ``pool.py`` imports this
+    module to seed a new pool, so this module must not import ``pool.py``.
+    """
 
     @property
     def db(self) -> Database: ...
