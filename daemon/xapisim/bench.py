@@ -39,10 +39,10 @@ async def run(size_mib: int, rounds: int) -> dict[str, Any]:
         sim = await start_simulator(Path(tmp) / "pool")
         try:
             pool = sim.pool
-            session = await pool.call("session.login_with_password", ["root", "demo"])
-            sr = await pool.call("pool.get_default_SR", [session, pool.pool_ref])
+            session = await sim.call("session.login_with_password", ["root", "demo"])
+            sr = await sim.call("pool.get_default_SR", [session, pool.pool_ref])
             size = size_mib * MiB
-            vdi = await pool.call(
+            vdi = await sim.call(
                 "VDI.create", [session, {"SR": sr, "virtual_size": size, "name_label": "bench"}]
             )
             path = pool.vdi_path(vdi)

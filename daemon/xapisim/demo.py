@@ -11,17 +11,38 @@ from __future__ import annotations
 
 import random
 import uuid as uuidlib
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import storage
-from .db import now
+from .db import Database, now
+from .model.disks import Disks
+from .model.vms import Vms
 from .schema import NULL_REF
-
-if TYPE_CHECKING:
-    from .api import SimPool
 
 GiB = 1024**3
 MiB = 1024**2
+
+#: The XAPI version the simulated hosts report (XCP-ng 8.2's).
+API_VERSION_MAJOR = 2
+API_VERSION_MINOR = 21
+
+
+class PoolParts(Protocol):
+    """The parts of a pool that seeding fills (``pool.SimPool`` has them).
+
+    A protocol rather than ``SimPool`` itself: ``pool.py`` imports this
+    module to seed a new pool, so this module must not import ``pool.py``.
+    """
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def disks(self) -> Disks: ...
+
+    @property
+    def vms(self) -> Vms: ...
+
 
 _SOFTWARE = {
     "product_version": "8.2.1",
@@ -41,9 +62,7 @@ _SOFTWARE = {
 }
 
 
-def _host(pool: SimPool, name: str, address: str, seed: int) -> str:
-    from .api import API_VERSION_MAJOR, API_VERSION_MINOR
-
+def _host(pool: PoolParts, name: str, address: str, seed: int) -> str:
     host = pool.db.create(
         "host",
         {
@@ -92,12 +111,12 @@ def _host(pool: SimPool, name: str, address: str, seed: int) -> str:
         },
     )
     pool.db.set("host", host, control_domain=dom0)
-    pool.refresh_host_metrics(host)
+    pool.vms.refresh_host_metrics(host)
     return host
 
 
 def _sr(
-    pool: SimPool,
+    pool: PoolParts,
     name: str,
     sr_type: str,
     size: int,
@@ -134,7 +153,7 @@ def _sr(
             "other_config": {"i18n-key": "local-storage"} if sr_type == "ext" else {},
         },
     )
-    (pool.state_dir / "sr" / pool.db.get("SR", sr)["uuid"]).mkdir(parents=True, exist_ok=True)
+    pool.disks.sr_dir(sr).mkdir(parents=True, exist_ok=True)
     for host in hosts:
         pool.db.create(
             "PBD",
@@ -143,7 +162,7 @@ def _sr(
     return sr
 
 
-def _network(pool: SimPool, hosts: list[str], addresses: list[str]) -> str:
+def _network(pool: PoolParts, hosts: list[str], addresses: list[str]) -> str:
     net = pool.db.create(
         "network",
         {
@@ -178,12 +197,12 @@ def _network(pool: SimPool, hosts: list[str], addresses: list[str]) -> str:
     return net
 
 
-def fill_disk(pool: SimPool, vdi: str, seed: int, data_mib: int) -> None:
+def fill_disk(pool: PoolParts, vdi: str, seed: int, data_mib: int) -> None:
     """Write varied, deterministic content: a boot sector, random extents, text, zeros."""
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
     rec = pool.db.get("VDI", vdi)
     size = int(rec["virtual_size"])
-    path = pool.vdi_path(vdi)
+    path = pool.disks.vdi_path(vdi)
     boot = bytearray(rng.randbytes(MiB))
     boot[510:512] = b"\x55\xaa"
     storage.write_range(path, 0, bytes(boot))
@@ -204,11 +223,11 @@ def fill_disk(pool: SimPool, vdi: str, seed: int, data_mib: int) -> None:
             f.seek(offset)
             f.write(data)
         budget -= length
-    pool.refresh_vdi(vdi)
+    pool.disks.refresh_vdi(vdi)
 
 
 def _vm(
-    pool: SimPool,
+    pool: PoolParts,
     name: str,
     *,
     vcpus: int,
@@ -256,14 +275,21 @@ def _vm(
     }
     fields.update(extra or {})
     ref = pool.db.create("VM", fields)
-    pool.update_allowed(ref)
+    pool.vms.update_allowed(ref)
     return ref
 
 
 def _disk(
-    pool: SimPool, vm: str, sr: str, name: str, size: int, userdevice: str, seed: int, data_mib: int
+    pool: PoolParts,
+    vm: str,
+    sr: str,
+    name: str,
+    size: int,
+    userdevice: str,
+    seed: int,
+    data_mib: int,
 ) -> str:
-    vdi = pool.make_vdi(
+    vdi = pool.disks.make_vdi(
         sr,
         {
             "name_label": name,
@@ -292,7 +318,7 @@ def _disk(
     return vdi
 
 
-def _cd(pool: SimPool, vm: str) -> None:
+def _cd(pool: PoolParts, vm: str) -> None:
     pool.db.create(
         "VBD",
         {
@@ -308,7 +334,7 @@ def _cd(pool: SimPool, vm: str) -> None:
     )
 
 
-def _vif(pool: SimPool, vm: str, net: str, mac: str) -> None:
+def _vif(pool: PoolParts, vm: str, net: str, mac: str) -> None:
     pool.db.create(
         "VIF",
         {
@@ -322,7 +348,7 @@ def _vif(pool: SimPool, vm: str, net: str, mac: str) -> None:
     )
 
 
-def _pool(pool: SimPool, name: str, master: str, sr: str) -> None:
+def _pool(pool: PoolParts, name: str, master: str, sr: str) -> None:
     pool.db.create(
         "pool",
         {
@@ -339,7 +365,7 @@ def _pool(pool: SimPool, name: str, master: str, sr: str) -> None:
     )
 
 
-def _templates(pool: SimPool) -> None:
+def _templates(pool: PoolParts) -> None:
     provision = (
         '<provision><disk device="0" size="{size}" sr="" bootable="true" type="system"/>'
         "</provision>"
@@ -379,7 +405,7 @@ def _templates(pool: SimPool) -> None:
         )
 
 
-async def seed_minimal(pool: SimPool) -> None:
+async def seed_minimal(pool: PoolParts) -> None:
     """One host, one local SR, one network: a blank pool."""
     host = _host(pool, "xapisim-host", "127.0.0.1", 1)
     sr = _sr(pool, "Local storage", "ext", 200 * GiB, [host], False, {"device": "/dev/sda3"})
@@ -388,7 +414,7 @@ async def seed_minimal(pool: SimPool) -> None:
     _templates(pool)
 
 
-async def seed_demo(pool: SimPool) -> None:
+async def seed_demo(pool: PoolParts) -> None:
     """The demo pool described in the module docstring."""
     h1 = _host(pool, "xcp-host-1", "10.0.0.11", 11)
     h2 = _host(pool, "xcp-host-2", "10.0.0.12", 12)
@@ -422,7 +448,7 @@ async def seed_demo(pool: SimPool) -> None:
     _disk(pool, web, shared, "web-01 root", 20 * GiB, "0", 101, 4)
     _cd(pool, web)
     _vif(pool, web, net, "5a:4f:0e:11:20:01")
-    pool.set_power(web, "Running", h1)
+    pool.vms.set_power(web, "Running", h1)
 
     db = _vm(
         pool,
@@ -439,7 +465,7 @@ async def seed_demo(pool: SimPool) -> None:
     _disk(pool, db, local2, "db-01 root", 16 * GiB, "0", 201, 3)
     _disk(pool, db, local2, "db-01 data", 40 * GiB, "1", 202, 5)
     _vif(pool, db, net, "5a:4f:0e:11:20:02")
-    pool.set_power(db, "Running", h2)
+    pool.vms.set_power(db, "Running", h2)
 
     mail = _vm(
         pool,
@@ -451,7 +477,7 @@ async def seed_demo(pool: SimPool) -> None:
     )
     _disk(pool, mail, shared, "mail-01 root", 16 * GiB, "0", 301, 4)
     _vif(pool, mail, net, "5a:4f:0e:11:20:03")
-    await pool.copy_vm(mail, "mail-01 before upgrade", "snapshot")
+    await pool.vms.copy_vm(mail, "mail-01 before upgrade", "snapshot")
 
     win = _vm(
         pool,
@@ -485,8 +511,8 @@ async def seed_demo(pool: SimPool) -> None:
     )
     _disk(pool, ci, local1, "ci-runner-01 root", 25 * GiB, "0", 501, 2)
     _vif(pool, ci, net, "5a:4f:0e:11:20:05")
-    pool.set_power(ci, "Running", h1)
-    pool.set_power(ci, "Suspended")
+    pool.vms.set_power(ci, "Running", h1)
+    pool.vms.set_power(ci, "Suspended")
 
     cloud = _vm(
         pool,
@@ -507,7 +533,7 @@ async def seed_demo(pool: SimPool) -> None:
     )
     _disk(pool, cloud, shared, "debian-12-genericcloud", 10 * GiB, "0", 601, 4)
     _vif(pool, cloud, net, "5a:4f:0e:11:20:06")
-    pool.update_allowed(cloud)
+    pool.vms.update_allowed(cloud)
     pool.db.create(
         "message",
         {
@@ -520,4 +546,4 @@ async def seed_demo(pool: SimPool) -> None:
         },
     )
     for sr in (local1, local2, shared):
-        pool.refresh_sr(sr)
+        pool.disks.refresh_sr(sr)

@@ -98,6 +98,12 @@ class Faults:
                 return list(f.params["error"])
         return None
 
+    def raise_if_failing(self, method: str) -> None:
+        """Raise the error of a matching ``fail_call`` fault, if one is armed."""
+        error = self.failing_call(method)
+        if error is not None:
+            raise XapiError(error[0], *error[1:])
+
     def call_delay(self, method: str) -> float:
         for f in self.active:
             if f.kind == "delay_call" and f.params["method"] == method:

@@ -19,8 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .api import SimPool
+from . import dispatch
 from .errors import INTERNAL_ERROR, XapiError
+from .pool import SimPool
 from .schema import XDateTime
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def from_xmlrpc(value: Any) -> Any:
 
 async def _invoke(pool: SimPool, method: str, params: list[Any]) -> tuple[bool, Any]:
     try:
-        return True, await pool.call(method, params)
+        return True, await dispatch.call(pool, method, params)
     except XapiError as e:
         return False, e.description
     except Exception as e:  # a simulator bug is reported, not a dropped socket

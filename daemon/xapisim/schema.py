@@ -79,6 +79,10 @@ _DATA: dict[str, Any] = json.loads(
     (Path(__file__).with_name("datamodel.json")).read_text(encoding="utf-8")
 )
 ENUMS: dict[str, list[str]] = _DATA["enums"]
+# VDI.data_destroy turns a snapshot into type cbt_metadata (XAPI 7.3+): keep
+# the value valid even if datamodel.json is re-extracted from an older release.
+if "cbt_metadata" not in ENUMS.get("vdi_type", []):
+    ENUMS.setdefault("vdi_type", []).append("cbt_metadata")
 
 CLASSES: dict[str, ClassInfo] = {
     name: ClassInfo(

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from .api import DEMO_PASSWORD, SimPool
+from . import dispatch
+from .pool import DEMO_PASSWORD, SimPool
 from .rpc import make_handlers
-from .transfer import make_transfer_routes
+from .transfer.routes import make_transfer_routes
 
 MAX_RPC_BODY = 256 * 1024 * 1024
 
@@ -47,6 +49,10 @@ class RunningSimulator:
     @property
     def state_dir(self) -> Path:
         return self.pool.state_dir
+
+    async def call(self, method: str, params: list[Any]) -> Any:
+        """Call an API method on the pool directly, without the wire."""
+        return await dispatch.call(self.pool, method, params)
 
     async def close(self) -> None:
         """Stop serving, finish background work and save the state."""

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from . import storage
-from .api import DEMO_PASSWORD
+from .pool import DEMO_PASSWORD
 from .server import RunningSimulator, start_simulator
 
 
@@ -92,7 +92,7 @@ class SimulatorThread:
     def call(self, method: str, *params: Any) -> Any:
         """Call an API method directly on the pool model (no wire)."""
         assert self.sim is not None
-        return self.run(self.sim.pool.call(method, list(params)))
+        return self.run(self.sim.call(method, list(params)))
 
     def stop(self) -> None:
         if self.sim is not None:

@@ -438,7 +438,7 @@ def test_bad_disk_type_and_not_a_vhd(good: tuple[bytes, Path, int]) -> None:
     footer = bytearray(data[:512])
     struct.pack_into(">I", footer, 60, 5)
     struct.pack_into(">I", footer, 64, 0)
-    struct.pack_into(">I", footer, 64, vhdio._checksum(bytes(footer), 64))
+    struct.pack_into(">I", footer, 64, vhdio.checksum(bytes(footer), 64))
     with pytest.raises(VhdError, match="unsupported disk type 5"):
         import_bytes(bytes(footer) + data[512:], dest, size)
     with pytest.raises(VhdError, match="no VHD footer at the end of the stream"):

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from xapisim import RunningSimulator, start_simulator
-from xapisim.api import SimPool
+from xapisim.pool import SimPool
 from xapisim.server import create_app
 from xenkeep.system.tls import TlsMaterial, ensure_certificate
 

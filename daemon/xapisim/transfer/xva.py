@@ -21,10 +21,9 @@ from typing import Any, BinaryIO, cast
 
 from aiohttp import web
 
-from . import storage, xvaio
-from .api import SimPool
-from .db import Record
-from .errors import (
+from .. import storage, xvaio
+from ..db import Record
+from ..errors import (
     IMPORT_ERROR_GENERIC,
     IMPORT_ERROR_PREMATURE_EOF,
     IMPORT_ERROR_SOME_CHECKSUMS_FAILED,
@@ -34,8 +33,10 @@ from .errors import (
     VM_BAD_POWER_STATE,
     XapiError,
 )
-from .schema import CLASSES, DERIVED, NULL_REF, XDateTime, coerce
-from .transfer import BodyReader, Meter, iterate, resolve
+from ..pool import SimPool
+from ..schema import CLASSES, DERIVED, NULL_REF, XDateTime, coerce
+from .guard import resolve
+from .meter import BodyReader, Meter, iterate
 
 #: The newest export format this simulated host reads (as XCP-ng 8.2).
 XAPI_MAJOR, XAPI_MINOR = 1, 20
@@ -159,7 +160,7 @@ class Importer:
             snap = objects[disk_id]["snapshot"]
             fields = self._fields("VDI", snap, ("uuid", "location", "virtual_size"))
             fields.update({"virtual_size": size, "is_a_snapshot": False, "cbt_enabled": False})
-            vdi = self.pool.make_vdi(self.sr, fields)
+            vdi = self.pool.disks.make_vdi(self.sr, fields)
             self.created.append(("VDI", vdi))
             self.vdis[disk_id] = vdi
         vm_fields = self._fields("VM", vm_obj["snapshot"], ("uuid",))
@@ -198,7 +199,7 @@ class Importer:
                 target = self._network_for(net_obj)
                 fields.update({"VM": vm, "network": target, "currently_attached": False})
                 self.created.append(("VIF", db.create("VIF", fields)))
-        self.pool.update_allowed(vm)
+        self.pool.vms.update_allowed(vm)
 
     def _network_for(self, exported: dict[str, Any]) -> str:
         """The local network for an exported one: by uuid, name, then bridge."""
@@ -216,7 +217,7 @@ class Importer:
                 continue
             if cls == "VDI":
                 with contextlib.suppress(XapiError):
-                    self.pool.destroy_vdi(ref)
+                    self.pool.disks.destroy_vdi(ref)
             else:
                 self.pool.db.destroy(cls, ref)
         self.created.clear()
@@ -236,95 +237,83 @@ def _write_chunk(path: Path, offset: int, data: bytes) -> None:
     storage.write_range(path, offset, data)
 
 
-def make_xva_handlers(pool: SimPool, guarded: Any) -> tuple[Any, Any]:
-    """``GET /export`` and ``PUT /import`` handlers for one pool."""
+async def export_xva(pool: SimPool, request: web.Request, task: str | None) -> web.StreamResponse:
+    """Stream a halted or suspended VM as an XVA (gzip with ``use_compression``)."""
+    query = request.query
+    vm = resolve(pool, "VM", query.get("ref") or query.get("uuid"))
+    rec = pool.vms.vm(vm)
+    blocked = rec["blocked_operations"]
+    if "export" in blocked:
+        raise XapiError(OPERATION_BLOCKED, vm, blocked["export"])
+    if rec["power_state"] not in ("Halted", "Suspended"):
+        raise XapiError(VM_BAD_POWER_STATE, vm, "halted", rec["power_state"].lower())
+    objects, ids = export_objects(pool, vm)
+    host = pool.db.get("host", pool.master_ref)
+    version = {
+        "hostname": host["hostname"],
+        "date": str(host["software_version"].get("date", "2024-01-01")),
+        "product_version": str(host["software_version"].get("product_version", "8.2.1")),
+        "product_brand": str(host["software_version"].get("product_brand", "XCP-ng")),
+        "xapi_major": XAPI_MAJOR,
+        "xapi_minor": XAPI_MINOR,
+        "export_vsn": 2,
+    }
+    xml = xvaio.build_ova_xml(objects, version)
+    refs = {archive_id: ref for ref, archive_id in ids.items()}
+    disks = [
+        (disk_id, pool.vdi_path(refs[disk_id]), size)
+        for disk_id, size in xvaio.xva_disks(xvaio.parse_ova_xml(xml))
+    ]
+    total = sum(storage.allocated_bytes(p) for _, p, _ in disks) + len(xml)
+    compression = query.get("use_compression", "false").lower()
+    if compression not in ("false", "true", "gzip"):
+        raise XapiError("INTERNAL_ERROR", f"xapisim does not simulate {compression} exports")
+    stream: Iterator[bytes] = xvaio.xva_stream(xml, disks)
+    if compression != "false":
+        stream = _gzip(stream)
+    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    meter = Meter(pool, request, task, total)
+    async for piece in iterate(stream):
+        await meter.send(resp, piece)
+    await resp.write_eof()
+    if task is not None:
+        pool.tasks.task_done(task, vm)
+    return resp
 
-    async def _export(request: web.Request, task: str | None) -> web.StreamResponse:
-        query = request.query
-        vm = resolve(pool, "VM", query.get("ref") or query.get("uuid"))
-        rec = pool.vm(vm)
-        blocked = rec["blocked_operations"]
-        if "export" in blocked:
-            raise XapiError(OPERATION_BLOCKED, vm, blocked["export"])
-        if rec["power_state"] not in ("Halted", "Suspended"):
-            raise XapiError(VM_BAD_POWER_STATE, vm, "halted", rec["power_state"].lower())
-        objects, ids = export_objects(pool, vm)
-        host = pool.db.get("host", pool.master_ref)
-        version = {
-            "hostname": host["hostname"],
-            "date": str(host["software_version"].get("date", "2024-01-01")),
-            "product_version": str(host["software_version"].get("product_version", "8.2.1")),
-            "product_brand": str(host["software_version"].get("product_brand", "XCP-ng")),
-            "xapi_major": XAPI_MAJOR,
-            "xapi_minor": XAPI_MINOR,
-            "export_vsn": 2,
-        }
-        xml = xvaio.build_ova_xml(objects, version)
-        refs = {archive_id: ref for ref, archive_id in ids.items()}
-        disks = [
-            (disk_id, pool.vdi_path(refs[disk_id]), size)
-            for disk_id, size in xvaio.xva_disks(xvaio.parse_ova_xml(xml))
-        ]
-        total = sum(storage.allocated_bytes(p) for _, p, _ in disks) + len(xml)
-        compression = query.get("use_compression", "false").lower()
-        if compression not in ("false", "true", "gzip"):
-            raise XapiError("INTERNAL_ERROR", f"xapisim does not simulate {compression} exports")
-        stream: Iterator[bytes] = xvaio.xva_stream(xml, disks)
-        if compression != "false":
-            stream = _gzip(stream)
-        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        resp.enable_chunked_encoding()
-        await resp.prepare(request)
-        meter = Meter(pool, request, task, total)
-        async for piece in iterate(stream):
-            await meter.send(resp, piece)
-        await resp.write_eof()
-        if task is not None:
-            pool.task_done(task, vm)
-        return resp
 
-    async def export_xva(request: web.Request) -> web.StreamResponse:
-        return await guarded(request, _export)  # type: ignore[no-any-return]
-
-    async def _import(request: web.Request, task: str | None) -> web.StreamResponse:
-        query = request.query
-        sr_q = query.get("sr_id")
-        sr = (
-            resolve(pool, "SR", sr_q)
-            if sr_q
-            else str(pool.db.get("pool", pool.pool_ref)["default_SR"])
-        )
-        pool.db.get("SR", sr)
-        if pool.faults.sr_is_full(sr):
-            raise XapiError("SR_FULL", request.content_length or 0, 0)
-        importer = Importer(pool, sr, query.get("restore", "false").lower() == "true")
-        meter = Meter(pool, request, task, request.content_length or 1)
-        reader = cast(BinaryIO, BodyReader(meter, asyncio.get_running_loop()))
-        items = xvaio.read_xva(reader)
-        try:
-            async for item in iterate(items):
-                if isinstance(item, xvaio.XvaHeader):
-                    importer.check(item.ova)
-                    importer.create(item.ova, item.disks)
-                else:
-                    vdi = importer.vdis[item.disk_id]
-                    await asyncio.to_thread(
-                        _write_chunk, pool.vdi_path(vdi), item.offset, item.data
-                    )
-        except xvaio.XvaError as e:
-            importer.undo()
-            raise _import_error(e) from e
-        except BaseException:
-            importer.undo()
-            raise
-        for vdi in importer.vdis.values():
-            pool.refresh_vdi(vdi)
-        assert importer.vm is not None
-        if task is not None:
-            pool.task_done(task, [importer.vm])
-        return web.Response(status=200, text=importer.vm)
-
-    async def import_xva(request: web.Request) -> web.StreamResponse:
-        return await guarded(request, _import)  # type: ignore[no-any-return]
-
-    return export_xva, import_xva
+async def import_xva(pool: SimPool, request: web.Request, task: str | None) -> web.StreamResponse:
+    """Create a VM from an XVA body on ``sr_id`` (default SR); the body is its ref."""
+    query = request.query
+    sr_q = query.get("sr_id")
+    sr = (
+        resolve(pool, "SR", sr_q) if sr_q else str(pool.db.get("pool", pool.pool_ref)["default_SR"])
+    )
+    pool.db.get("SR", sr)
+    if pool.faults.sr_is_full(sr):
+        raise XapiError("SR_FULL", request.content_length or 0, 0)
+    importer = Importer(pool, sr, query.get("restore", "false").lower() == "true")
+    meter = Meter(pool, request, task, request.content_length or 1)
+    reader = cast(BinaryIO, BodyReader(meter, asyncio.get_running_loop()))
+    items = xvaio.read_xva(reader)
+    try:
+        async for item in iterate(items):
+            if isinstance(item, xvaio.XvaHeader):
+                importer.check(item.ova)
+                importer.create(item.ova, item.disks)
+            else:
+                vdi = importer.vdis[item.disk_id]
+                await asyncio.to_thread(_write_chunk, pool.vdi_path(vdi), item.offset, item.data)
+    except xvaio.XvaError as e:
+        importer.undo()
+        raise _import_error(e) from e
+    except BaseException:
+        importer.undo()
+        raise
+    for vdi in importer.vdis.values():
+        pool.disks.refresh_vdi(vdi)
+    assert importer.vm is not None
+    if task is not None:
+        pool.tasks.task_done(task, [importer.vm])
+    return web.Response(status=200, text=importer.vm)

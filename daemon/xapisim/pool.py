@@ -1,0 +1,115 @@
+"""One simulated pool: its state directory, database, disks, tasks and faults.
+
+``SimPool`` owns what a pool is made of and hands each part to whoever needs
+it: ``db`` (the records, saved to ``db.json``), ``faults``, ``disks``
+(``model/disks.py``), ``vms`` (``model/vms.py``) and ``tasks``
+(``model/tasks.py``). It also holds the credentials and sessions. It answers
+no XAPI call itself: ``dispatch.call(pool, method, params)`` does, with the
+handlers of ``classes/``.
+
+``open()`` loads the saved state or seeds a new pool (``demo.py``); while
+open, a background loop saves the database whenever it changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from .db import Database, now
+from .demo import seed_demo, seed_minimal
+from .errors import SESSION_AUTHENTICATION_FAILED, SESSION_INVALID, XapiError
+from .faults import Faults
+from .model import records
+from .model.disks import Disks
+from .model.tasks import Tasks
+from .model.vms import Vms
+
+#: The root password of a pool started without ``--password``.
+DEMO_PASSWORD = "demo"
+
+
+class SimPool:
+    """One simulated pool: its database, disks, sessions, tasks and faults."""
+
+    def __init__(
+        self, state_dir: Path, *, password: str = DEMO_PASSWORD, user: str = "root"
+    ) -> None:
+        self.state_dir = state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(state_dir / "db.json")
+        self.faults = Faults()
+        self.disks = Disks(self.db, self.faults, state_dir)
+        self.vms = Vms(self.db, self.disks)
+        self.tasks = Tasks(self.db, self.faults)
+        self.user = user
+        self.password = password
+        #: ``event.register`` subscriptions by session: {"subs": set, "gen": int}.
+        self.registrations: dict[str, dict[str, Any]] = {}
+        self._saver: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------
+    async def open(self, *, demo: bool = False) -> None:
+        """Load the saved state, or seed a new pool."""
+        if not self.db.load():
+            if demo:
+                await seed_demo(self)
+            else:
+                await seed_minimal(self)
+            self.db.save()
+        self._saver = asyncio.create_task(self._save_loop())
+
+    async def close(self) -> None:
+        """Stop background work and save."""
+        await self.tasks.close()
+        if self._saver is not None:
+            self._saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._saver
+        self.db.save()
+
+    async def _save_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            if self.db.dirty:
+                self.db.save()
+
+    @property
+    def pool_ref(self) -> str:
+        return records.pool_ref(self.db)
+
+    @property
+    def master_ref(self) -> str:
+        return records.master_ref(self.db)
+
+    @property
+    def name(self) -> str:
+        return str(self.db.get("pool", self.pool_ref)["name_label"])
+
+    def vdi_path(self, vdi_ref: str) -> Path:
+        """The sparse file behind a VDI."""
+        return self.disks.vdi_path(vdi_ref)
+
+    # -- sessions ------------------------------------------------------
+    def login(self, uname: Any, pwd: Any, originator: str = "") -> str:
+        if uname != self.user or pwd != self.password:
+            raise XapiError(SESSION_AUTHENTICATION_FAILED, uname, "Authentication failure")
+        return self.db.create(
+            "session",
+            {
+                "this_host": self.master_ref,
+                "last_active": now(),
+                "validation_time": now(),
+                "is_local_superuser": True,
+                "auth_user_name": uname,
+                "originator": originator,
+                "rbac_permissions": [],
+            },
+        )
+
+    def check_session(self, ref: Any) -> str:
+        if not isinstance(ref, str) or not self.db.exists("session", ref):
+            raise XapiError(SESSION_INVALID, ref)
+        return ref
