@@ -46,6 +46,14 @@ def text_field(data: dict[str, Any], name: str, *, required: bool = True, defaul
     return value
 
 
+def int_param(request: web.Request, name: str) -> int:
+    """A whole-number path parameter, or ValidationError naming it."""
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        raise ValidationError(f"not a valid {name}", field=name) from None
+
+
 def safe_next(target: str | None, default: str = "/") -> str:
     """A post-sign-in destination that stays on this appliance."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:

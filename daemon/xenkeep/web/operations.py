@@ -144,23 +144,3 @@ async def operation_cancel(request: web.Request) -> web.StreamResponse:
     op_id = _op_id(request)
     await _ops(request).cancel(op_id)
     redirect_to(request, "operation", "Cancel requested.", op_id=op_id)
-
-
-def setup_operation_routes(app: web.Application) -> None:
-    """Register the operations routes."""
-    r = app.router
-    r.add_get("/operations", operations_page, name="operations")
-    r.add_get(r"/operations/{op_id:\d+}", operation_page, name="operation")
-    r.add_post(r"/operations/{op_id:\d+}/cancel", operation_cancel, name="operation_cancel")
-    r.add_get("/api/v1/operations", api_operations, name="api_operations")
-    r.add_get(r"/api/v1/operations/{op_id:\d+}", api_operation, name="api_operation")
-    r.add_get(
-        r"/api/v1/operations/{op_id:\d+}/events",
-        api_operation_events,
-        name="api_operation_events",
-    )
-    r.add_post(
-        r"/api/v1/operations/{op_id:\d+}/cancel",
-        api_operation_cancel,
-        name="api_operation_cancel",
-    )

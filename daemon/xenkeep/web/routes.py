@@ -1,4 +1,8 @@
-"""The route table: every route named, each handler declaring its access."""
+"""The route table: every route of the daemon, named, in one place.
+
+Each handler declares its access level where it is defined (deny by
+default, see :mod:`.access`); templates and redirects use the names.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from xenkeep.web import api, pools, setup, views
-from xenkeep.web.backup import setup_backup_routes
-from xenkeep.web.operations import setup_operation_routes
+from xenkeep.web import api, operations, pools, setup, views
+from xenkeep.web.backup import api as backup_api
+from xenkeep.web.backup import views as backup_views
 
 
 def setup_routes(app: web.Application, static_dir: Path) -> None:
@@ -61,7 +65,112 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_delete(r"/api/v1/pools/{pool_id:\d+}", pools.api_pools_delete, name="api_pool_delete")
     r.add_get("/api/v1/events", pools.api_events, name="api_events")
 
-    setup_operation_routes(app)
-    setup_backup_routes(app)
+    # Every long task, whatever its kind.
+    r.add_get("/operations", operations.operations_page, name="operations")
+    r.add_get(r"/operations/{op_id:\d+}", operations.operation_page, name="operation")
+    r.add_post(
+        r"/operations/{op_id:\d+}/cancel", operations.operation_cancel, name="operation_cancel"
+    )
+    r.add_get("/api/v1/operations", operations.api_operations, name="api_operations")
+    r.add_get(r"/api/v1/operations/{op_id:\d+}", operations.api_operation, name="api_operation")
+    r.add_get(
+        r"/api/v1/operations/{op_id:\d+}/events",
+        operations.api_operation_events,
+        name="api_operation_events",
+    )
+    r.add_post(
+        r"/api/v1/operations/{op_id:\d+}/cancel",
+        operations.api_operation_cancel,
+        name="api_operation_cancel",
+    )
+
+    # Backups.
+    r.add_get("/backup", backup_views.backup_page, name="backup")
+    r.add_get("/backup/storage", backup_views.storage_page, name="backup_storage")
+    r.add_post("/backup/storage", backup_views.storage_submit, name="backup_storage_submit")
+    r.add_post("/backup/verify", backup_views.verify_submit, name="backup_verify")
+    r.add_post("/backup/disks/detach", backup_views.disk_detach, name="backup_disk_detach")
+    r.add_post("/backup/disks/{device}/format", backup_views.disk_format, name="backup_disk_format")
+    r.add_post("/backup/disks/{device}/attach", backup_views.disk_attach, name="backup_disk_attach")
+    r.add_post(
+        "/backup/verify/schedule",
+        backup_views.verify_schedule_submit,
+        name="backup_verify_schedule",
+    )
+    r.add_get("/backup/jobs/new", backup_views.job_new, name="backup_job_new")
+    r.add_post("/backup/jobs", backup_views.job_create, name="backup_job_create")
+    r.add_get("/backup/jobs/{job_id}", backup_views.job_edit, name="backup_job_edit")
+    r.add_post("/backup/jobs/{job_id}", backup_views.job_update, name="backup_job_update")
+    r.add_post("/backup/jobs/{job_id}/delete", backup_views.job_delete, name="backup_job_delete")
+    r.add_post("/backup/jobs/{job_id}/run", backup_views.job_run, name="backup_job_run")
+    # A run is an operation: its page is the operation page.
+    r.add_get(r"/backup/runs/{run_id:\d+}", operations.operation_page, name="backup_run")
+    r.add_post("/backup/runs/{run_id}/cancel", backup_views.run_cancel, name="backup_run_cancel")
+    r.add_get("/backup/mail", backup_views.mail_page, name="backup_mail")
+    r.add_post("/backup/mail", backup_views.mail_submit, name="backup_mail_submit")
+    r.add_get("/backup/restore", backup_views.restore_page, name="backup_restore")
+    r.add_post("/backup/restore", backup_views.restore_submit, name="backup_restore_submit")
+
+    r.add_get("/api/v1/backup/storage", backup_api.api_storage, name="api_backup_storage")
+    r.add_get("/api/v1/backup/verify", backup_api.api_verify, name="api_backup_verify")
+    r.add_post("/api/v1/backup/verify", backup_api.api_verify_start, name="api_backup_verify_start")
+    r.add_get(
+        "/api/v1/backup/verify/schedule",
+        backup_api.api_verify_schedule,
+        name="api_backup_verify_schedule",
+    )
+    r.add_put(
+        "/api/v1/backup/verify/schedule",
+        backup_api.api_verify_schedule_put,
+        name="api_backup_verify_schedule_put",
+    )
+    r.add_post(
+        "/api/v1/backup/storage", backup_api.api_storage_init, name="api_backup_storage_init"
+    )
+    r.add_get("/api/v1/backup/disks", backup_api.api_disks, name="api_backup_disks")
+    r.add_post(
+        "/api/v1/backup/disks/detach", backup_api.api_disk_detach, name="api_backup_disk_detach"
+    )
+    r.add_post(
+        "/api/v1/backup/disks/{device}/format",
+        backup_api.api_disk_format,
+        name="api_backup_disk_format",
+    )
+    r.add_post(
+        "/api/v1/backup/disks/{device}/attach",
+        backup_api.api_disk_attach,
+        name="api_backup_disk_attach",
+    )
+    r.add_get("/api/v1/backup/jobs", backup_api.api_jobs, name="api_backup_jobs")
+    r.add_post("/api/v1/backup/jobs", backup_api.api_job_create, name="api_backup_job_create")
+    r.add_get("/api/v1/backup/jobs/{job_id}", backup_api.api_job, name="api_backup_job")
+    r.add_put(
+        "/api/v1/backup/jobs/{job_id}", backup_api.api_job_update, name="api_backup_job_update"
+    )
+    r.add_delete(
+        "/api/v1/backup/jobs/{job_id}", backup_api.api_job_delete, name="api_backup_job_delete"
+    )
+    r.add_post(
+        "/api/v1/backup/jobs/{job_id}/run", backup_api.api_job_run, name="api_backup_job_run"
+    )
+    r.add_get("/api/v1/backup/runs", backup_api.api_runs, name="api_backup_runs")
+    r.add_get("/api/v1/backup/runs/{run_id}", backup_api.api_run, name="api_backup_run")
+    r.add_get(
+        "/api/v1/backup/runs/{run_id}/events",
+        backup_api.api_run_events,
+        name="api_backup_run_events",
+    )
+    r.add_post(
+        "/api/v1/backup/runs/{run_id}/cancel",
+        backup_api.api_run_cancel,
+        name="api_backup_run_cancel",
+    )
+    r.add_get("/api/v1/backup/vms", backup_api.api_vms, name="api_backup_vms")
+    r.add_get(
+        "/api/v1/backup/vms/{vm_uuid}/points", backup_api.api_points, name="api_backup_points"
+    )
+    r.add_post("/api/v1/backup/restore", backup_api.api_restore, name="api_backup_restore")
+    r.add_get("/api/v1/backup/smtp", backup_api.api_smtp, name="api_backup_smtp")
+    r.add_put("/api/v1/backup/smtp", backup_api.api_smtp_put, name="api_backup_smtp_put")
 
     r.add_static("/static/", static_dir, name="static")

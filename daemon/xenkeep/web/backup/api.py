@@ -1,0 +1,241 @@
+"""The backup JSON API under ``/api/v1/backup/``: storage, disks, verify, jobs,
+runs, restore points, restores and mail settings."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from aiohttp import web
+
+from xenkeep.errors import ValidationError
+from xenkeep.web import keys
+from xenkeep.web.access import admin
+from xenkeep.web.forms import int_param, json_body, text_field
+from xenkeep.web.sse import KEEPALIVE, KEEPALIVE_SECONDS, open_event_stream, sse_event
+
+
+@admin
+async def api_storage(request: web.Request) -> web.StreamResponse:
+    """Capacity, used, free, reflink and per-VM usage of the backup storage."""
+    return web.json_response(await keys.backup(request.app).storage_status())
+
+
+@admin
+async def api_verify(request: web.Request) -> web.StreamResponse:
+    """The last verify report (``status``: running, ok, damaged, failed...)."""
+    last = await keys.backup(request.app).last_verify()
+    return web.json_response(last or {"status": "never"})
+
+
+@admin
+async def api_verify_start(request: web.Request) -> web.StreamResponse:
+    """Start a verify of every VM, or of ``{"vm_uuid": ...}``."""
+    body = await json_body(request) if request.can_read_body else {}
+    vm_uuid = body.get("vm_uuid")
+    if vm_uuid is not None and not isinstance(vm_uuid, str):
+        raise ValidationError("vm_uuid must be a string", field="vm_uuid")
+    op_id = await keys.backup(request.app).start_verify(vm_uuid or None)
+    return web.json_response({"status": "running", "operation_id": op_id}, status=202)
+
+
+@admin
+async def api_verify_schedule(request: web.Request) -> web.StreamResponse:
+    """The verify schedule (cron syntax in the appliance's time zone; "" = off)."""
+    return web.json_response(await keys.backup(request.app).verify_schedule())
+
+
+@admin
+async def api_verify_schedule_put(request: web.Request) -> web.StreamResponse:
+    """Set the verify schedule: ``{"schedule": "0 4 * * 0"}`` or ``""`` to turn it off."""
+    expr = text_field(await json_body(request), "schedule")
+    return web.json_response(await keys.backup(request.app).set_verify_schedule(expr))
+
+
+@admin
+async def api_storage_init(request: web.Request) -> web.StreamResponse:
+    """Use an existing directory as the backup storage (``{"path": ...}``)."""
+    body = await json_body(request)
+    status = await keys.backup(request.app).use_directory(str(body.get("path", "")))
+    return web.json_response(status)
+
+
+@admin
+async def api_disks(request: web.Request) -> web.StreamResponse:
+    """The appliance's disks, which may become the backup storage, and what is mounted."""
+    return web.json_response(await keys.backup(request.app).disks())
+
+
+def _wait_wanted(request: web.Request) -> bool:
+    return request.query.get("wait", "true").lower() not in ("0", "false", "no")
+
+
+@admin
+async def api_disk_format(request: web.Request) -> web.StreamResponse:
+    """Erase a disk and make it the backup storage: ``{"confirm": "<device>"}``.
+
+    Waits and answers the storage status; with ``?wait=false`` answers 202
+    with the operation to follow (``/api/v1/operations/{id}``).
+    """
+    confirm = text_field(await json_body(request), "confirm")
+    manager, device = keys.backup(request.app), request.match_info["device"]
+    op_id = await manager.storage.start_format(device, confirm)
+    if not _wait_wanted(request):
+        return web.json_response({"operation_id": op_id}, status=202)
+    return web.json_response(await manager.finish_storage_change(op_id))
+
+
+@admin
+async def api_disk_attach(request: web.Request) -> web.StreamResponse:
+    """Mount the filesystem already on a disk (no format) as the backup storage
+    (``?wait=false`` as for formatting)."""
+    manager, device = keys.backup(request.app), request.match_info["device"]
+    op_id = await manager.storage.start_attach(device)
+    if not _wait_wanted(request):
+        return web.json_response({"operation_id": op_id}, status=202)
+    return web.json_response(await manager.finish_storage_change(op_id))
+
+
+@admin
+async def api_disk_detach(request: web.Request) -> web.StreamResponse:
+    """Unmount the backup disk so it can be detached; nothing is erased."""
+    return web.json_response(await keys.backup(request.app).detach_disk())
+
+
+@admin
+async def api_jobs(request: web.Request) -> web.StreamResponse:
+    """Every job with its last run."""
+    return web.json_response({"jobs": await keys.backup(request.app).jobs()})
+
+
+@admin
+async def api_job_create(request: web.Request) -> web.StreamResponse:
+    """Create a job."""
+    row = await keys.backup(request.app).create_job(await json_body(request))
+    return web.json_response(row.as_dict(), status=201)
+
+
+@admin
+async def api_job(request: web.Request) -> web.StreamResponse:
+    """One job."""
+    row = await keys.backup(request.app).job(int_param(request, "job_id"))
+    return web.json_response(row.as_dict())
+
+
+@admin
+async def api_job_update(request: web.Request) -> web.StreamResponse:
+    """Replace a job's settings."""
+    row = await keys.backup(request.app).update_job(
+        int_param(request, "job_id"), await json_body(request)
+    )
+    return web.json_response(row.as_dict())
+
+
+@admin
+async def api_job_delete(request: web.Request) -> web.StreamResponse:
+    """Delete a job (its restore points and history stay)."""
+    await keys.backup(request.app).delete_job(int_param(request, "job_id"))
+    return web.json_response({"ok": True})
+
+
+@admin
+async def api_job_run(request: web.Request) -> web.StreamResponse:
+    """Start a run now."""
+    run_id = await keys.backup(request.app).run_job(int_param(request, "job_id"))
+    return web.json_response({"run_id": run_id}, status=202)
+
+
+@admin
+async def api_runs(request: web.Request) -> web.StreamResponse:
+    """Recent runs and restores (``?job_id=`` to filter)."""
+    job = request.query.get("job_id")
+    try:
+        job_id = int(job) if job else None
+    except ValueError:
+        raise ValidationError("job_id must be a number", field="job_id") from None
+    runs = await keys.backup(request.app).runs(job_id=job_id)
+    return web.json_response({"runs": runs})
+
+
+@admin
+async def api_run(request: web.Request) -> web.StreamResponse:
+    """A run with its tasks (live progress) and log lines (``?log_after=``)."""
+    try:
+        after = int(request.query.get("log_after", "0"))
+    except ValueError:
+        raise ValidationError("log_after must be a number", field="log_after") from None
+    detail = await keys.backup(request.app).run_detail(
+        int_param(request, "run_id"), log_after=after
+    )
+    return web.json_response(detail)
+
+
+@admin
+async def api_run_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``run`` (the detail, then new log lines only) after each
+    change, until the run has finished. ``?log_after=`` as for the JSON."""
+    try:
+        after = int(request.query.get("log_after", "0"))
+    except ValueError:
+        raise ValidationError("log_after must be a number", field="log_after") from None
+    manager = keys.backup(request.app)
+    run_id = int_param(request, "run_id")
+    await manager.run(run_id)  # 404 before the stream starts
+    response = await open_event_stream(request)
+    async for detail in manager.watch_run(run_id, log_after=after, keepalive=KEEPALIVE_SECONDS):
+        await response.write(KEEPALIVE if detail is None else sse_event("run", detail))
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
+    return response
+
+
+@admin
+async def api_run_cancel(request: web.Request) -> web.StreamResponse:
+    """Cancel a running run or restore."""
+    await keys.backup(request.app).cancel(int_param(request, "run_id"))
+    return web.json_response({"ok": True}, status=202)
+
+
+@admin
+async def api_vms(request: web.Request) -> web.StreamResponse:
+    """VMs with restore points."""
+    return web.json_response({"vms": await keys.backup(request.app).backed_up_vms()})
+
+
+@admin
+async def api_points(request: web.Request) -> web.StreamResponse:
+    """Restore points of one VM, oldest first."""
+    try:
+        points = await keys.backup(request.app).points(request.match_info["vm_uuid"])
+    except ValueError:
+        raise ValidationError("not a VM uuid", field="vm_uuid") from None
+    return web.json_response({"points": points})
+
+
+@admin
+async def api_restore(request: web.Request) -> web.StreamResponse:
+    """Start a restore: ``pool_id, vm_uuid, point_id, sr_uuid[, name, disk, networks]``."""
+    run_id = await keys.backup(request.app).restore(await json_body(request))
+    return web.json_response({"run_id": run_id}, status=202)
+
+
+@admin
+async def api_smtp(request: web.Request) -> web.StreamResponse:
+    """The report mail settings (without the password)."""
+    smtp = await keys.backup(request.app).smtp_settings()
+    if smtp is None:
+        return web.json_response({"configured": False})
+    d: dict[str, Any] = dict(smtp.__dict__)
+    d["recipients"] = list(smtp.recipients)
+    d.pop("password", None)
+    d["configured"] = True
+    return web.json_response(d)
+
+
+@admin
+async def api_smtp_put(request: web.Request) -> web.StreamResponse:
+    """Set the report mail settings (``{}`` with ``"host": ""`` clears them)."""
+    body = await json_body(request)
+    manager = keys.backup(request.app)
+    await manager.set_smtp(body if body.get("host") else None)
+    return web.json_response({"ok": True})

@@ -1,0 +1,387 @@
+"""The backup pages: overview, storage and disks, verify, jobs, restore, mail.
+
+Post/Redirect/Get: a form that is refused is rendered again with its error;
+one that succeeds redirects with a flash message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from xenkeep.errors import ValidationError, XenKeepError
+from xenkeep.web import keys
+from xenkeep.web.access import admin
+from xenkeep.web.flash import redirect, redirect_to
+from xenkeep.web.forms import form_fields, int_param
+
+from .choices import pool_choices, restore_targets
+
+#: How long a disk form waits for its operation before showing its progress page.
+FORM_WAIT: Final = 15.0
+
+
+@admin
+async def backup_page(request: web.Request) -> web.StreamResponse:
+    """Jobs, the storage summary and recent runs."""
+    manager = keys.backup(request.app)
+    context = {
+        "storage": await manager.storage_status(),
+        "jobs": await manager.jobs(),
+        "runs": await manager.runs(limit=20),
+    }
+    return aiohttp_jinja2.render_template("backup/index.html", request, context)
+
+
+async def _storage_page(
+    request: web.Request,
+    *,
+    error: str | None = None,
+    path: str = "",
+    schedule_error: str | None = None,
+    schedule: str | None = None,
+    disk_error: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    manager = keys.backup(request.app)
+    verify_schedule = await manager.verify_schedule()
+    try:
+        disks = await manager.disks()
+    except XenKeepError as exc:
+        disks = {"available": True, "disks": [], "mounted": None, "problem": exc.message}
+    context = {
+        "disks": disks,
+        "disk_error": disk_error,
+        "storage": await manager.storage_status(),
+        "verify": await manager.last_verify(),
+        "verify_history": await manager.verify.history(),
+        "storage_changes": await manager.storage.changes(),
+        "verify_schedule": verify_schedule,
+        "form_schedule": verify_schedule["schedule"] if schedule is None else schedule,
+        "schedule_error": schedule_error,
+        "error": error,
+        "form_path": path,
+    }
+    return aiohttp_jinja2.render_template("backup/storage.html", request, context, status=status)
+
+
+@admin
+async def storage_page(request: web.Request) -> web.StreamResponse:
+    """The backup storage: capacity, reflink, per-VM usage; set it up."""
+    return await _storage_page(request)
+
+
+@admin
+async def storage_submit(request: web.Request) -> web.StreamResponse:
+    """Use an existing directory as the backup storage."""
+    form = await form_fields(request)
+    try:
+        await keys.backup(request.app).use_directory(form.get("path", ""))
+    except XenKeepError as exc:
+        if exc.status >= 500 and not exc.code.startswith(("repo", "not_a")):
+            raise
+        return await _storage_page(
+            request, error=exc.message, path=form.get("path", ""), status=400
+        )
+    redirect("/backup/storage", "Backup storage ready.", "success")
+
+
+async def _disk_action(
+    request: web.Request, act: Callable[[Mapping[str, str]], Awaitable[object]], message: str
+) -> web.StreamResponse:
+    """Run ``act`` with the posted form; the storage page with its error on refusal."""
+    form = await form_fields(request)
+    try:
+        await act(form)
+    except XenKeepError as exc:
+        if exc.status >= 500 and exc.status != 503:
+            raise
+        return await _storage_page(request, disk_error=exc.message, status=exc.status)
+    redirect("/backup/storage", message, "success")
+
+
+async def _disk_operation(
+    request: web.Request, start: Callable[[Mapping[str, str]], Awaitable[int]], message: str
+) -> web.StreamResponse:
+    """Start a disk operation from the posted form. One that ends within
+    FORM_WAIT seconds lands back on the storage page; a longer one shows its
+    progress on its own page."""
+    form = await form_fields(request)
+    try:
+        op_id = await start(form)
+    except XenKeepError as exc:
+        if exc.status >= 500 and exc.status != 503:
+            raise
+        return await _storage_page(request, disk_error=exc.message, status=exc.status)
+    ops = keys.operations(request.app)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(ops.wait(op_id)), FORM_WAIT)
+    op = await ops.get(op_id)
+    if op["status"] == "success":
+        redirect("/backup/storage", message, "success")
+    if op["status"] in ("pending", "running"):
+        redirect_to(request, "operation", "Still working: progress is shown here.", op_id=op_id)
+    return await _storage_page(request, disk_error=op["error"], status=409)
+
+
+@admin
+async def disk_format(request: web.Request) -> web.StreamResponse:
+    """Erase a disk (typed confirmation) and make it the backup storage."""
+    storage, device = keys.backup(request.app).storage, request.match_info["device"]
+    return await _disk_operation(
+        request,
+        lambda form: storage.start_format(device, form.get("confirm", "")),
+        f"{device} is formatted (XFS, reflink) and holds the backups.",
+    )
+
+
+@admin
+async def disk_attach(request: web.Request) -> web.StreamResponse:
+    """Use the filesystem already on a disk as the backup storage."""
+    storage, device = keys.backup(request.app).storage, request.match_info["device"]
+    return await _disk_operation(
+        request,
+        lambda _form: storage.start_attach(device),
+        f"{device} is mounted; its restore points are listed.",
+    )
+
+
+@admin
+async def disk_detach(request: web.Request) -> web.StreamResponse:
+    """Unmount the backup disk."""
+    manager = keys.backup(request.app)
+    return await _disk_action(
+        request,
+        lambda _form: manager.detach_disk(),
+        "The backup disk is unmounted; it can be detached from the VM.",
+    )
+
+
+@admin
+async def verify_submit(request: web.Request) -> web.StreamResponse:
+    """Start re-reading every stored block against its checksum."""
+    await keys.backup(request.app).start_verify()
+    redirect("/backup/storage", "Verify started: every stored block is being re-read.", "info")
+
+
+@admin
+async def verify_schedule_submit(request: web.Request) -> web.StreamResponse:
+    """Change when verify runs by itself."""
+    form = await form_fields(request)
+    expr = form.get("schedule", "")
+    try:
+        result = await keys.backup(request.app).set_verify_schedule(expr)
+    except ValidationError as exc:
+        return await _storage_page(request, schedule_error=exc.message, schedule=expr, status=400)
+    message = (
+        f"Verify runs on the schedule {result['schedule']} ({result['timezone']})."
+        if result["schedule"]
+        else "Scheduled verify is off; verify only runs when started here."
+    )
+    redirect("/backup/storage", message, "success")
+
+
+async def _job_form(
+    request: web.Request,
+    *,
+    job: dict[str, Any],
+    job_id: int | None,
+    error: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    context = {
+        "job": job,
+        "job_id": job_id,
+        "pools": await pool_choices(request),
+        "error": error,
+    }
+    return aiohttp_jinja2.render_template("backup/job_form.html", request, context, status=status)
+
+
+_NEW_JOB = {
+    "name": "",
+    "selector": "tag",
+    "targets": "",
+    "pool_id": "",
+    "schedule": "0 2 * * *",
+    "timezone": "UTC",
+    "retention": 7,
+    "concurrency": 2,
+    "bandwidth_limit_mib": "",
+    "full_every": "",
+    "enabled": True,
+}
+
+
+@admin
+async def job_new(request: web.Request) -> web.StreamResponse:
+    """The form for a new job."""
+    return await _job_form(request, job=dict(_NEW_JOB), job_id=None)
+
+
+def _job_to_form(d: dict[str, Any]) -> dict[str, Any]:
+    out = dict(d)
+    out["targets"] = ", ".join(d.get("targets") or [])
+    limit = d.get("bandwidth_limit")
+    out["bandwidth_limit_mib"] = "" if not limit else str(int(limit) >> 20)
+    out["full_every"] = d.get("full_every") or ""
+    return out
+
+
+@admin
+async def job_edit(request: web.Request) -> web.StreamResponse:
+    """The form of an existing job."""
+    job_id = int_param(request, "job_id")
+    row = await keys.backup(request.app).job(job_id)
+    return await _job_form(request, job=_job_to_form(row.as_dict()), job_id=job_id)
+
+
+async def _save_job(request: web.Request, job_id: int | None) -> web.StreamResponse:
+    form: dict[str, Any] = dict(await form_fields(request))
+    form["enabled"] = form.get("enabled") == "on"
+    manager = keys.backup(request.app)
+    try:
+        if job_id is None:
+            row = await manager.create_job(form)
+        else:
+            row = await manager.update_job(job_id, form)
+    except ValidationError as exc:
+        return await _job_form(
+            request, job={**_NEW_JOB, **form}, job_id=job_id, error=exc.message, status=400
+        )
+    redirect("/backup", f"Job {row.spec.name} saved.", "success")
+
+
+@admin
+async def job_create(request: web.Request) -> web.StreamResponse:
+    """Create a job from the form."""
+    return await _save_job(request, None)
+
+
+@admin
+async def job_update(request: web.Request) -> web.StreamResponse:
+    """Save a job's form."""
+    return await _save_job(request, int_param(request, "job_id"))
+
+
+@admin
+async def job_delete(request: web.Request) -> web.StreamResponse:
+    """Delete a job."""
+    await keys.backup(request.app).delete_job(int_param(request, "job_id"))
+    redirect("/backup", "Job deleted; its restore points are kept.", "success")
+
+
+@admin
+async def job_run(request: web.Request) -> web.StreamResponse:
+    """Run a job now and show its progress."""
+    run_id = await keys.backup(request.app).run_job(int_param(request, "job_id"))
+    redirect_to(request, "backup_run", run_id=run_id)
+
+
+@admin
+async def run_cancel(request: web.Request) -> web.StreamResponse:
+    """Cancel a run from its page."""
+    run_id = int_param(request, "run_id")
+    await keys.backup(request.app).cancel(run_id)
+    redirect_to(request, "backup_run", "Cancel requested.", "success", run_id=run_id)
+
+
+async def _restore_page(
+    request: web.Request, *, error: str | None = None, status: int = 200
+) -> web.Response:
+    manager = keys.backup(request.app)
+    storage = await manager.storage_status()
+    vms = await manager.backed_up_vms() if storage.get("configured") else []
+    vm_uuid = request.query.get("vm", "")
+    points = await manager.points(vm_uuid) if vm_uuid else []
+    context = {
+        "vms": vms,
+        "vm_uuid": vm_uuid,
+        "points": points,
+        "targets": await restore_targets(request),
+        "error": error,
+    }
+    return aiohttp_jinja2.render_template("backup/restore.html", request, context, status=status)
+
+
+@admin
+async def restore_page(request: web.Request) -> web.StreamResponse:
+    """Choose a VM, a restore point and where to restore it."""
+    return await _restore_page(request)
+
+
+@admin
+async def restore_submit(request: web.Request) -> web.StreamResponse:
+    """Start a restore and show its progress."""
+    form: dict[str, Any] = dict(await form_fields(request))
+    form["with_networks"] = form.get("with_networks") == "on"
+    # The page picks pool and SR in one list; the service takes them apart.
+    if "target" in form:
+        form["pool_id"], _, form["sr_uuid"] = str(form.pop("target")).partition(":")
+    try:
+        run_id = await keys.backup(request.app).restore(form)
+    except ValidationError as exc:
+        return await _restore_page(request, error=exc.message, status=400)
+    redirect_to(request, "backup_run", run_id=run_id)
+
+
+async def _mail_page(
+    request: web.Request,
+    *,
+    form: dict[str, Any] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    smtp = await keys.backup(request.app).smtp_settings()
+    values: dict[str, Any] = {
+        "host": "",
+        "port": 587,
+        "starttls": True,
+        "username": "",
+        "sender": "",
+        "recipients": "",
+    }
+    if smtp is not None:
+        values.update(
+            host=smtp.host,
+            port=smtp.port,
+            starttls=smtp.starttls,
+            username=smtp.username,
+            sender=smtp.sender,
+            recipients=", ".join(smtp.recipients),
+        )
+    if form is not None:
+        values.update({k: v for k, v in form.items() if k != "password"})
+    context = {"smtp": values, "error": error}
+    return aiohttp_jinja2.render_template("backup/mail.html", request, context, status=status)
+
+
+@admin
+async def mail_page(request: web.Request) -> web.StreamResponse:
+    """Where run reports are mailed."""
+    return await _mail_page(request)
+
+
+@admin
+async def mail_submit(request: web.Request) -> web.StreamResponse:
+    """Save the report mail settings (an empty server turns mail off)."""
+    form: dict[str, Any] = dict(await form_fields(request))
+    form["starttls"] = form.get("starttls") == "on"
+    manager = keys.backup(request.app)
+    if not str(form.get("host", "")).strip():
+        await manager.set_smtp(None)
+        redirect("/backup", "Report e-mail turned off.", "success")
+    if not form.get("password"):
+        old = await manager.smtp_settings()
+        if old is not None:
+            form["password"] = old.password
+    try:
+        await manager.set_smtp(form)
+    except ValidationError as exc:
+        return await _mail_page(request, form=form, error=exc.message, status=400)
+    redirect("/backup", "Report e-mail saved.", "success")
