@@ -22,6 +22,7 @@ from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
 from xenkeep.backup.pools import ManagedPools
 from xenkeep.config import Settings
+from xenkeep.secretbox import KEY_NAME, SecretBox
 from xenkeep.store import open_database
 from xenkeep.system.identity import IdentityManager
 from xenkeep.system.tls import ensure_certificate
@@ -35,7 +36,6 @@ from xenkeep.web.sse import end_event_streams
 from xenkeep.web.templating import base_context
 from xenkeep.web.wizard import Wizard
 from xenkeep.xapi.manager import PoolManager
-from xenkeep.xapi.vault import KEY_NAME, SecretBox
 
 log = logging.getLogger(__name__)
 

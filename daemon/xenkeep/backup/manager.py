@@ -22,8 +22,8 @@ from typing import Any, Final
 from xenkeep.errors import ConflictError, NotFoundError, ValidationError, XenKeepError
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.errors import NoDatastoreError, RepoError
+from xenkeep.secretbox import SecretBox
 from xenkeep.store import Database
-from xenkeep.xapi.vault import SecretBox
 
 from .const import FINISHED, RunKind, RunStatus
 from .disks import DiskService

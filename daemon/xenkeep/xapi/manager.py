@@ -20,12 +20,12 @@ from typing import Any
 from xenkeep.auth.audit import AuditLog
 from xenkeep.auth.const import AuditEvent
 from xenkeep.errors import ConflictError, NotFoundError, ValidationError, XenKeepError
+from xenkeep.secretbox import SecretBox
 from xenkeep.store import Database
 from xenkeep.store.db import Row
 from xenkeep.xapi.client import XapiClient, normalize_url, parse_fingerprint, probe_fingerprint
 from xenkeep.xapi.events import Change, ChangeHub, EventWatcher, Subscription, WatchState
 from xenkeep.xapi.summary import pool_summary
-from xenkeep.xapi.vault import SecretBox
 
 log = logging.getLogger(__name__)
 

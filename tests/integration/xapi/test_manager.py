@@ -11,10 +11,10 @@ import pytest
 
 from xapisim import RunningSimulator, start_simulator
 from xenkeep.errors import ConflictError, NotFoundError, ValidationError
+from xenkeep.secretbox import SecretBox
 from xenkeep.store import Database, open_database
 from xenkeep.xapi.errors import XapiAuthenticationError
 from xenkeep.xapi.manager import PoolManager
-from xenkeep.xapi.vault import SecretBox
 
 WAIT = 30.0
 
