@@ -22,6 +22,8 @@ from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
 from xenkeep.backup.pools import ManagedPools
 from xenkeep.config import Settings
+from xenkeep.pools.manager import PoolManager
+from xenkeep.pools.registry import PoolRegistry
 from xenkeep.secretbox import KEY_NAME, SecretBox
 from xenkeep.store import open_database
 from xenkeep.system.identity import IdentityManager
@@ -35,7 +37,6 @@ from xenkeep.web.setup import register_core_steps
 from xenkeep.web.sse import end_event_streams
 from xenkeep.web.templating import base_context
 from xenkeep.web.wizard import Wizard
-from xenkeep.xapi.manager import PoolManager
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             "no administrator yet: open the web interface and enter the setup token %s", token
         )
     secrets = SecretBox(settings.state_dir / KEY_NAME)
-    pools = PoolManager(db, secrets, audit)
+    pools = PoolManager(PoolRegistry(db), secrets, audit)
     app[keys.POOLS] = pools
     await pools.start()
     identity = keys.identity(app)

@@ -27,6 +27,7 @@ from xenkeep.errors import (
     XenKeepError,
     kind_of,
 )
+from xenkeep.pools.errors import PoolError, PoolExistsError, PoolInputError, PoolNotFoundError
 from xenkeep.repo.errors import (
     ChainBrokenError,
     ChainBusyError,
@@ -63,6 +64,9 @@ LEAVES: list[tuple[XenKeepError, type[XenKeepError], type[XenKeepError]]] = [
     (AccountExistsError("taken"), AuthError, ConflictError),
     (ApiTokenNotFoundError("no token"), AuthError, NotFoundError),
     (AccountInputError("too short", field="password"), AuthError, ValidationError),
+    (PoolNotFoundError("no pool 3"), PoolError, NotFoundError),
+    (PoolExistsError("already connected"), PoolError, ConflictError),
+    (PoolInputError("the password is required", field="password"), PoolError, ValidationError),
 ]
 
 
@@ -80,7 +84,7 @@ def test_a_leaf_is_its_domain_and_its_kind(
 
 def test_domain_bases_carry_no_status() -> None:
     # A bare domain error is an internal fault; only kinds give statuses.
-    for base in (RepoError, XapiError, AuthError):
+    for base in (RepoError, XapiError, AuthError, PoolError):
         assert "status" not in vars(base)
     assert RepoError("x").status == 500
     assert kind_of(RepoError("x")) is XenKeepError

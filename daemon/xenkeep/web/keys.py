@@ -15,11 +15,11 @@ if TYPE_CHECKING:
     from xenkeep.auth.manager import AuthManager, Session, User
     from xenkeep.backup.manager import BackupManager
     from xenkeep.config import Settings
+    from xenkeep.pools.manager import PoolManager
     from xenkeep.store import Database
     from xenkeep.system.identity import IdentityManager
     from xenkeep.system.tls import TlsMaterial
     from xenkeep.web.wizard import Wizard
-    from xenkeep.xapi.manager import PoolManager
 
 SETTINGS = "xenkeep.settings"
 DATABASE = "xenkeep.database"

@@ -21,13 +21,13 @@ from aiohttp import web
 
 from xenkeep.auth.const import Role
 from xenkeep.errors import ValidationError, XenKeepError
+from xenkeep.pools.pool import Pending, Pool
 from xenkeep.web import keys
 from xenkeep.web.access import admin, viewer
 from xenkeep.web.flash import redirect
 from xenkeep.web.forms import form_fields, json_body, text_field
 from xenkeep.web.sse import KEEPALIVE, KEEPALIVE_SECONDS, open_event_stream, sse_event
 from xenkeep.web.wizard import Wizard, WizardStep
-from xenkeep.xapi.manager import Pending, Pool
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from tests.integration.backup.conftest import make_vm, storage_and_job, vdi_sha2
 from tests.support.web import Browser, complete_setup
 from xapisim import RunningSimulator, start_simulator
 from xenkeep.config import Settings
+from xenkeep.pools.pool import Pool
 from xenkeep.web import keys
 from xenkeep.xapi.client import XapiClient
-from xenkeep.xapi.manager import Pool
 
 
 @pytest.fixture
