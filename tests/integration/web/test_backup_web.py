@@ -14,6 +14,7 @@ import pytest
 from tests.integration.backup.conftest import make_vm, storage_and_job, vdi_sha256
 from tests.support.web import Browser, complete_setup
 from xapisim import RunningSimulator, start_simulator
+from xenkeep.app import database
 from xenkeep.config import Settings
 from xenkeep.pools.pool import Pool
 from xenkeep.web import keys
@@ -186,7 +187,7 @@ async def test_report_mail_form(browser: Browser, settings: Settings) -> None:
     status, body = await browser.api("GET", "/api/v1/backup/smtp")
     assert body["configured"] and body["starttls"] and "password" not in body
     assert body["recipients"] == ["ops@example.net"]
-    raw = await keys.database(browser.server.app).get_setting("backup.smtp")
+    raw = await database(browser.server.app).get_setting("backup.smtp")
     assert raw is not None and "password_enc" in raw and '"pw"' not in raw
     smtp = await keys.backup(browser.server.app).smtp_settings()
     assert smtp is not None and smtp.password == "pw"
