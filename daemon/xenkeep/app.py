@@ -25,6 +25,7 @@ from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
 from xenkeep.backup.pools import ManagedPools
 from xenkeep.config import Settings
+from xenkeep.errors import StoreError
 from xenkeep.pools.manager import PoolManager
 from xenkeep.pools.registry import PoolRegistry
 from xenkeep.secretbox import KEY_NAME, SecretBox
@@ -116,8 +117,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         )
     secrets = SecretBox(settings.state_dir / KEY_NAME)
     # The key is a file: read it now, off the event loop, so that encrypting
-    # and decrypting never touch the disk while a request waits.
-    await asyncio.to_thread(secrets.load)
+    # and decrypting never touch the disk while a request waits. A damaged
+    # key must not keep the daemon from starting: each use reports it.
+    try:
+        await asyncio.to_thread(secrets.load)
+    except StoreError as exc:
+        log.error("%s (%s)", exc.message, exc.hint)
     app[keys.SETUP_STATE] = SetupState(db)
     app[keys.ENROLMENT] = TotpEnrolment(db, secrets, auth)
     pools = PoolManager(PoolRegistry(db), secrets, audit)
