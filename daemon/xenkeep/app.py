@@ -6,25 +6,33 @@ opened and closed in one cleanup context, in dependency order.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
+from typing import cast
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
 from xenkeep.auth.audit import AuditLog
+from xenkeep.auth.enrolment import TotpEnrolment
 from xenkeep.auth.manager import AuthManager
 from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
 from xenkeep.backup.pools import ManagedPools
 from xenkeep.config import Settings
+from xenkeep.errors import StoreError
 from xenkeep.ops import Operations, Scheduler
-from xenkeep.store import open_database
+from xenkeep.pools.manager import PoolManager
+from xenkeep.pools.registry import PoolRegistry
+from xenkeep.secretbox import KEY_NAME, SecretBox
+from xenkeep.store import Database, open_database
 from xenkeep.system.identity import IdentityManager
+from xenkeep.system.setup_state import SetupState
 from xenkeep.system.tls import ensure_certificate
 from xenkeep.units import clock_duration, human_bytes
 from xenkeep.web import keys
@@ -35,10 +43,17 @@ from xenkeep.web.setup import register_core_steps
 from xenkeep.web.sse import end_event_streams
 from xenkeep.web.templating import base_context
 from xenkeep.web.wizard import Wizard
-from xenkeep.xapi.manager import PoolManager
-from xenkeep.xapi.vault import KEY_NAME, SecretBox
 
 log = logging.getLogger(__name__)
+
+#: The open database, on the app for tests and tools; the web layer never
+#: reads it (its handlers reach services only, see tests/test_layers.py).
+DATABASE = "xenkeep.database"
+
+
+def database(app: web.Application) -> Database:
+    """The open database of a running app."""
+    return cast("Database", app[DATABASE])
 
 
 def webui_dir() -> Path:
@@ -89,7 +104,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
     app[keys.TLS] = ensure_certificate(settings.tls_dir, settings.effective_hostname)
     db = await open_database(settings.database_path)
-    app[keys.DATABASE] = db
+    app[DATABASE] = db
     audit = AuditLog(db)
     app[keys.AUDIT] = audit
     auth = AuthManager(db, audit, settings)
@@ -102,7 +117,16 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             "no administrator yet: open the web interface and enter the setup token %s", token
         )
     secrets = SecretBox(settings.state_dir / KEY_NAME)
-    pools = PoolManager(db, secrets, audit)
+    # The key is a file: read it now, off the event loop, so that encrypting
+    # and decrypting never touch the disk while a request waits. A damaged
+    # key must not keep the daemon from starting: each use reports it.
+    try:
+        await asyncio.to_thread(secrets.load)
+    except StoreError as exc:
+        log.error("%s (%s)", exc.message, exc.hint)
+    app[keys.SETUP_STATE] = SetupState(db)
+    app[keys.ENROLMENT] = TotpEnrolment(db, secrets, auth)
+    pools = PoolManager(PoolRegistry(db), secrets, audit)
     app[keys.POOLS] = pools
     await pools.start()
     identity = keys.identity(app)

@@ -1,23 +1,68 @@
 """One exception tree for the whole daemon.
 
 Code below ``web/`` raises these; a single middleware maps them to an HTML
-page or to the JSON envelope ``{"error": {"code", "message"}}``. Each leaf
-carries the HTTP status it stands for, so services never import aiohttp.
+page or to the JSON envelope ``{"error": {"code", "message"}}``. Services
+never import aiohttp: the HTTP status travels on the exception.
+
+The tree has two axes. An *HTTP kind* (:class:`ValidationError`,
+:class:`NotFoundError`, :class:`ConflictError`, :class:`UpstreamError`...)
+says how a user should read the failure and carries the status. A *domain
+base* (``RepoError``, ``XapiError``, ``PoolError``, ``AuthError``, each in
+its domain's ``errors.py``) says which part of the appliance failed and
+carries no status of its own. A leaf inherits from both::
+
+    class PointNotFoundError(RepoError, NotFoundError): ...
+
+so ``except RepoError`` catches every repository error while the
+middleware still answers 404. A class whose bases bring two different
+statuses must say which one it is (see :meth:`XenKeepError.__init_subclass__`).
 """
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+def _kind_status(cls: type[XenKeepError]) -> int | None:
+    """The status ``cls`` gets from an HTTP kind, or None when it has no kind."""
+    for klass in cls.__mro__:
+        if klass is XenKeepError:
+            return None
+        if "status" in vars(klass):
+            return int(vars(klass)["status"])
+    return None
 
 
 class XenKeepError(Exception):
     """Base of every error the daemon reports to a user."""
 
-    status: int = 500
-    code: str = "internal_error"
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A leaf of two kinds (a pool failure that is also bad input) would
+        # otherwise get whichever status its first base happens to carry.
+        super().__init_subclass__(**kwargs)
+        if "status" in vars(cls):
+            return
+        statuses = {
+            s
+            for base in cls.__bases__
+            if issubclass(base, XenKeepError) and (s := _kind_status(base)) is not None
+        }
+        if len(statuses) > 1:
+            raise TypeError(
+                f"{cls.__name__} inherits the statuses {sorted(statuses)}: "
+                "set `status` to the kind it is"
+            )
+
+
+# --- domain errors of the daemon itself (no HTTP kind: internal faults) -------------
 
 
 class ConfigError(XenKeepError):
@@ -36,6 +81,9 @@ class DatabaseTooNewError(StoreError):
     """The database was migrated by a newer XenKeep; nothing is changed."""
 
     code = "database_too_new"
+
+
+# --- HTTP kinds -------------------------------------------------------------------
 
 
 class ValidationError(XenKeepError):
@@ -89,9 +137,16 @@ class RateLimitedError(XenKeepError):
     status = 429
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
         self.retry_after = retry_after
+
+
+class UpstreamError(XenKeepError):
+    """Something behind the appliance (a pool) failed: the appliance is fine."""
+
+    status = 502
+    code = "upstream_error"
 
 
 class UnavailableError(XenKeepError):
@@ -99,3 +154,24 @@ class UnavailableError(XenKeepError):
 
     status = 503
     code = "unavailable"
+
+
+#: Every HTTP kind, for :func:`kind_of`.
+HTTP_KINDS: tuple[type[XenKeepError], ...] = (
+    ValidationError,
+    AuthenticationError,
+    PermissionDeniedError,
+    NotFoundError,
+    ConflictError,
+    RateLimitedError,
+    UpstreamError,
+    UnavailableError,
+)
+
+
+def kind_of(error: XenKeepError) -> type[XenKeepError]:
+    """The HTTP kind an error answers as (:class:`XenKeepError` for an internal fault)."""
+    for kind in HTTP_KINDS:
+        if isinstance(error, kind) and kind.status == error.status:
+            return kind
+    return XenKeepError

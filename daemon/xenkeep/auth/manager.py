@@ -19,6 +19,13 @@ from typing import Any
 from xenkeep.auth import passwords, totp
 from xenkeep.auth.audit import AuditLog
 from xenkeep.auth.const import AuditEvent, Role
+from xenkeep.auth.errors import (
+    AccountExistsError,
+    AccountInputError,
+    ApiTokenNotFoundError,
+    AttemptsThrottledError,
+    CredentialsRejectedError,
+)
 from xenkeep.auth.secrets import (
     new_api_token,
     new_setup_token,
@@ -29,13 +36,6 @@ from xenkeep.auth.secrets import (
 )
 from xenkeep.auth.throttle import retry_after
 from xenkeep.config import Settings
-from xenkeep.errors import (
-    AuthenticationError,
-    ConflictError,
-    NotFoundError,
-    RateLimitedError,
-    ValidationError,
-)
 from xenkeep.store import Database
 from xenkeep.store.db import Row
 
@@ -195,7 +195,7 @@ class AuthManager:
         wait = retry_after(int(row["failures"]), float(row["last_failure"]), self._clock())
         if wait > 0:
             await self.audit(AuditEvent.SIGN_IN_THROTTLED, username=username, ip=ip, scope=scope)
-            raise RateLimitedError(
+            raise AttemptsThrottledError(
                 f"too many failed attempts; try again in {wait} seconds", retry_after=wait
             )
 
@@ -226,14 +226,14 @@ class AuthManager:
         if not (await self.setup_required()) or stored is None or not given:
             await self._record_failure("setup", ip)
             await self.audit(AuditEvent.SETUP_TOKEN_REJECTED, ip=ip, why="no setup pending")
-            raise AuthenticationError(
+            raise CredentialsRejectedError(
                 "this setup token is not valid (it may have been used already)",
                 hint="run xenkeep setup-token on the appliance console",
             )
         if not same(stored, token_hash(given)):
             await self._record_failure("setup", ip)
             await self.audit(AuditEvent.SETUP_TOKEN_REJECTED, ip=ip, why="mismatch")
-            raise AuthenticationError(
+            raise CredentialsRejectedError(
                 "this setup token is not valid",
                 hint="copy it from the appliance console or run xenkeep setup-token",
             )
@@ -264,21 +264,21 @@ class AuthManager:
     ) -> User:
         """Create the administrator and retire the setup token, atomically."""
         if not await self.setup_session_valid(setup_id):
-            raise AuthenticationError(
+            raise CredentialsRejectedError(
                 "the setup session has expired or the token was already used",
                 hint="enter the setup token again",
             )
         username = username.strip()
         self._check_username(username)
         if password != confirm:
-            raise ValidationError("the two passwords differ", field="confirm")
+            raise AccountInputError("the two passwords differ", field="confirm")
         passwords.check_policy(password, username)
         password_hash = await asyncio.to_thread(passwords.hash_password, password)
         now = self._clock()
         async with self._db.transaction() as tx:
             existing = await tx.fetchone("SELECT id FROM users WHERE username = ?", (username,))
             if existing is not None:
-                raise ConflictError(
+                raise AccountExistsError(
                     f"an account named {username!r} already exists", hint="choose another name"
                 )
             user_id = await tx.insert(
@@ -301,7 +301,7 @@ class AuthManager:
     @staticmethod
     def _check_username(username: str) -> None:
         if not USERNAME_RE.match(username):
-            raise ValidationError(
+            raise AccountInputError(
                 "a user name is 1-64 letters, digits or . _ @ -, starting with a letter or digit",
                 field="username",
             )
@@ -317,7 +317,7 @@ class AuthManager:
         now = self._clock()
         async with self._db.transaction() as tx:
             if await tx.fetchone("SELECT id FROM users WHERE username = ?", (username,)):
-                raise ConflictError(f"an account named {username!r} already exists")
+                raise AccountExistsError(f"an account named {username!r} already exists")
             user_id = await tx.insert(
                 "INSERT INTO users (username, password_hash, role, created_at, "
                 "password_changed_at) VALUES (?, ?, ?, ?, ?)",
@@ -359,7 +359,7 @@ class AuthManager:
             await self._record_failure("ip", ip)
             await self._record_failure("account", account_key)
             await self.audit(AuditEvent.SIGN_IN_FAILED, username=username, ip=ip)
-            raise AuthenticationError("wrong user name, password or code")
+            raise CredentialsRejectedError("wrong user name, password or code")
         await self._clear_failures("ip", ip)
         await self._clear_failures("account", account_key)
         if passwords.needs_rehash(str(stored)):
@@ -384,7 +384,7 @@ class AuthManager:
     async def enable_totp(self, user: User, secret: str, code: str, *, ip: str = "") -> None:
         """Enrol an authenticator after checking one code from it."""
         if not await self._accept_totp(user.id, secret, code):
-            raise ValidationError(
+            raise AccountInputError(
                 "that code does not match; check the phone's clock and try the next code",
                 field="code",
             )
@@ -464,7 +464,7 @@ class AuthManager:
         """
         name = name.strip()
         if not 1 <= len(name) <= 64:
-            raise ValidationError("a token name is 1 to 64 characters", field="name")
+            raise AccountInputError("a token name is 1 to 64 characters", field="name")
         token = new_api_token()
         now = self._clock()
         await self._db.insert(
@@ -491,7 +491,7 @@ class AuthManager:
             "DELETE FROM api_tokens WHERE id = ? AND user_id = ?", (token_id, user.id)
         )
         if not count:
-            raise NotFoundError(f"no API token {token_id}")
+            raise ApiTokenNotFoundError(f"no API token {token_id}")
         await self.audit(AuditEvent.API_TOKEN_REVOKED, username=user.username, ip=ip, id=token_id)
 
     async def user_for_api_token(self, token: str) -> User | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argon2
 
 from xenkeep.auth.const import MIN_PASSWORD_LENGTH
-from xenkeep.errors import ValidationError
+from xenkeep.auth.errors import AccountInputError
 
 _hasher = argon2.PasswordHasher(type=argon2.Type.ID)
 
@@ -17,19 +17,19 @@ _FORBIDDEN = {"admin", "administrator", "password", "xenkeep", "root", "changeme
 
 
 def check_policy(password: str, username: str) -> None:
-    """Raise ValidationError when ``password`` is too weak."""
+    """Raise AccountInputError (a ValidationError) when ``password`` is too weak."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationError(
+        raise AccountInputError(
             f"the password must have at least {MIN_PASSWORD_LENGTH} characters",
             field="password",
         )
     lowered = password.lower()
     if len(set(password)) < 4:
-        raise ValidationError("the password repeats too few characters", field="password")
+        raise AccountInputError("the password repeats too few characters", field="password")
     if username and username.lower() in lowered:
-        raise ValidationError("the password must not contain the user name", field="password")
+        raise AccountInputError("the password must not contain the user name", field="password")
     if any(lowered.replace(word, "") == "" for word in _FORBIDDEN):
-        raise ValidationError("the password is too easy to guess", field="password")
+        raise AccountInputError("the password is too easy to guess", field="password")
 
 
 def hash_password(password: str) -> str:

@@ -19,8 +19,8 @@ from xenkeep.errors import ValidationError
 from xenkeep.mail import MailSettings, SmtpSettings
 from xenkeep.ops import Operations, Scheduler
 from xenkeep.repo.datastore import Datastore
+from xenkeep.secretbox import SecretBox
 from xenkeep.store import Database
-from xenkeep.xapi.vault import SecretBox
 
 from .disks import DiskService
 from .jobs import BackupJobs

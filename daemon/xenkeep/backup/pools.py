@@ -15,7 +15,7 @@ from xenkeep.errors import NotFoundError
 from xenkeep.xapi.client import XapiClient
 
 if TYPE_CHECKING:
-    from xenkeep.xapi.manager import PoolManager
+    from xenkeep.pools.manager import PoolManager
 
 
 class PoolAccess(Protocol):

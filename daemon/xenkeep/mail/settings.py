@@ -6,8 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+from xenkeep.secretbox import SecretBox
 from xenkeep.store import Database
-from xenkeep.xapi.vault import SecretBox
 
 from .smtp import SmtpSettings
 

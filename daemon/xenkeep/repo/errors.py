@@ -1,4 +1,8 @@
-"""Errors of the backup repository, leaves of the daemon's error tree."""
+"""Errors of the backup repository, leaves of the daemon's error tree.
+
+Every one is a :class:`RepoError`, so ``except RepoError`` catches them all;
+the ones a user can act on are also an HTTP kind (see :mod:`xenkeep.errors`).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,17 @@ from xenkeep.errors import ConflictError, NotFoundError, XenKeepError
 
 
 class RepoError(XenKeepError):
-    """The datastore cannot do what was asked (layout, I/O, damaged files)."""
+    """The datastore cannot do what was asked (layout, I/O, damaged files).
+
+    Raised as is, it is an internal fault (500): no kind of its own.
+    """
 
     code = "repo_error"
 
 
-class NoDatastoreError(RepoError):
+class NoDatastoreError(RepoError, ConflictError):
     """No backup storage is set up (or its disk is missing): a state to fix, not a fault."""
 
-    status = 409
     code = "no_storage"
 
 
@@ -24,13 +30,13 @@ class NotADatastoreError(RepoError):
     code = "not_a_datastore"
 
 
-class ChainBusyError(ConflictError):
+class ChainBusyError(RepoError, ConflictError):
     """Another job holds the VM's chain lock."""
 
     code = "chain_busy"
 
 
-class PointNotFoundError(NotFoundError):
+class PointNotFoundError(RepoError, NotFoundError):
     """No such VM, restore point or disk in the datastore."""
 
     code = "point_not_found"

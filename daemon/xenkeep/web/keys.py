@@ -2,6 +2,8 @@
 
 aiohttp 3.8 (Debian bookworm) predates ``web.AppKey``; these accessors give
 handlers the same typing without string keys scattered through the code.
+Handlers reach services only: the database is not here (the composition
+root keeps it, see :func:`xenkeep.app.database`).
 """
 
 from __future__ import annotations
@@ -12,18 +14,18 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from xenkeep.auth.audit import AuditLog
+    from xenkeep.auth.enrolment import TotpEnrolment
     from xenkeep.auth.manager import AuthManager, Session, User
     from xenkeep.backup.manager import BackupManager
     from xenkeep.config import Settings
     from xenkeep.ops import Operations
-    from xenkeep.store import Database
+    from xenkeep.pools.manager import PoolManager
     from xenkeep.system.identity import IdentityManager
+    from xenkeep.system.setup_state import SetupState
     from xenkeep.system.tls import TlsMaterial
     from xenkeep.web.wizard import Wizard
-    from xenkeep.xapi.manager import PoolManager
 
 SETTINGS = "xenkeep.settings"
-DATABASE = "xenkeep.database"
 AUTH = "xenkeep.auth"
 AUDIT = "xenkeep.audit"
 IDENTITY = "xenkeep.identity"
@@ -32,6 +34,8 @@ WIZARD = "xenkeep.wizard"
 POOLS = "xenkeep.pools"
 BACKUP = "xenkeep.backup"
 OPERATIONS = "xenkeep.operations"
+SETUP_STATE = "xenkeep.setup_state"
+ENROLMENT = "xenkeep.enrolment"
 
 
 def backup(app: web.Application) -> BackupManager:
@@ -49,9 +53,14 @@ def settings(app: web.Application) -> Settings:
     return cast("Settings", app[SETTINGS])
 
 
-def database(app: web.Application) -> Database:
-    """The open database."""
-    return cast("Database", app[DATABASE])
+def setup_state(app: web.Application) -> SetupState:
+    """Where the first-boot wizard stands."""
+    return cast("SetupState", app[SETUP_STATE])
+
+
+def enrolment(app: web.Application) -> TotpEnrolment:
+    """Two-factor enrolment."""
+    return cast("TotpEnrolment", app[ENROLMENT])
 
 
 def auth(app: web.Application) -> AuthManager:

@@ -21,17 +21,18 @@ from aiohttp import web
 
 from xenkeep.auth.const import Role
 from xenkeep.errors import ValidationError, XenKeepError
+from xenkeep.pools.pool import Pending, Pool
 from xenkeep.web import keys
 from xenkeep.web.access import admin, viewer
 from xenkeep.web.flash import redirect
 from xenkeep.web.forms import form_fields, json_body, text_field
 from xenkeep.web.sse import KEEPALIVE, KEEPALIVE_SECONDS, open_event_stream, sse_event
 from xenkeep.web.wizard import Wizard, WizardStep
-from xenkeep.xapi.manager import Pending, Pool
 
 log = logging.getLogger(__name__)
 
-WIZARD_SKIPPED_KEY = "wizard.pool_skipped"
+#: The wizard step's name (its skipped flag is kept under it, see SetupState).
+STEP_NAME = "pool"
 #: Changes are gathered this long before the stream sends them.
 COALESCE_SECONDS = 0.3
 
@@ -103,7 +104,7 @@ async def _handle_form(request: web.Request, form: Mapping[str, str]) -> Pool | 
 
 
 async def _step_done(request: web.Request) -> bool:
-    if await keys.database(request.app).get_setting(WIZARD_SKIPPED_KEY) == "1":
+    if await keys.setup_state(request.app).skipped(STEP_NAME):
         return True
     return bool(await keys.pools(request.app).pools())
 
@@ -117,7 +118,7 @@ async def _step_context(request: web.Request) -> dict[str, Any]:
 async def _step_submit(request: web.Request, form: Mapping[str, str]) -> None:
     if form.get("action") == "skip":
         keys.pools(request.app).discard(_owner(request))
-        await keys.database(request.app).set_setting(WIZARD_SKIPPED_KEY, "1")
+        await keys.setup_state(request.app).skip(STEP_NAME)
         return
     try:
         # Until the fingerprint is confirmed the step is not done: the
@@ -134,7 +135,7 @@ def register_pool_step(wizard: Wizard) -> None:
     """The wizard's "Connect a pool" step, between the appliance and the summary."""
     wizard.register(
         WizardStep(
-            "pool",
+            STEP_NAME,
             "Connect a pool",
             "pools/setup_step.html",
             True,

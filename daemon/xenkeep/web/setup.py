@@ -12,7 +12,6 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from xenkeep.auth import totp
 from xenkeep.auth.const import SESSION_COOKIE, SETUP_COOKIE, Role
 from xenkeep.errors import AuthenticationError, RateLimitedError, ValidationError
 from xenkeep.system.identity import known_timezones
@@ -21,10 +20,7 @@ from xenkeep.web.access import public
 from xenkeep.web.cookies import set_cookie
 from xenkeep.web.flash import redirect
 from xenkeep.web.forms import form_fields
-from xenkeep.web.wizard import COMPLETED_KEY, Wizard, WizardStep
-
-TOTP_PENDING_PREFIX = "totp.pending."
-TOTP_SKIPPED_PREFIX = "wizard.totp_skipped."
+from xenkeep.web.wizard import Wizard, WizardStep
 
 
 def _admin(request: web.Request) -> Any:
@@ -87,42 +83,22 @@ async def _totp_done(request: web.Request) -> bool:
     user = _admin(request)
     if user is None:
         return False
-    if user.totp_enabled:
-        return True
-    db = keys.database(request.app)
-    return await db.get_setting(f"{TOTP_SKIPPED_PREFIX}{user.id}") == "1"
-
-
-async def _pending_secret(request: web.Request) -> str:
-    user = _admin(request)
-    db = keys.database(request.app)
-    key = f"{TOTP_PENDING_PREFIX}{user.id}"
-    secret = await db.get_setting(key)
-    if secret is None:
-        secret = totp.new_secret()
-        await db.set_setting(key, secret)
-    return secret
+    return await keys.enrolment(request.app).done(user)
 
 
 async def _totp_context(request: web.Request) -> dict[str, Any]:
-    user = _admin(request)
-    secret = await _pending_secret(request)
     name = (await keys.identity(request.app).get()).name
-    uri = totp.provisioning_uri(secret, user.username, name)
-    return {"secret": secret, "qr_svg": totp.qr_svg(uri), "uri": uri}
+    offer = await keys.enrolment(request.app).begin(_admin(request), name)
+    return {"secret": offer.secret, "qr_svg": offer.qr_svg, "uri": offer.uri}
 
 
 async def _totp_submit(request: web.Request, form: Mapping[str, str]) -> None:
     user = _admin(request)
-    db = keys.database(request.app)
+    enrolment = keys.enrolment(request.app)
     if form.get("action") == "skip":
-        await db.set_setting(f"{TOTP_SKIPPED_PREFIX}{user.id}", "1")
+        await enrolment.skip(user)
         return
-    secret = await _pending_secret(request)
-    await keys.auth(request.app).enable_totp(
-        user, secret, form.get("code", ""), ip=keys.client_ip(request)
-    )
-    await db.execute("DELETE FROM settings WHERE key = ?", (f"{TOTP_PENDING_PREFIX}{user.id}",))
+    await enrolment.confirm(user, form.get("code", ""), ip=keys.client_ip(request))
 
 
 # --- step: appliance identity ------------------------------------------------------
@@ -153,7 +129,7 @@ async def _identity_submit(request: web.Request, form: Mapping[str, str]) -> Non
 async def _summary_done(request: web.Request) -> bool:
     if await keys.auth(request.app).setup_required():
         return False
-    return await keys.database(request.app).get_setting(COMPLETED_KEY) == "1"
+    return await keys.setup_state(request.app).completed()
 
 
 async def _summary_context(request: web.Request) -> dict[str, Any]:
@@ -166,7 +142,7 @@ async def _summary_context(request: web.Request) -> dict[str, Any]:
 
 
 async def _summary_submit(request: web.Request, form: Mapping[str, str]) -> None:
-    await keys.database(request.app).set_setting(COMPLETED_KEY, "1")
+    await keys.setup_state(request.app).complete()
 
 
 def register_core_steps(wizard: Wizard) -> None:

@@ -21,8 +21,6 @@ StepContext = Callable[[web.Request], Awaitable[dict[str, Any]]]
 # A submit may return cookies to set on the redirect that follows it.
 StepSubmit = Callable[[web.Request, Mapping[str, str]], Awaitable[Mapping[str, str] | None]]
 
-COMPLETED_KEY = "wizard.completed"
-
 
 @dataclass(frozen=True, slots=True)
 class WizardStep:

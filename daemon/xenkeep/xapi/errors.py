@@ -3,15 +3,17 @@
 A pool that answers with a failure raises :class:`XapiFailure` carrying
 XAPI's own code and parameters (``SESSION_AUTHENTICATION_FAILED``,
 ``VM_BAD_POWER_STATE``...); a pool that cannot be reached raises
-:class:`XapiConnectionError`. Both are 502s to the web layer: the appliance
-is fine, the pool behind it is not.
+:class:`XapiConnectionError`. Every one is an :class:`XapiError` (the
+domain) and, but for a refused password, an
+:class:`~xenkeep.errors.UpstreamError` (502 to the web layer: the appliance
+is fine, the pool behind it is not).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xenkeep.errors import XenKeepError
+from xenkeep.errors import UpstreamError, ValidationError, XenKeepError
 
 # Readable sentences for the failures an administrator meets most; others
 # are shown as XAPI's code and parameters.
@@ -30,13 +32,12 @@ _MESSAGES = {
 
 
 class XapiError(XenKeepError):
-    """Anything that went wrong talking to a pool."""
+    """Anything that went wrong talking to a pool (the domain: no HTTP kind)."""
 
-    status = 502
     code = "xapi_error"
 
 
-class XapiConnectionError(XapiError):
+class XapiConnectionError(XapiError, UpstreamError):
     """The pool could not be reached, or the connection broke or timed out."""
 
     code = "xapi_unreachable"
@@ -57,7 +58,7 @@ class FingerprintMismatchError(XapiConnectionError):
         self.got = got
 
 
-class XapiFailure(XapiError):
+class XapiFailure(XapiError, UpstreamError):
     """The pool answered with an XAPI failure ``[code, *params]``."""
 
     code = "xapi_failure"
@@ -77,10 +78,11 @@ class XapiFailure(XapiError):
         return [self.xapi_code, *self.params]
 
 
-class XapiAuthenticationError(XapiFailure):
+class XapiAuthenticationError(XapiFailure, ValidationError):
     """Wrong user name or password for the pool."""
 
-    status = 400
+    # A pool failure, but the admin's input to fix: the form shows it again.
+    status = ValidationError.status
     code = "xapi_authentication_failed"
 
 
@@ -96,7 +98,7 @@ class TaskCancelledError(TaskFailedError):
     """A pool task was cancelled."""
 
 
-class TransferError(XapiError):
+class TransferError(XapiError, UpstreamError):
     """An export or import stream failed."""
 
     code = "xapi_transfer_failed"

@@ -23,6 +23,7 @@ from tests.integration.backup.conftest import (
 from tests.support.web import Browser, complete_setup
 from xapisim import RunningSimulator
 from xenkeep import cli
+from xenkeep.app import database
 from xenkeep.config import Settings
 from xenkeep.web import keys
 from xenkeep.web.server import RunningServer
@@ -81,7 +82,7 @@ class Appliance:
 
     async def token_count(self) -> int:
         """API tokens left in the database."""
-        row = await keys.database(self.server.app).fetchone("SELECT count(*) AS n FROM api_tokens")
+        row = await database(self.server.app).fetchone("SELECT count(*) AS n FROM api_tokens")
         assert row is not None
         return int(row["n"])
 

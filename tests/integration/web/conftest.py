@@ -11,9 +11,9 @@ import pytest
 from tests.support.web import Browser, complete_setup
 from xapisim import RunningSimulator, start_simulator
 from xenkeep.config import Settings
+from xenkeep.pools.pool import Pool
 from xenkeep.web import keys
 from xenkeep.xapi.client import XapiClient
-from xenkeep.xapi.manager import Pool
 
 
 @pytest.fixture

@@ -11,10 +11,11 @@ from typing import Any
 from tests.integration.backup.conftest import make_vm, storage_and_job, vdi_sha256
 from tests.support.web import Browser, complete_setup
 from xapisim import RunningSimulator
+from xenkeep.app import database
 from xenkeep.config import Settings
+from xenkeep.pools.pool import Pool
 from xenkeep.web import keys
 from xenkeep.xapi.client import XapiClient
-from xenkeep.xapi.manager import Pool
 
 
 async def wait_run(browser: Browser, run_id: int) -> dict[str, Any]:
@@ -164,7 +165,7 @@ async def test_report_mail_form(browser: Browser, settings: Settings) -> None:
     status, body = await browser.api("GET", "/api/v1/backup/smtp")
     assert body["configured"] and body["starttls"] and "password" not in body
     assert body["recipients"] == ["ops@example.net"]
-    raw = await keys.database(browser.server.app).get_setting("backup.smtp")
+    raw = await database(browser.server.app).get_setting("backup.smtp")
     assert raw is not None and "password_enc" in raw and '"pw"' not in raw
     smtp = await keys.backup(browser.server.app).smtp_settings()
     assert smtp is not None and smtp.password == "pw"

@@ -15,8 +15,8 @@ from tests.integration.backup.conftest import MiB, make_vm, storage_and_job
 from tests.support.web import Browser
 from xapisim import RunningSimulator
 from xenkeep.ops.context import ThreadWork
+from xenkeep.pools.pool import Pool
 from xenkeep.xapi.client import XapiClient
-from xenkeep.xapi.manager import Pool
 
 
 async def stream_of(browser: Browser, op_id: int) -> list[dict[str, Any]]:

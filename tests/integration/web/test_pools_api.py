@@ -15,7 +15,10 @@ import pytest
 from tests.integration.xapi.simfixtures import PASSWORD, TlsSimulator, demo_state, sim, tls_sim
 from tests.support.web import Browser, complete_setup
 from xapisim import RunningSimulator
+from xenkeep.app import create_app
 from xenkeep.config import Settings
+from xenkeep.secretbox import KEY_NAME
+from xenkeep.web.server import start_server
 from xenkeep.xapi.client import XapiClient
 
 __all__ = ["demo_state", "sim", "tls_sim"]
@@ -201,3 +204,21 @@ async def test_event_streams_end_at_shutdown(browser: Browser, settings: Setting
 
         assert await asyncio.wait_for(drain(), WAIT) == []
         assert resp.content.at_eof()
+
+
+async def test_a_damaged_secret_key_does_not_stop_the_daemon(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.state_dir.mkdir(parents=True)
+    (settings.state_dir / KEY_NAME).write_text("not a key\n")
+    async with start_server(create_app(settings)) as server:
+        browser = Browser(server)
+        try:
+            status, body = await browser.api("GET", "/api/v1/health")
+            assert status == 200, body
+            await complete_setup(browser, settings)
+            status, body = await browser.api("GET", "/api/v1/pools")
+            assert status == 200 and body == {"pools": []}
+        finally:
+            await browser.close()
+    assert any("cannot be used" in r.getMessage() for r in caplog.records)

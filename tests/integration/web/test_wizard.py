@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import pyotp
 import pytest
 
-from tests.support.web import ADMIN_PASSWORD, Browser, setup_token
+from tests.support.web import ADMIN_PASSWORD, Browser, complete_setup, setup_token
 from xenkeep.config import Settings
 from xenkeep.store import open_database
 
@@ -171,3 +172,19 @@ async def test_wizard_forms_require_csrf(browser: Browser, path: str) -> None:
     await browser.get("/setup/token")
     status, html, _ = await browser.post_form(path, {"token": "x"}, csrf=False)
     assert status == 403 and "stale" in html
+
+
+async def test_the_shown_totp_key_is_not_in_the_database(
+    browser: Browser, settings: Settings
+) -> None:
+    await complete_setup(browser, settings)
+    status, html, _ = await browser.get("/setup/totp")
+    assert status == 200
+    secret = html.split('id="totp-secret">')[1].split("<")[0]
+    assert len(secret) >= 16
+    with sqlite3.connect(settings.database_path) as conn:
+        rows = conn.execute("SELECT key, value FROM settings").fetchall()
+    pending = [value for key, value in rows if key.startswith("totp.pending.")]
+    assert len(pending) == 1
+    # A copy of the database alone does not reveal the second factor.
+    assert all(secret not in str(value) for _, value in rows)

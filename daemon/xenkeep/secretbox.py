@@ -1,9 +1,13 @@
-"""Secrets the daemon must be able to read back (pool passwords).
+"""Secrets the daemon must be able to read back: pool passwords, the mail
+server's password, a TOTP secret waiting for its first code.
 
 They are encrypted with Fernet (AES-128-CBC + HMAC-SHA256) under a key kept
 in the state directory, readable by the daemon only (0600), created on first
 use. The database and the key are separate files so that a copy of the
-database (a support bundle, a backup of it) reveals no pool password.
+database (a support bundle, a backup of it) reveals none of them.
+
+Every domain that stores such a secret uses this one box, so this module
+belongs to none of them and imports nothing of the daemon but its errors.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ class SecretBox:
     def __init__(self, key_path: Path) -> None:
         self.key_path = key_path
         self._fernet: Fernet | None = None
+
+    def load(self) -> None:
+        """Read (or create) the key now; it is file I/O, so the daemon calls
+        this in a thread at start and encrypting never touches the disk."""
+        self._load()
 
     def _load(self) -> Fernet:
         if self._fernet is None:
@@ -68,6 +77,7 @@ class SecretBox:
             return self._load().decrypt(token.encode("ascii")).decode()
         except (InvalidToken, ValueError, UnicodeDecodeError):
             raise StoreError(
-                "a stored pool password cannot be decrypted (the secret key changed?)",
-                hint=f"check {self.key_path}, or remove and re-add the pool",
+                "a stored secret cannot be decrypted (the secret key changed?)",
+                hint=f"check {self.key_path}; otherwise enter the secret again "
+                "(remove and re-add a pool, re-enter the mail password)",
             ) from None

@@ -1,4 +1,5 @@
-"""Pool passwords at rest: encrypted, with a private key made on first use."""
+"""Secrets at rest (pool passwords, pending TOTP secrets): encrypted, with a
+private key made on first use."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from xenkeep.errors import StoreError
-from xenkeep.xapi.vault import SecretBox
+from xenkeep.secretbox import SecretBox
 
 
 def test_round_trip_and_private_key(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The pools XenKeep is connected to, and one live connection per pool.
 
-``PoolManager`` keeps the registrations in the database (the password
-encrypted, see :mod:`xenkeep.xapi.vault`) and, while the daemon runs, one
+``PoolManager`` keeps the registrations in the :class:`PoolRegistry` (the
+password encrypted, see :mod:`xenkeep.secretbox`) and, while the daemon runs, one
 :class:`XapiClient` and one :class:`EventWatcher` per pool, all publishing
 their changes on one :class:`ChangeHub` (``source`` is the pool id) that the
 dashboard's event stream reads. Connection trouble is kept as the pool's
@@ -14,93 +14,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from xenkeep.auth.audit import AuditLog
 from xenkeep.auth.const import AuditEvent
-from xenkeep.errors import ConflictError, NotFoundError, ValidationError, XenKeepError
-from xenkeep.store import Database
-from xenkeep.store.db import Row
+from xenkeep.errors import XenKeepError
+from xenkeep.pools.const import PENDING_SECONDS
+from xenkeep.pools.errors import PoolExistsError, PoolInputError, PoolNotFoundError
+from xenkeep.pools.pool import Pending, Pool, PoolFacts, Probe
+from xenkeep.pools.registry import PoolRegistry
+from xenkeep.pools.validate import clean_field, require_password
+from xenkeep.secretbox import SecretBox
 from xenkeep.xapi.client import XapiClient, normalize_url, parse_fingerprint, probe_fingerprint
 from xenkeep.xapi.events import Change, ChangeHub, EventWatcher, Subscription, WatchState
 from xenkeep.xapi.summary import pool_summary
-from xenkeep.xapi.vault import SecretBox
 
 log = logging.getLogger(__name__)
-
-MAX_FIELD = 256
-
-
-@dataclass(frozen=True, slots=True)
-class Pool:
-    """A registered pool as the rest of the daemon sees it (no password)."""
-
-    id: int
-    name: str
-    url: str
-    username: str
-    fingerprint: str
-    created_at: float
-    updated_at: float
-    last_error: str
-    last_error_at: float | None
-    last_connected_at: float | None
-
-    @classmethod
-    def from_row(cls, row: Row) -> Pool:
-        """Build from a ``pools`` row."""
-        return cls(
-            id=int(row["id"]),
-            name=str(row["name"]),
-            url=str(row["url"]),
-            username=str(row["username"]),
-            fingerprint=str(row["fingerprint"]),
-            created_at=float(row["created_at"]),
-            updated_at=float(row["updated_at"]),
-            last_error=str(row["last_error"]),
-            last_error_at=row["last_error_at"],
-            last_connected_at=row["last_connected_at"],
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Probe:
-    """What the admin is asked to confirm before a pool is saved."""
-
-    url: str
-    tls: bool
-    fingerprint: str
-
-
-@dataclass(frozen=True, slots=True)
-class PoolFacts:
-    """What a successful test login learned about a pool."""
-
-    url: str
-    name: str
-    master: str
-    hosts: int
-    fingerprint: str
-
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """A pool the admin is registering: the fingerprint is shown, not yet confirmed.
-
-    The password waits here, encrypted, so the admin does not type it twice;
-    it is only sent to the pool once the fingerprint is confirmed.
-    """
-
-    url: str
-    username: str
-    password_enc: str
-    tls: bool
-    fingerprint: str
-    expires: float
-
-
-PENDING_SECONDS = 15 * 60
 
 
 class PoolConnection:
@@ -117,21 +46,12 @@ class PoolConnection:
         await self.client.close()
 
 
-def _clean(value: str, name: str, label: str) -> str:
-    text = value.strip()
-    if not text:
-        raise ValidationError(f"{label} is required", field=name)
-    if len(text) > MAX_FIELD or any(ord(c) < 32 for c in text):
-        raise ValidationError(f"{label} is not valid", field=name)
-    return text
-
-
 class PoolManager:
     """Registers pools and keeps one connection per pool while running."""
 
     def __init__(
         self,
-        db: Database,
+        registry: PoolRegistry,
         box: SecretBox,
         audit: AuditLog | None = None,
         *,
@@ -139,7 +59,7 @@ class PoolManager:
         backoff_max: float = 30.0,
         call_timeout: float = 60.0,
     ) -> None:
-        self._db = db
+        self._registry = registry
         self._box = box
         self._audit = audit
         self._poll_seconds = poll_seconds
@@ -163,10 +83,7 @@ class PoolManager:
                 # One unusable registration (a lost key, a damaged row) must
                 # not keep the daemon, or the other pools, from starting.
                 log.error("pool %s (%s) not connected: %s", pool.name, pool.url, exc.message)
-                await self._db.execute(
-                    "UPDATE pools SET last_error = ?, last_error_at = ? WHERE id = ?",
-                    (exc.message[:1000], time.time(), pool.id),
-                )
+                await self._registry.record_error(pool.id, exc.message)
 
     async def close(self) -> None:
         """Close every connection and end every subscription."""
@@ -188,10 +105,10 @@ class PoolManager:
         )
 
     async def _connect(self, pool: Pool) -> None:
-        row = await self._db.fetchone("SELECT password_enc FROM pools WHERE id = ?", (pool.id,))
-        if row is None:
+        password_enc = await self._registry.password_enc(pool.id)
+        if password_enc is None:
             return
-        password = self._box.decrypt(str(row["password_enc"]))
+        password = self._box.decrypt(password_enc)
         client = self._client(pool.url, pool.username, password, pool.fingerprint)
         watcher = EventWatcher(
             client,
@@ -214,37 +131,29 @@ class PoolManager:
             if change.operation != "state" or not change.source or change.record is None:
                 continue
             pool_id = int(change.source)
-            now = time.time()
             with contextlib.suppress(Exception):
                 if change.record.get("state") == WatchState.CONNECTED:
-                    await self._db.execute(
-                        "UPDATE pools SET last_connected_at = ?, last_error = '' WHERE id = ?",
-                        (now, pool_id),
-                    )
+                    await self._registry.record_connected(pool_id)
                 elif change.record.get("state") == WatchState.RECONNECTING:
-                    await self._db.execute(
-                        "UPDATE pools SET last_error = ?, last_error_at = ? WHERE id = ?",
-                        (str(change.record.get("error", ""))[:1000], now, pool_id),
-                    )
+                    await self._registry.record_error(pool_id, str(change.record.get("error", "")))
 
     # -- queries ---------------------------------------------------------------
     async def pools(self) -> list[Pool]:
         """Every registered pool, by name."""
-        rows = await self._db.fetchall("SELECT * FROM pools ORDER BY name COLLATE NOCASE, id")
-        return [Pool.from_row(r) for r in rows]
+        return await self._registry.all()
 
     async def get(self, pool_id: int) -> Pool:
-        """One pool, or NotFoundError."""
-        row = await self._db.fetchone("SELECT * FROM pools WHERE id = ?", (pool_id,))
-        if row is None:
-            raise NotFoundError(f"there is no pool {pool_id}")
-        return Pool.from_row(row)
+        """One pool, or PoolNotFoundError (a NotFoundError)."""
+        pool = await self._registry.get(pool_id)
+        if pool is None:
+            raise PoolNotFoundError(f"there is no pool {pool_id}")
+        return pool
 
     def connection(self, pool_id: int) -> PoolConnection:
-        """The live connection of a pool, or NotFoundError."""
+        """The live connection of a pool, or PoolNotFoundError (a NotFoundError)."""
         conn = self._connections.get(pool_id)
         if conn is None:
-            raise NotFoundError(f"pool {pool_id} is not connected")
+            raise PoolNotFoundError(f"pool {pool_id} is not connected")
         return conn
 
     def status(self, pool_id: int) -> dict[str, Any]:
@@ -296,12 +205,11 @@ class PoolManager:
 
     async def stage(self, owner: str, url: str, username: str, password: str) -> Pending:
         """Step one of registering: read the fingerprint, keep the rest aside."""
-        username = _clean(username, "username", "the user name")
-        if not password:
-            raise ValidationError("the password is required", field="password")
+        username = clean_field(username, "username", "the user name")
+        require_password(password)
         probe = await self.probe(url)
-        if await self._db.fetchone("SELECT id FROM pools WHERE url = ?", (probe.url,)):
-            raise ConflictError(f"{probe.url} is already connected")
+        if await self._registry.has_url(probe.url):
+            raise PoolExistsError(f"{probe.url} is already connected")
         pending = Pending(
             probe.url,
             username,
@@ -329,7 +237,7 @@ class PoolManager:
         """Step two: the admin confirmed the fingerprint; log in and save."""
         pending = self.pending(owner)
         if pending is None:
-            raise ValidationError("nothing to confirm (it may have expired); start again")
+            raise PoolInputError("nothing to confirm (it may have expired); start again")
         pool = await self.add(
             pending.url,
             pending.username,
@@ -344,12 +252,11 @@ class PoolManager:
     async def test(self, url: str, username: str, password: str, fingerprint: str) -> PoolFacts:
         """Log in with these credentials (pinning ``fingerprint``) and look around."""
         base = normalize_url(url)
-        username = _clean(username, "username", "the user name")
-        if not password:
-            raise ValidationError("the password is required", field="password")
+        username = clean_field(username, "username", "the user name")
+        require_password(password)
         if base.startswith("https://"):
             if not fingerprint:
-                raise ValidationError(
+                raise PoolInputError(
                     "confirm the pool's certificate fingerprint first", field="fingerprint"
                 )
             parse_fingerprint(fingerprint)
@@ -358,7 +265,7 @@ class PoolManager:
         async with self._client(base, username, password, fingerprint) as client:
             pools = await client.call("pool.get_all_records")
             if not pools:
-                raise ValidationError("the server answered but has no pool")
+                raise PoolInputError("the server answered but has no pool")
             pool = next(iter(pools.values()))
             master = await client.call("host.get_name_label", pool["master"])
             hosts = await client.call("host.get_all")
@@ -376,28 +283,16 @@ class PoolManager:
     ) -> Pool:
         """Test the credentials, then register the pool and connect to it."""
         base = normalize_url(url)
-        if await self._db.fetchone("SELECT id FROM pools WHERE url = ?", (base,)):
-            raise ConflictError(f"{base} is already connected")
+        if await self._registry.has_url(base):
+            raise PoolExistsError(f"{base} is already connected")
         facts = await self.test(base, username, password, fingerprint)
-        now = time.time()
-        try:
-            pool_id = await self._db.insert(
-                "INSERT INTO pools (name, url, username, password_enc, fingerprint, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    facts.name or base,
-                    base,
-                    username.strip(),
-                    self._box.encrypt(password),
-                    facts.fingerprint,
-                    now,
-                    now,
-                ),
-            )
-        except Exception as exc:  # the UNIQUE url lost a race
-            if "UNIQUE" in str(exc):
-                raise ConflictError(f"{base} is already connected") from None
-            raise
+        pool_id = await self._registry.add(
+            name=facts.name or base,
+            url=base,
+            username=username.strip(),
+            password_enc=self._box.encrypt(password),
+            fingerprint=facts.fingerprint,
+        )
         pool = await self.get(pool_id)
         if self._audit is not None:
             await self._audit.record(
@@ -417,7 +312,7 @@ class PoolManager:
         """Disconnect and forget a pool."""
         pool = await self.get(pool_id)
         await self._disconnect(pool_id)
-        await self._db.execute("DELETE FROM pools WHERE id = ?", (pool_id,))
+        await self._registry.remove(pool_id)
         if self._audit is not None:
             await self._audit.record(
                 AuditEvent.SETTINGS_CHANGED,

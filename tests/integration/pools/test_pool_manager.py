@@ -9,12 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.xapi.simfixtures import demo_state, sim
 from xapisim import RunningSimulator, start_simulator
 from xenkeep.errors import ConflictError, NotFoundError, ValidationError
+from xenkeep.pools.manager import PoolManager
+from xenkeep.pools.registry import PoolRegistry
+from xenkeep.secretbox import SecretBox
 from xenkeep.store import Database, open_database
 from xenkeep.xapi.errors import XapiAuthenticationError
-from xenkeep.xapi.manager import PoolManager
-from xenkeep.xapi.vault import SecretBox
+
+__all__ = ["demo_state", "sim"]
 
 WAIT = 30.0
 
@@ -27,7 +31,9 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 
 
 def make_manager(db: Database, tmp_path: Path) -> PoolManager:
-    return PoolManager(db, SecretBox(tmp_path / "secret.key"), poll_seconds=1.0, backoff_max=0.2)
+    return PoolManager(
+        PoolRegistry(db), SecretBox(tmp_path / "secret.key"), poll_seconds=1.0, backoff_max=0.2
+    )
 
 
 async def until(predicate: object) -> None:

@@ -1,0 +1,41 @@
+"""Errors of sign-in, accounts, tokens and two-factor enrolment.
+
+Every one is an :class:`AuthError` (``except AuthError`` catches them all)
+and an HTTP kind; the codes are the kinds' own, so the API's error codes
+are the same as before the domain existed.
+"""
+
+from __future__ import annotations
+
+from xenkeep.errors import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    RateLimitedError,
+    ValidationError,
+    XenKeepError,
+)
+
+
+class AuthError(XenKeepError):
+    """Anything the authentication domain refuses (the domain: no HTTP kind)."""
+
+
+class CredentialsRejectedError(AuthError, AuthenticationError):
+    """Wrong user name, password, TOTP code or setup token, or an expired setup session."""
+
+
+class AttemptsThrottledError(AuthError, RateLimitedError):
+    """Too many failed attempts from this address or on this account."""
+
+
+class AccountExistsError(AuthError, ConflictError):
+    """An account of that name already exists."""
+
+
+class ApiTokenNotFoundError(AuthError, NotFoundError):
+    """No such API token for this user."""
+
+
+class AccountInputError(AuthError, ValidationError):
+    """A user name, password, token name or TOTP code that does not fit."""
