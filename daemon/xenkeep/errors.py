@@ -38,11 +38,26 @@ class XenKeepError(Exception):
 
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
+    #: Whether a form shows this error next to what was typed (the person
+    #: can act on it) instead of the error page; None: decided by the status
+    #: (see :attr:`shown_on_form`).
+    on_form: ClassVar[bool | None] = None
+    #: The form field the error is about, if any.
+    field: str | None = None
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+    @property
+    def shown_on_form(self) -> bool:
+        """True for what the person filling a form can act on: bad input,
+        a conflict, a refused pool (502), a missing part (503); an internal
+        fault goes to the error page."""
+        if self.on_form is not None:
+            return self.on_form
+        return self.status < 500 or self.status in (502, 503)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # A leaf of two kinds (a pool failure that is also bad input) would
@@ -136,6 +151,9 @@ class RateLimitedError(XenKeepError):
 
     status = 429
     code = "rate_limited"
+    # The error page says when to retry (and sends Retry-After); the form's
+    # fields were not the problem.
+    on_form = False
 
     def __init__(self, message: str, *, retry_after: int, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)

@@ -16,6 +16,9 @@ class RepoError(XenKeepError):
     """
 
     code = "repo_error"
+    # What the storage forms are for: a directory that cannot be written, a
+    # disk that is not there; shown where the administrator chose it.
+    on_form = True
 
 
 class NoDatastoreError(RepoError, ConflictError):

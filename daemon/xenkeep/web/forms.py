@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from aiohttp import web
 
-from xenkeep.errors import ValidationError
+from xenkeep.errors import ValidationError, XenKeepError
+
+T = TypeVar("T")
 
 MAX_JSON_BYTES = 1 << 20
 
@@ -59,3 +63,35 @@ def safe_next(target: str | None, default: str = "/") -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return default
     return target
+
+
+@dataclass(frozen=True)
+class FormError:
+    """What a form needs to show a refusal again: the words, the field, the status."""
+
+    message: str
+    field: str | None
+    status: int
+
+    @classmethod
+    def of(cls, exc: XenKeepError) -> FormError:
+        """The form's view of ``exc``."""
+        message = exc.message + (f" ({exc.hint})" if exc.hint else "")
+        # A pool's refusal (502) is about what was typed in the form: 400.
+        status = exc.status if exc.status < 500 or exc.status == 503 else 400
+        return cls(message, exc.field, status)
+
+
+async def attempt(work: Awaitable[T]) -> T | FormError:
+    """Await a service call from a form handler: its result, or the refusal
+    to render the form again with (:attr:`XenKeepError.shown_on_form`).
+
+    Other errors go on to the error middleware, so handlers never branch on
+    codes or statuses.
+    """
+    try:
+        return await work
+    except XenKeepError as exc:
+        if not exc.shown_on_form:
+            raise
+        return FormError.of(exc)

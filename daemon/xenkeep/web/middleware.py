@@ -29,7 +29,6 @@ from xenkeep.errors import (
     CsrfError,
     PermissionDeniedError,
     RateLimitedError,
-    ValidationError,
     XenKeepError,
 )
 from xenkeep.web import keys
@@ -112,14 +111,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await _render_error(
             request, exc.status, exc.code, exc.message, retry_after=exc.retry_after
         )
-    except ValidationError as exc:
-        return await _render_error(
-            request, exc.status, exc.code, exc.message, field=exc.field, hint=exc.hint
-        )
     except XenKeepError as exc:
         if exc.status >= 500:
             log.error("%s: %s", request.path, exc.message)
-        return await _render_error(request, exc.status, exc.code, exc.message, hint=exc.hint)
+        return await _render_error(
+            request, exc.status, exc.code, exc.message, field=exc.field, hint=exc.hint
+        )
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return await _render_error(

@@ -20,12 +20,12 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from xenkeep.auth.const import Role
-from xenkeep.errors import ValidationError, XenKeepError
+from xenkeep.errors import ValidationError
 from xenkeep.pools.pool import Pending, Pool
 from xenkeep.web import keys
 from xenkeep.web.access import admin, viewer
 from xenkeep.web.flash import redirect
-from xenkeep.web.forms import form_fields, json_body, text_field
+from xenkeep.web.forms import FormError, attempt, form_fields, json_body, text_field
 from xenkeep.web.sse import KEEPALIVE, KEEPALIVE_SECONDS, open_event_stream, sse_event
 from xenkeep.web.wizard import Wizard, WizardStep
 
@@ -120,15 +120,12 @@ async def _step_submit(request: web.Request, form: Mapping[str, str]) -> None:
         keys.pools(request.app).discard(_owner(request))
         await keys.setup_state(request.app).skip(STEP_NAME)
         return
-    try:
-        # Until the fingerprint is confirmed the step is not done: the
-        # wizard shows it again, now with the fingerprint to check.
-        await _handle_form(request, form)
-    except XenKeepError as exc:
-        if isinstance(exc, ValidationError) or (exc.status >= 500 and exc.status != 502):
-            raise
+    # Until the fingerprint is confirmed the step is not done: the
+    # wizard shows it again, now with the fingerprint to check.
+    refused = await attempt(_handle_form(request, form))
+    if isinstance(refused, FormError):
         # Pool trouble (unreachable, wrong password...) is shown on the form.
-        raise ValidationError(exc.message, hint=exc.hint) from None
+        raise ValidationError(refused.message, field=refused.field)
 
 
 def register_pool_step(wizard: Wizard) -> None:
@@ -177,16 +174,12 @@ async def pools_page(request: web.Request) -> web.StreamResponse:
 async def pools_submit(request: web.Request) -> web.StreamResponse:
     """Add a pool (check the fingerprint, then confirm), or cancel."""
     form = await form_fields(request)
-    try:
-        pool = await _handle_form(request, form)
-    except XenKeepError as exc:
-        if exc.status >= 500 and exc.status != 502:
-            raise
-        message = exc.message + (f" ({exc.hint})" if exc.hint else "")
+    pool = await attempt(_handle_form(request, form))
+    if isinstance(pool, FormError):
         return await _page(
             request,
-            error=message,
-            status=400 if exc.status == 502 else exc.status,
+            error=pool.message,
+            status=pool.status,
             url=form.get("url", ""),
             username=form.get("username", "root"),
         )

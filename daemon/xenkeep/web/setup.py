@@ -13,13 +13,12 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from xenkeep.auth.const import SESSION_COOKIE, SETUP_COOKIE, Role
-from xenkeep.errors import AuthenticationError, RateLimitedError, ValidationError
 from xenkeep.system.identity import known_timezones
 from xenkeep.web import keys
 from xenkeep.web.access import public
 from xenkeep.web.cookies import set_cookie
 from xenkeep.web.flash import redirect
-from xenkeep.web.forms import form_fields
+from xenkeep.web.forms import FormError, attempt, form_fields
 from xenkeep.web.wizard import Wizard, WizardStep
 
 
@@ -266,13 +265,9 @@ async def setup_step_submit(request: web.Request) -> web.StreamResponse:
     """Run the current step's form, then go on to the next step."""
     step = await _resolve(request)
     form = await form_fields(request)
-    try:
-        cookies = await step.submit(request, form)
-    except RateLimitedError:
-        raise
-    except (ValidationError, AuthenticationError) as exc:
-        message = exc.message + (f" ({exc.hint})" if exc.hint else "")
-        return await _render(request, step, error=message, status=exc.status, form=form)
+    cookies = await attempt(step.submit(request, form))
+    if isinstance(cookies, FormError):
+        return await _render(request, step, error=cookies.message, status=cookies.status, form=form)
     response = web.HTTPSeeOther("/setup")
     for name, value in (cookies or {}).items():
         set_cookie(response, name, value)

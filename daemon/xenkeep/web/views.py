@@ -14,7 +14,7 @@ from xenkeep.web import keys
 from xenkeep.web.access import admin, public, signed_in
 from xenkeep.web.cookies import clear_auth_cookies, set_session_cookie
 from xenkeep.web.flash import redirect
-from xenkeep.web.forms import form_fields, safe_next
+from xenkeep.web.forms import FormError, attempt, form_fields, safe_next
 
 
 @public
@@ -103,14 +103,14 @@ async def account_token_create(request: web.Request) -> web.StreamResponse:
     """Create an API token and show it, once."""
     user = keys.require_user(request)
     form = await form_fields(request)
-    try:
-        token = await keys.auth(request.app).create_api_token(
+    token = await attempt(
+        keys.auth(request.app).create_api_token(
             user, form.get("name", ""), ip=keys.client_ip(request)
         )
-    except ValidationError as exc:
-        return aiohttp_jinja2.render_template(
-            "account.html", request, await _account_context(request, error=exc.message), status=400
-        )
+    )
+    if isinstance(token, FormError):
+        context = await _account_context(request, error=token.message)
+        return aiohttp_jinja2.render_template("account.html", request, context, status=token.status)
     return aiohttp_jinja2.render_template(
         "account.html", request, await _account_context(request, new_token=token)
     )
@@ -163,19 +163,20 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
     """Change the appliance name and time zone."""
     form = await form_fields(request)
     user = keys.require_user(request)
-    try:
-        await keys.identity(request.app).set(
+    done = await attempt(
+        keys.identity(request.app).set(
             form.get("name", ""),
             form.get("timezone", ""),
             actor=user.username,
             ip=keys.client_ip(request),
         )
-    except ValidationError as exc:
+    )
+    if isinstance(done, FormError):
         ident = await keys.identity(request.app).get()
         return aiohttp_jinja2.render_template(
             "settings.html",
             request,
-            {"identity": ident, "timezones": known_timezones(), "error": exc.message},
-            status=400,
+            {"identity": ident, "timezones": known_timezones(), "error": done.message},
+            status=done.status,
         )
     redirect("/admin/settings", "Settings saved.", "success")

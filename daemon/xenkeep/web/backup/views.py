@@ -14,11 +14,11 @@ from typing import Any, Final
 import aiohttp_jinja2
 from aiohttp import web
 
-from xenkeep.errors import ValidationError, XenKeepError
+from xenkeep.errors import XenKeepError
 from xenkeep.web import keys
 from xenkeep.web.access import admin
 from xenkeep.web.flash import redirect, redirect_to
-from xenkeep.web.forms import form_fields, int_param
+from xenkeep.web.forms import FormError, attempt, form_fields, int_param
 
 from .choices import pool_choices, restore_targets
 
@@ -80,13 +80,10 @@ async def storage_page(request: web.Request) -> web.StreamResponse:
 async def storage_submit(request: web.Request) -> web.StreamResponse:
     """Use an existing directory as the backup storage."""
     form = await form_fields(request)
-    try:
-        await keys.backup(request.app).use_directory(form.get("path", ""))
-    except XenKeepError as exc:
-        if exc.status >= 500 and not exc.code.startswith(("repo", "not_a")):
-            raise
+    done = await attempt(keys.backup(request.app).use_directory(form.get("path", "")))
+    if isinstance(done, FormError):
         return await _storage_page(
-            request, error=exc.message, path=form.get("path", ""), status=400
+            request, error=done.message, path=form.get("path", ""), status=done.status
         )
     redirect("/backup/storage", "Backup storage ready.", "success")
 
@@ -95,13 +92,9 @@ async def _disk_action(
     request: web.Request, act: Callable[[Mapping[str, str]], Awaitable[object]], message: str
 ) -> web.StreamResponse:
     """Run ``act`` with the posted form; the storage page with its error on refusal."""
-    form = await form_fields(request)
-    try:
-        await act(form)
-    except XenKeepError as exc:
-        if exc.status >= 500 and exc.status != 503:
-            raise
-        return await _storage_page(request, disk_error=exc.message, status=exc.status)
+    done = await attempt(act(await form_fields(request)))
+    if isinstance(done, FormError):
+        return await _storage_page(request, disk_error=done.message, status=done.status)
     redirect("/backup/storage", message, "success")
 
 
@@ -111,13 +104,9 @@ async def _disk_operation(
     """Start a disk operation from the posted form. One that ends within
     FORM_WAIT seconds lands back on the storage page; a longer one shows its
     progress on its own page."""
-    form = await form_fields(request)
-    try:
-        op_id = await start(form)
-    except XenKeepError as exc:
-        if exc.status >= 500 and exc.status != 503:
-            raise
-        return await _storage_page(request, disk_error=exc.message, status=exc.status)
+    op_id = await attempt(start(await form_fields(request)))
+    if isinstance(op_id, FormError):
+        return await _storage_page(request, disk_error=op_id.message, status=op_id.status)
     ops = keys.operations(request.app)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(ops.wait(op_id)), FORM_WAIT)
@@ -174,10 +163,11 @@ async def verify_schedule_submit(request: web.Request) -> web.StreamResponse:
     """Change when verify runs by itself."""
     form = await form_fields(request)
     expr = form.get("schedule", "")
-    try:
-        result = await keys.backup(request.app).set_verify_schedule(expr)
-    except ValidationError as exc:
-        return await _storage_page(request, schedule_error=exc.message, schedule=expr, status=400)
+    result = await attempt(keys.backup(request.app).set_verify_schedule(expr))
+    if isinstance(result, FormError):
+        return await _storage_page(
+            request, schedule_error=result.message, schedule=expr, status=result.status
+        )
     message = (
         f"Verify runs on the schedule {result['schedule']} ({result['timezone']})."
         if result["schedule"]
@@ -245,14 +235,12 @@ async def _save_job(request: web.Request, job_id: int | None) -> web.StreamRespo
     form: dict[str, Any] = dict(await form_fields(request))
     form["enabled"] = form.get("enabled") == "on"
     manager = keys.backup(request.app)
-    try:
-        if job_id is None:
-            row = await manager.create_job(form)
-        else:
-            row = await manager.update_job(job_id, form)
-    except ValidationError as exc:
+    row = await attempt(
+        manager.create_job(form) if job_id is None else manager.update_job(job_id, form)
+    )
+    if isinstance(row, FormError):
         return await _job_form(
-            request, job={**_NEW_JOB, **form}, job_id=job_id, error=exc.message, status=400
+            request, job={**_NEW_JOB, **form}, job_id=job_id, error=row.message, status=row.status
         )
     redirect("/backup", f"Job {row.spec.name} saved.", "success")
 
@@ -323,10 +311,9 @@ async def restore_submit(request: web.Request) -> web.StreamResponse:
     # The page picks pool and SR in one list; the service takes them apart.
     if "target" in form:
         form["pool_id"], _, form["sr_uuid"] = str(form.pop("target")).partition(":")
-    try:
-        run_id = await keys.backup(request.app).restore(form)
-    except ValidationError as exc:
-        return await _restore_page(request, error=exc.message, status=400)
+    run_id = await attempt(keys.backup(request.app).restore(form))
+    if isinstance(run_id, FormError):
+        return await _restore_page(request, error=run_id.message, status=run_id.status)
     redirect_to(request, "backup_run", run_id=run_id)
 
 
@@ -380,8 +367,7 @@ async def mail_submit(request: web.Request) -> web.StreamResponse:
         old = await manager.smtp_settings()
         if old is not None:
             form["password"] = old.password
-    try:
-        await manager.set_smtp(form)
-    except ValidationError as exc:
-        return await _mail_page(request, form=form, error=exc.message, status=400)
+    done = await attempt(manager.set_smtp(form))
+    if isinstance(done, FormError):
+        return await _mail_page(request, form=form, error=done.message, status=done.status)
     redirect("/backup", "Report e-mail saved.", "success")
