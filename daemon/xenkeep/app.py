@@ -37,7 +37,7 @@ from xenkeep.system.tls import ensure_certificate
 from xenkeep.units import clock_duration, human_bytes
 from xenkeep.web import keys
 from xenkeep.web.middleware import auth_middleware, error_middleware, headers_middleware
-from xenkeep.web.pools import register_pool_step
+from xenkeep.web.pools.step import register_pool_step
 from xenkeep.web.routes import setup_routes
 from xenkeep.web.setup import register_core_steps
 from xenkeep.web.sse import end_event_streams

@@ -10,9 +10,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from xenkeep.web import api, operations, pools, setup, views
+from xenkeep.web import api, setup, views
 from xenkeep.web.backup import api as backup_api
 from xenkeep.web.backup import views as backup_views
+from xenkeep.web.operations import api as operations_api
+from xenkeep.web.operations import views as operations_views
+from xenkeep.web.pools import api as pools_api
+from xenkeep.web.pools import views as pools_views
 
 
 def setup_routes(app: web.Application, static_dir: Path) -> None:
@@ -54,33 +58,35 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_get("/api/v1/appliance", api.appliance_get, name="api_appliance")
     r.add_put("/api/v1/appliance", api.appliance_put, name="api_appliance_put")
 
-    r.add_get("/pools", pools.pools_page, name="pools")
-    r.add_post("/pools", pools.pools_submit, name="pools_submit")
-    r.add_post(r"/pools/{pool_id:\d+}/remove", pools.pools_remove, name="pools_remove")
-    r.add_get("/api/v1/pools", pools.api_pools, name="api_pools")
-    r.add_post("/api/v1/pools", pools.api_pools_add, name="api_pools_add")
-    r.add_post("/api/v1/pools/probe", pools.api_pools_probe, name="api_pools_probe")
-    r.add_get("/api/v1/pools/overview", pools.api_overview, name="api_pools_overview")
-    r.add_get(r"/api/v1/pools/{pool_id:\d+}", pools.api_pool, name="api_pool")
-    r.add_delete(r"/api/v1/pools/{pool_id:\d+}", pools.api_pools_delete, name="api_pool_delete")
-    r.add_get("/api/v1/events", pools.api_events, name="api_events")
+    r.add_get("/pools", pools_views.pools_page, name="pools")
+    r.add_post("/pools", pools_views.pools_submit, name="pools_submit")
+    r.add_post(r"/pools/{pool_id:\d+}/remove", pools_views.pools_remove, name="pools_remove")
+    r.add_get("/api/v1/pools", pools_api.api_pools, name="api_pools")
+    r.add_post("/api/v1/pools", pools_api.api_pools_add, name="api_pools_add")
+    r.add_post("/api/v1/pools/probe", pools_api.api_pools_probe, name="api_pools_probe")
+    r.add_get("/api/v1/pools/overview", pools_api.api_overview, name="api_pools_overview")
+    r.add_get(r"/api/v1/pools/{pool_id:\d+}", pools_api.api_pool, name="api_pool")
+    r.add_delete(r"/api/v1/pools/{pool_id:\d+}", pools_api.api_pools_delete, name="api_pool_delete")
+    r.add_get("/api/v1/events", pools_api.api_events, name="api_events")
 
     # Every long task, whatever its kind.
-    r.add_get("/operations", operations.operations_page, name="operations")
-    r.add_get(r"/operations/{op_id:\d+}", operations.operation_page, name="operation")
+    r.add_get("/operations", operations_views.operations_page, name="operations")
+    r.add_get(r"/operations/{op_id:\d+}", operations_views.operation_page, name="operation")
     r.add_post(
-        r"/operations/{op_id:\d+}/cancel", operations.operation_cancel, name="operation_cancel"
+        r"/operations/{op_id:\d+}/cancel",
+        operations_views.operation_cancel,
+        name="operation_cancel",
     )
-    r.add_get("/api/v1/operations", operations.api_operations, name="api_operations")
-    r.add_get(r"/api/v1/operations/{op_id:\d+}", operations.api_operation, name="api_operation")
+    r.add_get("/api/v1/operations", operations_api.api_operations, name="api_operations")
+    r.add_get(r"/api/v1/operations/{op_id:\d+}", operations_api.api_operation, name="api_operation")
     r.add_get(
         r"/api/v1/operations/{op_id:\d+}/events",
-        operations.api_operation_events,
+        operations_api.api_operation_events,
         name="api_operation_events",
     )
     r.add_post(
         r"/api/v1/operations/{op_id:\d+}/cancel",
-        operations.api_operation_cancel,
+        operations_api.api_operation_cancel,
         name="api_operation_cancel",
     )
 
@@ -104,7 +110,7 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_post("/backup/jobs/{job_id}/delete", backup_views.job_delete, name="backup_job_delete")
     r.add_post("/backup/jobs/{job_id}/run", backup_views.job_run, name="backup_job_run")
     # A run is an operation: its page is the operation page.
-    r.add_get(r"/backup/runs/{run_id:\d+}", operations.operation_page, name="backup_run")
+    r.add_get(r"/backup/runs/{run_id:\d+}", operations_views.operation_page, name="backup_run")
     r.add_post("/backup/runs/{run_id}/cancel", backup_views.run_cancel, name="backup_run_cancel")
     r.add_get("/backup/mail", backup_views.mail_page, name="backup_mail")
     r.add_post("/backup/mail", backup_views.mail_submit, name="backup_mail_submit")

@@ -1,1 +1,2 @@
-"""The async XAPI client: calls, the object cache, tasks, transfers, pools."""
+"""The async XAPI client: calls, the object cache, tasks, transfers. A pure client:
+the registry of pools and their connections is :mod:`xenkeep.pools`."""

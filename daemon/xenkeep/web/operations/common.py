@@ -1,0 +1,49 @@
+"""What the operations pages and API share: reading ids and filters."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import web
+
+from xenkeep.errors import ValidationError
+from xenkeep.ops import Operations, OpKind, OpStatus
+from xenkeep.web import keys
+
+#: What the sub-task columns are called, per kind (VM and disk for the backup side).
+COLUMNS: Final = {
+    OpKind.BACKUP.value: ("VM", "Disk"),
+    OpKind.RESTORE.value: ("VM", "Disk"),
+    OpKind.VERIFY.value: ("VM", "Disk"),
+}
+DEFAULT_COLUMNS: Final = ("Item", "Part")
+KINDS: Final = frozenset(k.value for k in OpKind)
+STATUSES: Final = frozenset(s.value for s in OpStatus)
+
+
+def ops_of(request: web.Request) -> Operations:
+    return keys.operations(request.app)
+
+
+def op_id_param(request: web.Request, name: str = "op_id") -> int:
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        raise ValidationError(f"not a valid {name}", field=name) from None
+
+
+def int_query(request: web.Request, name: str, default: int) -> int:
+    try:
+        return int(request.query.get(name, str(default)))
+    except ValueError:
+        raise ValidationError(f"{name} must be a number", field=name) from None
+
+
+def choices(request: web.Request, name: str, allowed: frozenset[str]) -> list[str]:
+    values = [v for raw in request.query.getall(name, []) for v in raw.split(",") if v]
+    bad = sorted(set(values) - allowed)
+    if bad:
+        raise ValidationError(
+            f"unknown {name} {', '.join(bad)}; one of {', '.join(sorted(allowed))}", field=name
+        )
+    return values
