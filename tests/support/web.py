@@ -3,6 +3,7 @@ that trusts exactly one running daemon's certificate."""
 
 from __future__ import annotations
 
+import json
 import re
 import ssl
 from pathlib import Path
@@ -97,6 +98,20 @@ class Browser:
             if isinstance(data, dict) and "csrf_token" in data:
                 self.csrf = data["csrf_token"]
             return resp.status, data
+
+    async def events(self, path: str, event: str) -> list[dict[str, Any]]:
+        """Every ``event`` frame of a server-sent event stream, which must end by itself."""
+        found: list[dict[str, Any]] = []
+        async with self.session.get(self.url(path)) as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "text/event-stream"
+            kind = ""
+            async for raw in r.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: ") and kind == event:
+                    found.append(json.loads(line[6:]))
+        return found
 
     async def close(self) -> None:
         await self.session.close()

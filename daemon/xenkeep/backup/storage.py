@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
 from xenkeep.errors import ValidationError, XenKeepError
-from xenkeep.ops import OperationContext, Operations
+from xenkeep.ops import OperationContext, OperationKind, Operations
 from xenkeep.ops.manager import Outcome
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.errors import NoDatastoreError, RepoError
@@ -125,45 +126,51 @@ class BackupStorage:
     async def start_format(self, device: str, confirm: str) -> int:
         """Start erasing ``device`` into XFS with reflink as the datastore; the operation id."""
         check_erase_confirmation(device, confirm)
-        await self._known_disk(device)
         service = self._disk_service()
 
-        async def work(ctx: OperationContext) -> Outcome:
+        async def prepare(ctx: OperationContext) -> dict[str, Any]:
             await ctx.stage(DiskStage.ERASE)
             await ctx.log(f"erasing {device} and making XFS with reflink on it")
             result = await service.format(device, confirm)
             log.warning("disk %s formatted as backup storage (%s)", device, result.get("uuid"))
             await ctx.log(f"{device} holds a new XFS filesystem {result.get('uuid')}")
-            return await self._open_mounted(ctx, device, result)
+            return result
 
-        return await self.ops.start(
-            DISK_FORMAT,
-            work,
-            target=f"disk:{device}",
-            title=f"format {device}",
-            action=f"format {device}",
-            claims=[CHANGES_STORAGE],
-            params={"device": device},
-        )
+        return await self._start_disk(DISK_FORMAT, "format", device, prepare)
 
     async def start_attach(self, device: str) -> int:
         """Start mounting the filesystem on ``device`` (no format) as the datastore."""
-        await self._known_disk(device)
         service = self._disk_service()
 
-        async def work(ctx: OperationContext) -> Outcome:
+        async def prepare(ctx: OperationContext) -> dict[str, Any]:
             await ctx.stage(DiskStage.MOUNT)
             await ctx.log(f"mounting the filesystem on {device}")
             result = await service.attach(device)
             log.info("disk %s attached as backup storage (%s)", device, result.get("uuid"))
-            return await self._open_mounted(ctx, device, result)
+            return result
+
+        return await self._start_disk(DISK_ATTACH, "attach", device, prepare)
+
+    async def _start_disk(
+        self,
+        kind: OperationKind,
+        verb: str,
+        device: str,
+        prepare: Callable[[OperationContext], Awaitable[dict[str, Any]]],
+    ) -> int:
+        """A disk becomes the datastore as an operation: ``prepare`` has the
+        helper mount it, then the datastore there is opened."""
+        await self._known_disk(device)
+
+        async def work(ctx: OperationContext) -> Outcome:
+            return await self._open_mounted(ctx, device, await prepare(ctx))
 
         return await self.ops.start(
-            DISK_ATTACH,
+            kind,
             work,
             target=f"disk:{device}",
-            title=f"attach {device}",
-            action=f"attach {device}",
+            title=f"{verb} {device}",
+            action=f"{verb} {device}",
             claims=[CHANGES_STORAGE],
             params={"device": device},
         )

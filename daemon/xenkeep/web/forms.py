@@ -58,6 +58,13 @@ def int_param(request: web.Request, name: str) -> int:
         raise ValidationError(f"not a valid {name}", field=name) from None
 
 
+def int_query(request: web.Request, name: str, default: int) -> int:
+    try:
+        return int(request.query.get(name, str(default)))
+    except ValueError:
+        raise ValidationError(f"{name} must be a number", field=name) from None
+
+
 def safe_next(target: str | None, default: str = "/") -> str:
     """A post-sign-in destination that stays on this appliance."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:

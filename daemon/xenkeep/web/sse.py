@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from aiohttp import web
@@ -31,6 +33,18 @@ async def open_event_stream(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
+    return response
+
+
+async def send_watch(
+    request: web.Request, event: str, updates: AsyncIterator[Any | None]
+) -> web.StreamResponse:
+    """Stream ``updates`` as ``event`` frames (``None``: a keep-alive) until they end."""
+    response = await open_event_stream(request)
+    async for data in updates:
+        await response.write(KEEPALIVE if data is None else sse_event(event, data))
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
     return response
 
 

@@ -4,7 +4,6 @@ on real loop disks (systemctl played by SystemctlMountMock: no systemd here)."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import pytest
@@ -106,12 +105,7 @@ async def test_formatting_a_disk_is_an_operation_with_stages_and_a_log(
     )
     assert status == 202, body
     op_id = body["operation_id"]
-    events = []
-    async with browser.session.get(browser.url(f"/api/v1/operations/{op_id}/events")) as r:
-        async for raw in r.content:
-            line = raw.decode()
-            if line.startswith("data: "):
-                events.append(json.loads(line[6:]))
+    events = await browser.events(f"/api/v1/operations/{op_id}/events", "operation")
     op = events[-1]
     assert (op["kind"], op["status"], op["target"]) == ("disk-format", "success", f"disk:{disk}")
     assert op["stage"] == "open" and op["report"]["storage"]["configured"], op

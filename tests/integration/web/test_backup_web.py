@@ -4,7 +4,6 @@ report, restore — against the simulator, as an administrator would."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -208,17 +207,8 @@ async def test_run_progress_is_pushed_until_the_run_ends(
 
     status, _ = await browser.api("GET", "/api/v1/backup/runs/999999/events")
     assert status == 404
-    events: list[dict[str, Any]] = []
-    async with browser.session.get(browser.url(f"/api/v1/backup/runs/{run_id}/events")) as r:
-        assert r.status == 200 and r.headers["Content-Type"] == "text/event-stream"
-        kind = ""
-        # The stream ends by itself once the run has finished.
-        async for raw in r.content:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: ") and kind == "run":
-                events.append(json.loads(line[6:]))
+    # The stream ends by itself once the run has finished.
+    events = await browser.events(f"/api/v1/backup/runs/{run_id}/events", "run")
     assert events[-1]["status"] == "success", events[-1]
     assert any(e["status"] == "running" for e in events)
     exported = [t["bytes"] for e in events for t in e["tasks"] if t["disk_key"] == "0"]

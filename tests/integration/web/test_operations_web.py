@@ -4,7 +4,6 @@ one event stream and one page for every kind; verify cancelled midway."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -21,17 +20,7 @@ from xenkeep.xapi.client import XapiClient
 
 async def stream_of(browser: Browser, op_id: int) -> list[dict[str, Any]]:
     """Every ``operation`` event of an operation's stream, which ends by itself."""
-    events: list[dict[str, Any]] = []
-    async with browser.session.get(browser.url(f"/api/v1/operations/{op_id}/events")) as r:
-        assert r.status == 200 and r.headers["Content-Type"] == "text/event-stream"
-        kind = ""
-        async for raw in r.content:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: ") and kind == "operation":
-                events.append(json.loads(line[6:]))
-    return events
+    return await browser.events(f"/api/v1/operations/{op_id}/events", "operation")
 
 
 async def wait_op(browser: Browser, op_id: int) -> dict[str, Any]:

@@ -3,7 +3,6 @@ runs, restore points, restores and mail settings."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from aiohttp import web
@@ -11,8 +10,8 @@ from aiohttp import web
 from xenkeep.errors import ValidationError
 from xenkeep.web import keys
 from xenkeep.web.access import admin
-from xenkeep.web.forms import int_param, json_body, text_field
-from xenkeep.web.sse import KEEPALIVE, KEEPALIVE_SECONDS, open_event_stream, sse_event
+from xenkeep.web.forms import int_param, int_query, json_body, text_field
+from xenkeep.web.sse import KEEPALIVE_SECONDS, send_watch
 
 
 @admin
@@ -160,10 +159,7 @@ async def api_runs(request: web.Request) -> web.StreamResponse:
 @admin
 async def api_run(request: web.Request) -> web.StreamResponse:
     """A run with its tasks (live progress) and log lines (``?log_after=``)."""
-    try:
-        after = int(request.query.get("log_after", "0"))
-    except ValueError:
-        raise ValidationError("log_after must be a number", field="log_after") from None
+    after = int_query(request, "log_after", 0)
     detail = await keys.backup(request.app).run_detail(
         int_param(request, "run_id"), log_after=after
     )
@@ -174,19 +170,12 @@ async def api_run(request: web.Request) -> web.StreamResponse:
 async def api_run_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: ``run`` (the detail, then new log lines only) after each
     change, until the run has finished. ``?log_after=`` as for the JSON."""
-    try:
-        after = int(request.query.get("log_after", "0"))
-    except ValueError:
-        raise ValidationError("log_after must be a number", field="log_after") from None
+    after = int_query(request, "log_after", 0)
     manager = keys.backup(request.app)
     run_id = int_param(request, "run_id")
     await manager.run(run_id)  # 404 before the stream starts
-    response = await open_event_stream(request)
-    async for detail in manager.watch_run(run_id, log_after=after, keepalive=KEEPALIVE_SECONDS):
-        await response.write(KEEPALIVE if detail is None else sse_event("run", detail))
-    with contextlib.suppress(ConnectionResetError):
-        await response.write_eof()
-    return response
+    watch = manager.watch_run(run_id, log_after=after, keepalive=KEEPALIVE_SECONDS)
+    return await send_watch(request, "run", watch)
 
 
 @admin

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from aiohttp import web
 
 from xenkeep.web.access import admin
-from xenkeep.web.sse import KEEPALIVE, KEEPALIVE_SECONDS, open_event_stream, sse_event
+from xenkeep.web.forms import int_param, int_query
+from xenkeep.web.sse import KEEPALIVE_SECONDS, send_watch
 
-from .common import KINDS, STATUSES, choices, int_query, op_id_param, ops_of
+from .common import KINDS, STATUSES, choices, ops_of
 
 
 @admin
@@ -28,7 +27,7 @@ async def api_operations(request: web.Request) -> web.StreamResponse:
 async def api_operation(request: web.Request) -> web.StreamResponse:
     """One operation with its sub-tasks and log lines (``?log_after=``)."""
     detail = await ops_of(request).detail(
-        op_id_param(request), log_after=int_query(request, "log_after", 0)
+        int_param(request, "op_id"), log_after=int_query(request, "log_after", 0)
     )
     return web.json_response(detail)
 
@@ -37,19 +36,15 @@ async def api_operation(request: web.Request) -> web.StreamResponse:
 async def api_operation_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events ``operation`` after each change, until it has finished."""
     ops = ops_of(request)
-    op_id = op_id_param(request)
+    op_id = int_param(request, "op_id")
     after = int_query(request, "log_after", 0)
     await ops.get(op_id)  # 404 before the stream starts
-    response = await open_event_stream(request)
-    async for detail in ops.watch(op_id, log_after=after, keepalive=KEEPALIVE_SECONDS):
-        await response.write(KEEPALIVE if detail is None else sse_event("operation", detail))
-    with contextlib.suppress(ConnectionResetError):
-        await response.write_eof()
-    return response
+    watch = ops.watch(op_id, log_after=after, keepalive=KEEPALIVE_SECONDS)
+    return await send_watch(request, "operation", watch)
 
 
 @admin
 async def api_operation_cancel(request: web.Request) -> web.StreamResponse:
     """Cancel a running operation of any kind."""
-    await ops_of(request).cancel(op_id_param(request))
+    await ops_of(request).cancel(int_param(request, "op_id"))
     return web.json_response({"ok": True}, status=202)

@@ -25,20 +25,6 @@ def ops_of(request: web.Request) -> Operations:
     return keys.operations(request.app)
 
 
-def op_id_param(request: web.Request, name: str = "op_id") -> int:
-    try:
-        return int(request.match_info[name])
-    except ValueError:
-        raise ValidationError(f"not a valid {name}", field=name) from None
-
-
-def int_query(request: web.Request, name: str, default: int) -> int:
-    try:
-        return int(request.query.get(name, str(default)))
-    except ValueError:
-        raise ValidationError(f"{name} must be a number", field=name) from None
-
-
 def choices(request: web.Request, name: str, allowed: frozenset[str]) -> list[str]:
     values = [v for raw in request.query.getall(name, []) for v in raw.split(",") if v]
     bad = sorted(set(values) - allowed)

@@ -9,8 +9,9 @@ from aiohttp import web
 
 from xenkeep.web.access import admin
 from xenkeep.web.flash import redirect_to
+from xenkeep.web.forms import int_param
 
-from .common import COLUMNS, DEFAULT_COLUMNS, KINDS, STATUSES, choices, op_id_param, ops_of
+from .common import COLUMNS, DEFAULT_COLUMNS, KINDS, STATUSES, choices, ops_of
 
 
 def page_context(detail: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +36,7 @@ async def operations_page(request: web.Request) -> web.StreamResponse:
 async def operation_page(request: web.Request) -> web.StreamResponse:
     """Any operation: live progress, sub-tasks, log, report."""
     name = "run_id" if "run_id" in request.match_info else "op_id"
-    detail = await ops_of(request).detail(op_id_param(request, name))
+    detail = await ops_of(request).detail(int_param(request, name))
     return aiohttp_jinja2.render_template(
         "operations/operation.html", request, page_context(detail)
     )
@@ -44,6 +45,6 @@ async def operation_page(request: web.Request) -> web.StreamResponse:
 @admin
 async def operation_cancel(request: web.Request) -> web.StreamResponse:
     """Cancel from the operation's page."""
-    op_id = op_id_param(request)
+    op_id = int_param(request, "op_id")
     await ops_of(request).cancel(op_id)
     redirect_to(request, "operation", "Cancel requested.", op_id=op_id)
