@@ -3,6 +3,7 @@ that trusts exactly one running daemon's certificate."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import ssl
@@ -98,6 +99,17 @@ class Browser:
             if isinstance(data, dict) and "csrf_token" in data:
                 self.csrf = data["csrf_token"]
             return resp.status, data
+
+    async def until_finished(self, path: str, *, tries: int = 1200) -> dict[str, Any]:
+        """GET ``path`` (an operation or a run) every 0.1 s until it is no longer
+        pending or running; the last answer."""
+        for _ in range(tries):
+            status, body = await self.api("GET", path)
+            assert status == 200, body
+            if body["status"] not in ("pending", "running"):
+                return dict(body)
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{path} never finished")
 
     async def events(self, path: str, event: str) -> list[dict[str, Any]]:
         """Every ``event`` frame of a server-sent event stream, which must end by itself."""

@@ -3,7 +3,6 @@ report, restore — against the simulator, as an administrator would."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,7 @@ from xenkeep.xapi.client import XapiClient
 
 
 async def wait_run(browser: Browser, run_id: int) -> dict[str, Any]:
-    for _ in range(600):
-        status, run = await browser.api("GET", f"/api/v1/backup/runs/{run_id}")
-        assert status == 200, run
-        if run["status"] not in ("pending", "running"):
-            return run
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"run {run_id} never finished")
+    return await browser.until_finished(f"/api/v1/backup/runs/{run_id}", tries=600)
 
 
 async def test_backup_and_restore_through_the_api_and_pages(

@@ -24,13 +24,7 @@ async def stream_of(browser: Browser, op_id: int) -> list[dict[str, Any]]:
 
 
 async def wait_op(browser: Browser, op_id: int) -> dict[str, Any]:
-    for _ in range(1200):
-        status, op = await browser.api("GET", f"/api/v1/operations/{op_id}")
-        assert status == 200, op
-        if op["status"] not in ("pending", "running"):
-            return op
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"operation {op_id} never finished")
+    return await browser.until_finished(f"/api/v1/operations/{op_id}")
 
 
 async def test_every_kind_is_followed_the_same_way(
