@@ -7,7 +7,8 @@
 ``write:<n>``      the n-th VHD block written into the datastore;
 ``commit``         a restore point's metadata file is about to be written
                    (every VHD of the point is already renamed into place);
-``committed``      right after that file is written, before the run records it.
+``committed``      right after that file is written, before the run records it;
+``verify:<n>``     the n-th block a verify re-reads.
 
 The hook fires only while the file named by ``XK_KILL_ARMED`` exists, so a
 test can run normal backups first and arm the kill for one run. Production
@@ -68,6 +69,19 @@ def install(spec: str) -> None:
                 _die()
 
         writer.atomic_write = atomic_write  # type: ignore[assignment]
+    elif kind == "verify":
+        from xenkeep.repo import verify
+
+        limit, seen = int(arg), [0]
+        original_digest = verify.block_digest
+
+        def block_digest(*a: Any, **kw: Any) -> Any:
+            seen[0] += 1
+            if seen[0] >= limit:
+                _die()
+            return original_digest(*a, **kw)
+
+        verify.block_digest = block_digest  # type: ignore[assignment]
     else:
         raise SystemExit(f"unknown XK_KILL_AT {spec!r}")
 
