@@ -17,7 +17,7 @@ from xenkeep.system.identity import known_timezones
 from xenkeep.web import keys
 from xenkeep.web.access import public
 from xenkeep.web.cookies import set_cookie
-from xenkeep.web.flash import redirect
+from xenkeep.web.flash import redirect, redirect_to
 from xenkeep.web.forms import FormError, attempt, form_fields
 from xenkeep.web.wizard import Wizard, WizardStep
 
@@ -216,10 +216,10 @@ async def _resolve(request: web.Request) -> WizardStep:
     wizard = keys.wizard(request.app)
     current = await wizard.current(request)
     if current is None:
-        redirect("/")
+        redirect_to(request, "dashboard")
     wanted = request.match_info.get("step")
     if wanted != current.name:
-        redirect(f"/setup/{current.name}")
+        redirect_to(request, "setup_step", step=current.name)
     if current.needs_admin and _admin(request) is None:
         redirect(f"/login?next=/setup/{current.name}")
     return current

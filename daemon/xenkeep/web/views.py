@@ -13,7 +13,7 @@ from xenkeep.system.identity import known_timezones
 from xenkeep.web import keys
 from xenkeep.web.access import admin, public, signed_in
 from xenkeep.web.cookies import clear_auth_cookies, set_session_cookie
-from xenkeep.web.flash import redirect
+from xenkeep.web.flash import redirect, redirect_to
 from xenkeep.web.forms import FormError, attempt, form_fields, safe_next
 
 
@@ -21,7 +21,7 @@ from xenkeep.web.forms import FormError, attempt, form_fields, safe_next
 async def login_page(request: web.Request) -> web.StreamResponse:
     """The sign-in form (or the wizard while no administrator exists)."""
     if await keys.auth(request.app).setup_required():
-        redirect("/setup")
+        redirect_to(request, "setup")
     if keys.current_user(request) is not None:
         redirect(safe_next(request.query.get("next")))
     return aiohttp_jinja2.render_template(
@@ -70,7 +70,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 async def dashboard(request: web.Request) -> web.StreamResponse:
     """The home page."""
     if await keys.auth(request.app).setup_required():
-        redirect("/setup")
+        redirect_to(request, "setup")
     wizard = keys.wizard(request.app)
     context: dict[str, Any] = {
         "identity": await keys.identity(request.app).get(),
@@ -126,7 +126,7 @@ async def account_token_revoke(request: web.Request) -> web.StreamResponse:
     await keys.auth(request.app).revoke_api_token(
         keys.require_user(request), token_id, ip=keys.client_ip(request)
     )
-    redirect("/account", "The API token was revoked.", "success")
+    redirect_to(request, "account", "The API token was revoked.", "success")
 
 
 @signed_in
@@ -179,4 +179,4 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
             {"identity": ident, "timezones": known_timezones(), "error": done.message},
             status=done.status,
         )
-    redirect("/admin/settings", "Settings saved.", "success")
+    redirect_to(request, "settings", "Settings saved.", "success")

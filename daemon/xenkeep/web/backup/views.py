@@ -17,7 +17,7 @@ from aiohttp import web
 from xenkeep.errors import XenKeepError
 from xenkeep.web import keys
 from xenkeep.web.access import admin
-from xenkeep.web.flash import redirect, redirect_to
+from xenkeep.web.flash import redirect_to
 from xenkeep.web.forms import FormError, attempt, form_fields, int_param
 
 from .choices import pool_choices, restore_targets
@@ -85,7 +85,7 @@ async def storage_submit(request: web.Request) -> web.StreamResponse:
         return await _storage_page(
             request, error=done.message, path=form.get("path", ""), status=done.status
         )
-    redirect("/backup/storage", "Backup storage ready.", "success")
+    redirect_to(request, "backup_storage", "Backup storage ready.", "success")
 
 
 async def _disk_action(
@@ -95,7 +95,7 @@ async def _disk_action(
     done = await attempt(act(await form_fields(request)))
     if isinstance(done, FormError):
         return await _storage_page(request, disk_error=done.message, status=done.status)
-    redirect("/backup/storage", message, "success")
+    redirect_to(request, "backup_storage", message, "success")
 
 
 async def _disk_operation(
@@ -112,7 +112,7 @@ async def _disk_operation(
         await asyncio.wait_for(asyncio.shield(ops.wait(op_id)), FORM_WAIT)
     op = await ops.get(op_id)
     if op["status"] == "success":
-        redirect("/backup/storage", message, "success")
+        redirect_to(request, "backup_storage", message, "success")
     if op["status"] in ("pending", "running"):
         redirect_to(request, "operation", "Still working: progress is shown here.", op_id=op_id)
     return await _storage_page(request, disk_error=op["error"], status=409)
@@ -155,7 +155,9 @@ async def disk_detach(request: web.Request) -> web.StreamResponse:
 async def verify_submit(request: web.Request) -> web.StreamResponse:
     """Start re-reading every stored block against its checksum."""
     await keys.backup(request.app).start_verify()
-    redirect("/backup/storage", "Verify started: every stored block is being re-read.", "info")
+    redirect_to(
+        request, "backup_storage", "Verify started: every stored block is being re-read.", "info"
+    )
 
 
 @admin
@@ -173,7 +175,7 @@ async def verify_schedule_submit(request: web.Request) -> web.StreamResponse:
         if result["schedule"]
         else "Scheduled verify is off; verify only runs when started here."
     )
-    redirect("/backup/storage", message, "success")
+    redirect_to(request, "backup_storage", message, "success")
 
 
 async def _job_form(
@@ -242,7 +244,7 @@ async def _save_job(request: web.Request, job_id: int | None) -> web.StreamRespo
         return await _job_form(
             request, job={**_NEW_JOB, **form}, job_id=job_id, error=row.message, status=row.status
         )
-    redirect("/backup", f"Job {row.spec.name} saved.", "success")
+    redirect_to(request, "backup", f"Job {row.spec.name} saved.", "success")
 
 
 @admin
@@ -261,7 +263,7 @@ async def job_update(request: web.Request) -> web.StreamResponse:
 async def job_delete(request: web.Request) -> web.StreamResponse:
     """Delete a job."""
     await keys.backup(request.app).delete_job(int_param(request, "job_id"))
-    redirect("/backup", "Job deleted; its restore points are kept.", "success")
+    redirect_to(request, "backup", "Job deleted; its restore points are kept.", "success")
 
 
 @admin
@@ -362,7 +364,7 @@ async def mail_submit(request: web.Request) -> web.StreamResponse:
     manager = keys.backup(request.app)
     if not str(form.get("host", "")).strip():
         await manager.set_smtp(None)
-        redirect("/backup", "Report e-mail turned off.", "success")
+        redirect_to(request, "backup", "Report e-mail turned off.", "success")
     if not form.get("password"):
         old = await manager.smtp_settings()
         if old is not None:
@@ -370,4 +372,4 @@ async def mail_submit(request: web.Request) -> web.StreamResponse:
     done = await attempt(manager.set_smtp(form))
     if isinstance(done, FormError):
         return await _mail_page(request, form=form, error=done.message, status=done.status)
-    redirect("/backup", "Report e-mail saved.", "success")
+    redirect_to(request, "backup", "Report e-mail saved.", "success")

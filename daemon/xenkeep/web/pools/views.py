@@ -7,7 +7,7 @@ from aiohttp import web
 
 from xenkeep.web import keys
 from xenkeep.web.access import admin
-from xenkeep.web.flash import redirect
+from xenkeep.web.flash import redirect_to
 from xenkeep.web.forms import FormError, attempt, form_fields
 
 from .common import handle_form, owner, pool_id_param
@@ -48,8 +48,8 @@ async def pools_submit(request: web.Request) -> web.StreamResponse:
             username=form.get("username", "root"),
         )
     if pool is not None:
-        redirect("/pools", f"Pool {pool.name} connected.", "success")
-    redirect("/pools")
+        redirect_to(request, "pools", f"Pool {pool.name} connected.", "success")
+    redirect_to(request, "pools")
 
 
 @admin
@@ -59,4 +59,4 @@ async def pools_remove(request: web.Request) -> web.StreamResponse:
     pool = await manager.get(pool_id_param(request))
     user = keys.require_user(request)
     await manager.remove(pool.id, actor=user.username, ip=keys.client_ip(request))
-    redirect("/pools", f"Pool {pool.name} removed.", "success")
+    redirect_to(request, "pools", f"Pool {pool.name} removed.", "success")
