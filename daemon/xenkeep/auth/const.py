@@ -38,6 +38,8 @@ class AuditEvent(StrEnum):
     SIGN_IN = "sign_in"
     SIGN_IN_FAILED = "sign_in_failed"
     SIGN_IN_THROTTLED = "sign_in_throttled"
+    # A sign-in that succeeded after failed ones since the account's last visit.
+    SIGN_IN_AFTER_FAILURES = "sign_in_after_failures"
     SIGN_OUT = "sign_out"
     SIGN_OUT_ALL = "sign_out_all"
     SETUP_TOKEN_CREATED = "setup_token_created"

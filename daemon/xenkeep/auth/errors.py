@@ -39,3 +39,7 @@ class ApiTokenNotFoundError(AuthError, NotFoundError):
 
 class AccountInputError(AuthError, ValidationError):
     """A user name, password, token name or TOTP code that does not fit."""
+
+
+class SetupAlreadyDoneError(AuthError, ConflictError):
+    """The setup token was used by another request a moment ago: one administrator only."""

@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from xenkeep.auth.errors import (
     ApiTokenNotFoundError,
     AttemptsThrottledError,
     CredentialsRejectedError,
+    SetupAlreadyDoneError,
 )
 from xenkeep.auth.secrets import (
     new_api_token,
@@ -34,7 +35,7 @@ from xenkeep.auth.secrets import (
     same,
     token_hash,
 )
-from xenkeep.auth.throttle import retry_after
+from xenkeep.auth.throttle import RESET_AFTER_SECONDS, retry_after
 from xenkeep.config import Settings
 from xenkeep.store import Database
 from xenkeep.store.db import Row
@@ -73,6 +74,20 @@ class User:
             totp_enabled=row["totp_secret"] is not None,
             disabled=bool(row["disabled"]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """A successful sign-in, and what the person should know about it."""
+
+    user: User
+    # Failed or refused sign-ins on this account since its previous sign-in:
+    # the sign of an attack the owner is told about.
+    failed_since_last_visit: int
+
+
+# One throttle counter: (scope, key), e.g. ("ip", "192.0.2.7"), ("account", "alice").
+ThrottleKey = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +187,11 @@ class AuthManager:
     async def reset_admin(self) -> str:
         """Let a new administrator be created (console recovery).
 
-        Existing accounts and all other data stay; every session is ended
-        because whoever held them may be why the admin is being reset.
+        Existing accounts and all other data stay, but the administrators
+        being replaced are disabled and lose their API tokens: whoever holds
+        their password or a token may be why the admin is being reset. They
+        stay disabled until the new administrator decides. Every session of
+        every account is ended for the same reason.
         """
         async with self._db.transaction() as tx:
             await tx.execute(
@@ -181,38 +199,107 @@ class AuthManager:
                 "ON CONFLICT(key) DO UPDATE SET value = '1', updated_at = excluded.updated_at",
                 (SETUP_PENDING_KEY, self._clock()),
             )
+            # (Transaction has no fetchall: one row holding every name.)
+            names = await tx.fetchone(
+                "SELECT group_concat(username, char(10)) AS names FROM users "
+                "WHERE role = 'admin' AND disabled = 0"
+            )
+            tokens = await tx.execute(
+                "DELETE FROM api_tokens WHERE user_id IN "
+                "(SELECT id FROM users WHERE role = 'admin' AND disabled = 0)"
+            )
+            await tx.execute("UPDATE users SET disabled = 1 WHERE role = 'admin' AND disabled = 0")
             await tx.execute("DELETE FROM sessions")
-        await self.audit(AuditEvent.ADMIN_RESET)
+        await self.audit(
+            AuditEvent.ADMIN_RESET,
+            disabled=sorted(str(names["names"] or "").split()) if names else [],
+            api_tokens_revoked=tokens,
+        )
         return await self.issue_setup_token(reason="reset-admin")
 
-    async def _check_throttle(self, scope: str, key: str, username: str, ip: str) -> None:
-        row = await self._db.fetchone(
-            "SELECT failures, last_failure FROM auth_failures WHERE scope = ? AND key = ?",
-            (scope, key),
-        )
-        if row is None:
-            return
-        wait = retry_after(int(row["failures"]), float(row["last_failure"]), self._clock())
-        if wait > 0:
+    async def _reserve_attempt(
+        self,
+        counters: Sequence[ThrottleKey],
+        *,
+        username: str,
+        ip: str,
+        may_pass_scope: str | None = None,
+    ) -> int:
+        """Count this attempt as a failure before it is checked, or refuse it.
+
+        The check and the count are one transaction, taken before the slow
+        password hash: attempts in flight are already counted, so a hundred
+        parallel guesses meet the limit as a hundred sequential ones would.
+        A success gives back only its own reservation (:meth:`_release_attempt`).
+        ``may_pass_scope`` names a counter that may be over its limit without
+        refusing the attempt (the account's, when the owner brings a TOTP
+        code); the attempt is still counted there. Returns the wait that
+        counter would have imposed (0 when none was passed over), so that a
+        failure can be answered as the refusal it would have been.
+        """
+        now = self._clock()
+        refused: tuple[str, int] | None = None
+        passed_over: tuple[str, int] | None = None
+        async with self._db.transaction() as tx:
+            for scope, key in counters:
+                row = await tx.fetchone(
+                    "SELECT failures, last_failure FROM auth_failures WHERE scope = ? AND key = ?",
+                    (scope, key),
+                )
+                wait = (
+                    0
+                    if row is None
+                    else retry_after(int(row["failures"]), float(row["last_failure"]), now)
+                )
+                if wait > 0 and scope == may_pass_scope:
+                    passed_over = (scope, wait)
+                elif wait > 0:
+                    refused = (scope, wait)
+                    break
+            if refused is None:
+                for scope, key in counters:
+                    await tx.execute(
+                        "INSERT INTO auth_failures (scope, key, failures, last_failure) "
+                        "VALUES (?, ?, 1, ?) ON CONFLICT(scope, key) DO UPDATE SET "
+                        "failures = CASE WHEN ? - last_failure > ? THEN 1 "
+                        "ELSE failures + 1 END, last_failure = excluded.last_failure",
+                        (scope, key, now, now, RESET_AFTER_SECONDS),
+                    )
+        if refused is not None:
+            scope, wait = refused
             await self.audit(AuditEvent.SIGN_IN_THROTTLED, username=username, ip=ip, scope=scope)
             raise AttemptsThrottledError(
                 f"too many failed attempts; try again in {wait} seconds", retry_after=wait
             )
-
-    async def _record_failure(self, scope: str, key: str) -> None:
-        now = self._clock()
-        await self._db.execute(
-            "INSERT INTO auth_failures (scope, key, failures, last_failure) VALUES (?, ?, 1, ?) "
-            "ON CONFLICT(scope, key) DO UPDATE SET "
-            "failures = CASE WHEN ? - last_failure > 3600 THEN 1 ELSE failures + 1 END, "
-            "last_failure = excluded.last_failure",
-            (scope, key, now, now),
+        if passed_over is None:
+            return 0
+        # Still evidence of the attack: the administrator reads it in the log.
+        await self.audit(
+            AuditEvent.SIGN_IN_THROTTLED,
+            username=username,
+            ip=ip,
+            scope=passed_over[0],
+            passed="with a TOTP code",
         )
+        return passed_over[1]
 
-    async def _clear_failures(self, scope: str, key: str) -> None:
-        await self._db.execute(
-            "DELETE FROM auth_failures WHERE scope = ? AND key = ?", (scope, key)
-        )
+    async def _release_attempt(self, counters: Sequence[ThrottleKey]) -> None:
+        """Give back a successful attempt's reservation, and only that.
+
+        Failures of other attempts, concurrent or earlier, stay counted: a
+        success in the middle of an attack must not wipe its evidence.
+        """
+        async with self._db.transaction() as tx:
+            for scope, key in counters:
+                await tx.execute(
+                    "UPDATE auth_failures SET failures = failures - 1 "
+                    "WHERE scope = ? AND key = ? AND failures > 0",
+                    (scope, key),
+                )
+                await tx.execute(
+                    "DELETE FROM auth_failures WHERE scope = ? AND key = ? AND failures <= 0",
+                    (scope, key),
+                )
 
     async def begin_setup(self, token: str, ip: str) -> str:
         """Check the setup token; return a setup session id for the wizard.
@@ -220,24 +307,23 @@ class AuthManager:
         The token is consumed only when the administrator is created, so a
         browser closed halfway does not lock the admin out.
         """
-        await self._check_throttle("setup", ip, "", ip)
+        counters = [("setup", ip)]
+        await self._reserve_attempt(counters, username="", ip=ip)
         stored = await self._db.get_setting(SETUP_TOKEN_KEY)
         given = normalize_setup_token(token)
         if not (await self.setup_required()) or stored is None or not given:
-            await self._record_failure("setup", ip)
             await self.audit(AuditEvent.SETUP_TOKEN_REJECTED, ip=ip, why="no setup pending")
             raise CredentialsRejectedError(
                 "this setup token is not valid (it may have been used already)",
                 hint="run xenkeep setup-token on the appliance console",
             )
         if not same(stored, token_hash(given)):
-            await self._record_failure("setup", ip)
             await self.audit(AuditEvent.SETUP_TOKEN_REJECTED, ip=ip, why="mismatch")
             raise CredentialsRejectedError(
                 "this setup token is not valid",
                 hint="copy it from the appliance console or run xenkeep setup-token",
             )
-        await self._clear_failures("setup", ip)
+        await self._release_attempt(counters)
         setup_id = random_token()
         await self._db.insert(
             "INSERT INTO setup_sessions (id_hash, token_hash, created_at) VALUES (?, ?, ?)",
@@ -276,6 +362,19 @@ class AuthManager:
         password_hash = await asyncio.to_thread(passwords.hash_password, password)
         now = self._clock()
         async with self._db.transaction() as tx:
+            # Checked again inside the transaction that retires the token: of
+            # requests racing with one setup session, the first one wins and
+            # the others find the token gone.
+            current = await tx.fetchone(
+                "SELECT 1 FROM setup_sessions s JOIN settings t "
+                "ON t.key = ? AND t.value = s.token_hash WHERE s.id_hash = ?",
+                (SETUP_TOKEN_KEY, token_hash(setup_id or "")),
+            )
+            if current is None:
+                raise SetupAlreadyDoneError(
+                    "an administrator was just created with this setup token",
+                    hint="sign in, or run xenkeep reset-admin on the console",
+                )
             existing = await tx.fetchone("SELECT id FROM users WHERE username = ?", (username,))
             if existing is not None:
                 raise AccountExistsError(
@@ -342,48 +441,98 @@ class AuthManager:
 
     async def authenticate(
         self, username: str, password: str, code: str = "", *, ip: str = ""
-    ) -> User:
-        """Check credentials (and the TOTP code when enrolled), throttled."""
+    ) -> SignIn:
+        """Check credentials (and the TOTP code when enrolled), throttled.
+
+        Throttled per address and per account. Rotating addresses can push
+        the account over its limit, which must not lock its owner out: an
+        account with TOTP still takes the right password together with a
+        valid code while it is throttled (the address's own limit still
+        applies, the attempt still counts on the account, and a failure is
+        answered as throttled, so guessing learns nothing there).
+        """
         username = username.strip()
-        account_key = username.lower()
-        await self._check_throttle("ip", ip, username, ip)
-        await self._check_throttle("account", account_key, username, ip)
         row = await self._db.fetchone(
             "SELECT * FROM users WHERE username = ? AND source = 'local'", (username,)
         )
+        has_totp = row is not None and row["totp_secret"] is not None
+        counters = [("ip", ip), ("account", username.lower())]
+        throttled = await self._reserve_attempt(
+            counters,
+            username=username,
+            ip=ip,
+            may_pass_scope="account" if has_totp and code.strip() else None,
+        )
         stored = None if row is None else row["password_hash"]
         ok = await asyncio.to_thread(passwords.verify_password, stored, password)
-        if ok and row is not None and row["totp_secret"] is not None:
-            ok = await self._accept_totp(int(row["id"]), str(row["totp_secret"]), code)
+        if ok and row is not None and has_totp:
+            ok = await self.accept_totp(int(row["id"]), str(row["totp_secret"]), code)
         if not ok or row is None or row["disabled"]:
-            await self._record_failure("ip", ip)
-            await self._record_failure("account", account_key)
+            # The reservation stays: it is this failure's count.
             await self.audit(AuditEvent.SIGN_IN_FAILED, username=username, ip=ip)
+            if throttled:
+                # Past a throttled account only a success tells anything: a
+                # failure looks like the refusal it would have been.
+                raise AttemptsThrottledError(
+                    f"too many failed attempts; try again in {throttled} seconds",
+                    retry_after=throttled,
+                )
             raise CredentialsRejectedError("wrong user name, password or code")
-        await self._clear_failures("ip", ip)
-        await self._clear_failures("account", account_key)
+        await self._release_attempt(counters)
+        user = User.from_row(row)
+        failed = await self._failures_since_last_sign_in(user)
+        if failed:
+            await self.audit(
+                AuditEvent.SIGN_IN_AFTER_FAILURES, username=user.username, ip=ip, failed=failed
+            )
         if passwords.needs_rehash(str(stored)):
             new_hash = await asyncio.to_thread(passwords.hash_password, password)
             await self._db.execute(
                 "UPDATE users SET password_hash = ? WHERE id = ?", (new_hash, row["id"])
             )
-        return User.from_row(row)
+        return SignIn(user, failed)
 
-    async def _accept_totp(self, user_id: int, secret: str, code: str) -> bool:
-        """Check a code and burn its time step: each code works once."""
+    async def _failures_since_last_sign_in(self, user: User) -> int:
+        """Failed and refused sign-ins on ``user``'s name since its last sign-in.
+
+        Read from the audit log, which holds every attempt with the name
+        typed (in any case); called before this sign-in is recorded.
+        """
+        row = await self._db.fetchone(
+            "SELECT count(*) AS n FROM audit_log WHERE event IN (?, ?) "
+            "AND username = ? COLLATE NOCASE AND ts > coalesce((SELECT max(ts) FROM audit_log "
+            "WHERE event = ? AND username = ? COLLATE NOCASE), 0)",
+            (
+                str(AuditEvent.SIGN_IN_FAILED),
+                str(AuditEvent.SIGN_IN_THROTTLED),
+                user.username,
+                str(AuditEvent.SIGN_IN),
+                user.username,
+            ),
+        )
+        return 0 if row is None else int(row["n"])
+
+    async def accept_totp(self, user_id: int, secret: str, code: str) -> bool:
+        """Check a code and burn its time step: each code works once.
+
+        The burn is one conditional write, so of several requests carrying
+        the same code at once exactly one gets it.
+        """
         step = totp.matching_step(secret, code, self._clock())
         if step is None:
             return False
-        key = f"{TOTP_LAST_STEP_PREFIX}{user_id}"
-        last = await self._db.get_setting(key)
-        if last is not None and step <= int(last):
-            return False
-        await self._db.set_setting(key, str(step))
-        return True
+        burnt = await self._db.execute(
+            "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at "
+            "WHERE CAST(settings.value AS INTEGER) < CAST(excluded.value AS INTEGER)",
+            (f"{TOTP_LAST_STEP_PREFIX}{user_id}", str(step), self._clock()),
+        )
+        return burnt == 1
 
     async def enable_totp(self, user: User, secret: str, code: str, *, ip: str = "") -> None:
         """Enrol an authenticator after checking one code from it."""
-        if not await self._accept_totp(user.id, secret, code):
+        if not await self.accept_totp(user.id, secret, code):
             raise AccountInputError(
                 "that code does not match; check the phone's clock and try the next code",
                 field="code",

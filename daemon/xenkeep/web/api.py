@@ -101,18 +101,25 @@ async def session_create(request: web.Request) -> web.StreamResponse:
     body = await json_body(request)
     auth = keys.auth(request.app)
     ip = keys.client_ip(request)
-    user = await auth.authenticate(
+    sign_in = await auth.authenticate(
         text_field(body, "username"),
         text_field(body, "password"),
         text_field(body, "code", required=False),
         ip=ip,
     )
     cookie = await auth.create_session(
-        user, ip=ip, user_agent=request.headers.get("User-Agent", "")
+        sign_in.user, ip=ip, user_agent=request.headers.get("User-Agent", "")
     )
     session = await auth.load_session(cookie)
     assert session is not None
-    response = web.json_response({"user": user_json(user), "csrf_token": session.csrf_token})
+    response = web.json_response(
+        {
+            "user": user_json(sign_in.user),
+            "csrf_token": session.csrf_token,
+            # A sign of an attack on the account, for the owner to see.
+            "failed_sign_ins_since_last_visit": sign_in.failed_since_last_visit,
+        }
+    )
     set_session_cookie(response, cookie)
     response.del_cookie(CSRF_COOKIE, path="/")
     return response

@@ -37,7 +37,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     ip = keys.client_ip(request)
     target = safe_next(form.get("next"))
     try:
-        user = await auth.authenticate(
+        sign_in = await auth.authenticate(
             form.get("username", ""), form.get("password", ""), form.get("code", ""), ip=ip
         )
     except AuthenticationError as exc:
@@ -48,11 +48,16 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             status=401,
         )
     cookie = await auth.create_session(
-        user, ip=ip, user_agent=request.headers.get("User-Agent", "")
+        sign_in.user, ip=ip, user_agent=request.headers.get("User-Agent", "")
     )
-    response = web.HTTPSeeOther(target)
-    set_session_cookie(response, cookie)
-    raise response
+    failed = sign_in.failed_since_last_visit
+    # The first page after sign-in tells the owner of an attack on the account.
+    notice = f"{failed} failed sign-ins since your last visit." if failed else None
+    try:
+        redirect(target, notice, "error")
+    except web.HTTPSeeOther as response:
+        set_session_cookie(response, cookie)
+        raise
 
 
 @signed_in
