@@ -110,11 +110,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     auth = AuthManager(db, audit, settings)
     app[keys.AUTH] = auth
     app[keys.IDENTITY] = IdentityManager(db, audit, settings.appliance_name)
-    token = await auth.ensure_setup_token()
-    if token is not None:
-        # The console is where the admin reads it; the log is the fallback.
+    if await auth.ensure_setup_token() is not None:
+        # The token itself is shown on the console banner and kept in its
+        # file only: logs travel (journal, support bundles), secrets must not.
         log.warning(
-            "no administrator yet: open the web interface and enter the setup token %s", token
+            "no administrator yet: open the web interface and enter the setup token "
+            "from the console, %s or `xenkeep setup-token`",
+            settings.setup_token_path,
         )
     secrets = SecretBox(settings.state_dir / KEY_NAME)
     # The key is a file: read it now, off the event loop, so that encrypting

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 
@@ -188,3 +189,28 @@ async def test_the_shown_totp_key_is_not_in_the_database(
     assert len(pending) == 1
     # A copy of the database alone does not reveal the second factor.
     assert all(secret not in str(value) for _, value in rows)
+
+
+async def test_the_setup_token_never_reaches_the_log(
+    browser: Browser, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = setup_token(settings)
+    said = " ".join(r.getMessage() for r in caplog.get_records("setup"))
+    assert token not in said and token.replace("-", "") not in said
+    # The log says where the token is to be read instead.
+    assert str(settings.setup_token_path) in said and "xenkeep setup-token" in said
+
+
+async def test_parallel_setup_token_guesses_meet_the_limit(
+    browser: Browser, settings: Settings
+) -> None:
+    async def guess() -> int:
+        status, _ = await browser.api("POST", "/api/v1/setup/token", {"token": "AAAA-BBBB"})
+        return status
+
+    await browser.api("GET", "/api/v1/csrf")
+    statuses = await asyncio.gather(*(guess() for _ in range(30)))
+    assert statuses.count(401) <= 5 and statuses.count(429) >= 25, statuses
+    # The right token from the same address is refused too while the wait lasts.
+    status, _ = await browser.api("POST", "/api/v1/setup/token", {"token": setup_token(settings)})
+    assert status == 429
