@@ -60,7 +60,7 @@ def setup_token(ctx: Context) -> int:
 
 
 def reset_admin(ctx: Context) -> int:
-    """Allow a new administrator to be created; keep every other data."""
+    """Disable the administrators and allow a new one; keep every other data."""
     db_path = ctx.settings.database_path
     if not db_path.exists():
         print("no database yet: start xenkeepd, then use its setup token", file=sys.stderr)
@@ -69,8 +69,10 @@ def reset_admin(ctx: Context) -> int:
         print("reset-admin changes the database: run it as root", file=sys.stderr)
         return EXIT_FAILED
     token = ctx.with_state(lambda state: state.auth.reset_admin())
-    print("All sessions were signed out. Open the web interface and enter this setup token")
-    print("to create a new administrator (existing accounts and data are kept):")
+    print("All sessions were signed out. The administrator accounts were disabled and their")
+    print("API tokens revoked: they stay disabled until the new administrator decides.")
+    print("Open the web interface and enter this setup token to create a new administrator")
+    print("(choose a new name; the other accounts and all data are kept):")
     print(token)
     return EXIT_OK
 
@@ -85,6 +87,8 @@ COMMANDS: Final = (
     Command("status", "is the daemon running; URL, fingerprint, setup state", status),
     # It writes nothing, so it keeps root: root reads the mode 0600 token file.
     Command("setup-token", "print the one-time setup token", setup_token, as_state_owner=False),
-    Command("reset-admin", "let a new administrator be created (root)", reset_admin),
+    Command(
+        "reset-admin", "disable the administrators, let a new one be created (root)", reset_admin
+    ),
     Command("version", "print the version", version, needs_settings=False),
 )
