@@ -188,12 +188,16 @@ def test_cli_setup_token_status_and_reset_admin(tmp_path: Path) -> None:
         err.value.close()
         post("/api/v1/setup/token", {"token": new_token}, c)
         post("/api/v1/setup/admin", {"username": "bob", "password": pw}, c)
-        # Nothing was deleted: the first administrator still signs in.
+        # The replaced administrator is disabled (kept, not deleted): the new one signs in.
         opener = urllib.request.build_opener(
             urllib.request.HTTPSHandler(context=ctx), urllib.request.HTTPCookieProcessor()
         )
-        body = post("/api/v1/session", {"username": "alice", "password": pw}, csrf())
-        assert body["user"]["username"] == "alice"
+        with pytest.raises(urllib.error.HTTPError) as err:
+            post("/api/v1/session", {"username": "alice", "password": pw}, csrf())
+        assert err.value.code == 401
+        err.value.close()
+        body = post("/api/v1/session", {"username": "bob", "password": pw}, csrf())
+        assert body["user"]["username"] == "bob"
 
 
 def test_http_redirects_and_certificate_is_kept(tmp_path: Path) -> None:
