@@ -17,9 +17,11 @@ from xenkeep import __version__
 from xenkeep.privhelper.files import write_atomic
 from xenkeep.privhelper.request import Request
 from xenkeep.privhelper.storage import BACKUP_MOUNTPOINT, BackupStorage
+from xenkeep.system.helper_protocol import RequestError
 from xenkeep.system.netconf import (
     NETWORK_FILE,
     TIMESYNCD_FILE,
+    UnrepresentableError,
     render_network,
     render_timesyncd,
 )
@@ -82,7 +84,12 @@ class Applier:
             await self._reload_network()
         elif req.op == "network.static":
             assert req.network is not None
-            text = render_network(req.network)
+            try:
+                text = render_network(req.network)
+            except UnrepresentableError as exc:
+                # Validation lets nothing through that gets here; if it did,
+                # refusing beats writing a file networkd would read otherwise.
+                raise RequestError(str(exc)) from None
             await asyncio.to_thread(write_atomic, self._path(NETWORK_FILE), text)
             await self._reload_network()
         elif req.op == "ntp.set":

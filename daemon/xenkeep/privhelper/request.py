@@ -69,7 +69,7 @@ def _device(raw: Mapping[str, Any], *, confirm: bool) -> str:
     args = _args(raw, {"device", "confirm"} if confirm else {"device"})
     device = _string(args, "device")
     assert device is not None
-    if not DEVICE_NAME.match(device):
+    if not DEVICE_NAME.fullmatch(device):
         raise RequestError(
             f"{device!r} is not a disk name (a kernel name such as xvdb, no /dev/)", "device"
         )

@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
 
+from xenkeep.system.netconf import Entry, UnrepresentableError, render_systemd_file
+
 #: The columns the parser needs; all exist in util-linux 2.38 (bookworm).
 LSBLK_COLUMNS = "NAME,PATH,SIZE,TYPE,RO,RM,FSTYPE,LABEL,UUID,MODEL,SERIAL,MOUNTPOINTS,PKNAME"
 LSBLK_ARGV = ["lsblk", "--json", "--bytes", "-o", LSBLK_COLUMNS]
@@ -33,8 +35,9 @@ SUPPORTED_FSTYPES = ("xfs", "ext4", "btrfs")
 #: wipefs signature types that mean "this disk is partitioned".
 PARTITION_TABLES = frozenset({"gpt", "dos", "PMBR", "atari", "bsd", "sun", "sgi", "mac"})
 #: A kernel block device name: no slash, no dot, nothing a path could hide in.
-DEVICE_NAME = re.compile(r"^[a-z][a-z0-9]{0,31}$")
-_UUID = re.compile(r"^[0-9A-Fa-f-]{1,64}$")
+#: Use with fullmatch: "$" alone also matches before a final newline.
+DEVICE_NAME = re.compile(r"[a-z][a-z0-9]{0,31}")
+_UUID = re.compile(r"[0-9A-Fa-f-]{1,64}")
 _KIND = {"part": "partition", "lvm": "LVM volume", "crypt": "encrypted volume"}
 
 
@@ -349,36 +352,56 @@ def mount_unit_name(mountpoint: str | os.PathLike[str]) -> str:
     return "".join(out) + ".mount"
 
 
+def _notes(text: str) -> list[Entry]:
+    return [("#", line) for line in text.splitlines()]
+
+
 def render_mount_unit(uuid: str, fstype: str, mountpoint: str | os.PathLike[str]) -> str:
-    """The mount unit of the backup disk, named :func:`mount_unit_name`."""
-    if not _UUID.match(uuid):
+    """The mount unit of the backup disk, named :func:`mount_unit_name`.
+
+    The UUID comes from the disk (whoever made its filesystem chose it): it
+    is checked here, and the file goes through the one serializer of the
+    helper's files, :func:`xenkeep.system.netconf.render_systemd_file`.
+    """
+    if not _UUID.fullmatch(uuid):
         raise BlockDevError(f"not a filesystem UUID: {uuid!r}")
     if fstype not in SUPPORTED_FSTYPES:
         raise BlockDevError(f"not a supported filesystem: {fstype!r}")
-    return (
-        "# The XenKeep backup disk, written by xenkeep-privhelper (storage.format,\n"
-        "# storage.attach); storage.detach removes it.\n"
-        "[Unit]\n"
-        "Description=XenKeep backup storage\n"
-        "# tmpfiles makes the mount point, root's, so that the daemon cannot write\n"
-        "# to the root filesystem while no disk is mounted: mount on top of it.\n"
-        "# (No cycle: with nofail below, the mount is not ordered before\n"
-        "# local-fs.target, which tmpfiles-setup comes after.)\n"
-        "After=systemd-tmpfiles-setup.service\n"
-        "Before=xenkeepd.service\n"
-        "\n"
-        "[Mount]\n"
-        f"What=/dev/disk/by-uuid/{uuid}\n"
-        f"Where={mountpoint}\n"
-        f"Type={fstype}\n"
-        "# nofail: local-fs.target is not ordered after this mount, so a missing\n"
-        "# disk does not hold up the boot. Backups are data: no devices, no\n"
-        "# programs, no set-uid files on them.\n"
-        "Options=noatime,nodev,nosuid,noexec,nofail\n"
-        "\n"
-        "[Install]\n"
-        "# Deliberately not local-fs.target: a backup disk missing at boot (detached\n"
-        "# in XenServer, or broken) must leave the appliance reachable, with the UI\n"
-        "# saying so, rather than drop it into emergency mode on the console.\n"
-        "WantedBy=multi-user.target\n"
-    )
+    unit: list[Entry] = [
+        ("Description", "XenKeep backup storage"),
+        *_notes(
+            "tmpfiles makes the mount point, root's, so that the daemon cannot write\n"
+            "to the root filesystem while no disk is mounted: mount on top of it.\n"
+            "(No cycle: with nofail below, the mount is not ordered before\n"
+            "local-fs.target, which tmpfiles-setup comes after.)"
+        ),
+        ("After", "systemd-tmpfiles-setup.service"),
+        ("Before", "xenkeepd.service"),
+    ]
+    mount: list[Entry] = [
+        ("What", f"/dev/disk/by-uuid/{uuid}"),
+        ("Where", str(mountpoint)),
+        ("Type", fstype),
+        *_notes(
+            "nofail: local-fs.target is not ordered after this mount, so a missing\n"
+            "disk does not hold up the boot. Backups are data: no devices, no\n"
+            "programs, no set-uid files on them."
+        ),
+        ("Options", "noatime,nodev,nosuid,noexec,nofail"),
+    ]
+    install: list[Entry] = [
+        *_notes(
+            "Deliberately not local-fs.target: a backup disk missing at boot\n"
+            "(detached in XenServer, or broken) must leave the appliance reachable,\n"
+            "with the UI saying so, rather than drop it into emergency mode."
+        ),
+        ("WantedBy", "multi-user.target"),
+    ]
+    header = [
+        "The XenKeep backup disk, written by xenkeep-privhelper (storage.format,",
+        "storage.attach); storage.detach removes it.",
+    ]
+    try:
+        return render_systemd_file(header, [("Unit", unit), ("Mount", mount), ("Install", install)])
+    except UnrepresentableError as exc:
+        raise BlockDevError(str(exc)) from None
