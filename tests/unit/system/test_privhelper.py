@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from tests.support.privhelper import serving
-from tests.unit.system.lsblk_samples import OLD_UUID, xen_appliance_json
+from tests.unit.system.lsblk_samples import OLD_UUID, ROOT_UUID, btrfs_root, xen_appliance_json
 from xenkeep.privhelper.applier import Applier
 from xenkeep.privhelper.request import parse_request
 from xenkeep.privhelper.server import Server
@@ -230,8 +230,9 @@ class FakeDisks:
     as wiping, formatting or mounting.
     """
 
-    def __init__(self, lsblk: str) -> None:
+    def __init__(self, lsblk: str, wipefs: str = '{"signatures": []}') -> None:
         self.lsblk = lsblk
+        self.wipefs = wipefs
         self.calls: list[list[str]] = []
 
     async def __call__(
@@ -241,15 +242,15 @@ class FakeDisks:
         if argv[0] == "lsblk":
             return self.lsblk
         if argv[:2] == ["wipefs", "--json"]:
-            return '{"signatures": []}'
+            return self.wipefs
         raise AssertionError(f"a refused request ran {argv}")
 
 
 def storage_applier(
-    tmp_path: Path, lsblk: str, mountinfo: str = "", owner: str = "nobody"
+    tmp_path: Path, lsblk: str, mountinfo: str = "", owner: str = "nobody", wipefs: str = ""
 ) -> tuple[Applier, FakeDisks]:
     (tmp_path / "mountinfo").write_text(mountinfo)
-    fake = FakeDisks(lsblk)
+    fake = FakeDisks(lsblk, wipefs or '{"signatures": []}')
     applier = Applier(
         tmp_path / "root",
         fake,
@@ -349,3 +350,27 @@ async def test_refusal_over_the_socket_names_the_field(tmp_path: Path) -> None:
         # The connection survived the refusal: the next request is answered.
         disks = await call("storage.disks", path=path)
         assert [d["name"] for d in disks["disks"]] == ["xvda", "xvdb", "xvdc", "xvde"]
+
+
+@pytest.mark.parametrize("udev_knows", [True, False], ids=["listed", "probed"])
+async def test_storage_refuses_the_second_device_of_a_btrfs_root(
+    tmp_path: Path, udev_knows: bool
+) -> None:
+    # Attached, it would mount the root filesystem again at the mount point
+    # and give its top directory to the daemon; formatted, it would break /.
+    lsblk = btrfs_root() if udev_knows else btrfs_root(fstype=None, uuid=None)
+    probe = json.dumps({"signatures": [{"offset": "0x10040", "type": "btrfs", "uuid": ROOT_UUID}]})
+    applier, fake = storage_applier(tmp_path, lsblk, owner="nobody", wipefs=probe)
+    for line in (
+        req("storage.attach", device="xvdb"),
+        req("storage.format", device="xvdb", confirm="xvdb"),
+    ):
+        with pytest.raises(RequestError, match="xvdb cannot be used: it holds the root") as info:
+            await applier.apply(parse_request(line))
+        assert info.value.field == "device"
+    disks = {
+        d["name"]: d for d in (await applier.apply(parse_request(req("storage.disks"))))["disks"]
+    }
+    assert disks["xvdb"]["in_use"] == "holds the root filesystem"
+    assert {argv[0] for argv in fake.calls} <= {"lsblk", "wipefs"}
+    assert not (tmp_path / "root").exists()
