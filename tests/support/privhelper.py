@@ -24,6 +24,7 @@ from xenkeep.privhelper.applier import Applier
 from xenkeep.privhelper.server import Server, serve
 from xenkeep.system.blockdev import find_mount, mount_unit_name
 from xenkeep.system.helper import call
+from xenkeep.system.helper_protocol import DAEMON_OPERATIONS
 from xenkeep.system.run import output
 
 DISK_SIZE = 300 * 1024 * 1024
@@ -185,7 +186,9 @@ async def appliance(tmp_path: Path, loop_disks: Callable[[], str]) -> AsyncItera
         mountpoint=PurePosixPath(mountpoint),
         owner=OWNER,
     )
-    async with serving(Server(applier, {os.getuid()}), tmp_path / "helper.sock") as path:
+    # The storage operations as the daemon calls them: with the daemon's rights.
+    callers = {os.getuid(): DAEMON_OPERATIONS}
+    async with serving(Server(applier, callers), tmp_path / "helper.sock") as path:
         yield Appliance(path, root, mountpoint, systemd, loop_disks)
 
 

@@ -10,9 +10,10 @@ client is :mod:`xenkeep.system.helper`. The daemon process never imports this
 package (a test starts the daemon's app and checks).
 
     request.py   decoding and validating a request line
-    applier.py   carrying it out: network, NTP, console account
+    applier.py   carrying it out: network, NTP (and, for the first boot only,
+                 the console password: no socket operation sets it)
     storage.py   ... and the backup disk (list, format, attach, detach)
     files.py     the file changes, atomic
-    server.py    the socket: peer credentials, one operation at a time
+    server.py    the socket: peer credentials, what each uid may call, one at a time
     __main__.py  the entry point of xenkeep-privhelper.service
 """

@@ -1,4 +1,4 @@
-"""Carrying out a validated request on the system: network, NTP, account, backup disk.
+"""Carrying out a validated request on the system: network, NTP, backup disk.
 
 The helper's server (:mod:`.server`) hands each request here once
 :mod:`.request` has validated it; the first boot
@@ -17,13 +17,16 @@ from xenkeep import __version__
 from xenkeep.privhelper.files import write_atomic
 from xenkeep.privhelper.request import Request
 from xenkeep.privhelper.storage import BACKUP_MOUNTPOINT, BackupStorage
+from xenkeep.system.helper_protocol import RequestError
 from xenkeep.system.netconf import (
     NETWORK_FILE,
     TIMESYNCD_FILE,
+    UnrepresentableError,
     render_network,
     render_timesyncd,
 )
 from xenkeep.system.run import Run, output
+from xenkeep.system.vmdata import validate_password
 
 #: The console/SSH account; also the daemon's user (sysusers.d/xenkeep.conf).
 ACCOUNT = "xenkeep"
@@ -81,17 +84,28 @@ class Applier:
             await self._reload_network()
         elif req.op == "network.static":
             assert req.network is not None
-            text = render_network(req.network)
+            try:
+                text = render_network(req.network)
+            except UnrepresentableError as exc:
+                # Validation lets nothing through that gets here; if it did,
+                # refusing beats writing a file networkd would read otherwise.
+                raise RequestError(str(exc)) from None
             await asyncio.to_thread(write_atomic, self._path(NETWORK_FILE), text)
             await self._reload_network()
         elif req.op == "ntp.set":
             await self.set_ntp(req.ntp)
-        elif req.op == "account.password":
-            # chpasswd hashes with the system's default (yescrypt on bookworm).
-            await self._run(["chpasswd"], f"{ACCOUNT}:{req.password}\n".encode())
-        elif req.op == "account.lock":
-            await self._run(["usermod", "--lock", ACCOUNT], None)
         return {}
+
+    async def set_console_password(self, password: str) -> None:
+        """Set the console/SSH account's password: the first boot's vm-data seed only.
+
+        Deliberately no operation of the socket: the account is the daemon's
+        user too, so a daemon that could set it could log in over SSH.
+        """
+        # chpasswd reads "user:password" lines: the same check as vm-data's.
+        line = f"{ACCOUNT}:{validate_password(password)}\n"
+        # chpasswd hashes with the system's default (yescrypt on bookworm).
+        await self._run(["chpasswd"], line.encode())
 
     async def set_ntp(self, servers: tuple[str, ...]) -> None:
         """Write (or remove, for none) the timesyncd drop-in."""

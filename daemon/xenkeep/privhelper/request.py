@@ -21,10 +21,13 @@ from xenkeep.system.netconf import (
     parse_ntp_servers,
     parse_static_network,
 )
-from xenkeep.system.vmdata import validate_password
 
 #: Operations that take no argument at all.
-_NO_ARGS = frozenset({"ping", "network.dhcp", "account.lock", "storage.disks", "storage.detach"})
+_NO_ARGS = frozenset({"ping", "network.dhcp", "storage.disks", "storage.detach"})
+
+
+class NotAllowedError(RequestError):
+    """An operation that exists, but not for this caller."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +37,6 @@ class Request:
     op: str
     network: StaticNetwork | None = None
     ntp: tuple[str, ...] = ()
-    password: str = ""
     device: str = ""
 
 
@@ -67,7 +69,7 @@ def _device(raw: Mapping[str, Any], *, confirm: bool) -> str:
     args = _args(raw, {"device", "confirm"} if confirm else {"device"})
     device = _string(args, "device")
     assert device is not None
-    if not DEVICE_NAME.match(device):
+    if not DEVICE_NAME.fullmatch(device):
         raise RequestError(
             f"{device!r} is not a disk name (a kernel name such as xvdb, no /dev/)", "device"
         )
@@ -76,8 +78,13 @@ def _device(raw: Mapping[str, Any], *, confirm: bool) -> str:
     return device
 
 
-def parse_request(line: bytes) -> Request:
-    """Decode and validate one request line; raise RequestError."""
+def parse_request(line: bytes, allowed: frozenset[str] = frozenset(OPERATIONS)) -> Request:
+    """Decode and validate one request line from a caller ``allowed`` some operations.
+
+    Raise RequestError. An operation the caller may not call is refused
+    before its arguments are read, so its checks are no part of what the
+    caller can probe.
+    """
     if len(line) > MAX_REQUEST:
         raise RequestError("request too large")
     try:
@@ -89,6 +96,8 @@ def parse_request(line: bytes) -> Request:
     op = obj.get("op")
     if op not in OPERATIONS:
         raise RequestError(f"unknown operation {op!r}", field="op")
+    if op not in allowed:
+        raise NotAllowedError(f"{op} is root's only, not this caller's", field="op")
     raw_args = obj.get("args", {})
     if not isinstance(raw_args, dict):
         raise RequestError("args must be an object", field="args")
@@ -117,12 +126,5 @@ def _parse_args(op: str, raw_args: Mapping[str, Any]) -> Request:
     if op == "ntp.set":
         args = _args(raw_args, {"servers"})
         return Request(op, ntp=parse_ntp_servers(_string_list(args, "servers")))
-    if op in ("storage.format", "storage.attach"):
-        return Request(op, device=_device(raw_args, confirm=op == "storage.format"))
-    args = _args(raw_args, {"password"})
-    password = _string(args, "password")
-    assert password is not None
-    try:
-        return Request(op, password=validate_password(password))
-    except ValueError as exc:
-        raise RequestError(str(exc), field="password") from None
+    assert op in ("storage.format", "storage.attach"), op
+    return Request(op, device=_device(raw_args, confirm=op == "storage.format"))

@@ -3,8 +3,10 @@
 systemd listens on ``/run/xenkeep-privhelper.sock`` (``root:xenkeep``, mode
 0660) and starts the helper on the first connection, passing the listening
 socket as file descriptor 3. Only root and the ``xenkeep`` account may talk
-to it (``SO_PEERCRED``); one operation runs at a time, so two network changes
-never interleave.
+to it (``SO_PEERCRED``), and the ``xenkeep`` account (the daemon's uid) only
+to :data:`~xenkeep.system.helper_protocol.DAEMON_OPERATIONS`: the rest is
+root's, refused before its arguments are even read. One operation runs at a
+time, so two network changes never interleave.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ import os
 import pwd
 import socket
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from xenkeep.privhelper.applier import ACCOUNT, Applier
-from xenkeep.privhelper.request import parse_request
+from xenkeep.privhelper.request import NotAllowedError, parse_request
 from xenkeep.system.helper_protocol import (
+    DAEMON_OPERATIONS,
     MAX_REQUEST,
+    OPERATIONS,
     SOCKET_PATH,
     RequestError,
     encode_answer,
@@ -43,20 +48,24 @@ def peer_uid(sock: socket.socket) -> int:
     return int(uid)
 
 
-def allowed_uids() -> set[int]:
-    """Root and the xenkeep account may talk to the helper."""
-    uids = {0}
+#: What a uid may call, for each uid that may connect at all.
+Callers = Mapping[int, frozenset[str]]
+
+
+def allowed_uids() -> Callers:
+    """Root may call every operation; the xenkeep account (the daemon) its own few."""
+    uids: dict[int, frozenset[str]] = {0: frozenset(OPERATIONS)}
     with contextlib.suppress(KeyError):
-        uids.add(pwd.getpwnam(ACCOUNT).pw_uid)
+        uids[pwd.getpwnam(ACCOUNT).pw_uid] = DAEMON_OPERATIONS
     return uids
 
 
 class Server:
     """Serves requests on a listening unix socket, one line at a time."""
 
-    def __init__(self, applier: Applier, allowed: set[int]) -> None:
+    def __init__(self, applier: Applier, callers: Callers) -> None:
         self._applier = applier
-        self._allowed = allowed
+        self._callers = callers
         # One operation at a time: two network changes must not interleave.
         self._lock = asyncio.Lock()
 
@@ -65,7 +74,7 @@ class Server:
         sock = writer.get_extra_info("socket")
         try:
             uid = peer_uid(sock)
-            if uid not in self._allowed:
+            if uid not in self._callers:
                 log.warning("refused a connection from uid %d", uid)
                 await self._answer(writer, error_answer("permission denied"))
                 return
@@ -77,15 +86,19 @@ class Server:
                 except asyncio.LimitOverrunError:
                     await self._answer(writer, error_answer("request too large"))
                     return
-                await self._answer(writer, await self._one(line, uid))
+                await self._answer(writer, await self._one(line, uid, self._callers[uid]))
         except (ConnectionError, OSError):
             return
         finally:
             writer.close()
 
-    async def _one(self, line: bytes, uid: int) -> dict[str, Any]:
+    async def _one(self, line: bytes, uid: int, allowed: frozenset[str]) -> dict[str, Any]:
         try:
-            req = parse_request(line.strip())
+            req = parse_request(line.strip(), allowed)
+        except NotAllowedError as exc:
+            # Worth a trace: the daemon never asks for these on its own.
+            log.warning("uid %d refused: %s", uid, exc)
+            return error_answer(str(exc), exc.field)
         except RequestError as exc:
             return error_answer(str(exc), exc.field)
         async with self._lock:

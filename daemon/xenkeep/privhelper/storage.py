@@ -25,9 +25,10 @@ what the daemon says it saw.
 
 ``storage.disks`` answers with every disk (``in_use`` empty when it may be
 formatted, else why not: "holds the root filesystem", "partition xvda1 is
-mounted at /boot", "read-only", ...), what is mounted at the mount point now
-(``mounted``) and what the mount unit names (``configured``: a configured
-disk that is not mounted is missing or broken).
+mounted at /boot", "holds part of the btrfs filesystem at /data" for a member
+of a filesystem mounted through another device, "read-only", ...), what is
+mounted at the mount point now (``mounted``) and what the mount unit names
+(``configured``: a configured disk that is not mounted is missing or broken).
 """
 
 from __future__ import annotations
@@ -52,9 +53,11 @@ from xenkeep.system.blockdev import (
     Signature,
     find_mount,
     mount_unit_name,
+    mounted_uuids,
     parse_lsblk,
     parse_wipefs,
     render_mount_unit,
+    signature_in_use,
     with_signature,
 )
 from xenkeep.system.helper_protocol import LONG_TIMEOUT, MOUNT_TIMEOUT, RequestError
@@ -114,8 +117,13 @@ class BackupStorage:
             raise RuntimeError(str(exc)) from None
 
     async def _disks(self) -> list[BlockDisk]:
+        return (await self._reading())[0]
+
+    async def _reading(self) -> tuple[list[BlockDisk], dict[str, tuple[str, ...]]]:
+        """The disks, and the UUIDs of mounted filesystems with their mount points."""
         text = await self._run(LSBLK_ARGV, None)
         disks = parse_lsblk(text, include_loop=self._include_loop)
+        mounted = mounted_uuids(text)
         # lsblk takes filesystems from the udev database, which lags behind a
         # fresh mkfs (and is absent without udev): ask the disk itself.
         out = []
@@ -127,9 +135,9 @@ class BackupStorage:
                     log.warning("cannot probe %s: %s", disk.path, exc)
                     sigs = []
                 if sigs:
-                    disk = with_signature(disk, sigs[0])
+                    disk = with_signature(disk, sigs[0], mounted)
             out.append(disk)
-        return out
+        return out, mounted
 
     async def _signatures(self, disk: BlockDisk) -> list[Signature]:
         # Without -a, wipefs only lists what it would erase.
@@ -190,7 +198,7 @@ class BackupStorage:
             "configured": await self._configured(),
         }
 
-    async def _candidate(self, device: str) -> BlockDisk:
+    async def _candidate(self, device: str) -> tuple[BlockDisk, dict[str, tuple[str, ...]]]:
         entry = await self._mounted_entry()
         if entry is not None:
             raise RequestError(
@@ -198,18 +206,18 @@ class BackupStorage:
                 "detach it first",
                 "device",
             )
-        disks = await self._disks()
+        disks, mounted = await self._reading()
         disk = next((d for d in disks if d.name == device), None)
         if disk is None:
             names = ", ".join(d.name for d in disks if not d.in_use) or "none"
             raise RequestError(f"there is no disk {device} (free disks: {names})", "device")
         if disk.in_use:
             raise RequestError(f"{device} cannot be used: it {disk.in_use}", "device")
-        return disk
+        return disk, mounted
 
     async def _format(self, device: str) -> dict[str, Any]:
         self._owner_ids()
-        disk = await self._candidate(device)
+        disk, _ = await self._candidate(device)
         if disk.size < MIN_FORMAT_SIZE:
             raise RequestError(f"{device} is too small: XFS needs at least 300 MiB", "device")
         log.warning("formatting %s (%d bytes) as the backup storage", disk.path, disk.size)
@@ -227,7 +235,7 @@ class BackupStorage:
 
     async def _attach(self, device: str) -> dict[str, Any]:
         self._owner_ids()
-        disk = await self._candidate(device)
+        disk, mounted = await self._candidate(device)
         if disk.partitions:
             raise RequestError(
                 f"{device} is partitioned ({', '.join(disk.partitions)}); "
@@ -242,6 +250,12 @@ class BackupStorage:
                 f"{device} has no filesystem: format it to use it as backup storage", "device"
             )
         fs = sigs[0]
+        # The probe is fresher than the listing: a member of a mounted
+        # multi-device filesystem must not be mounted a second time here (a
+        # btrfs root would come up at the mount point, its root the daemon's).
+        reason = signature_in_use(fs, mounted)
+        if reason:
+            raise RequestError(f"{device} cannot be used: it {reason}", "device")
         if fs.type not in SUPPORTED_FSTYPES:
             raise RequestError(
                 f"{device} holds {fs.type}; XenKeep attaches only " + ", ".join(SUPPORTED_FSTYPES),

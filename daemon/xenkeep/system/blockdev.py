@@ -7,7 +7,10 @@ tests can feed recorded output:
 - :func:`parse_lsblk` reads ``lsblk --json`` (:data:`LSBLK_ARGV`, util-linux
   2.38: the ``MOUNTPOINTS`` column lists every mount of a device, swap as
   ``[SWAP]``) and keeps the whole disks, each with ``in_use``: empty when the
-  disk may be formatted, else why not, in plain words.
+  disk may be formatted, else why not, in plain words. A device that holds
+  part of a mounted filesystem is in use even without a mount point of its
+  own: a btrfs spanning devices is mounted through one of them, and every
+  member carries the same filesystem UUID (:func:`mounted_uuids`).
 - :func:`parse_wipefs` reads ``wipefs --json`` (which, without ``-a``, only
   lists signatures): a probe of one disk that does not depend on the udev
   database lsblk reads, so it is right even just after ``mkfs``.
@@ -21,9 +24,12 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
+
+from xenkeep.system.netconf import Entry, UnrepresentableError, render_systemd_file
 
 #: The columns the parser needs; all exist in util-linux 2.38 (bookworm).
 LSBLK_COLUMNS = "NAME,PATH,SIZE,TYPE,RO,RM,FSTYPE,LABEL,UUID,MODEL,SERIAL,MOUNTPOINTS,PKNAME"
@@ -33,8 +39,9 @@ SUPPORTED_FSTYPES = ("xfs", "ext4", "btrfs")
 #: wipefs signature types that mean "this disk is partitioned".
 PARTITION_TABLES = frozenset({"gpt", "dos", "PMBR", "atari", "bsd", "sun", "sgi", "mac"})
 #: A kernel block device name: no slash, no dot, nothing a path could hide in.
-DEVICE_NAME = re.compile(r"^[a-z][a-z0-9]{0,31}$")
-_UUID = re.compile(r"^[0-9A-Fa-f-]{1,64}$")
+#: Use with fullmatch: "$" alone also matches before a final newline.
+DEVICE_NAME = re.compile(r"[a-z][a-z0-9]{0,31}")
+_UUID = re.compile(r"[0-9A-Fa-f-]{1,64}")
 _KIND = {"part": "partition", "lvm": "LVM volume", "crypt": "encrypted volume"}
 
 
@@ -184,15 +191,32 @@ def _mount_words(mountpoint: str) -> str:
     return "is swap" if mountpoint == "[SWAP]" else f"is mounted at {mountpoint}"
 
 
-def _in_use(disk: _Node, below: list[_Node]) -> str:
-    if any("/" in n.mountpoints for n in (disk, *below)):
+def _kind(node: _Node) -> str:
+    return _KIND.get(node.type, "RAID array" if node.type.startswith("raid") else node.type)
+
+
+def _part_of(node: _Node, mounted: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """Where the filesystem ``node`` is a member of is mounted through another device."""
+    if node.mountpoints or node.uuid is None:
+        return ()
+    return mounted.get(node.uuid, ())
+
+
+def _part_words(node: _Node, mounted: dict[str, tuple[str, ...]]) -> list[str]:
+    fs = node.fstype or "same"
+    return [f"holds part of the {fs} filesystem at {m}" for m in _part_of(node, mounted)]
+
+
+def _in_use(disk: _Node, below: list[_Node], mounted: dict[str, tuple[str, ...]]) -> str:
+    if any("/" in n.mountpoints or "/" in _part_of(n, mounted) for n in (disk, *below)):
+        # A second device of a btrfs root is as much the root as the first.
         return "holds the root filesystem"
-    reasons = [_mount_words(m) for m in disk.mountpoints]
+    reasons = [_mount_words(m) for m in disk.mountpoints] + _part_words(disk, mounted)
     if disk.fstype == "swap" and "is swap" not in reasons:
         reasons.append("is swap")
     for node in below:
-        kind = _KIND.get(node.type, "RAID array" if node.type.startswith("raid") else node.type)
-        words = [_mount_words(m) for m in node.mountpoints]
+        kind = _kind(node)
+        words = [_mount_words(m) for m in node.mountpoints] + _part_words(node, mounted)
         if not words and node.fstype == "swap":
             words = ["is swap"]
         if not words and node.type != "part":
@@ -208,6 +232,36 @@ def _in_use(disk: _Node, below: list[_Node]) -> str:
     return "; ".join(reasons)
 
 
+def _mounted_uuids(nodes: Iterable[_Node]) -> dict[str, tuple[str, ...]]:
+    # A filesystem on several devices (btrfs RAID, a second device added to
+    # the root) is mounted through one of them: the others show no mount
+    # point, only the filesystem's UUID, the same on every member.
+    mounted: dict[str, tuple[str, ...]] = {}
+    for node in nodes:
+        if node.uuid is not None and node.mountpoints:
+            mounted[node.uuid] = tuple(
+                dict.fromkeys((*mounted.get(node.uuid, ()), *node.mountpoints))
+            )
+    return mounted
+
+
+def mounted_uuids(text: str) -> dict[str, tuple[str, ...]]:
+    """The UUIDs of mounted filesystems in ``lsblk --json`` output, with their mount points."""
+    nodes: dict[str, _Node] = {}
+    _walk(_blockdevices(text), None, nodes, {})
+    return _mounted_uuids(nodes.values())
+
+
+def _blockdevices(text: str) -> Any:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BlockDevError(f"lsblk output is not JSON: {exc}") from None
+    if not isinstance(obj, dict) or "blockdevices" not in obj:
+        raise BlockDevError('lsblk output has no "blockdevices" list')
+    return obj["blockdevices"]
+
+
 def parse_lsblk(text: str, *, include_loop: bool = False) -> list[BlockDisk]:
     """The whole disks in ``lsblk --json`` output (:data:`LSBLK_ARGV`).
 
@@ -216,15 +270,10 @@ def parse_lsblk(text: str, *, include_loop: bool = False) -> list[BlockDisk]:
     but a disk's partitions and holders decide its ``in_use``. Raise
     :class:`BlockDevError` on output that is not what lsblk prints.
     """
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BlockDevError(f"lsblk output is not JSON: {exc}") from None
-    if not isinstance(obj, dict) or "blockdevices" not in obj:
-        raise BlockDevError('lsblk output has no "blockdevices" list')
     nodes: dict[str, _Node] = {}
     children: dict[str, list[str]] = {}
-    _walk(obj["blockdevices"], None, nodes, children)
+    _walk(_blockdevices(text), None, nodes, children)
+    mounted = _mounted_uuids(nodes.values())
     kinds = ("disk", "loop") if include_loop else ("disk",)
     disks = []
     for node in nodes.values():
@@ -243,7 +292,7 @@ def parse_lsblk(text: str, *, include_loop: bool = False) -> list[BlockDisk]:
                 uuid=node.uuid,
                 mountpoints=node.mountpoints,
                 partitions=tuple(n.name for n in below if n.type == "part"),
-                in_use=_in_use(node, below),
+                in_use=_in_use(node, below, mounted),
             )
         )
     return disks
@@ -292,11 +341,29 @@ def parse_wipefs(text: str) -> list[Signature]:
     return out
 
 
-def with_signature(disk: BlockDisk, sig: Signature) -> BlockDisk:
-    """``disk`` as a probe of the disk itself found it (lsblk knew no filesystem)."""
+def signature_in_use(sig: Signature, mounted: dict[str, tuple[str, ...]]) -> str:
+    """Why a disk whose probe found ``sig`` may not be used (empty: it may)."""
+    if sig.type == "swap":
+        return "is swap"
+    where = mounted.get(sig.uuid, ()) if sig.uuid is not None else ()
+    if "/" in where:
+        return "holds the root filesystem"
+    return "; ".join(f"holds part of the {sig.type} filesystem at {m}" for m in where)
+
+
+def with_signature(
+    disk: BlockDisk, sig: Signature, mounted: dict[str, tuple[str, ...]] | None = None
+) -> BlockDisk:
+    """``disk`` as a probe of the disk itself found it (lsblk knew no filesystem).
+
+    ``mounted`` (:func:`mounted_uuids`) makes a member of a mounted
+    multi-device filesystem in use, as :func:`parse_lsblk` does when udev
+    already knew the member.
+    """
     in_use = disk.in_use
-    if sig.type == "swap" and "is swap" not in in_use:
-        in_use = "; ".join(r for r in (in_use, "is swap") if r)
+    reason = signature_in_use(sig, mounted or {})
+    if reason and reason not in in_use:
+        in_use = "; ".join(r for r in (in_use, reason) if r)
     return replace(disk, fstype=sig.type, uuid=sig.uuid, label=sig.label, in_use=in_use)
 
 
@@ -349,36 +416,56 @@ def mount_unit_name(mountpoint: str | os.PathLike[str]) -> str:
     return "".join(out) + ".mount"
 
 
+def _notes(text: str) -> list[Entry]:
+    return [("#", line) for line in text.splitlines()]
+
+
 def render_mount_unit(uuid: str, fstype: str, mountpoint: str | os.PathLike[str]) -> str:
-    """The mount unit of the backup disk, named :func:`mount_unit_name`."""
-    if not _UUID.match(uuid):
+    """The mount unit of the backup disk, named :func:`mount_unit_name`.
+
+    The UUID comes from the disk (whoever made its filesystem chose it): it
+    is checked here, and the file goes through the one serializer of the
+    helper's files, :func:`xenkeep.system.netconf.render_systemd_file`.
+    """
+    if not _UUID.fullmatch(uuid):
         raise BlockDevError(f"not a filesystem UUID: {uuid!r}")
     if fstype not in SUPPORTED_FSTYPES:
         raise BlockDevError(f"not a supported filesystem: {fstype!r}")
-    return (
-        "# The XenKeep backup disk, written by xenkeep-privhelper (storage.format,\n"
-        "# storage.attach); storage.detach removes it.\n"
-        "[Unit]\n"
-        "Description=XenKeep backup storage\n"
-        "# tmpfiles makes the mount point, root's, so that the daemon cannot write\n"
-        "# to the root filesystem while no disk is mounted: mount on top of it.\n"
-        "# (No cycle: with nofail below, the mount is not ordered before\n"
-        "# local-fs.target, which tmpfiles-setup comes after.)\n"
-        "After=systemd-tmpfiles-setup.service\n"
-        "Before=xenkeepd.service\n"
-        "\n"
-        "[Mount]\n"
-        f"What=/dev/disk/by-uuid/{uuid}\n"
-        f"Where={mountpoint}\n"
-        f"Type={fstype}\n"
-        "# nofail: local-fs.target is not ordered after this mount, so a missing\n"
-        "# disk does not hold up the boot. Backups are data: no devices, no\n"
-        "# programs, no set-uid files on them.\n"
-        "Options=noatime,nodev,nosuid,noexec,nofail\n"
-        "\n"
-        "[Install]\n"
-        "# Deliberately not local-fs.target: a backup disk missing at boot (detached\n"
-        "# in XenServer, or broken) must leave the appliance reachable, with the UI\n"
-        "# saying so, rather than drop it into emergency mode on the console.\n"
-        "WantedBy=multi-user.target\n"
-    )
+    unit: list[Entry] = [
+        ("Description", "XenKeep backup storage"),
+        *_notes(
+            "tmpfiles makes the mount point, root's, so that the daemon cannot write\n"
+            "to the root filesystem while no disk is mounted: mount on top of it.\n"
+            "(No cycle: with nofail below, the mount is not ordered before\n"
+            "local-fs.target, which tmpfiles-setup comes after.)"
+        ),
+        ("After", "systemd-tmpfiles-setup.service"),
+        ("Before", "xenkeepd.service"),
+    ]
+    mount: list[Entry] = [
+        ("What", f"/dev/disk/by-uuid/{uuid}"),
+        ("Where", str(mountpoint)),
+        ("Type", fstype),
+        *_notes(
+            "nofail: local-fs.target is not ordered after this mount, so a missing\n"
+            "disk does not hold up the boot. Backups are data: no devices, no\n"
+            "programs, no set-uid files on them."
+        ),
+        ("Options", "noatime,nodev,nosuid,noexec,nofail"),
+    ]
+    install: list[Entry] = [
+        *_notes(
+            "Deliberately not local-fs.target: a backup disk missing at boot\n"
+            "(detached in XenServer, or broken) must leave the appliance reachable,\n"
+            "with the UI saying so, rather than drop it into emergency mode."
+        ),
+        ("WantedBy", "multi-user.target"),
+    ]
+    header = [
+        "The XenKeep backup disk, written by xenkeep-privhelper (storage.format,",
+        "storage.attach); storage.detach removes it.",
+    ]
+    try:
+        return render_systemd_file(header, [("Unit", unit), ("Mount", mount), ("Install", install)])
+    except UnrepresentableError as exc:
+        raise BlockDevError(str(exc)) from None

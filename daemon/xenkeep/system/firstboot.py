@@ -4,10 +4,11 @@
 systemd-networkd starts: it reads the keys from xenstore (or QEMU's fw_cfg),
 validates them (:func:`xenkeep.system.vmdata.parse_vm_data`) and applies them
 with the privileged helper's :class:`~xenkeep.privhelper.applier.Applier`, the
-same code the web UI's settings go through. Without keys the appliance uses
-DHCP and the console account stays locked. A key with a bad value is
-reported on the console and ignored as a whole: a half-applied static
-configuration would be worse than DHCP.
+same code the helper's network and NTP operations go through. The console
+password is set here only: no operation of the helper's socket sets it.
+Without keys the appliance uses DHCP and the console account stays locked.
+A key with a bad value is reported on the console and ignored as a whole: a
+half-applied static configuration would be worse than DHCP.
 
 Later boots do nothing (the unit's ``ConditionPathExists=``), so settings an
 administrator changes afterwards survive reboots even when the VM still
@@ -50,7 +51,7 @@ async def apply_seed(data: VmData, applier: Applier) -> list[str]:
         await applier.set_ntp(data.ntp)
         done.append(f"NTP {' '.join(data.ntp)}")
     if data.password is not None:
-        await applier.apply(Request("account.password", password=data.password))
+        await applier.set_console_password(data.password)
         done.append("console account password set")
     else:
         done.append("console account locked")

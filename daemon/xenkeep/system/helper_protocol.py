@@ -17,8 +17,6 @@ Operations:
     network.dhcp       {}                                   -> {}
     network.static     {address: "ip/prefix", gateway?: ip, dns?: [ip, ...]}
     ntp.set            {servers: [host, ...]}  (empty list: the defaults)
-    account.password   {password: str}   sets the console/SSH account's password
-    account.lock       {}                locks it again
     storage.disks      {}                -> {"disks": [disk, ...], "mountpoint": str,
                                              "mounted": {device, uuid, fstype} | null,
                                              "configured": {uuid, fstype} | null}
@@ -29,6 +27,17 @@ Operations:
 
 A ``disk`` is :meth:`xenkeep.system.blockdev.BlockDisk.to_json`. What each
 operation does, and what it refuses, is in :mod:`xenkeep.privhelper`.
+
+Who may call what (:data:`DAEMON_OPERATIONS`): the helper asks "what could a
+compromised daemon do with this?" of every operation. The daemon's uid gets
+only what it uses and what gives it nothing it does not already have: the
+disk listing, and format/attach/detach of a disk that holds no mounted
+filesystem (it can delete its backups anyway). The network and NTP
+operations are root's: a daemon that could rewrite them could cut the
+appliance off its administrators, or skew its clock, for good and across
+restarts. There is no operation on accounts at all: the console password
+comes from vm-data at first boot (applied as root, in-process) or from root
+on the console, never through the daemon.
 
 The helper carries out one operation at a time and bounds every command it
 runs (:data:`COMMAND_TIMEOUT`, :data:`LONG_TIMEOUT`, :data:`MOUNT_TIMEOUT`);
@@ -54,15 +63,17 @@ OPERATIONS: Final = (
     "network.dhcp",
     "network.static",
     "ntp.set",
-    "account.password",
-    "account.lock",
     "storage.disks",
     "storage.format",
     "storage.attach",
     "storage.detach",
 )
+#: What the daemon's uid may call; root may call every operation.
+DAEMON_OPERATIONS: Final = frozenset(
+    {"ping", "storage.disks", "storage.format", "storage.attach", "storage.detach"}
+)
 
-#: Any command the helper runs (systemctl, networkctl, lsblk, chpasswd ...).
+#: Any command the helper runs (systemctl, networkctl, lsblk ...).
 COMMAND_TIMEOUT: Final = 60.0
 #: wipefs, mkfs and chown -R of a large disk outlast the default timeout.
 LONG_TIMEOUT: Final = 15 * 60.0
@@ -78,8 +89,6 @@ CALL_TIMEOUTS: Final[Mapping[str, float]] = {
     "network.dhcp": 2 * COMMAND_TIMEOUT + 10,
     "network.static": 2 * COMMAND_TIMEOUT + 10,
     "ntp.set": COMMAND_TIMEOUT + 10,
-    "account.password": COMMAND_TIMEOUT + 10,
-    "account.lock": COMMAND_TIMEOUT + 10,
     # lsblk and one wipefs probe per blank disk: seconds on a healthy system.
     "storage.disks": 30.0,
     # wipefs -a, mkfs.xfs, blkid, then the mount (and its clean-up on failure).

@@ -5,6 +5,17 @@ and render the files ``systemd-networkd`` and ``systemd-timesyncd`` read.
 Writing them and reloading the services is the privileged helper's job
 (:mod:`xenkeep.privhelper`).
 
+Two fences keep a value from adding a line or a section to those files:
+
+- a strict grammar on input: an IP address is digits, hex, dots and colons
+  only (Python's ``ipaddress`` accepts an IPv6 zone id, ``fe80::1%<any text,
+  newlines included>``, which means nothing in these files), a host name is
+  RFC 1123 labels, and no value holds a control character anywhere;
+- one serializer for every systemd-style file the helper writes
+  (:func:`render_systemd_file`: these and the backup disk's mount unit),
+  which refuses what it cannot write as one ``Key=value`` line instead of
+  writing it.
+
 Files:
 - ``/etc/systemd/network/10-xenkeep.network``: a static configuration. It
   sorts before the image's ``/usr/lib/systemd/network/90-xenkeep-dhcp.network``
@@ -16,6 +27,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -29,9 +42,14 @@ TIMESYNCD_FILE = PurePosixPath("/etc/systemd/timesyncd.conf.d/50-xenkeep.conf")
 MATCH_NAMES = "en* eth*"
 MAX_DNS = 3
 MAX_NTP = 5
+# Used with fullmatch only: "$" alone would also match before a final newline.
 _HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+    r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
 )
+#: What an IP address is written with: no zone id ("%..."), no scope, no space.
+_IP_TEXT = re.compile(r"[0-9A-Fa-f:.]{2,45}")
+_SECTION = re.compile(r"[A-Z][A-Za-z0-9]{0,63}")
+_KEY = re.compile(r"[A-Z][A-Za-z0-9]{0,63}")
 
 
 class NetconfError(ValueError):
@@ -51,20 +69,54 @@ class StaticNetwork:
     dns: tuple[IPAddress, ...]
 
 
-def _split_list(text: str) -> list[str]:
-    return [item for item in re.split(r"[\s,;]+", text.strip()) if item]
+class UnrepresentableError(ValueError):
+    """A value the systemd-file serializer refuses to write (it would not be one line)."""
+
+
+def control_character(text: str) -> str | None:
+    """The first control or line-breaking character in ``text``, or None."""
+    for ch in text:
+        # Cc: C0, DEL and C1 (NEL); Zl/Zp: U+2028/U+2029, line breaks to some readers.
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            return ch
+    return None
+
+
+def check_text(field: str, text: str) -> str:
+    """``text`` if it holds no control character; else NetconfError naming ``field``."""
+    ch = control_character(text)
+    if ch is not None:
+        raise NetconfError(field, f"{text!r} contains a control character ({ch!r})")
+    return text
+
+
+def _split_list(field: str, text: str) -> list[str]:
+    # Spaces separate items too, but nothing else that is blank: a newline
+    # inside a value is refused, not taken as a separator.
+    return [item for item in re.split(r"[ ,;]+", check_text(field, text).strip()) if item]
+
+
+def _items(field: str, values: str | list[str]) -> list[str]:
+    if isinstance(values, str):
+        return _split_list(field, values)
+    return [check_text(field, v).strip() for v in values]
 
 
 def _parse_ip(field: str, text: str) -> IPAddress:
+    value = check_text(field, text).strip()
+    if "%" in value:
+        raise NetconfError(field, f"{text!r}: an IPv6 zone id (%...) has no meaning here")
+    if not _IP_TEXT.fullmatch(value):
+        raise NetconfError(field, f"{text!r} is not an IP address")
     try:
-        return ipaddress.ip_address(text.strip())
+        return ipaddress.ip_address(value)
     except ValueError:
         raise NetconfError(field, f"{text!r} is not an IP address") from None
 
 
 def _prefix_length(netmask: str, version: int) -> int:
-    text = netmask.strip().lstrip("/")
-    if text.isdigit():
+    text = check_text("netmask", netmask).strip().lstrip("/")
+    if text.isascii() and text.isdigit():
         prefix = int(text)
         if not 0 < prefix <= (32 if version == 4 else 128):
             raise NetconfError("netmask", f"prefix length {prefix} is out of range")
@@ -102,7 +154,7 @@ def parse_static_network(
     ):
         raise NetconfError("ip", f"{address} is the network or broadcast address of /{prefix}")
     gw: IPAddress | None = None
-    if gateway is not None and gateway.strip():
+    if gateway is not None and check_text("gateway", gateway).strip():
         gw = _parse_ip("gateway", gateway)
         if gw.version != address.version:
             raise NetconfError("gateway", "the gateway and the address are not the same IP version")
@@ -110,7 +162,7 @@ def parse_static_network(
             raise NetconfError("gateway", f"{gw} is outside {interface.network}")
         if gw == address:
             raise NetconfError("gateway", "the gateway is the appliance's own address")
-    servers = _split_list(dns) if isinstance(dns, str) else [d.strip() for d in dns]
+    servers = _items("dns", dns)
     if len(servers) > MAX_DNS:
         raise NetconfError("dns", f"at most {MAX_DNS} DNS servers")
     dns_ips = tuple(_parse_ip("dns", s) for s in servers)
@@ -119,47 +171,90 @@ def parse_static_network(
 
 def parse_ntp_servers(servers: str | list[str]) -> tuple[str, ...]:
     """Validate NTP servers (host names or IP addresses); empty means the defaults."""
-    items = _split_list(servers) if isinstance(servers, str) else [s.strip() for s in servers]
+    items = _items("ntp", servers)
     if len(items) > MAX_NTP:
         raise NetconfError("ntp", f"at most {MAX_NTP} NTP servers")
     out = []
     for item in items:
-        try:
-            out.append(str(ipaddress.ip_address(item)))
+        if ":" in item or "%" in item or item.replace(".", "").isdigit():
+            # Only an address has a colon (IPv6), a zone id or nothing but
+            # digits and dots (IPv4): it gets the strict address grammar.
+            out.append(str(_parse_ip("ntp", item)))
             continue
-        except ValueError:
-            pass
-        if not _HOSTNAME.match(item) or item.replace(".", "").isdigit():
+        if not _HOSTNAME.fullmatch(item):
             raise NetconfError("ntp", f"{item!r} is neither a host name nor an IP address")
         out.append(item.lower())
     return tuple(out)
 
 
+#: One line of a section: ``(key, value)``; the key ``"#"`` makes a comment line.
+Entry = tuple[str, str]
+
+
+def _line_value(what: str, value: str) -> str:
+    ch = control_character(value)
+    if ch is not None:
+        kind = "a line separator" if unicodedata.category(ch) in ("Zl", "Zp") else None
+        raise UnrepresentableError(
+            f"{what}: {value!r} contains {kind or 'a control character'} ({ch!r})"
+        )
+    if value != value.strip():
+        # systemd strips it: what it reads would not be what was checked.
+        raise UnrepresentableError(f"{what}: {value!r} begins or ends with a space")
+    if value.endswith("\\"):
+        # A final backslash continues the line: the next one would join it.
+        raise UnrepresentableError(f"{what}: {value!r} ends with a backslash")
+    return value
+
+
+def render_systemd_file(
+    header: Sequence[str], sections: Sequence[tuple[str, Sequence[Entry]]]
+) -> str:
+    """A systemd-style file (unit, .network, drop-in): ``header`` comment lines, then sections.
+
+    The one way the helper's files are written: each value must fit on its
+    line as it is; anything else raises :class:`UnrepresentableError`
+    rather than be escaped, since the readers' escaping rules differ.
+    """
+    lines = [f"# {_line_value('comment', line)}" if line else "#" for line in header]
+    for i, (name, entries) in enumerate(sections):
+        if not _SECTION.fullmatch(name):
+            raise UnrepresentableError(f"{name!r} is not a section name")
+        if i:
+            lines.append("")
+        lines.append(f"[{name}]")
+        for key, value in entries:
+            if key == "#":
+                lines.append(f"# {_line_value('comment', value)}")
+                continue
+            if not _KEY.fullmatch(key):
+                raise UnrepresentableError(f"{key!r} is not a key name")
+            lines.append(f"{key}={_line_value(key, value)}")
+    return "\n".join(lines) + "\n"
+
+
 def render_network(config: StaticNetwork) -> str:
     """The ``.network`` file of a static configuration."""
-    lines = [
-        "# Written by XenKeep (web UI or vm-data at first boot). Remove for DHCP.",
-        "[Match]",
-        f"Name={MATCH_NAMES}",
-        "",
-        "[Network]",
-        f"Address={config.address.with_prefixlen}",
-    ]
+    network: list[Entry] = [("Address", config.address.with_prefixlen)]
     if config.gateway is not None:
-        lines.append(f"Gateway={config.gateway}")
-    lines.extend(f"DNS={server}" for server in config.dns)
-    # Router advertisements could add a second, unexpected IPv6 address.
-    lines.append("IPv6AcceptRA=no")
-    lines.append("LinkLocalAddressing=ipv6")
-    return "\n".join(lines) + "\n"
+        network.append(("Gateway", str(config.gateway)))
+    network.extend(("DNS", str(server)) for server in config.dns)
+    network += [
+        ("#", "Router advertisements could add a second, unexpected IPv6 address."),
+        ("IPv6AcceptRA", "no"),
+        ("LinkLocalAddressing", "ipv6"),
+    ]
+    return render_systemd_file(
+        ["Written by XenKeep (web UI or vm-data at first boot). Remove for DHCP."],
+        [("Match", [("Name", MATCH_NAMES)]), ("Network", network)],
+    )
 
 
 def render_timesyncd(servers: tuple[str, ...]) -> str:
     """The timesyncd drop-in naming ``servers`` (non-empty)."""
     if not servers:
         raise NetconfError("ntp", "no NTP server given")
-    return (
-        "# Written by XenKeep (web UI or vm-data/ntp at first boot).\n"
-        "[Time]\n"
-        f"NTP={' '.join(servers)}\n"
+    return render_systemd_file(
+        ["Written by XenKeep (web UI or vm-data/ntp at first boot)."],
+        [("Time", [("NTP", " ".join(servers))])],
     )

@@ -27,6 +27,7 @@ from typing import Protocol
 from xenkeep.system.netconf import (
     NetconfError,
     StaticNetwork,
+    control_character,
     parse_ntp_servers,
     parse_static_network,
 )
@@ -167,13 +168,14 @@ def validate_password(password: str) -> str:
     """Check a console account password; return it unchanged.
 
     Any printable text works (deploy scripts pick their own), but no control
-    characters: chpasswd reads ``user:password`` lines.
+    characters (C0, DEL, C1, line separators): chpasswd reads ``user:password``
+    lines.
     """
     if not password:
         raise ValueError("the password is empty")
     if len(password) > 256:
         raise ValueError("the password is longer than 256 characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in password):
+    if control_character(password) is not None:
         raise ValueError("the password contains control characters")
     return password
 

@@ -16,6 +16,7 @@ from typing import Any
 
 GiB = 1 << 30
 OLD_UUID = "6f1e2c1a-7d1b-4c9e-8a55-0d2f3c4b5a69"
+ROOT_UUID = "2d7c9f1e-5a4b-4c3d-8e9f-0a1b2c3d4e5f"
 
 
 def dev(name: str, size: int, type_: str = "disk", **kw: Any) -> dict[str, Any]:
@@ -71,3 +72,14 @@ def xen_appliance_json(**changes: dict[str, Any]) -> str:
     for d in sample["blockdevices"]:
         d.update(changes.get(d["name"], {}))
     return json.dumps(sample, indent=3)
+
+
+def btrfs_root(**xvdb: Any) -> str:
+    """XEN_APPLIANCE with a btrfs root on xvda2 that a second device, xvdb, joined.
+
+    lsblk shows the mount only on the device mountinfo names; the other
+    members of the filesystem carry its UUID and nothing else.
+    """
+    sample = json.loads(xen_appliance_json(xvdb={"fstype": "btrfs", "uuid": ROOT_UUID, **xvdb}))
+    sample["blockdevices"][0]["children"][1].update(fstype="btrfs", uuid=ROOT_UUID)
+    return json.dumps(sample)

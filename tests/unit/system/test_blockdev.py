@@ -8,12 +8,21 @@ import subprocess
 
 import pytest
 
-from tests.unit.system.lsblk_samples import OLD_UUID, XEN_APPLIANCE, GiB, dev, xen_appliance_json
+from tests.unit.system.lsblk_samples import (
+    OLD_UUID,
+    ROOT_UUID,
+    XEN_APPLIANCE,
+    GiB,
+    btrfs_root,
+    dev,
+    xen_appliance_json,
+)
 from xenkeep.system.blockdev import (
     BlockDevError,
     Signature,
     find_mount,
     mount_unit_name,
+    mounted_uuids,
     parse_lsblk,
     parse_wipefs,
     render_mount_unit,
@@ -274,3 +283,38 @@ def test_probed_signature_fills_in_what_lsblk_did_not_know() -> None:
     assert (xfs.fstype, xfs.uuid, xfs.label, xfs.in_use) == ("xfs", OLD_UUID, "xenkeep-bak", "")
     swap = with_signature(xvdb, Signature("swap", 0xFF6, None, None))
     assert swap.in_use == "is swap"
+
+
+def test_the_second_device_of_a_btrfs_root_holds_the_root() -> None:
+    # lsblk shows the mount only on the device the kernel names in mountinfo;
+    # the other members carry nothing but the filesystem's UUID.
+    disks = {d.name: d for d in parse_lsblk(btrfs_root())}
+    assert disks["xvda"].in_use == "holds the root filesystem"
+    assert disks["xvdb"].in_use == "holds the root filesystem"
+    assert disks["xvdc"].in_use == ""
+    # ... and as a partition of another disk.
+    part = dev("xvdb1", GiB, "part", fstype="btrfs", uuid=ROOT_UUID, pkname="xvdb")
+    disks = {d.name: d for d in parse_lsblk(btrfs_root(fstype=None, uuid=None, children=[part]))}
+    assert disks["xvdb"].in_use == "holds the root filesystem"
+
+
+def test_a_member_of_any_mounted_filesystem_is_in_use() -> None:
+    data = "9a8b7c6d-1111-2222-3333-444455556666"
+    sample = xen_appliance_json(
+        xvdb={"fstype": "btrfs", "uuid": data},
+        xvdc={"fstype": "btrfs", "uuid": data, "mountpoints": ["/data"]},
+    )
+    disks = {d.name: d for d in parse_lsblk(sample)}
+    assert disks["xvdb"].in_use == "holds part of the btrfs filesystem at /data"
+    assert disks["xvdc"].in_use == "is mounted at /data"
+    assert mounted_uuids(sample)[data] == ("/data",)
+
+
+def test_a_probe_finds_a_member_udev_did_not_know() -> None:
+    sample = btrfs_root(fstype=None, uuid=None)
+    (xvdb,) = [d for d in parse_lsblk(sample) if d.name == "xvdb"]
+    assert xvdb.in_use == ""
+    sig = Signature(type="btrfs", offset=65536, uuid=ROOT_UUID, label=None)
+    probed = with_signature(xvdb, sig, mounted_uuids(sample))
+    assert probed.in_use == "holds the root filesystem"
+    assert with_signature(xvdb, sig).in_use == ""

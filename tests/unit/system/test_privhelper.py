@@ -10,14 +10,14 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from tests.support.privhelper import serving
-from tests.unit.system.lsblk_samples import OLD_UUID, xen_appliance_json
+from tests.unit.system.lsblk_samples import OLD_UUID, ROOT_UUID, btrfs_root, xen_appliance_json
 from xenkeep.privhelper.applier import Applier
 from xenkeep.privhelper.request import parse_request
 from xenkeep.privhelper.server import Server
 from xenkeep.system.blockdev import LSBLK_ARGV
 from xenkeep.system.firstboot import first_boot
 from xenkeep.system.helper import call
-from xenkeep.system.helper_protocol import RequestError
+from xenkeep.system.helper_protocol import DAEMON_OPERATIONS, OPERATIONS, RequestError
 from xenkeep.system.vmdata import FwCfgSource
 
 
@@ -53,9 +53,9 @@ def req(op: str, **args: object) -> bytes:
         (req("network.static", address="192.0.2.10/24", gateway="10.0.0.1"), "outside", "gateway"),
         (req("network.static", address="127.0.0.1/8"), "cannot be", "address"),
         (req("ntp.set", servers=["ok.example.org", "-bad-"]), "neither", "ntp"),
-        (req("account.password", password=""), "empty", "password"),
-        (req("account.password", password="a\nb"), "control", "password"),
-        (req("account.password", password="x", user="root"), "unexpected argument", "user"),
+        # No operation on accounts: the daemon's uid is the console account.
+        (req("account.password", password="x"), "unknown operation", "op"),
+        (req("account.lock"), "unknown operation", "op"),
         (b"{" + b" " * 20000 + b"}", "too large", ""),
         (req("storage.disks", device="xvdb"), "unexpected argument 'device'", "device"),
         (req("storage.format", device="xvdb"), "type the disk name xvdb", "confirm"),
@@ -93,7 +93,7 @@ async def test_static_then_dhcp(tmp_path: Path) -> None:
     assert rec.calls == []
 
 
-async def test_ntp_and_account(tmp_path: Path) -> None:
+async def test_ntp(tmp_path: Path) -> None:
     rec = Recorder()
     applier = Applier(tmp_path, rec, live=True)
     await applier.apply(parse_request(req("ntp.set", servers=["ntp.example.org"])))
@@ -101,19 +101,24 @@ async def test_ntp_and_account(tmp_path: Path) -> None:
     assert "NTP=ntp.example.org\n" in conf.read_text()
     await applier.apply(parse_request(req("ntp.set", servers=[])))
     assert not conf.exists()
-    await applier.apply(parse_request(req("account.password", password="pa:ss word")))
-    await applier.apply(parse_request(req("account.lock")))
-    assert rec.calls[-2:] == [
-        (["chpasswd"], b"xenkeep:pa:ss word\n"),
-        (["usermod", "--lock", "xenkeep"], None),
-    ]
+    assert rec.calls == [(["systemctl", "try-restart", "systemd-timesyncd.service"], None)] * 2
+
+
+async def test_console_password_only_in_process(tmp_path: Path) -> None:
+    rec = Recorder()
+    applier = Applier(tmp_path, rec, live=False)
+    await applier.set_console_password("pa:ss word")
+    with pytest.raises(ValueError, match="control characters"):
+        await applier.set_console_password("x\nroot:owned")
+    assert rec.calls == [(["chpasswd"], b"xenkeep:pa:ss word\n")]
 
 
 @pytest.fixture
 async def helper(tmp_path: Path) -> AsyncIterator[tuple[Path, Recorder, Path]]:
+    """The helper with this test's uid as root (every operation)."""
     rec = Recorder()
     root = tmp_path / "root"
-    server = Server(Applier(root, rec, live=False), {os.getuid()})
+    server = Server(Applier(root, rec, live=False), {os.getuid(): frozenset(OPERATIONS)})
     async with serving(server, tmp_path / "helper.sock") as path:
         yield path, rec, root
 
@@ -126,17 +131,62 @@ async def test_over_the_socket(helper: tuple[Path, Recorder, Path]) -> None:
     with pytest.raises(RequestError, match="unknown operation") as info:
         await call("reboot", path=path)
     assert info.value.field == "op"
-    await call("account.password", {"password": "hunter2!"}, path=path)
-    assert rec.calls == [(["chpasswd"], b"xenkeep:hunter2!\n")]
+    assert rec.calls == []
 
 
 async def test_refuses_other_users(tmp_path: Path) -> None:
     rec = Recorder()
-    server = Server(Applier(tmp_path, rec, live=False), {os.getuid() + 12345})
+    server = Server(Applier(tmp_path, rec, live=False), {os.getuid() + 12345: DAEMON_OPERATIONS})
     async with serving(server, tmp_path / "helper.sock") as path:
         with pytest.raises(RequestError, match="permission denied"):
-            await call("account.password", {"password": "x"}, path=path)
+            await call("ping", path=path)
     assert rec.calls == []
+
+
+async def test_the_daemon_uid_gets_only_its_own_operations(tmp_path: Path) -> None:
+    """A compromised daemon, over the real socket: no account, no network, fenced disks."""
+    applier, fake = storage_applier(tmp_path, xen_appliance_json())
+    root = tmp_path / "root"
+    daemon = {os.getuid(): DAEMON_OPERATIONS}
+    async with serving(Server(applier, daemon), tmp_path / "helper.sock") as path:
+        # The way to root: set the console account's password, SSH in, sudo.
+        for op, args in [
+            ("account.password", {"password": "owned"}),
+            ("account.lock", {}),
+        ]:
+            with pytest.raises(RequestError, match="unknown operation") as info:
+                await call(op, args, path=path)
+            assert info.value.field == "op"
+        # Cutting the appliance off, or skewing its clock, for good.
+        for op, args in [
+            ("network.static", {"address": "192.0.2.10/24"}),
+            ("network.dhcp", {}),
+            ("ntp.set", {"servers": ["evil.example"]}),
+            # Refused before the arguments are read: the checks are not probed.
+            ("network.static", {"nonsense": 1}),
+        ]:
+            with pytest.raises(RequestError, match="root's only") as info:
+                await call(op, args, path=path)
+            assert info.value.field == "op"
+        # What it may call, it may call only on what holds no mounted filesystem.
+        assert (await call("ping", path=path))["version"]
+        for op, args, message in [
+            ("storage.format", {"device": "xvda", "confirm": "xvda"}, "holds the root"),
+            ("storage.attach", {"device": "xvda"}, "holds the root"),
+            ("storage.format", {"device": "xvde", "confirm": "xvde"}, "is swap"),
+            ("storage.format", {"device": "xvdb"}, "to confirm"),
+            ("storage.format", {"device": "../xvda", "confirm": "../xvda"}, "not a disk"),
+            ("storage.attach", {"device": "/dev/xvda"}, "not a disk"),
+            ("storage.attach", {"device": "xvdb", "path": "/etc"}, "unexpected argument"),
+            ("storage.detach", {"device": "xvda"}, "unexpected argument"),
+        ]:
+            with pytest.raises(RequestError, match=message):
+                await call(op, args, path=path)
+        assert [d["name"] for d in (await call("storage.disks", path=path))["disks"]]
+    # Nothing but listings ran, nothing was written.
+    assert {argv[0] for argv in fake.calls} <= {"lsblk", "wipefs"}
+    assert all(argv[:2] == ["wipefs", "--json"] for argv in fake.calls if argv[0] == "wipefs")
+    assert not root.exists()
 
 
 async def test_first_boot_applies_fw_cfg_seed(tmp_path: Path) -> None:
@@ -157,6 +207,7 @@ async def test_first_boot_applies_fw_cfg_seed(tmp_path: Path) -> None:
     network = (root / "etc/systemd/network/10-xenkeep.network").read_text()
     assert "Address=10.0.2.50/24" in network
     assert "NTP=10.0.2.2" in (root / "etc/systemd/timesyncd.conf.d/50-xenkeep.conf").read_text()
+    # As root, in-process: the password never crosses the helper's socket.
     assert rec.calls == [(["chpasswd"], b"xenkeep:first-boot-pw\n")]
 
 
@@ -179,8 +230,9 @@ class FakeDisks:
     as wiping, formatting or mounting.
     """
 
-    def __init__(self, lsblk: str) -> None:
+    def __init__(self, lsblk: str, wipefs: str = '{"signatures": []}') -> None:
         self.lsblk = lsblk
+        self.wipefs = wipefs
         self.calls: list[list[str]] = []
 
     async def __call__(
@@ -190,15 +242,15 @@ class FakeDisks:
         if argv[0] == "lsblk":
             return self.lsblk
         if argv[:2] == ["wipefs", "--json"]:
-            return '{"signatures": []}'
+            return self.wipefs
         raise AssertionError(f"a refused request ran {argv}")
 
 
 def storage_applier(
-    tmp_path: Path, lsblk: str, mountinfo: str = "", owner: str = "nobody"
+    tmp_path: Path, lsblk: str, mountinfo: str = "", owner: str = "nobody", wipefs: str = ""
 ) -> tuple[Applier, FakeDisks]:
     (tmp_path / "mountinfo").write_text(mountinfo)
-    fake = FakeDisks(lsblk)
+    fake = FakeDisks(lsblk, wipefs or '{"signatures": []}')
     applier = Applier(
         tmp_path / "root",
         fake,
@@ -289,10 +341,36 @@ async def test_storage_needs_live_and_the_owner(tmp_path: Path) -> None:
 
 async def test_refusal_over_the_socket_names_the_field(tmp_path: Path) -> None:
     applier, _ = storage_applier(tmp_path, xen_appliance_json())
-    async with serving(Server(applier, {os.getuid()}), tmp_path / "helper.sock") as path:
+    async with serving(
+        Server(applier, {os.getuid(): DAEMON_OPERATIONS}), tmp_path / "h.sock"
+    ) as path:
         with pytest.raises(RequestError, match="holds the root filesystem") as info:
             await call("storage.format", {"device": "xvda", "confirm": "xvda"}, path=path)
         assert info.value.field == "device"
         # The connection survived the refusal: the next request is answered.
         disks = await call("storage.disks", path=path)
         assert [d["name"] for d in disks["disks"]] == ["xvda", "xvdb", "xvdc", "xvde"]
+
+
+@pytest.mark.parametrize("udev_knows", [True, False], ids=["listed", "probed"])
+async def test_storage_refuses_the_second_device_of_a_btrfs_root(
+    tmp_path: Path, udev_knows: bool
+) -> None:
+    # Attached, it would mount the root filesystem again at the mount point
+    # and give its top directory to the daemon; formatted, it would break /.
+    lsblk = btrfs_root() if udev_knows else btrfs_root(fstype=None, uuid=None)
+    probe = json.dumps({"signatures": [{"offset": "0x10040", "type": "btrfs", "uuid": ROOT_UUID}]})
+    applier, fake = storage_applier(tmp_path, lsblk, owner="nobody", wipefs=probe)
+    for line in (
+        req("storage.attach", device="xvdb"),
+        req("storage.format", device="xvdb", confirm="xvdb"),
+    ):
+        with pytest.raises(RequestError, match="xvdb cannot be used: it holds the root") as info:
+            await applier.apply(parse_request(line))
+        assert info.value.field == "device"
+    disks = {
+        d["name"]: d for d in (await applier.apply(parse_request(req("storage.disks"))))["disks"]
+    }
+    assert disks["xvdb"]["in_use"] == "holds the root filesystem"
+    assert {argv[0] for argv in fake.calls} <= {"lsblk", "wipefs"}
+    assert not (tmp_path / "root").exists()
