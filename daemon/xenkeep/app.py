@@ -6,6 +6,7 @@ opened and closed in one cleanup context, in dependency order.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
@@ -22,8 +23,9 @@ from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
 from xenkeep.backup.pools import ManagedPools
 from xenkeep.config import Settings
+from xenkeep.errors import StoreError
 from xenkeep.store import open_database
-from xenkeep.system.identity import IdentityManager
+from xenkeep.system.identity import IdentityManager, known_timezones
 from xenkeep.system.tls import ensure_certificate
 from xenkeep.units import clock_duration, human_bytes
 from xenkeep.web import keys
@@ -71,6 +73,8 @@ def create_app(settings: Settings) -> web.Application:
         autoescape=jinja2.select_autoescape(default=True),
         context_processors=[base_context],
         undefined=jinja2.StrictUndefined,
+        # Templates are read once, at first use; no stat of the file per render.
+        auto_reload=settings.dev,
     )
     env.filters["utc"] = _format_utc
     env.filters["bytes"] = human_bytes
@@ -85,8 +89,10 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = keys.settings(app)
-    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-    app[keys.TLS] = ensure_certificate(settings.tls_dir, settings.effective_hostname)
+    await asyncio.to_thread(settings.state_dir.mkdir, parents=True, exist_ok=True, mode=0o750)
+    app[keys.TLS] = await asyncio.to_thread(
+        ensure_certificate, settings.tls_dir, settings.effective_hostname
+    )
     db = await open_database(settings.database_path)
     app[keys.DATABASE] = db
     audit = AuditLog(db)
@@ -94,6 +100,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     auth = AuthManager(db, audit, settings)
     app[keys.AUTH] = auth
     app[keys.IDENTITY] = IdentityManager(db, audit, settings.appliance_name)
+    # The list of zones is a walk of tzdata: done once (it is cached), off the loop.
+    await asyncio.to_thread(known_timezones)
     token = await auth.ensure_setup_token()
     if token is not None:
         # The console is where the admin reads it; the log is the fallback.
@@ -101,6 +109,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             "no administrator yet: open the web interface and enter the setup token %s", token
         )
     secrets = SecretBox(settings.state_dir / KEY_NAME)
+    # The key is a file: read it now, off the event loop, so that encrypting
+    # and decrypting never touch the disk while a request waits. A damaged
+    # key must not keep the daemon from starting: each use reports it.
+    try:
+        await asyncio.to_thread(secrets.load)
+    except StoreError as exc:
+        log.error("%s (%s)", exc.message, exc.hint)
     pools = PoolManager(db, secrets, audit)
     app[keys.POOLS] = pools
     await pools.start()

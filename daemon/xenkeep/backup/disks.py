@@ -9,6 +9,7 @@ refusals into the daemon's error tree. Without the helper (development,
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,12 @@ class DiskService:
         self._socket = socket
         self._call = call
 
-    @property
-    def available(self) -> bool:
+    async def available(self) -> bool:
         """Whether the privileged helper's socket exists (it does on the appliance)."""
-        return self._socket.exists()
+        return await asyncio.to_thread(self._socket.exists)
 
     async def _ask(self, op: str, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        if not self.available:
+        if not await self.available():
             raise UnavailableError(
                 "disk management needs the appliance's privileged helper, which is not running",
                 hint="on a development machine, use an existing directory instead",

@@ -113,7 +113,7 @@ class BackupManager:
         path = await self.db.get_setting(DATASTORE_KEY)
         if path:
             try:
-                self._datastore = Datastore(Path(path))
+                self._datastore = await asyncio.to_thread(Datastore, Path(path))
             except XenKeepError as exc:
                 log.error("backup storage %s unusable: %s", path, exc.message)
                 self._datastore_problem = f"{path}: {exc.message}"
@@ -189,7 +189,7 @@ class BackupManager:
 
         ``available`` is False where there is no helper (development).
         """
-        if self._disks is None or not self._disks.available:
+        if self._disks is None or not await self._disks.available():
             return {"available": False, "disks": [], "mounted": None, "mountpoint": None}
         return {"available": True, **await self._disks.listing()}
 

@@ -58,7 +58,7 @@ async def apply_seed(data: VmData, applier: Applier) -> list[str]:
 
 async def first_boot(sources: list[VmDataSource], applier: Applier) -> int:
     """Read, validate and apply the seeds; 0 on success, 1 if a key was bad."""
-    source, raw = read_raw(sources)
+    source, raw = await asyncio.to_thread(read_raw, sources)
     keys = ", ".join(sorted(raw)) or "none"
     log.info("vm-data from %s: %s", source, keys)
     try:

@@ -340,11 +340,13 @@ class Applier:
         if req.op.startswith("storage."):
             return await self._storage(req)
         if req.op == "network.dhcp":
-            self._path(NETWORK_FILE).unlink(missing_ok=True)
+            await asyncio.to_thread(self._path(NETWORK_FILE).unlink, missing_ok=True)
             await self._reload_network()
         elif req.op == "network.static":
             assert req.network is not None
-            _write_atomic(self._path(NETWORK_FILE), render_network(req.network))
+            await asyncio.to_thread(
+                _write_atomic, self._path(NETWORK_FILE), render_network(req.network)
+            )
             await self._reload_network()
         elif req.op == "ntp.set":
             await self.set_ntp(req.ntp)
@@ -359,16 +361,17 @@ class Applier:
         """Write (or remove, for none) the timesyncd drop-in."""
         path = self._path(TIMESYNCD_FILE)
         if servers:
-            _write_atomic(path, render_timesyncd(servers))
+            await asyncio.to_thread(_write_atomic, path, render_timesyncd(servers))
         else:
-            path.unlink(missing_ok=True)
+            await asyncio.to_thread(path.unlink, missing_ok=True)
         if self._live:
             await self._run(["systemctl", "try-restart", "systemd-timesyncd.service"], None)
 
     async def _reload_network(self) -> None:
         if self._live:
             await self._run(["networkctl", "reload"], None)
-            await self._run(["networkctl", "reconfigure", *self._interfaces()], None)
+            interfaces = await asyncio.to_thread(self._interfaces)
+            await self._run(["networkctl", "reconfigure", *interfaces], None)
 
     def _interfaces(self) -> list[str]:
         return sorted(
@@ -451,7 +454,7 @@ class Applier:
         """The disks, what is mounted at the backup mount point, what the unit names."""
         disks = await self._disks()
         mounted = None
-        entry = self._mounted_entry()
+        entry = await asyncio.to_thread(self._mounted_entry)
         if entry is not None:
             source, fstype = entry
             disk = next((d for d in disks if d.path == source), None)
@@ -468,11 +471,11 @@ class Applier:
             "disks": [d.to_json() for d in disks],
             "mountpoint": str(self._mountpoint),
             "mounted": mounted,
-            "configured": self._configured(),
+            "configured": await asyncio.to_thread(self._configured),
         }
 
     async def _candidate(self, device: str) -> BlockDisk:
-        entry = self._mounted_entry()
+        entry = await asyncio.to_thread(self._mounted_entry)
         if entry is not None:
             raise RequestError(
                 f"{entry[0]} is already mounted at {self._mountpoint} as the backup storage; "
@@ -543,13 +546,13 @@ class Applier:
 
     async def _mount(self, disk: BlockDisk, uuid: str, fstype: str) -> dict[str, Any]:
         unit = render_mount_unit(uuid, fstype, self._mountpoint)
-        _write_atomic(self._unit_path, unit)
+        await asyncio.to_thread(_write_atomic, self._unit_path, unit)
         try:
             await self._run(["systemctl", "daemon-reload"], None)
             await self._run(
                 ["systemctl", "enable", "--now", self._unit_name], None, timeout=MOUNT_TIMEOUT
             )
-            if not self._mounted_from(disk):
+            if not await asyncio.to_thread(self._mounted_from, disk):
                 raise RuntimeError(
                     f"{self._unit_name} started but {disk.name} is not mounted at "
                     f"{self._mountpoint}"
@@ -570,7 +573,7 @@ class Applier:
 
     async def _own_root(self, root: Path) -> None:
         new_uid, new_gid = self._owner_ids()
-        uid, gid = _owner_of(root)
+        uid, gid = await asyncio.to_thread(_owner_of, root)
         if uid not in (0, new_uid):
             # A disk from another appliance, whose xenkeep had another uid.
             # -P -h: symbolic links on the disk are changed, never followed.
@@ -587,7 +590,7 @@ class Applier:
                 None,
                 timeout=LONG_TIMEOUT,
             )
-        _give(root, new_uid, new_gid, 0o750)
+        await asyncio.to_thread(_give, root, new_uid, new_gid, 0o750)
 
     async def _remove_unit(self, *, stop: bool) -> None:
         """Best effort: stop, disable and delete the mount unit (after a failure)."""
@@ -598,13 +601,13 @@ class Applier:
             if argv is not None:
                 with contextlib.suppress(RuntimeError):
                     await self._run(argv, None, timeout=MOUNT_TIMEOUT)
-        self._unit_path.unlink(missing_ok=True)
+        await asyncio.to_thread(self._unit_path.unlink, missing_ok=True)
         with contextlib.suppress(RuntimeError):
             await self._run(["systemctl", "daemon-reload"], None)
 
     async def _detach(self) -> dict[str, Any]:
-        entry = self._mounted_entry()
-        configured = self._unit_path.exists()
+        entry = await asyncio.to_thread(self._mounted_entry)
+        configured = await asyncio.to_thread(self._unit_path.exists)
         if entry is None and not configured:
             raise RequestError(f"no backup disk is attached at {self._mountpoint}")
         if not configured:
@@ -617,10 +620,10 @@ class Applier:
             device = entry[0].rpartition("/")[2]
         # Stop first: if the filesystem is busy nothing has changed yet.
         await self._run(["systemctl", "stop", self._unit_name], None, timeout=MOUNT_TIMEOUT)
-        if self._mounted_entry() is not None:
+        if await asyncio.to_thread(self._mounted_entry) is not None:
             raise RuntimeError(f"{self._mountpoint} is still mounted (busy?); nothing changed")
         await self._run(["systemctl", "disable", self._unit_name], None)
-        self._unit_path.unlink()
+        await asyncio.to_thread(self._unit_path.unlink)
         await self._run(["systemctl", "daemon-reload"], None)
         log.info("backup storage detached: %s", device or "(was not mounted)")
         return {"device": device, "mountpoint": str(self._mountpoint)}

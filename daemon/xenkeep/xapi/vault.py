@@ -26,6 +26,11 @@ class SecretBox:
         self.key_path = key_path
         self._fernet: Fernet | None = None
 
+    def load(self) -> None:
+        """Read (or create) the key now; it is file I/O, so the daemon calls
+        this in a thread at start and encrypting never touches the disk."""
+        self._load()
+
     def _load(self) -> Fernet:
         if self._fernet is None:
             self._fernet = Fernet(self._read_or_create())
