@@ -64,17 +64,18 @@ class SystemctlMountMock:
         ), argv
         unit_dir = self.root / "etc/systemd/system"
         wants = unit_dir / "multi-user.target.wants" / name
+        # The unit files are read and linked off the loop, as systemd (another
+        # process) would: the helper's loop must not wait on them here.
         if verb == "disable":
-            wants.unlink(missing_ok=True)
+            await asyncio.to_thread(wants.unlink, missing_ok=True)
             return ""
-        mount = self._load(unit_dir / name)
+        mount = await asyncio.to_thread(self._load, unit_dir / name)
         where = Path(mount["Where"])
         if verb == "stop":
-            if is_mounted(where):
+            if await is_mounted(where):
                 await run_command(["umount", str(where)])
             return ""
-        wants.parent.mkdir(exist_ok=True)
-        wants.symlink_to(unit_dir / name)
+        await asyncio.to_thread(self._link, wants, unit_dir / name)
         if self.fail_start:
             self.fail_start = False
             raise RuntimeError(f"systemctl failed: Job for {name} failed (mock)")
@@ -84,6 +85,11 @@ class SystemctlMountMock:
             ["mount", "-t", mount["Type"], "-o", mount["Options"], device, str(where)]
         )
         return ""
+
+    @staticmethod
+    def _link(wants: Path, unit: Path) -> None:
+        wants.parent.mkdir(exist_ok=True)
+        wants.symlink_to(unit)
 
     def _load(self, path: Path) -> configparser.SectionProxy:
         unit = configparser.ConfigParser(interpolation=None)
@@ -98,19 +104,27 @@ class SystemctlMountMock:
         return mount
 
 
-def probe(dev: str, tag: str) -> str | None:
+async def probe(dev: str, tag: str) -> str | None:
     """What blkid reads on the disk itself (None: no filesystem)."""
-    out = subprocess.run(
-        ["blkid", "-p", "-s", tag, "-o", "value", f"/dev/{dev}"], capture_output=True, text=True
+    proc = await asyncio.create_subprocess_exec(
+        *["blkid", "-p", "-s", tag, "-o", "value", f"/dev/{dev}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    if out.returncode == 2:
+    out, err = await proc.communicate()
+    if proc.returncode == 2:
         return None
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
+    assert proc.returncode == 0, err.decode()
+    return out.decode().strip()
 
 
-def is_mounted(path: Path) -> bool:
+def mounted_at(path: Path) -> bool:
     return find_mount(Path("/proc/self/mountinfo").read_text(), path) is not None
+
+
+async def is_mounted(path: Path) -> bool:
+    """Whether something is mounted at ``path`` (read off the loop)."""
+    return await asyncio.to_thread(mounted_at, path)
 
 
 @dataclass
@@ -169,7 +183,7 @@ async def appliance(tmp_path: Path, loop_disks: Callable[[], str]) -> AsyncItera
     root = tmp_path / "root"
     mountpoint = tmp_path / "srv-xenkeep"
     # What tmpfiles.d/xenkeep.conf makes on the appliance.
-    mountpoint.mkdir(mode=0o755)
+    await asyncio.to_thread(mountpoint.mkdir, mode=0o755)
     systemd = SystemctlMountMock(root, tmp_path)
     applier = Applier(
         root,

@@ -3,6 +3,7 @@ on real loop disks (systemctl played by SystemctlMountMock: no systemd here)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ async def test_a_disk_becomes_the_storage_and_survives_unmount_and_attach(
     browser: Browser, settings: Settings, appliance: Appliance, tmp_path: Path
 ) -> None:
     await complete_setup(browser, settings)
-    disk = appliance.new_disk()
+    disk = await asyncio.to_thread(appliance.new_disk)
 
     status, listing = await browser.api("GET", "/api/v1/backup/disks")
     assert status == 200 and listing["available"] is True, listing
@@ -40,11 +41,11 @@ async def test_a_disk_becomes_the_storage_and_survives_unmount_and_attach(
     # A mistyped confirmation reaches nothing: the disk stays blank.
     status, html, _ = await browser.post_form(f"/backup/disks/{disk}/format", {"confirm": "sda"})
     assert status == 400 and f"type {disk} to confirm" in html
-    assert probe(disk, "TYPE") is None
+    assert await probe(disk, "TYPE") is None
 
     status, _, resp = await browser.post_form(f"/backup/disks/{disk}/format", {"confirm": disk})
     assert status == 303 and resp.headers["Location"] == "/backup/storage"
-    assert probe(disk, "TYPE") == "xfs"
+    assert await probe(disk, "TYPE") == "xfs"
     status, storage = await browser.api("GET", "/api/v1/backup/storage")
     assert storage["configured"] and storage["path"] == str(appliance.mountpoint), storage
     assert storage["reflink"] is True
@@ -53,26 +54,27 @@ async def test_a_disk_becomes_the_storage_and_survives_unmount_and_attach(
 
     # A restore point on it.
     manager = keys.backup(browser.server.app)
-    ref = RefDisk(tmp_path, "0", 4 << 20, seed=3)
-    ref.fill_block(1)
+    ref = await asyncio.to_thread(RefDisk, tmp_path, "0", 4 << 20, seed=3)
+    await asyncio.to_thread(ref.fill_block, 1)
     async with manager.datastore.begin_point(VM, vm_record={"name_label": "kept"}) as w:
         await w.write_vhd("0", ref.full_stream(), delta=False)
         point = await w.commit()
 
     # A busy disk is not unmounted, and the daemon keeps it as its storage.
-    with (appliance.mountpoint / "busy").open("w"):
+    busy = appliance.mountpoint / "busy"
+    with await asyncio.to_thread(busy.open, "w"):
         status, body = await browser.api("POST", "/api/v1/backup/disks/detach")
     assert status == 400 and "busy" in body["error"]["message"], body
-    assert is_mounted(appliance.mountpoint)
+    assert await is_mounted(appliance.mountpoint)
     status, body = await browser.api("GET", f"/api/v1/backup/vms/{VM}/points")
     assert status == 200 and [p["id"] for p in body["points"]] == [point.id], body
-    (appliance.mountpoint / "busy").unlink()
+    await asyncio.to_thread(busy.unlink)
     # The setting was given back too, so a restarted daemon finds it.
     assert await manager.db.get_setting(DATASTORE_KEY) == str(appliance.mountpoint)
 
     status, storage = await browser.api("POST", "/api/v1/backup/disks/detach")
     assert status == 200 and storage["configured"] is False, storage
-    assert not is_mounted(appliance.mountpoint)
+    assert not await is_mounted(appliance.mountpoint)
     status, body = await browser.api("GET", f"/api/v1/backup/vms/{VM}/points")
     # No storage: nothing is listed from the empty mountpoint.
     assert status == 409 and body["error"]["code"] == "no_storage", body

@@ -1,7 +1,12 @@
-"""The privileged helper: a closed set of validated operations on a unix socket."""
+"""The privileged helper: a closed set of validated operations on a unix socket.
+
+The tests look at the files the helper wrote from a worker thread, so the
+helper's loop is never held by the test itself.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
@@ -86,12 +91,13 @@ async def test_static_then_dhcp(tmp_path: Path) -> None:
         req("network.static", address="192.0.2.10/24", gateway="192.0.2.1", dns=["192.0.2.53"])
     )
     await applier.apply(request)
-    text = (tmp_path / "etc/systemd/network/10-xenkeep.network").read_text()
+    network = tmp_path / "etc/systemd/network/10-xenkeep.network"
+    text = await asyncio.to_thread(network.read_text)
     assert "Address=192.0.2.10/24\n" in text
     assert "Gateway=192.0.2.1\n" in text
     assert "DNS=192.0.2.53\n" in text
     await applier.apply(parse_request(req("network.dhcp")))
-    assert not (tmp_path / "etc/systemd/network/10-xenkeep.network").exists()
+    assert not await asyncio.to_thread(network.exists)
     assert rec.calls == []
 
 
@@ -100,9 +106,9 @@ async def test_ntp_and_account(tmp_path: Path) -> None:
     applier = Applier(tmp_path, rec, live=True)
     await applier.apply(parse_request(req("ntp.set", servers=["ntp.example.org"])))
     conf = tmp_path / "etc/systemd/timesyncd.conf.d/50-xenkeep.conf"
-    assert "NTP=ntp.example.org\n" in conf.read_text()
+    assert "NTP=ntp.example.org\n" in await asyncio.to_thread(conf.read_text)
     await applier.apply(parse_request(req("ntp.set", servers=[])))
-    assert not conf.exists()
+    assert not await asyncio.to_thread(conf.exists)
     await applier.apply(parse_request(req("account.password", password="pa:ss word")))
     await applier.apply(parse_request(req("account.lock")))
     assert rec.calls[-2:] == [
@@ -124,7 +130,7 @@ async def test_over_the_socket(helper: tuple[Path, Recorder, Path]) -> None:
     path, rec, root = helper
     assert (await call("ping", path=path))["version"]
     await call("network.static", {"address": "10.0.2.50/24", "gateway": "10.0.2.2"}, path=path)
-    assert (root / "etc/systemd/network/10-xenkeep.network").exists()
+    assert await asyncio.to_thread((root / "etc/systemd/network/10-xenkeep.network").exists)
     with pytest.raises(RequestError, match="unknown operation") as info:
         await call("reboot", path=path)
     assert info.value.field == "op"
@@ -141,36 +147,43 @@ async def test_refuses_other_users(tmp_path: Path) -> None:
     assert rec.calls == []
 
 
+def write_fw_cfg(base: Path, values: dict[str, str]) -> None:
+    """What QEMU's -fw_cfg shows under /sys/firmware/qemu_fw_cfg/by_name."""
+    for key, value in values.items():
+        (base / key).mkdir(parents=True)
+        (base / key / "raw").write_text(value)
+
+
 async def test_first_boot_applies_fw_cfg_seed(tmp_path: Path) -> None:
     base = tmp_path / "fw/opt/xenkeep/vm-data"
-    for key, value in {
+    seed = {
         "ip": "10.0.2.50",
         "netmask": "255.255.255.0",
         "gateway": "10.0.2.2",
         "dns": "10.0.2.3",
         "ntp": "10.0.2.2",
         "system-account-xenkeep-password": "first-boot-pw",
-    }.items():
-        (base / key).mkdir(parents=True)
-        (base / key / "raw").write_text(value)
+    }
+    await asyncio.to_thread(write_fw_cfg, base, seed)
     rec = Recorder()
     root = tmp_path / "root"
     assert await first_boot([FwCfgSource(base)], Applier(root, rec, live=False)) == 0
-    network = (root / "etc/systemd/network/10-xenkeep.network").read_text()
+    etc = root / "etc/systemd"
+    network = await asyncio.to_thread((etc / "network/10-xenkeep.network").read_text)
     assert "Address=10.0.2.50/24" in network
-    assert "NTP=10.0.2.2" in (root / "etc/systemd/timesyncd.conf.d/50-xenkeep.conf").read_text()
+    ntp = await asyncio.to_thread((etc / "timesyncd.conf.d/50-xenkeep.conf").read_text)
+    assert "NTP=10.0.2.2" in ntp
     assert rec.calls == [(["chpasswd"], b"xenkeep:first-boot-pw\n")]
 
 
 async def test_first_boot_bad_seed_applies_nothing(tmp_path: Path) -> None:
     base = tmp_path / "fw"
-    for key, value in {"ip": "10.0.2.50", "netmask": "24", "gateway": "192.0.2.1"}.items():
-        (base / key).mkdir(parents=True)
-        (base / key / "raw").write_text(value)
+    seed = {"ip": "10.0.2.50", "netmask": "24", "gateway": "192.0.2.1"}
+    await asyncio.to_thread(write_fw_cfg, base, seed)
     rec = Recorder()
     root = tmp_path / "root"
     assert await first_boot([FwCfgSource(base)], Applier(root, rec, live=False)) == 1
-    assert not (root / "etc").exists()
+    assert not await asyncio.to_thread((root / "etc").exists)
     assert rec.calls == []
 
 
@@ -196,10 +209,10 @@ class FakeDisks:
         raise AssertionError(f"a refused request ran {argv}")
 
 
-def storage_applier(
+async def storage_applier(
     tmp_path: Path, lsblk: str, mountinfo: str = "", owner: str = "nobody"
 ) -> tuple[Applier, FakeDisks]:
-    (tmp_path / "mountinfo").write_text(mountinfo)
+    await asyncio.to_thread((tmp_path / "mountinfo").write_text, mountinfo)
     fake = FakeDisks(lsblk)
     applier = Applier(
         tmp_path / "root",
@@ -233,17 +246,17 @@ def storage_applier(
 async def test_storage_refused_by_the_system(
     tmp_path: Path, request_line: bytes, message: str
 ) -> None:
-    applier, fake = storage_applier(tmp_path, xen_appliance_json())
+    applier, fake = await storage_applier(tmp_path, xen_appliance_json())
     with pytest.raises(RequestError, match=message) as info:
         await applier.apply(parse_request(request_line))
     assert info.value.field == "device"
     assert fake.calls[0] == LSBLK_ARGV
-    assert not (tmp_path / "root").exists()
+    assert not await asyncio.to_thread((tmp_path / "root").exists)
 
 
 async def test_storage_refused_while_mounted_and_for_small_or_busy_disks(tmp_path: Path) -> None:
     mounted = "40 27 202:16 / /srv/xenkeep rw - xfs /dev/xvdc rw\n"
-    applier, fake = storage_applier(tmp_path, xen_appliance_json(), mounted)
+    applier, fake = await storage_applier(tmp_path, xen_appliance_json(), mounted)
     with pytest.raises(RequestError, match="already mounted at /srv/xenkeep"):
         await applier.apply(parse_request(req("storage.format", device="xvdb", confirm="xvdb")))
     # The listing is not even read: the mount point decides first.
@@ -252,21 +265,21 @@ async def test_storage_refused_while_mounted_and_for_small_or_busy_disks(tmp_pat
         await applier.apply(parse_request(req("storage.detach")))
 
     small = xen_appliance_json(xvdb={"size": 200 << 20})
-    applier, fake = storage_applier(tmp_path, small)
+    applier, fake = await storage_applier(tmp_path, small)
     with pytest.raises(RequestError, match="too small"):
         await applier.apply(parse_request(req("storage.format", device="xvdb", confirm="xvdb")))
     with pytest.raises(RequestError, match="no backup disk is attached"):
         await applier.apply(parse_request(req("storage.detach")))
 
     busy = xen_appliance_json(xvdb={"mountpoints": ["/mnt/x"]})
-    applier, fake = storage_applier(tmp_path, busy)
+    applier, fake = await storage_applier(tmp_path, busy)
     with pytest.raises(RequestError, match="xvdb cannot be used: it is mounted at /mnt/x"):
         await applier.apply(parse_request(req("storage.attach", device="xvdb")))
 
 
 async def test_storage_disks_listing(tmp_path: Path) -> None:
     mounted = "40 27 202:16 / /srv/xenkeep rw - xfs /dev/xvdc rw\n"
-    applier, _ = storage_applier(
+    applier, _ = await storage_applier(
         tmp_path, xen_appliance_json(xvdc={"mountpoints": ["/srv/xenkeep"]}), mounted
     )
     result = await applier.apply(parse_request(req("storage.disks")))
@@ -283,14 +296,14 @@ async def test_storage_needs_live_and_the_owner(tmp_path: Path) -> None:
     applier = Applier(tmp_path, fake, live=False)
     with pytest.raises(RuntimeError, match="live"):
         await applier.apply(parse_request(req("storage.detach")))
-    applier, fake = storage_applier(tmp_path, xen_appliance_json(), owner="no-such-user-xk")
+    applier, fake = await storage_applier(tmp_path, xen_appliance_json(), owner="no-such-user-xk")
     with pytest.raises(RuntimeError, match="no user no-such-user-xk"):
         await applier.apply(parse_request(req("storage.format", device="xvdb", confirm="xvdb")))
     assert fake.calls == []
 
 
 async def test_refusal_over_the_socket_names_the_field(tmp_path: Path) -> None:
-    applier, _ = storage_applier(tmp_path, xen_appliance_json())
+    applier, _ = await storage_applier(tmp_path, xen_appliance_json())
     async with serving(Server(applier, {os.getuid()}), tmp_path / "helper.sock") as path:
         with pytest.raises(RequestError, match="holds the root filesystem") as info:
             await call("storage.format", {"device": "xvda", "confirm": "xvda"}, path=path)
