@@ -1,21 +1,30 @@
 """Fixtures shared by the whole suite: settings under tmp_path, the real
-daemon behind its real TLS listener on a loopback port, and a client."""
+daemon behind its real TLS listener on a loopback port, a client, and a guard
+that fails any test blocking the event loop."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
+from types import CodeType, ModuleType
 
 import pytest
+from blockbuster import BlockBuster
+from pytest_asyncio import is_async_test
 
+import xapisim
 from tests.support.web import Browser, make_settings
+from xenkeep import blocking
 from xenkeep.app import create_app
 from xenkeep.config import Settings
 from xenkeep.web.server import RunningServer, start_server
 
-#: loop_disks and appliance: a real privileged helper serving loop disks.
-pytest_plugins = ["tests.support.privhelper"]
+#: loop_disks and appliance: a real privileged helper serving loop disks;
+#: pytester: runs of pytest on generated tests (tests/test_no_blocking.py).
+pytest_plugins = ["tests.support.privhelper", "pytester"]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -32,6 +41,77 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, object, None
     if report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped where skips are not allowed: {report.longrepr}"
+
+
+@functools.cache
+def _simulator_code() -> dict[str, frozenset[str]]:
+    """Every simulator source file and the names of all the code in it."""
+
+    def names(code: CodeType) -> Iterator[str]:
+        yield code.co_name
+        for const in code.co_consts:
+            if isinstance(const, CodeType):
+                yield from names(const)
+
+    package = Path(xapisim.__file__).parent
+    return {
+        str(path): frozenset(names(compile(path.read_text(), str(path), "exec")))
+        for path in sorted(package.rglob("*.py"))
+    }
+
+
+def _blockbuster(test_module: ModuleType | None) -> BlockBuster:
+    """The daemon's rules (:mod:`xenkeep.blocking`), applied to the tests too.
+
+    Only a blocking call with the daemon package or a test module on its
+    stack counts: how the libraries treat their loop is not ours to test.
+    """
+    scanned: list[str | ModuleType] = ["xenkeep", "tests"]
+    if test_module is not None:
+        scanned.append(test_module)  # a test file outside tests/ (pytester's)
+    bb = blocking.rules(scanned)
+    for rule in bb.functions.values():
+        # The simulator stands in for a pool on other machines: its disk
+        # files, its state and its VHD writer block those machines, not the
+        # appliance, even though here it shares the test's loop.
+        for path, functions in _simulator_code().items():
+            rule.can_block_in(path, functions)
+    return bb
+
+
+def _runs_in_event_loop(item: pytest.Item) -> bool:
+    """An async test, or a sync test that uses an async fixture."""
+    if is_async_test(item):
+        return True
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        inspect.iscoroutinefunction(defs[-1].func) or inspect.isasyncgenfunction(defs[-1].func)
+        for defs in info.name2fixturedefs.values()
+        if defs
+    )
+
+
+@pytest.fixture(autouse=True)
+def no_blocking(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test when a blocking call runs in an event loop's thread.
+
+    Autouse fixtures come first among function-scoped ones, so the async
+    fixtures' set-up and tear-down run under the guard too. It applies to any
+    loop a test drives, including a server loop in a thread of an async test.
+    Sync tests are left alone: their loops (``asyncio.run`` in a helper) are
+    not the daemon's.
+    """
+    if not _runs_in_event_loop(request.node):
+        yield
+        return
+    rules = _blockbuster(getattr(request.node, "module", None))
+    rules.activate()
+    try:
+        yield
+    finally:
+        rules.deactivate()
 
 
 @pytest.fixture

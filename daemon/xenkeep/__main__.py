@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from xenkeep import __version__
+from xenkeep import __version__, blocking
 from xenkeep.app import create_app
 from xenkeep.config import load_settings
 from xenkeep.errors import XenKeepError
@@ -25,6 +25,8 @@ async def run(config: Path | None) -> None:
     """Run until SIGTERM or SIGINT."""
     settings = load_settings(config)
     setup_logging(settings.log_level)
+    if settings.dev:
+        blocking.watch_in_development()
     app = create_app(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

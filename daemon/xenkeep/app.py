@@ -31,7 +31,7 @@ from xenkeep.pools.manager import PoolManager
 from xenkeep.pools.registry import PoolRegistry
 from xenkeep.secretbox import KEY_NAME, SecretBox
 from xenkeep.store import Database, open_database
-from xenkeep.system.identity import IdentityManager
+from xenkeep.system.identity import IdentityManager, known_timezones
 from xenkeep.system.setup_state import SetupState
 from xenkeep.system.tls import ensure_certificate
 from xenkeep.units import clock_duration, human_bytes
@@ -87,6 +87,8 @@ def create_app(settings: Settings) -> web.Application:
         autoescape=jinja2.select_autoescape(default=True),
         context_processors=[base_context],
         undefined=jinja2.StrictUndefined,
+        # Templates are read once, at first use; no stat of the file per render.
+        auto_reload=settings.dev,
     )
     env.filters["utc"] = _format_utc
     env.filters["bytes"] = human_bytes
@@ -101,8 +103,10 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = keys.settings(app)
-    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-    app[keys.TLS] = ensure_certificate(settings.tls_dir, settings.effective_hostname)
+    await asyncio.to_thread(settings.state_dir.mkdir, parents=True, exist_ok=True, mode=0o750)
+    app[keys.TLS] = await asyncio.to_thread(
+        ensure_certificate, settings.tls_dir, settings.effective_hostname
+    )
     db = await open_database(settings.database_path)
     app[DATABASE] = db
     audit = AuditLog(db)
@@ -110,6 +114,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     auth = AuthManager(db, audit, settings)
     app[keys.AUTH] = auth
     app[keys.IDENTITY] = IdentityManager(db, audit, settings.appliance_name)
+    # The list of zones is a walk of tzdata: done once (it is cached), off the loop.
+    await asyncio.to_thread(known_timezones)
     if await auth.ensure_setup_token() is not None:
         # The token itself is shown on the console banner and kept in its
         # file only: logs travel (journal, support bundles), secrets must not.

@@ -75,7 +75,7 @@ class SystemctlMountMock:
         mount = await asyncio.to_thread(self._load, unit_dir / name)
         where = Path(mount["Where"])
         if verb == "stop":
-            if await asyncio.to_thread(is_mounted, where):
+            if await is_mounted(where):
                 await output(["umount", str(where)])
             return ""
         await asyncio.to_thread(self._enable, wants, unit_dir / name)
@@ -105,19 +105,27 @@ class SystemctlMountMock:
         return mount
 
 
-def probe(dev: str, tag: str) -> str | None:
+async def probe(dev: str, tag: str) -> str | None:
     """What blkid reads on the disk itself (None: no filesystem)."""
-    out = subprocess.run(
-        ["blkid", "-p", "-s", tag, "-o", "value", f"/dev/{dev}"], capture_output=True, text=True
+    proc = await asyncio.create_subprocess_exec(
+        *["blkid", "-p", "-s", tag, "-o", "value", f"/dev/{dev}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    if out.returncode == 2:
+    out, err = await proc.communicate()
+    if proc.returncode == 2:
         return None
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
+    assert proc.returncode == 0, err.decode()
+    return out.decode().strip()
 
 
-def is_mounted(path: Path) -> bool:
+def mounted_at(path: Path) -> bool:
     return find_mount(Path("/proc/self/mountinfo").read_text(), path) is not None
+
+
+async def is_mounted(path: Path) -> bool:
+    """Whether something is mounted at ``path`` (read off the loop)."""
+    return await asyncio.to_thread(mounted_at, path)
 
 
 @dataclass
@@ -176,7 +184,7 @@ async def appliance(tmp_path: Path, loop_disks: Callable[[], str]) -> AsyncItera
     root = tmp_path / "root"
     mountpoint = tmp_path / "srv-xenkeep"
     # What tmpfiles.d/xenkeep.conf makes on the appliance.
-    mountpoint.mkdir(mode=0o755)
+    await asyncio.to_thread(mountpoint.mkdir, mode=0o755)
     systemd = SystemctlMountMock(root, tmp_path)
     applier = Applier(
         root,

@@ -129,9 +129,9 @@ class Browser:
         await self.session.close()
 
 
-def setup_token(settings: Settings) -> str:
+async def setup_token(settings: Settings) -> str:
     """The token the daemon wrote for the console."""
-    return settings.setup_token_path.read_text().strip()
+    return (await asyncio.to_thread(settings.setup_token_path.read_text)).strip()
 
 
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -140,7 +140,7 @@ ADMIN_PASSWORD = "correct horse battery staple"
 async def complete_setup(browser: Browser, settings: Settings, username: str = "alice") -> None:
     """Run the wizard's token and admin steps through the JSON API."""
     status, body = await browser.api(
-        "POST", "/api/v1/setup/token", {"token": setup_token(settings)}
+        "POST", "/api/v1/setup/token", {"token": await setup_token(settings)}
     )
     assert status == 200, body
     status, body = await browser.api(

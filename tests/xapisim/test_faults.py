@@ -88,7 +88,9 @@ async def test_throttle_paces_the_stream(rpc: Rpc) -> None:
     assert any(0.0 < p < 1.0 for p in seen)
     assert await rpc("task.get_status", task) == "success"
     path = Path(await rpc("sim.vdi_path", vdi))
-    assert digest.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (
+        digest.hexdigest() == hashlib.sha256(await asyncio.to_thread(path.read_bytes)).hexdigest()
+    )
     await rpc("sim.clear_faults")
     assert await rpc("sim.list_faults") == []
 

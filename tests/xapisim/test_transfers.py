@@ -1,17 +1,18 @@
 """HTTP transfers: export_raw_vdi (raw, VHD, differencing VHD) and import_raw_vdi.
 
 The VHDs are checked with independent means: ``qemu-img`` for full VHDs and
-a small parser written here for the differencing one.
+a small parser written here for the differencing one. The tests' own file
+work and tools run off the event loop the simulator serves on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
 import json
 import struct
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,28 @@ async def _download(rpc: Rpc, query: str) -> bytes:
         return data
 
 
-def _sha(path: Path) -> str:
+def _sha_sync(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def _sha(path: Path) -> str:
+    return await asyncio.to_thread(_sha_sync, path)
+
+
+async def _run(*argv: str) -> str:
+    """Run a tool (never a shell); its output, or fail the test."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, f"{argv[0]}: {err.decode()}"
+    return out.decode()
+
+
+def _read_at(path: Path, offset: int, size: int) -> bytes:
+    with path.open("rb") as f:
+        f.seek(offset)
+        return f.read(size)
 
 
 async def write(rpc: Rpc, vdi: str, offset: int, payload: bytes) -> None:
@@ -110,7 +131,7 @@ async def test_raw_export_matches_disk_file(rpc: Rpc) -> None:
     path = Path(await rpc("sim.vdi_path", vdi))
     data = await _download(rpc, f"vdi={vdi}&format=raw")
     assert len(data) == 48 * MiB
-    assert hashlib.sha256(data).hexdigest() == _sha(path)
+    assert hashlib.sha256(data).hexdigest() == await _sha(path)
 
 
 async def test_raw_export_of_a_large_demo_disk_streams(rpc: Rpc) -> None:
@@ -120,8 +141,7 @@ async def test_raw_export_of_a_large_demo_disk_streams(rpc: Rpc) -> None:
         assert int(resp.headers["Content-Length"]) == 20 * 1024**3
         head = await resp.content.readexactly(MiB)
     path = Path(await rpc("sim.vdi_path", vdi))
-    with path.open("rb") as f:
-        assert head == f.read(MiB)
+    assert head == await asyncio.to_thread(_read_at, path, 0, MiB)
 
 
 async def test_vhd_export_reads_with_qemu_img(rpc: Rpc, tmp_path: Path) -> None:
@@ -130,20 +150,13 @@ async def test_vhd_export_reads_with_qemu_img(rpc: Rpc, tmp_path: Path) -> None:
     uuid = await rpc("VDI.get_uuid", vdi)
     data = await _download(rpc, f"vdi={uuid}&format=vhd")
     vhd = tmp_path / "disk.vhd"
-    vhd.write_bytes(data)
-    info = subprocess.run(
-        ["qemu-img", "info", "--output=json", "-f", "vpc", str(vhd)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    await asyncio.to_thread(vhd.write_bytes, data)
+    info = await _run("qemu-img", "info", "--output=json", "-f", "vpc", str(vhd))
     assert f'"virtual-size": {48 * MiB}' in info
     raw = tmp_path / "disk.raw"
-    subprocess.run(
-        ["qemu-img", "convert", "-f", "vpc", "-O", "raw", str(vhd), str(raw)], check=True
-    )
+    await _run("qemu-img", "convert", "-f", "vpc", "-O", "raw", str(vhd), str(raw))
     source = Path(await rpc("sim.vdi_path", vdi))
-    subprocess.run(["cmp", str(raw), str(source)], check=True)
+    await _run("cmp", str(raw), str(source))
     # Only non-zero 2 MiB blocks travel: 0, 1, 10 and 23.
     _, blocks, _ = _parse_vhd(data)
     assert sorted(blocks) == [0, 1, 10, 23]
@@ -208,10 +221,18 @@ async def test_vhd_with_base_holds_exactly_the_changed_blocks(rpc: Rpc) -> None:
     assert footer_uuid.hex() == (await rpc("VDI.get_uuid", snap2_vdi)).replace("-", "")
     assert sorted(blocks) == [5, 9, 300, 301]
     path = Path(await rpc("sim.vdi_path", snap2_vdi))
-    with path.open("rb") as f:
-        for index, content in blocks.items():
-            f.seek(index * BLOCK)
-            assert f.read(BLOCK) == content
+    for index, content in blocks.items():
+        assert await asyncio.to_thread(_read_at, path, index * BLOCK, BLOCK) == content
+
+
+def _write_source(source: Path, size: int) -> None:
+    """A sparse raw disk with data in two places."""
+    with source.open("wb") as f:
+        f.truncate(size)
+        f.seek(3 * MiB)
+        f.write(b"hello world" * 50_000)
+        f.seek(size - 4096)
+        f.write(b"\xee" * 4096)
 
 
 async def test_import_raw_and_vhd(rpc: Rpc, tmp_path: Path) -> None:
@@ -230,40 +251,24 @@ async def test_import_raw_and_vhd(rpc: Rpc, tmp_path: Path) -> None:
         },
     )
     source = tmp_path / "src.raw"
-    with source.open("wb") as f:
-        f.truncate(size)
-        f.seek(3 * MiB)
-        f.write(b"hello world" * 50_000)
-        f.seek(size - 4096)
-        f.write(b"\xee" * 4096)
+    await asyncio.to_thread(_write_source, source, size)
     url = rpc.url.replace(
         "jsonrpc", f"import_raw_vdi?session_id={rpc.session}&vdi={vdi}&format=raw"
     )
     async with rpc.http.put(url, data=source.open("rb")) as resp:
         assert resp.status == 200, await resp.text()
     target = Path(await rpc("sim.vdi_path", vdi))
-    assert _sha(target) == _sha(source)
+    assert await _sha(target) == await _sha(source)
     # The zero ranges stay holes.
-    assert target.stat().st_blocks * 512 < 4 * MiB
+    assert (await asyncio.to_thread(target.stat)).st_blocks * 512 < 4 * MiB
     # A VHD made by qemu-img imports to the same bytes.
     vdi2 = await rpc(
         "VDI.create", {"name_label": "in2", "SR": sr, "virtual_size": size, "type": "user"}
     )
     vhd = tmp_path / "src.vhd"
-    subprocess.run(
-        [
-            "qemu-img",
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vpc",
-            "-o",
-            "subformat=dynamic,force_size=on",
-            str(source),
-            str(vhd),
-        ],
-        check=True,
+    await _run(
+        *["qemu-img", "convert", "-f", "raw", "-O", "vpc"],
+        *["-o", "subformat=dynamic,force_size=on", str(source), str(vhd)],
     )
     url = rpc.url.replace(
         "jsonrpc", f"import_raw_vdi?session_id={rpc.session}&vdi={vdi2}&format=vhd"
@@ -271,7 +276,7 @@ async def test_import_raw_and_vhd(rpc: Rpc, tmp_path: Path) -> None:
     task = await rpc("task.create", "import", "")
     async with rpc.http.put(url + f"&task_id={task}", data=vhd.open("rb")) as resp:
         assert resp.status == 200, await resp.text()
-    assert _sha(Path(await rpc("sim.vdi_path", vdi2))) == _sha(source)
+    assert await _sha(Path(await rpc("sim.vdi_path", vdi2))) == await _sha(source)
     assert await rpc("task.get_status", task) == "success"
     assert await rpc("task.get_progress", task) == 1.0
     # Garbage is refused with a clear error and the task records it.

@@ -371,9 +371,9 @@ class Datastore:
     async def prune(self, vm_uuid: str, keep_last: int) -> PruneResult:
         """Apply retention: merge the oldest points away until ``keep_last`` remain."""
         vmdir = self.vmdir(vm_uuid)
-        reflink = self.reflink
 
         def run() -> PruneResult:
+            reflink = self.reflink  # probed on first use: it writes a file
             lock = ChainLock(vmdir.lock, "prune", use_flock=self.use_flock)
             lock.acquire()
             try:
@@ -439,8 +439,11 @@ class Datastore:
     async def read_disk(self, vm_uuid: str, point_id: str, key: str) -> AsyncIterator[bytes]:
         """The raw disk of a restore point (newest block wins), 2 MiB at a time."""
         loop_sentinel = object()
-        with self.reading(vm_uuid) as vmdir:
-            rec = vmdir.load_point(point_id).disk(key)
+        # The readers lock and the point's record are files: taken off the loop.
+        reading = self.reading(vm_uuid)
+        vmdir = await asyncio.to_thread(reading.__enter__)
+        try:
+            rec = (await asyncio.to_thread(vmdir.load_point, point_id)).disk(key)
             it = iter_raw(vmdir, key, rec.file)  # a generator: close() releases its files
             try:
                 while True:
@@ -453,18 +456,19 @@ class Datastore:
                 close = getattr(it, "close", None)
                 if close is not None:
                     close()
+        finally:
+            reading.__exit__(None, None, None)  # closes the lock's descriptor: no I/O wait
 
     async def synthesize_full(
         self, vm_uuid: str, point_id: str, key: str, dest: Path
     ) -> SynthStats:
         """Write the disk of a restore point as one dynamic VHD at ``dest``
         (sharing extents with the chain where the filesystem allows)."""
-        reflink = self.reflink
 
         def run() -> SynthStats:
             with self.reading(vm_uuid) as vmdir:
                 rec = vmdir.load_point(point_id).disk(key)
-                return synthesize_full(vmdir, key, rec.file, Path(dest), reflink=reflink)
+                return synthesize_full(vmdir, key, rec.file, Path(dest), reflink=self.reflink)
 
         return await asyncio.to_thread(run)
 

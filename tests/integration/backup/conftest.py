@@ -8,7 +8,6 @@ import base64
 import dataclasses
 import hashlib
 import random
-import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.xapi.simfixtures import copy_demo
 from tests.support.web import Browser
 from xapisim import RunningSimulator, start_simulator
 from xenkeep.backup.manager import BackupManager
@@ -43,11 +43,7 @@ def backup_demo_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 async def sim(backup_demo_state: Path, tmp_path: Path) -> AsyncIterator[RunningSimulator]:
     """A fresh copy of the demo pool on a loopback port."""
-    subprocess.run(
-        ["cp", "-a", "--sparse=always", str(backup_demo_state), str(tmp_path / "pool")],
-        check=True,
-    )
-    running = await start_simulator(tmp_path / "pool")
+    running = await start_simulator(await copy_demo(backup_demo_state, tmp_path / "pool"))
     yield running
     await running.close()
 
@@ -244,7 +240,7 @@ async def storage_and_job(
 ) -> dict[str, Any]:
     """Through the API: make ``store`` the backup storage and create a job over
     the tagged test VMs (``job`` adds fields); the job as the API returns it."""
-    store.mkdir()
+    await asyncio.to_thread(store.mkdir)
     status, body = await browser.api("POST", "/api/v1/backup/storage", {"path": str(store)})
     assert status == 200, body
     status, created = await browser.api(

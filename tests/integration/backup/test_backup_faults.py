@@ -145,10 +145,8 @@ async def test_datastore_full_during_a_write(
     # (The repo's SumsWriter.discard can raise ENOSPC while closing and skip
     # its own cleanup; recovery is what guarantees it.)
     await asyncio.to_thread(manager.datastore.recover, vm.uuid)
-    leftovers = [
-        p.name for p in small_datastore.rglob("*") if p.name.endswith(".part") or ".tmp-" in p.name
-    ]
-    assert leftovers == []
+    names = await asyncio.to_thread(lambda: [p.name for p in small_datastore.rglob("*")])
+    assert [n for n in names if n.endswith(".part") or ".tmp-" in n] == []
 
 
 async def start_slow_run(manager: BackupManager, client: XapiClient, job_id: int) -> int:
@@ -180,13 +178,15 @@ async def test_storage_is_not_swapped_under_a_run(
     job_id, _, _ = await first_backup(manager, vm)
     before = (await manager.storage_status())["path"]
     other = tmp_path / "other-store"
-    other.mkdir()
+    await asyncio.to_thread(other.mkdir)
     # Enough changed data that the throttled delta is still running below.
     await vm.write(0, vm.rng.randbytes(4 * MiB))
     run_id = await start_slow_run(manager, client, job_id)
     with pytest.raises(ConflictError, match="while a backup runs"):
         await manager.use_directory(str(other))
-    assert not any(other.iterdir()), "the refused directory was written to"
+    assert not await asyncio.to_thread(lambda: any(other.iterdir())), (
+        "the refused directory was written to"
+    )
     await client.call("sim.clear_faults")
     run = await manager.wait(run_id)
     assert run["status"] == "success", run

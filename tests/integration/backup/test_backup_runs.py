@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 from tests.integration.backup.conftest import (
@@ -13,6 +15,15 @@ from tests.integration.backup.conftest import (
 )
 from xenkeep.backup.manager import BackupManager
 from xenkeep.xapi.client import XapiClient
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    """Rot one byte of a stored file, as a failing disk would."""
+    with path.open("r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
 
 
 async def restore_disk_sha(
@@ -132,13 +143,9 @@ async def test_damaged_chain_forces_a_full_and_says_why(
     run = await manager.wait(await manager.run_job(job.id))
     assert run["status"] == "success", run
     # A block of the stored full rots on disk; verify finds it.
-    vhds = list(manager.datastore.root.rglob("*.vhd"))
+    vhds = await asyncio.to_thread(lambda: list(manager.datastore.root.rglob("*.vhd")))
     assert len(vhds) == 1
-    with vhds[0].open("r+b") as f:
-        f.seek(4 * 4096 + 1000)
-        byte = f.read(1)
-        f.seek(-1, 1)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    await asyncio.to_thread(flip_byte, vhds[0], 4 * 4096 + 1000)
     report = await manager.datastore.verify(vm.uuid)
     assert report.damaged, report
     await vm.write(0, b"\x02" * 512)

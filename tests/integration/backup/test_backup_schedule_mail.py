@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email
 import socket
@@ -138,14 +139,14 @@ async def test_scheduler_runs_a_missed_slot_once_at_start(
 async def _point_with_rot(manager: BackupManager, tmp_path: Path, *, rot: bool) -> str:
     """One stored restore point; with ``rot``, a byte of its block 3 flipped on disk."""
     vm = "0f4d6a1e-8f0a-4a57-9a3e-6a0d2b9c7e21"
-    disk = RefDisk(tmp_path, "0", 8 * MiB, seed=9)
-    disk.fill_block(3)
+    disk = await asyncio.to_thread(RefDisk, tmp_path, "0", 8 * MiB, seed=9)
+    await asyncio.to_thread(disk.fill_block, 3)
     async with manager.datastore.begin_point(vm, vm_record={}) as w:
         await w.write_vhd("0", disk.full_stream(), delta=False)
         point = await w.commit()
     if rot:
         path = manager.datastore.vmdir(vm).vhd_path("0", point.disks[0].file)
-        rot_block(path, 3, at=100, mask=0x55)
+        await asyncio.to_thread(rot_block, path, 3, at=100, mask=0x55)
     return point.id
 
 

@@ -14,22 +14,22 @@ from xenkeep.store import open_database
 async def test_a_missing_backup_disk_is_reported_at_start(tmp_path: Path) -> None:
     db = await open_database(tmp_path / "x.db")
     mountpoint = tmp_path / "srv-xenkeep"
-    mountpoint.mkdir()
+    await asyncio.to_thread(mountpoint.mkdir)
     m = BackupManager(db, StaticPools({}))
     await m.start(scheduler=False)
     await m.use_directory(str(mountpoint))
     await m.stop()
 
     # Restarted with the disk not mounted: the directory is empty.
-    (mountpoint / "datastore.json").unlink()
-    (mountpoint / "vms").rmdir()
+    await asyncio.to_thread((mountpoint / "datastore.json").unlink)
+    await asyncio.to_thread((mountpoint / "vms").rmdir)
     m = BackupManager(db, StaticPools({}))
     await m.start(scheduler=False)
     status = await m.storage_status()
     assert status["configured"] is False
     assert str(mountpoint) in status["problem"]
     # Nothing is written into the empty mountpoint meanwhile.
-    assert list(mountpoint.iterdir()) == []
+    assert await asyncio.to_thread(lambda: list(mountpoint.iterdir())) == []
     assert await db.get_setting(DATASTORE_KEY) == str(mountpoint)
     await m.stop()
     await db.close()

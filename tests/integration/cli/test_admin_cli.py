@@ -25,7 +25,7 @@ async def test_status_setup_token_and_reset_admin(
 
     code, out, err = await console("setup-token")
     assert code == 0, err
-    assert out.strip() == setup_token(settings)
+    assert out.strip() == await setup_token(settings)
 
     await complete_setup(browser, settings)
     code, out, err = await console("setup-token")
@@ -35,7 +35,7 @@ async def test_status_setup_token_and_reset_admin(
 
     code, out, err = await console("reset-admin")
     assert code == 0, err
-    assert out.splitlines()[-1] == setup_token(settings)
+    assert out.splitlines()[-1] == await setup_token(settings)
     code, out, _err = await console("status")
     assert "waiting for the web wizard" in out
 

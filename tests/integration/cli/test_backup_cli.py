@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tests.integration.backup.conftest import vdi_sha256
 from tests.integration.cli.conftest import Appliance, Console, write_cli_config
-from tests.support.web import Browser, complete_setup, make_settings
+from tests.support.web import Browser, complete_setup
 from tests.unit.repo.repo_testlib import rot_block
 from xenkeep.app import create_app
 from xenkeep.auth.const import AuditEvent
@@ -179,11 +179,12 @@ async def test_without_admin_and_without_storage(
     ]
 
 
-async def test_daemon_down_exits_3(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path)
+async def test_daemon_down_exits_3(tmp_path: Path, settings: Settings) -> None:
     async with start_server(create_app(settings)) as server:
         port = server.https_port
-    console = Console(write_cli_config(settings, port, tmp_path / "cli.toml"))
+    console = Console(
+        await asyncio.to_thread(write_cli_config, settings, port, tmp_path / "cli.toml")
+    )
     code, out, err = await console("backup", "list")
     assert code == 3, out + err
     assert "the daemon is not answering" in err
@@ -192,8 +193,11 @@ async def test_daemon_down_exits_3(tmp_path: Path) -> None:
 async def test_ctrl_c_cancels_the_run(appliance: Appliance) -> None:
     app = appliance
     await app.client.call("sim.inject_fault", "throttle", {"bytes_per_second": 256 * 1024})
-    config = write_cli_config(
-        app.settings, app.server.https_port, app.settings.state_dir.parent / "c.toml"
+    config = await asyncio.to_thread(
+        write_cli_config,
+        app.settings,
+        app.server.https_port,
+        app.settings.state_dir.parent / "c.toml",
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -247,7 +251,7 @@ async def test_points_show_what_the_last_verify_found(appliance: Appliance) -> N
 
     # Flip one byte of block 0's data in the full: the next verify names the point.
     full = manager.datastore.vmdir(app.vm.uuid).vhd_path("0", point.disks[0].file)
-    rot_block(full, 0, at=777, mask=0xFF)
+    await asyncio.to_thread(rot_block, full, 0, at=777, mask=0xFF)
     await manager.start_verify()
     assert (await manager.wait_verify() or {})["status"] == "damaged"
     code, out, err = await app.xenkeep("backup", "list", "cli-backup-01")

@@ -30,10 +30,10 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
     await database.close()
 
 
-def make_manager(db: Database, tmp_path: Path) -> PoolManager:
-    return PoolManager(
-        PoolRegistry(db), SecretBox(tmp_path / "secret.key"), poll_seconds=1.0, backoff_max=0.2
-    )
+async def make_manager(db: Database, tmp_path: Path) -> PoolManager:
+    box = SecretBox(tmp_path / "secret.key")
+    await asyncio.to_thread(box.load)  # as the daemon does at start
+    return PoolManager(PoolRegistry(db), box, poll_seconds=1.0, backoff_max=0.2)
 
 
 async def until(predicate: object) -> None:
@@ -47,7 +47,7 @@ async def until(predicate: object) -> None:
 async def test_add_reconnect_and_remember_errors(
     db: Database, tmp_path: Path, sim: RunningSimulator
 ) -> None:
-    manager = make_manager(db, tmp_path)
+    manager = await make_manager(db, tmp_path)
     await manager.start()
     try:
         with pytest.raises(XapiAuthenticationError):
@@ -63,7 +63,7 @@ async def test_add_reconnect_and_remember_errors(
         await manager.close()
 
     # A new daemon: the pool is reconnected with the stored (encrypted) password.
-    manager = make_manager(db, tmp_path)
+    manager = await make_manager(db, tmp_path)
     await manager.start()
     restarted: RunningSimulator | None = None
     try:
@@ -92,14 +92,14 @@ async def test_add_reconnect_and_remember_errors(
 async def test_a_lost_key_does_not_stop_the_start(
     db: Database, tmp_path: Path, sim: RunningSimulator
 ) -> None:
-    manager = make_manager(db, tmp_path)
+    manager = await make_manager(db, tmp_path)
     await manager.start()
     try:
         pool = await manager.add(sim.url, "root", "demo")
     finally:
         await manager.close()
-    (tmp_path / "secret.key").unlink()
-    manager = make_manager(db, tmp_path)
+    await asyncio.to_thread((tmp_path / "secret.key").unlink)
+    manager = await make_manager(db, tmp_path)
     await manager.start()
     try:
         assert manager.status(pool.id)["state"] == "stopped"

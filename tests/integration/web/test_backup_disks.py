@@ -32,7 +32,7 @@ async def test_a_disk_becomes_the_storage_and_survives_unmount_and_attach(
     browser: Browser, settings: Settings, appliance: Appliance, tmp_path: Path
 ) -> None:
     await complete_setup(browser, settings)
-    disk = appliance.new_disk()
+    disk = await asyncio.to_thread(appliance.new_disk)
 
     status, listing = await browser.api("GET", "/api/v1/backup/disks")
     assert status == 200 and listing["available"] is True, listing
@@ -44,11 +44,11 @@ async def test_a_disk_becomes_the_storage_and_survives_unmount_and_attach(
     # A mistyped confirmation reaches nothing: the disk stays blank.
     status, html, _ = await browser.post_form(f"/backup/disks/{disk}/format", {"confirm": "sda"})
     assert status == 400 and f"type {disk} to confirm" in html
-    assert probe(disk, "TYPE") is None
+    assert await probe(disk, "TYPE") is None
 
     status, _, resp = await browser.post_form(f"/backup/disks/{disk}/format", {"confirm": disk})
     assert status == 303 and resp.headers["Location"] == "/backup/storage"
-    assert probe(disk, "TYPE") == "xfs"
+    assert await probe(disk, "TYPE") == "xfs"
     status, storage = await browser.api("GET", "/api/v1/backup/storage")
     assert storage["configured"] and storage["path"] == str(appliance.mountpoint), storage
     assert storage["reflink"] is True
@@ -57,26 +57,27 @@ async def test_a_disk_becomes_the_storage_and_survives_unmount_and_attach(
 
     # A restore point on it.
     manager = keys.backup(browser.server.app)
-    ref = RefDisk(tmp_path, "0", 4 << 20, seed=3)
-    ref.fill_block(1)
+    ref = await asyncio.to_thread(RefDisk, tmp_path, "0", 4 << 20, seed=3)
+    await asyncio.to_thread(ref.fill_block, 1)
     async with manager.datastore.begin_point(VM, vm_record={"name_label": "kept"}) as w:
         await w.write_vhd("0", ref.full_stream(), delta=False)
         point = await w.commit()
 
     # A busy disk is not unmounted, and the daemon keeps it as its storage.
-    with (appliance.mountpoint / "busy").open("w"):
+    busy = appliance.mountpoint / "busy"
+    with await asyncio.to_thread(busy.open, "w"):
         status, body = await browser.api("POST", "/api/v1/backup/disks/detach")
     assert status == 400 and "busy" in body["error"]["message"], body
-    assert is_mounted(appliance.mountpoint)
+    assert await is_mounted(appliance.mountpoint)
     status, body = await browser.api("GET", f"/api/v1/backup/vms/{VM}/points")
     assert status == 200 and [p["id"] for p in body["points"]] == [point.id], body
-    (appliance.mountpoint / "busy").unlink()
+    await asyncio.to_thread(busy.unlink)
     # The setting was given back too, so a restarted daemon finds it.
     assert await manager.db.get_setting(DATASTORE_KEY) == str(appliance.mountpoint)
 
     status, storage = await browser.api("POST", "/api/v1/backup/disks/detach")
     assert status == 200 and storage["configured"] is False, storage
-    assert not is_mounted(appliance.mountpoint)
+    assert not await is_mounted(appliance.mountpoint)
     status, body = await browser.api("GET", f"/api/v1/backup/vms/{VM}/points")
     # No storage: nothing is listed from the empty mountpoint.
     assert status == 409 and body["error"]["code"] == "no_storage", body
@@ -112,7 +113,7 @@ async def test_formatting_a_disk_is_an_operation_with_stages_and_a_log(
     messages = [line["message"] for e in events for line in e["log"]]
     assert messages[0] == f"erasing {disk} and making XFS with reflink on it", messages
     assert any(m.startswith(f"{disk} is mounted at ") for m in messages), messages
-    assert probe(disk, "TYPE") == "xfs"
+    assert await probe(disk, "TYPE") == "xfs"
     status, html, _ = await browser.get(f"/operations/{op_id}")
     assert status == 200 and 'data-kind="disk-format"' in html and "Device" in html
     status, body = await browser.api("GET", "/api/v1/operations?kind=disk-format")
@@ -144,7 +145,7 @@ async def test_a_storage_change_is_refused_while_a_verify_reads_it(
     )
     assert status == 409, body
     assert body["error"]["message"].startswith(f"cannot format {disk} while a verify runs"), body
-    assert probe(disk, "TYPE") is None  # nothing reached the disk
+    assert await probe(disk, "TYPE") is None  # nothing reached the disk
     status, html, _ = await browser.post_form(f"/backup/disks/{disk}/format", {"confirm": disk})
     assert status == 409 and "while a verify runs" in html
     release.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from tests.support.web import Browser, complete_setup
@@ -20,14 +21,14 @@ async def test_verify_reports_a_flipped_block(
     status, body = await browser.api("GET", "/api/v1/backup/verify")
     assert status == 200 and body["status"] == "never"
     store = tmp_path / "store"
-    store.mkdir()
+    await asyncio.to_thread(store.mkdir)
     status, body = await browser.api("POST", "/api/v1/backup/storage", {"path": str(store)})
     assert status == 200, body
 
     manager = keys.backup(browser.server.app)
-    disk = RefDisk(tmp_path, "0", 12 * MiB, seed=5)
+    disk = await asyncio.to_thread(RefDisk, tmp_path, "0", 12 * MiB, seed=5)
     for i in (1, 4):
-        disk.fill_block(i)
+        await asyncio.to_thread(disk.fill_block, i)
     async with manager.datastore.begin_point(VM, vm_record={}) as w:
         await w.write_vhd("0", disk.full_stream(), delta=False)
         point = await w.commit()
@@ -38,7 +39,7 @@ async def test_verify_reports_a_flipped_block(
     assert report is not None and report["status"] == "ok" and report["points"] == 1
 
     full = manager.datastore.vmdir(VM).vhd_path("0", point.disks[0].file)
-    rot_block(full, 4, at=777, mask=0xFF)
+    await asyncio.to_thread(rot_block, full, 4, at=777, mask=0xFF)
 
     await browser.get("/backup/storage")
     status, _, resp = await browser.post_form("/backup/verify", {})

@@ -3,6 +3,8 @@ report, restore — against the simulator, as an administrator would."""
 
 from __future__ import annotations
 
+import asyncio
+
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ async def test_backup_and_restore_through_the_api_and_pages(
     want = await vm.sha256()
 
     store = tmp_path / "store"
-    store.mkdir()
+    await asyncio.to_thread(store.mkdir)
     status, body = await browser.api("POST", "/api/v1/backup/storage", {"path": str(store)})
     assert status == 200, body
     assert body["configured"] and body["capacity"] > 0 and "reflink" in body

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,6 +24,12 @@ from xenkeep.xapi.client import XapiClient
 
 __all__ = ["demo_state", "sim", "tls_sim"]
 WAIT = 30.0
+
+
+def stored_passwords(database: Path) -> tuple[str, ...]:
+    """The pools' passwords as the database holds them (a plain sqlite3 look)."""
+    with sqlite3.connect(database) as db:
+        return tuple(row[0] for row in db.execute("SELECT password_enc FROM pools"))
 
 
 async def wait_connected(browser: Browser, pool_id: int) -> dict[str, Any]:
@@ -75,11 +82,10 @@ async def test_register_list_show_and_remove(
     assert listing["pools"][0]["status"]["state"] == "connected"
 
     # At rest: the password is encrypted, the key file private.
-    with sqlite3.connect(settings.database_path) as db:
-        (stored,) = db.execute("SELECT password_enc FROM pools").fetchone()
+    (stored,) = await asyncio.to_thread(stored_passwords, settings.database_path)
     assert "demo" not in stored
     key = settings.state_dir / "secret.key"
-    assert key.stat().st_mode & 0o777 == 0o600
+    assert (await asyncio.to_thread(key.stat)).st_mode & 0o777 == 0o600
     # Neither the password nor the pool session is ever logged.
     session_refs = list(sim.pool.db.refs("session"))
     for record in caplog.records:

@@ -27,7 +27,8 @@ async def admin_count(settings: Settings) -> int:
 async def test_token_file_is_private_and_root_redirects_to_wizard(
     browser: Browser, settings: Settings
 ) -> None:
-    assert settings.setup_token_path.stat().st_mode & 0o777 == 0o600
+    mode = (await asyncio.to_thread(settings.setup_token_path.stat)).st_mode
+    assert mode & 0o777 == 0o600
     status, _, resp = await browser.get("/")
     assert status == 303 and resp.headers["Location"].startswith("/login")
     status, _, resp = await browser.get("/login")
@@ -53,7 +54,7 @@ async def test_full_wizard_through_forms(browser: Browser, settings: Settings) -
     assert status == 401 and "not valid" in html
     assert await admin_count(settings) == 0
 
-    token = setup_token(settings)
+    token = await setup_token(settings)
     status, _, resp = await browser.post_form("/setup/token", {"token": token.lower()})
     assert status == 303
     status, _, resp = await browser.get("/setup")
@@ -77,7 +78,7 @@ async def test_full_wizard_through_forms(browser: Browser, settings: Settings) -
     )
     assert status == 303
     assert await admin_count(settings) == 1
-    assert not settings.setup_token_path.exists()
+    assert not await asyncio.to_thread(settings.setup_token_path.exists)
 
     # Two-factor step: enrol with a real TOTP code computed from the shown key.
     status, html, _ = await browser.get("/setup/totp")
@@ -163,7 +164,7 @@ async def test_wrong_tokens_are_throttled(browser: Browser, settings: Settings) 
     assert statuses[-1] == 429
     # Even the right token waits now: guessing cannot outrun the throttle.
     status, body = await browser.api(
-        "POST", "/api/v1/setup/token", {"token": setup_token(settings)}
+        "POST", "/api/v1/setup/token", {"token": await setup_token(settings)}
     )
     assert status == 429 and "try again" in body["error"]["message"]
 
@@ -194,7 +195,7 @@ async def test_the_shown_totp_key_is_not_in_the_database(
 async def test_the_setup_token_never_reaches_the_log(
     browser: Browser, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    token = setup_token(settings)
+    token = await setup_token(settings)
     said = " ".join(r.getMessage() for r in caplog.get_records("setup"))
     assert token not in said and token.replace("-", "") not in said
     # The log says where the token is to be read instead.

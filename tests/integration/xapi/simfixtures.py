@@ -5,7 +5,6 @@ HTTP or, behind a self-signed certificate, over HTTPS."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,16 +33,19 @@ def demo_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return state
 
 
-def copy_demo(demo_state: Path, dest: Path) -> Path:
+async def copy_demo(demo_state: Path, dest: Path) -> Path:
     """A private copy of the demo pool (sparse: 184 GB apparent, 40 MB used)."""
-    subprocess.run(["cp", "-a", "--sparse=always", str(demo_state), str(dest)], check=True)
+    proc = await asyncio.create_subprocess_exec(
+        "cp", "-a", "--sparse=always", str(demo_state), str(dest)
+    )
+    assert await proc.wait() == 0, f"cp {demo_state} {dest} failed"
     return dest
 
 
 @pytest.fixture
 async def sim(demo_state: Path, tmp_path: Path) -> AsyncIterator[RunningSimulator]:
     """A fresh copy of the demo pool (2 hosts, SRs, VMs) on a loopback port."""
-    running = await start_simulator(copy_demo(demo_state, tmp_path / "pool"))
+    running = await start_simulator(await copy_demo(demo_state, tmp_path / "pool"))
     yield running
     await running.close()
 
@@ -60,9 +62,9 @@ class TlsSimulator:
 @pytest.fixture
 async def tls_sim(demo_state: Path, tmp_path: Path) -> AsyncIterator[TlsSimulator]:
     """A demo pool behind HTTPS, as a real pool master is."""
-    pool = SimPool(copy_demo(demo_state, tmp_path / "tls-pool"))
+    pool = SimPool(await copy_demo(demo_state, tmp_path / "tls-pool"))
     await pool.open()
-    tls = ensure_certificate(tmp_path / "pool-tls", "localhost")
+    tls = await asyncio.to_thread(ensure_certificate, tmp_path / "pool-tls", "localhost")
     runner = web.AppRunner(create_app(pool), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(

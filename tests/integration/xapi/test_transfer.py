@@ -105,7 +105,9 @@ async def test_raw_export_matches_the_disk(
     done = await export_raw_vdi(client, vdi, sink, progress=lambda d, t: seen.append((d, t)))
     assert done.bytes == 8 * MiB == sink.size
     assert bytes(sink.head) == data
-    assert sink.hash.hexdigest() == file_sha(sim.pool.vdi_path(vdi), 8 * MiB)
+    assert sink.hash.hexdigest() == await asyncio.to_thread(
+        file_sha, sim.pool.vdi_path(vdi), 8 * MiB
+    )
     assert done.attempts == 1
     assert seen[-1] == (8 * MiB, 8 * MiB)
     assert done.result == vdi
@@ -116,17 +118,19 @@ async def test_vhd_export_reads_with_qemu_img(
 ) -> None:
     vdi, data = disk
     out = tmp_path / "disk.vhd"
-    with out.open("wb") as f:
+    with await asyncio.to_thread(out.open, "wb") as f:
 
         async def sink(chunk: bytes) -> None:
-            f.write(chunk)
+            await asyncio.to_thread(f.write, chunk)
 
         await export_raw_vdi(client, vdi, sink, fmt="vhd")
     raw = tmp_path / "disk.raw"
-    subprocess.run(
-        ["qemu-img", "convert", "-f", "vpc", "-O", "raw", str(out), str(raw)], check=True
+    await asyncio.to_thread(
+        subprocess.run,
+        ["qemu-img", "convert", "-f", "vpc", "-O", "raw", str(out), str(raw)],
+        check=True,
     )
-    assert raw.read_bytes()[: len(data)] == data
+    assert (await asyncio.to_thread(raw.read_bytes))[: len(data)] == data
 
 
 async def test_dropped_export_is_resumed(client: XapiClient, disk: tuple[str, bytes]) -> None:
@@ -249,13 +253,13 @@ async def test_large_export_memory_is_bounded(client: XapiClient) -> None:
     size = 1024 * MiB
     vdi = await new_vdi(client, size, "big sparse disk")
     await write(client, vdi, size - MiB, pattern(MiB, seed=7))
-    baseline = rss()
+    baseline = await asyncio.to_thread(rss)
     peak = baseline
     slow_down = 0
 
     async def sink(data: bytes) -> None:
         nonlocal peak, slow_down
-        peak = max(peak, rss())
+        peak = max(peak, await asyncio.to_thread(rss))
         slow_down += 1
         if slow_down % 16 == 0:
             # A consumer slower than the pool now and then: the buffer fills.
@@ -327,10 +331,10 @@ async def test_xva_round_trip(client: XapiClient, tmp_path: Path) -> None:
         and v["power_state"] == "Halted"
     )
     out = tmp_path / "vm.xva"
-    with out.open("wb") as f:
+    with await asyncio.to_thread(out.open, "wb") as f:
 
         async def sink(chunk: bytes) -> None:
-            f.write(chunk)
+            await asyncio.to_thread(f.write, chunk)
 
         try:
             await export_vm(client, vms[vm]["uuid"], sink)
@@ -340,11 +344,12 @@ async def test_xva_round_trip(client: XapiClient, tmp_path: Path) -> None:
             raise
 
     async def source() -> object:
-        with out.open("rb") as f:
-            while piece := f.read(MiB):
+        with await asyncio.to_thread(out.open, "rb") as f:
+            while piece := await asyncio.to_thread(f.read, MiB):
                 yield piece
 
-    refs = await import_vm(client, source(), size=out.stat().st_size)  # type: ignore[arg-type]
+    size = (await asyncio.to_thread(out.stat)).st_size
+    refs = await import_vm(client, source(), size=size)  # type: ignore[arg-type]
     assert len(refs) == 1 and refs[0] != vm
     assert await client.call("VM.get_name_label", refs[0]) == vms[vm]["name_label"]
 

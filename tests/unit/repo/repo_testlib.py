@@ -5,6 +5,7 @@ does through the simulator's own VHD writer (an implementation separate from
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import shutil
@@ -104,8 +105,12 @@ class RefDisk:
         blocks = sorted(self.changed_blocks | set(self.changed_sectors))
         return aiter_of(vhd_stream(self.path, self.size, blocks, parent_uuid=uuid.uuid4()))
 
-    def sector_delta(self) -> AsyncIterator[tuple[int, bytes, bytes]]:
+    async def sector_delta(self) -> AsyncIterator[tuple[int, bytes, bytes]]:
         """A delta holding only the changed sectors (partial bitmaps)."""
+        for item in await asyncio.to_thread(self._sector_items):
+            yield item
+
+    def _sector_items(self) -> list[tuple[int, bytes, bytes]]:
         items = []
         with self.path.open("rb") as f:
             for index in sorted(self.changed_blocks | set(self.changed_sectors)):
@@ -120,7 +125,7 @@ class RefDisk:
                 for s in sectors:
                     buf[s * SECTOR : (s + 1) * SECTOR] = data[s * SECTOR : (s + 1) * SECTOR]
                 items.append((index, bitmap_from_sectors(sectors), bytes(buf)))
-        return aiter_of(items)
+        return items
 
 
 def sha(path: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -84,7 +85,7 @@ def test_lock_from_another_boot_is_stale(tmp_path: Path) -> None:
 
 
 async def test_two_writers_of_one_vm_never_overlap(tmp_path: Path) -> None:
-    ds = Datastore.initialise(tmp_path)
+    ds = await asyncio.to_thread(Datastore.initialise, tmp_path)
     async with ds.begin_point(VM, vm_record={}, job_id="a"):
         with pytest.raises(ChainBusyError, match="backup job a"):
             async with ds.begin_point(VM, vm_record={}, job_id="b"):
@@ -112,22 +113,22 @@ def test_retention_plan() -> None:
 
 async def test_verify_names_the_flipped_block(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    root.mkdir()
-    ds = Datastore.initialise(root)
-    d = RefDisk(tmp_path, "0", 20 * MiB, seed=21)
+    await asyncio.to_thread(root.mkdir)
+    ds = await asyncio.to_thread(Datastore.initialise, root)
+    d = await asyncio.to_thread(RefDisk, tmp_path, "0", 20 * MiB, seed=21)
     for i in (1, 4, 7):
-        d.fill_block(i)
+        await asyncio.to_thread(d.fill_block, i)
     async with ds.begin_point(VM, vm_record={}) as w:
         await w.write_vhd("0", d.full_stream(), delta=False)
         p1 = await w.commit()
     d.reset_changes()
-    d.fill_block(2)
+    await asyncio.to_thread(d.fill_block, 2)
     async with ds.begin_point(VM, vm_record={}) as w:
         await w.write_vhd("0", d.delta_stream(), delta=True)
         p2 = await w.commit()
     assert (await ds.verify()).ok
     full = ds.vmdir(VM).vhd_path("0", p1.disks[0].file)
-    rot_block(full, 4, at=12345, mask=0x01)
+    await asyncio.to_thread(rot_block, full, 4, at=12345, mask=0x01)
     report = await ds.verify(VM)
     assert not report.ok
     assert {(x.point_id, x.disk, x.file, x.blocks) for x in report.damaged} == {
@@ -136,8 +137,8 @@ async def test_verify_names_the_flipped_block(tmp_path: Path) -> None:
     }
     assert "do not match" in report.damaged[0].reason
     # Flagged, not deleted; the damage is listed; merges refuse to spread it.
-    assert full.exists()
-    assert {x.point_id for x in ds.damage(VM)} == {p1.id, p2.id}
+    assert await asyncio.to_thread(full.exists)
+    assert {x.point_id for x in await asyncio.to_thread(ds.damage, VM)} == {p1.id, p2.id}
     result = await ds.prune(VM, keep_last=1)
     assert result.merged == [] and result.plan.blocked is not None
-    assert len(ds.points(VM)) == 2
+    assert len(await asyncio.to_thread(ds.points, VM)) == 2

@@ -1,16 +1,19 @@
-"""The database: migrations, refusal of newer or damaged files, crash safety."""
+"""The database: migrations, refusal of newer or damaged files, crash safety.
+
+The tests' own look at the file (plain sqlite3, hashing) runs off the event
+loop, as the daemon's would.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,8 +22,25 @@ from xenkeep.store import db as dbmod
 from xenkeep.store import latest_schema_version, open_database
 
 
-def digest(path: Path) -> str:
+def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def digest(path: Path) -> str:
+    return await asyncio.to_thread(_digest, path)
+
+
+def _query(path: Path, sql: str) -> list[Any]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+async def query(path: Path, sql: str) -> list[Any]:
+    """``sql`` on a plain sqlite3 connection of its own."""
+    return await asyncio.to_thread(_query, path, sql)
 
 
 async def test_fresh_database_is_migrated_in_wal_mode(tmp_path: Path) -> None:
@@ -29,7 +49,7 @@ async def test_fresh_database_is_migrated_in_wal_mode(tmp_path: Path) -> None:
     row = await db.fetchone("PRAGMA journal_mode")
     assert row is not None and row[0] == "wal"
     row = await db.fetchone("PRAGMA user_version")
-    assert row is not None and row[0] == latest_schema_version()
+    assert row is not None and row[0] == await asyncio.to_thread(latest_schema_version)
     await db.set_setting("k", "v")
     assert await db.get_setting("k") == "v"
     await db.close()
@@ -38,22 +58,21 @@ async def test_fresh_database_is_migrated_in_wal_mode(tmp_path: Path) -> None:
 async def test_newer_database_is_refused_and_untouched(tmp_path: Path) -> None:
     path = tmp_path / "x.db"
     await (await open_database(path)).close()
-    conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version = {latest_schema_version() + 5}")
-    conn.close()
-    before = digest(path)
+    newer = await asyncio.to_thread(latest_schema_version) + 5
+    await query(path, f"PRAGMA user_version = {newer}")
+    before = await digest(path)
     with pytest.raises(DatabaseTooNewError, match="only knows up to"):
         await open_database(path)
-    assert digest(path) == before
+    assert await digest(path) == before
 
 
 async def test_garbage_file_is_refused_and_untouched(tmp_path: Path) -> None:
     path = tmp_path / "x.db"
-    path.write_bytes(b"this is not sqlite" * 500)
-    before = digest(path)
+    await asyncio.to_thread(path.write_bytes, b"this is not sqlite" * 500)
+    before = await digest(path)
     with pytest.raises(StoreError, match="damaged"):
         await open_database(path)
-    assert digest(path) == before
+    assert await digest(path) == before
 
 
 async def test_copy_taken_before_migrating(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,17 +80,15 @@ async def test_copy_taken_before_migrating(tmp_path: Path, monkeypatch: pytest.M
     db = await open_database(path)
     await db.set_setting("kept", "yes")
     await db.close()
-    real = dbmod._migrations()
+    real = await asyncio.to_thread(dbmod._migrations)
     extra = (len(real) + 1, f"{len(real) + 1:04d}_extra.sql", "CREATE TABLE extra (x);")
     monkeypatch.setattr(dbmod, "_migrations", lambda: [*real, extra])
     db = await open_database(path)
     await db.close()
     backup = path.with_name(f"x.db.pre-migration-{len(real):04d}")
-    assert backup.exists()
-    conn = sqlite3.connect(backup)
-    assert conn.execute("SELECT value FROM settings WHERE key='kept'").fetchone() == ("yes",)
-    assert conn.execute("PRAGMA user_version").fetchone() == (len(real),)
-    conn.close()
+    assert await asyncio.to_thread(backup.exists)
+    assert await query(backup, "SELECT value FROM settings WHERE key='kept'") == [("yes",)]
+    assert await query(backup, "PRAGMA user_version") == [(len(real),)]
 
 
 async def test_failed_migration_changes_nothing(
@@ -79,15 +96,13 @@ async def test_failed_migration_changes_nothing(
 ) -> None:
     path = tmp_path / "x.db"
     await (await open_database(path)).close()
-    real = dbmod._migrations()
+    real = await asyncio.to_thread(dbmod._migrations)
     bad = (len(real) + 1, f"{len(real) + 1:04d}_bad.sql", "CREATE TABLE ok (x);\nNOT SQL;")
     monkeypatch.setattr(dbmod, "_migrations", lambda: [*real, bad])
     with pytest.raises(StoreError, match="left as it was"):
         await open_database(path)
-    conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (len(real),)
-    assert conn.execute("SELECT name FROM sqlite_master WHERE name='ok'").fetchone() is None
-    conn.close()
+    assert await query(path, "PRAGMA user_version") == [(len(real),)]
+    assert await query(path, "SELECT name FROM sqlite_master WHERE name='ok'") == []
 
 
 async def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
@@ -126,15 +141,14 @@ async def test_sigkill_during_writes_leaves_a_consistent_database(
     tmp_path: Path, delay: float
 ) -> None:
     path = tmp_path / "x.db"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WRITER, str(path), stdout=asyncio.subprocess.PIPE
     )
     assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(delay)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stdout.close()
+    assert (await proc.stdout.readline()).strip() == b"ready"
+    await asyncio.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
     db = await open_database(path)
     row = await db.fetchone("PRAGMA integrity_check")
     assert row is not None and row[0] == "ok"
