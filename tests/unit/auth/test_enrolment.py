@@ -3,6 +3,7 @@ left by an older XenKeep is never enrolled, a code switches TOTP on."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -37,7 +38,9 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     db = await open_database(path)
     auth = AuthManager(db, AuditLog(db), make_settings(tmp_path))
     user = await auth.create_user("alice", "a long enough passphrase", Role.ADMIN)
-    enrolment = TotpEnrolment(db, SecretBox(tmp_path / "secret.key"), auth)
+    box = SecretBox(tmp_path / "secret.key")
+    await asyncio.to_thread(box.load)  # as the daemon does at start
+    enrolment = TotpEnrolment(db, box, auth)
     yield Setup(db, path, auth, enrolment, user)
     await db.close()
 
