@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from xenkeep.errors import ValidationError, XenKeepError
+from xenkeep.web.flash import local_target
 
 T = TypeVar("T")
 
@@ -66,10 +67,9 @@ def int_query(request: web.Request, name: str, default: int) -> int:
 
 
 def safe_next(target: str | None, default: str = "/") -> str:
-    """A post-sign-in destination that stays on this appliance."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return default
-    return target
+    """A post-sign-in destination that stays on this appliance (see
+    :func:`flash.local_target`), or ``default``."""
+    return local_target(target) or default
 
 
 @dataclass(frozen=True)
