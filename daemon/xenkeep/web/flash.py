@@ -10,6 +10,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from aiohttp import web
 
 FLASH_COOKIE = "xk_flash"
+_MAX_FLASH_MESSAGE = 500
+# Base64 of a category and a message of at most _MAX_FLASH_MESSAGE characters,
+# each of which JSON may write as up to twelve bytes (a surrogate pair of
+# \uXXXX escapes).
+_MAX_FLASH_COOKIE = 4 * (12 * _MAX_FLASH_MESSAGE + 64) // 3 + 4
 
 # How many layers of percent-encoding we look through. A browser decodes at
 # most one, but a proxy or a second redirect may decode another; a target
@@ -67,7 +72,7 @@ def redirect(location: str, message: str | None = None, category: str = "info") 
         raise ValueError(f"refusing to redirect off the appliance: {location!r}")
     response = web.HTTPSeeOther(checked)
     if message:
-        payload = json.dumps([category, message[:500]]).encode()
+        payload = json.dumps([category, message[:_MAX_FLASH_MESSAGE]]).encode()
         response.set_cookie(
             FLASH_COOKIE,
             base64.urlsafe_b64encode(payload).decode(),
@@ -82,11 +87,14 @@ def redirect(location: str, message: str | None = None, category: str = "info") 
 def read_flash(request: web.Request) -> tuple[str, str] | None:
     """The flash message the previous response left, if any."""
     raw = request.cookies.get(FLASH_COOKIE)
-    if not raw:
+    # The cookie comes back from the browser, so anyone can forge it: what we
+    # write is a short pair, and anything longer (a deeply nested array makes
+    # the parser raise RecursionError) is ignored, not parsed.
+    if not raw or len(raw) > _MAX_FLASH_COOKIE:
         return None
     try:
         category, message = json.loads(base64.urlsafe_b64decode(raw.encode()))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     if category not in ("info", "success", "error"):
         category = "info"

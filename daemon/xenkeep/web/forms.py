@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -15,6 +17,28 @@ from xenkeep.web.flash import local_target
 T = TypeVar("T")
 
 MAX_JSON_BYTES = 1 << 20
+#: No body of the API nests deeper than a few levels; Python's parser gives
+#: up (RecursionError) near 1,000, and whatever walks the value afterwards
+#: may give up sooner, so depth is refused well before either.
+MAX_JSON_DEPTH = 32
+
+# A string runs to its closing quote or, unterminated, to the end: never
+# backtracking, so a hostile body of quotes and backslashes stays linear.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\Z)', re.DOTALL)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]")
+
+
+def nests_too_deep(raw: bytes) -> bool:
+    """True when ``raw`` nests arrays and objects deeper than MAX_JSON_DEPTH.
+
+    Found without parsing: brackets inside strings do not count; a malformed
+    text gets some answer and is refused by the parser afterwards.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return False  # too few brackets to nest that deep: spare the scan
+    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", raw))
+    depth = accumulate(1 if b in b"[{" else -1 for b in brackets)
+    return max(depth, default=0) > MAX_JSON_DEPTH
 
 
 async def form_fields(request: web.Request) -> dict[str, str]:
@@ -30,10 +54,14 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise ValidationError("the JSON body is too large")
     raw = await request.read()
+    if nests_too_deep(raw):
+        raise ValidationError(f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValidationError(f"malformed JSON: {exc}") from None
+    except RecursionError:  # not reached after the depth check; never a 500
+        raise ValidationError("the JSON body nests too deeply") from None
     if not isinstance(data, dict):
         raise ValidationError("the JSON body must be an object")
     return data
