@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from xenkeep.errors import ValidationError, XenKeepError
+from xenkeep.web import keys
 from xenkeep.web.flash import local_target
 
 T = TypeVar("T")
@@ -41,9 +43,26 @@ def nests_too_deep(raw: bytes) -> bool:
     return max(depth, default=0) > MAX_JSON_DEPTH
 
 
+async def in_read_time(request: web.Request, reading: Awaitable[T]) -> T:
+    """``reading`` (of the request's body), if the client sends it in time.
+
+    aiohttp waits for a body as long as the client takes; a client sending
+    a byte now and then would hold the connection and a handler for ever.
+    The answer is 408, and the connection is closed after a short linger.
+    """
+    seconds = keys.settings(request.app).request_read_seconds
+    try:
+        async with asyncio.timeout(seconds):
+            return await reading
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=f"the request body did not arrive within {seconds} seconds"
+        ) from None
+
+
 async def form_fields(request: web.Request) -> dict[str, str]:
     """A urlencoded or multipart form as plain strings (files are dropped)."""
-    form = await request.post()
+    form = await in_read_time(request, request.post())
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
@@ -53,7 +72,7 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise ValidationError("send a JSON body with Content-Type: application/json")
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise ValidationError("the JSON body is too large")
-    raw = await request.read()
+    raw = await in_read_time(request, request.read())
     if nests_too_deep(raw):
         raise ValidationError(f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
