@@ -86,8 +86,31 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def text_field(data: dict[str, Any], name: str, *, required: bool = True, default: str = "") -> str:
-    """A string member of a JSON body."""
+#: Sign-in fields, checked before anything is hashed, stored or logged: no
+#: account name is longer (local ones are at most 64 characters; room is
+#: left for directory accounts), and a password this long is no safer but
+#: costs the hash real time.
+MAX_USERNAME_INPUT = 256
+MAX_PASSWORD_INPUT = 1024
+MAX_CODE_INPUT = 16
+
+
+def limited(value: str, name: str, limit: int) -> str:
+    """``value`` if at most ``limit`` characters, else ValidationError naming it."""
+    if len(value) > limit:
+        raise ValidationError(f"{name!r} is longer than {limit} characters", field=name)
+    return value
+
+
+def text_field(
+    data: dict[str, Any],
+    name: str,
+    *,
+    required: bool = True,
+    default: str = "",
+    max_length: int | None = None,
+) -> str:
+    """A string member of a JSON body (of at most ``max_length`` characters)."""
     value = data.get(name)
     if value is None:
         if required:
@@ -95,7 +118,16 @@ def text_field(data: dict[str, Any], name: str, *, required: bool = True, defaul
         return default
     if not isinstance(value, str):
         raise ValidationError(f"{name!r} must be a string", field=name)
-    return value
+    return value if max_length is None else limited(value, name, max_length)
+
+
+def sign_in_fields(data: dict[str, Any]) -> tuple[str, str, str]:
+    """User name, password and code of a sign-in (form or JSON), bounded."""
+    return (
+        text_field(data, "username", max_length=MAX_USERNAME_INPUT),
+        text_field(data, "password", max_length=MAX_PASSWORD_INPUT),
+        text_field(data, "code", required=False, max_length=MAX_CODE_INPUT),
+    )
 
 
 def int_param(request: web.Request, name: str) -> int:
