@@ -28,6 +28,7 @@ from .errors import (
     ChainBusyError,
     NotADatastoreError,
     PointNotFoundError,
+    RepoError,
 )
 from .fsutil import allocated_bytes, atomic_write, durable_unlink, probe_reflink
 from .layout import RestorePoint, VmDir, check_uuid, vm_dirs
@@ -308,6 +309,27 @@ class Datastore:
             return self._recover_locked(vmdir, lock)
         finally:
             lock.release()
+
+    def recover_all(self) -> dict[str, str]:
+        """Finish every merge a killed process left (blocking): VM uuid -> the
+        point it retired. Run when the storage opens, before anything lists,
+        so that what is listed is what a restore finds. A VM whose chain a
+        reader holds is left to its next writer (its listing already hides
+        the retiring point)."""
+        done = {}
+        for vmdir in vm_dirs(self.root):
+            if not vmdir.journal.exists():
+                continue
+            try:
+                rec = self.recover(vmdir.vm_uuid)
+            except RepoError as exc:
+                # Busy, or a journal it cannot replay: the VM's next writer
+                # meets the same error and reports it on its run.
+                log.warning("%s: interrupted merge not finished: %s", vmdir.vm_uuid, exc.message)
+                continue
+            if rec.resumed_merge is not None:
+                done[vmdir.vm_uuid] = rec.resumed_merge
+        return done
 
     # -------------------------------------------------------------- backup
 

@@ -185,3 +185,22 @@ def test_torn_append_is_cut_off(tmp_path: Path) -> None:
     assert path.stat().st_size % 512 == 0 and len(before) > FOOTER_SIZE
     assert not repair_tail(path)
     _ = disks
+
+
+def test_a_point_a_pending_journal_retires_is_never_listed(tmp_path: Path) -> None:
+    """Killed once the journal says ``begin``: the oldest point's metadata is
+    still there, but its replay removes it, so listing must not offer it."""
+    root = tmp_path / "store"
+    disks = build(root, tmp_path, (8 * MiB, 4 * MiB), whole=1)
+    all_ids = [p.id for p in Datastore(root).points(VM)]
+    proc = merger(root, 1)  # the first event: journal:begin of the first merge
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    ds = Datastore(root)
+    assert ds.vmdir(VM).point_path(all_ids[0]).exists()  # the replay has not run yet
+    assert [p.id for p in ds.points(VM)] == all_ids[1:]
+    assert ds.vm_usage(VM).points == 2
+    # Opening the storage at start-up finishes it before anything lists.
+    assert ds.recover_all() == {VM: all_ids[0]}
+    assert not ds.vmdir(VM).journal.exists()
+    assert check_state(root, disks, all_ids) == all_ids[1:]
