@@ -95,6 +95,7 @@ class BackupManager:
         )
         self.scheduler.register("backup jobs", self.backup_runs.schedule_tick)
         self.scheduler.register("backup verify", self.verify.schedule_tick)
+        self.scheduler.register("leftover snapshots", self.backup_runs.sweep_tick)
 
     # ------------------------------------------------------------- lifecycle
 

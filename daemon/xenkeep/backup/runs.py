@@ -29,11 +29,14 @@ from .report import build_report, overall_status, restore_log_line, send_report
 from .restore import RestoreRequest, RestoreRun
 from .runner import BackupRun, describe_error
 from .schedule import due, parse_schedule
+from .snapshots import sweep
 from .storage import BackupStorage
 
 log = logging.getLogger(__name__)
 
 _JOB_PREFIX = "backup-job:"
+#: Seconds before a pool that could not be swept for leftover snapshots is tried again.
+SWEEP_RETRY = 60.0
 RUN_KINDS = (OpKind.BACKUP.value, OpKind.RESTORE.value)
 
 
@@ -73,8 +76,14 @@ class BackupRuns:
         self.ops = ops
         self.mail = mail
         self._appliance_name = appliance_name
+        #: Pools looked at for leftover snapshots since the daemon started.
+        self._swept: set[str] = set()
 
     # ------------------------------------------------------------------ runs
+
+    def running_backups(self) -> frozenset[int]:
+        """Ids of every backup run in progress (their snapshots are theirs)."""
+        return frozenset(self.ops.running(kind=OpKind.BACKUP))
 
     def running_run(self, job_id: int) -> int | None:
         """The id of the job's run in progress, if any."""
@@ -124,6 +133,7 @@ class BackupRuns:
                 spec=row.spec,
                 client=client,
                 datastore=self.storage.datastore,
+                running=self.running_backups,
             )
             await ctx.stage(BackupStage.TRANSFER)
             await runner.execute()
@@ -168,6 +178,40 @@ class BackupRuns:
             await ctx.log(f"report mailed to {', '.join(smtp.recipients)}")
         except Exception as exc:  # a mail failure must not fail the backup
             await ctx.log(f"could not mail the report: {exc}", level="warning")
+
+    # ------------------------------------------------------ orphan snapshots
+
+    async def sweep_tick(self, now: float) -> float:
+        """Once per pool after the daemon starts: destroy the snapshots runs
+        that died left (see :mod:`.snapshots`); a pool not reachable yet is
+        tried again a minute later."""
+        del now
+        wait = float("inf")
+        for pool_id in await self.pools.pool_ids():
+            if pool_id in self._swept:
+                continue
+            try:
+                client = await self.pools.client(pool_id)
+                removed = await sweep(
+                    client, running=self.running_backups, references=self._reference_snapshot
+                )
+            except XenKeepError as exc:
+                log.info("pool %s: leftover snapshots not looked for yet: %s", pool_id, exc)
+                wait = SWEEP_RETRY
+                continue
+            self._swept.add(pool_id)
+            if removed:
+                log.warning("pool %s: removed %d leftover snapshot(s)", pool_id, len(removed))
+        return wait
+
+    async def _reference_snapshot(self, vm_uuid: str) -> str | None:
+        """The snapshot uuid the VM's newest restore point was exported from."""
+        if not self.storage.configured:
+            return None
+        points = await asyncio.to_thread(self.storage.datastore.points, vm_uuid)
+        if not points:
+            return None
+        return str(points[-1].vm.get("xenkeep", {}).get("snapshot_uuid", "")) or None
 
     # --------------------------------------------------------------- restore
 
