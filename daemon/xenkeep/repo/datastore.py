@@ -99,6 +99,17 @@ class PruneResult:
     recovery: Recovery | None = None
 
 
+@dataclass
+class DeleteResult:
+    """Outcome of deleting one restore point."""
+
+    deleted: str
+    #: The point the deleted one was merged into (None: nothing depended on it).
+    merged_into: str | None
+    stats: MergeStats
+    removed: list[str]
+
+
 class Datastore:
     """A backup datastore rooted at a directory (see ``docs/repository.md``)."""
 
@@ -418,6 +429,63 @@ class Datastore:
                 finally:
                     readers.release()
                 return result
+            finally:
+                lock.release()
+
+        return await asyncio.to_thread(run)
+
+    async def delete_point(self, vm_uuid: str, point_id: str) -> DeleteResult:
+        """Delete one restore point, keeping every other one readable.
+
+        The newest (or only) point: its metadata goes (that is the commit),
+        then the files no other point's chain uses. Any other point is
+        merged into the point after it through the merge journal, as
+        retention does: if that point is a full, nothing moves and the
+        retired files are simply dropped. A kill at any moment leaves the
+        point either listed and whole, or gone.
+        """
+        vmdir = self.vmdir(check_uuid(vm_uuid))
+        reflink = self.reflink
+
+        def run() -> DeleteResult:
+            if not vmdir.exists():
+                raise PointNotFoundError(f"no backups of VM {vm_uuid}")
+            lock = ChainLock(
+                vmdir.lock, f"delete restore point {point_id}", use_flock=self.use_flock
+            )
+            lock.acquire()
+            try:
+                self._recover_locked(vmdir, lock)
+                points = vmdir.list_points()
+                ids = [p.id for p in points]
+                if point_id not in ids:
+                    raise PointNotFoundError(f"VM {vmdir.vm_uuid} has no restore point {point_id}")
+                at = ids.index(point_id)
+                readers = ReadersLock(vmdir.readers_lock)
+                if not readers.acquire(exclusive=True):
+                    raise ChainBusyError(
+                        f"VM {vmdir.vm_uuid}: a restore or verify is reading this VM; "
+                        "delete the restore point when it ends"
+                    )
+                try:
+                    if at == len(points) - 1:
+                        durable_unlink(vmdir.point_path(point_id))
+                        removed = self._collect_garbage(vmdir)
+                        return DeleteResult(point_id, None, MergeStats(), removed)
+                    old, new = points[at], points[at + 1]
+                    summaries = {s.id: s for s in self._summaries(vmdir)}
+                    for p in (old, new):
+                        if summaries[p.id].damaged:
+                            raise ChainBrokenError(
+                                f"restore point {p.id} is damaged: merging {old.id} into "
+                                f"{new.id} would spread the damage",
+                                hint="run verify and a new full first, or delete the newer "
+                                "points first",
+                            )
+                    stats = merge_oldest(vmdir, old, new, reflink=reflink)
+                    return DeleteResult(point_id, new.id, stats, [])
+                finally:
+                    readers.release()
             finally:
                 lock.release()
 
