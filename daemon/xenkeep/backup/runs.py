@@ -169,7 +169,7 @@ class BackupRuns:
             report=report, status=status, error=error or ("cancelled" if cancelled else "")
         )
 
-    async def _mail(self, ctx: OperationContext, report: Mapping[str, Any]) -> None:
+    async def _mail(self, ctx: OperationContext, report: dict[str, Any]) -> None:
         smtp = await self.mail.get()
         if smtp is None:
             return
@@ -177,7 +177,10 @@ class BackupRuns:
             await send_report(smtp, report)
             await ctx.log(f"report mailed to {', '.join(smtp.recipients)}")
         except Exception as exc:  # a mail failure must not fail the backup
-            await ctx.log(f"could not mail the report: {exc}", level="warning")
+            # ...but must not pass unseen either: the log and the report say it.
+            error = f"mail server {smtp.host}:{smtp.port}: {describe_error(exc)}"
+            report["mail_error"] = error
+            await ctx.log(f"could not mail the report: {error}", level="warning")
 
     # ------------------------------------------------------ orphan snapshots
 

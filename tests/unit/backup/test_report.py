@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from xenkeep.backup.const import RunStatus
@@ -13,6 +15,7 @@ from xenkeep.backup.report import (
 )
 from xenkeep.errors import ValidationError
 from xenkeep.mail import SmtpSettings
+from xenkeep.mail.smtp import one_line
 
 OK = {
     "vm_uuid": "u1",
@@ -84,3 +87,23 @@ def test_smtp_settings_validation() -> None:
         with pytest.raises(ValidationError) as info:
             SmtpSettings.from_input(data)
         assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"recipients": "ops@example.net\r\nBcc: x@example.org"}, "recipients"),
+        ({"sender": "xk@example.net\nBcc: x@example.org"}, "sender"),
+        ({"host": "smtp.example.net\r\nRCPT TO:<x@example.org>"}, "host"),
+        ({"username": "ops\r\n"}, "username"),
+    ],
+)
+def test_mail_settings_refuse_control_characters(change: dict[str, Any], field: str) -> None:
+    good = {"host": "smtp.example.net", "sender": "xk@example.net", "recipients": "o@example.net"}
+    with pytest.raises(ValidationError, match="control characters") as info:
+        SmtpSettings.from_input({**good, **change})
+    assert info.value.field == field
+
+
+def test_a_subject_is_one_line() -> None:
+    assert one_line('Backup "a\r\nBcc: x" on\u2028pool\x00') == 'Backup "a Bcc: x" on pool'
