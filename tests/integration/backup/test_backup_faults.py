@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.backup.conftest import POOL_ID, TestVm, job_input, sr_uuid
+from tests.integration.backup.conftest import POOL_ID, TestVm, job_input, sr_uuid, vdi_sha256
 from tests.integration.backup.test_backup_runs import restore_disk_sha
 from tests.support.mounts import mounted_tmpfs
 from xenkeep.backup.manager import BackupManager
@@ -206,3 +206,48 @@ async def test_daemon_stop_interrupts_a_run_cleanly(
     assert run["status"] == "interrupted", run
     assert [p["id"] for p in await manager.points(vm.uuid)] == [point]
     assert await vm.sha256() != digest  # the VM moved on; the point did not
+
+
+async def test_a_dropped_import_is_retried(
+    manager: BackupManager, client: XapiClient, vm: TestVm
+) -> None:
+    """Backups retry a broken export; a restore retries a broken import the
+    only way the protocol allows: the whole disk again, from the start."""
+    _job, point, digest = await first_backup(manager, vm)
+    await client.call(
+        "sim.inject_fault", "drop_transfer", {"bytes": 300_000, "path": "/import_raw_vdi"}
+    )
+    sr = await sr_uuid(client)
+    run_id = await manager.restore(
+        {"pool_id": POOL_ID, "vm_uuid": vm.uuid, "point_id": point, "sr_uuid": sr, "disk": "0"}
+    )
+    run = await manager.wait(run_id)
+    assert run["status"] == "success", run
+    [vdi] = run["report"]["new_vdis"]
+    assert await vdi_sha256(client, vdi) == digest
+    log = [line["message"] for line in (await manager.run_detail(run_id))["log"]]
+    assert any("connection to the pool broke" in m and "importing again" in m for m in log), log
+
+
+async def test_an_import_dropped_for_good_says_so(
+    manager: BackupManager, client: XapiClient, vm: TestVm
+) -> None:
+    _job, point, _digest = await first_backup(manager, vm)
+    vdis_before = set(await client.call("VDI.get_all"))
+    await client.call(
+        "sim.inject_fault",
+        "drop_transfer",
+        {"bytes": 300_000, "count": 20, "path": "/import_raw_vdi"},
+    )
+    sr = await sr_uuid(client)
+    run = await manager.wait(
+        await manager.restore(
+            {"pool_id": POOL_ID, "vm_uuid": vm.uuid, "point_id": point, "sr_uuid": sr, "disk": "0"}
+        )
+    )
+    await client.call("sim.clear_faults")
+    assert run["status"] == "failed"
+    # What happened, not "the pool refused".
+    assert "the connection to the pool broke" in run["error"], run["error"]
+    assert "3 times" in run["error"] and "refused" not in run["error"], run["error"]
+    assert set(await client.call("VDI.get_all")) == vdis_before  # nothing half-restored left
