@@ -74,7 +74,7 @@ def _int(data: Mapping[str, Any], key: str, default: int | None, low: int, high:
 _REFUSED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
-def _plain(value: str, field: str) -> str:
+def plain_text(value: str, field: str) -> str:
     """``value`` if it holds no control character, else ValidationError.
 
     A job's texts reach mail headers, logs and the pages: a CR/LF in a name
@@ -97,14 +97,14 @@ def _targets(raw: Any) -> tuple[str, ...]:
         items = [str(t).strip() for t in raw]
     else:
         raise ValidationError("targets must be a list of names", field="targets")
-    return tuple(dict.fromkeys(_plain(t, "targets") for t in items if t))
+    return tuple(dict.fromkeys(plain_text(t, "targets") for t in items if t))
 
 
 def validate_job(data: Mapping[str, Any]) -> JobSpec:
     """A :class:`JobSpec` from user input, or ValidationError naming the field."""
     for key in ("name", "pool_id", "schedule", "timezone"):
         # Before any stripping or whitespace folding hides what was typed.
-        _plain(str(data.get(key) or ""), key)
+        plain_text(str(data.get(key) or ""), key)
     name = str(data.get("name", "")).strip()
     if not name or len(name) > 100:
         raise ValidationError("a job needs a name of 1 to 100 characters", field="name")

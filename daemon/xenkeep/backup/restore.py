@@ -24,13 +24,14 @@ from xenkeep.errors import ValidationError, XenKeepError
 from xenkeep.formats.vhd import VhdStream, vhd_timestamp
 from xenkeep.ops import OperationContext
 from xenkeep.repo.datastore import Datastore
-from xenkeep.repo.layout import RestorePoint
+from xenkeep.repo.layout import RestorePoint, check_key, check_uuid
 from xenkeep.units import human_bytes
 from xenkeep.xapi.client import XapiClient
 from xenkeep.xapi.errors import TransferError, XapiFailure
 from xenkeep.xapi.transfer import import_raw_vdi
 
 from .const import RunStatus, Stage
+from .job import plain_text
 from .runbase import RunBase
 from .runner import describe_error
 from .streams import Progress
@@ -151,6 +152,19 @@ class RestoreRequest:
             if not value:
                 raise ValidationError(f"{key} is required", field=key)
             out[key] = value
+        try:
+            out["vm_uuid"] = check_uuid(out["vm_uuid"])
+        except ValueError:
+            raise ValidationError(f"{out['vm_uuid']!r} is not a VM uuid", field="vm_uuid") from None
+        try:
+            check_key(out["point_id"], "restore point id")
+        except ValueError:
+            raise ValidationError(
+                f"{out['point_id']!r} is not a restore point id (like 20261125T125013Z-000004)",
+                field="point_id",
+            ) from None
+        # The new VM's name reaches the pool and the run's log and report.
+        plain_text(str(data.get("name") or ""), "name")
         disk = str(data.get("disk") or "").strip() or None
         nets = data.get("networks") or {}
         if not isinstance(nets, dict):

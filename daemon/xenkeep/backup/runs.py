@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from xenkeep.errors import ConflictError, NotFoundError, ValidationError, XenKeepError
+from xenkeep.errors import ConflictError, NotFoundError, XenKeepError
 from xenkeep.mail import MailSettings
 from xenkeep.ops import OperationContext, Operations, OpKind
 from xenkeep.ops.claims import ClaimConflictError
@@ -25,7 +25,13 @@ from .const import RunStatus
 from .jobstore import JobRow, JobStore
 from .kinds import BACKUP, RESTORE, USES_STORAGE, BackupStage, job_target, one_run_per_job
 from .pools import PoolAccess
-from .report import build_report, overall_status, restore_log_line, send_report
+from .report import (
+    build_report,
+    failure_summary,
+    overall_status,
+    restore_log_line,
+    send_report,
+)
 from .restore import RestoreRequest, RestoreRun
 from .runner import BackupRun, describe_error
 from .schedule import due, parse_schedule
@@ -148,6 +154,9 @@ class BackupRuns:
         status = overall_status(results, cancelled=cancelled)
         if error:
             status = RunStatus.FAILED
+        elif status is RunStatus.FAILED:
+            # The run's own error says why, not only its VM rows and log.
+            error = failure_summary(results)
         if cancelled and self.ops.stopping:
             status, error = RunStatus.INTERRUPTED, "the daemon stopped during this run"
         report = build_report(
@@ -222,10 +231,8 @@ class BackupRuns:
         """Start a restore; its operation id."""
         req = RestoreRequest.from_input(data)
         ds = self.storage.datastore
-        try:
-            point = await asyncio.to_thread(lambda: ds.vmdir(req.vm_uuid).load_point(req.point_id))
-        except ValueError:
-            raise ValidationError("not a VM uuid", field="vm_uuid") from None
+        # Both ids were checked by from_input: only "no such point" is left.
+        point = await asyncio.to_thread(lambda: ds.vmdir(req.vm_uuid).load_point(req.point_id))
         if req.disk is not None:
             point.disk(req.disk)
         client = await self.pools.client(req.pool_id)

@@ -13,7 +13,8 @@ from tests.integration.backup.conftest import POOL_ID, TestVm, job_input, sr_uui
 from tests.integration.backup.test_backup_runs import restore_disk_sha
 from tests.support.mounts import mounted_tmpfs
 from xenkeep.backup.manager import BackupManager
-from xenkeep.errors import ConflictError
+from xenkeep.errors import ConflictError, ValidationError
+from xenkeep.repo.errors import PointNotFoundError
 from xenkeep.xapi.client import XapiClient
 
 MiB = 1 << 20
@@ -96,6 +97,9 @@ async def test_failing_snapshot(manager: BackupManager, client: XapiClient, vm: 
     assert run["status"] == "failed"
     error = run["report"]["vms"][0]["error"]
     assert "SR_BACKEND_FAILURE_44" in error, error
+    # The run's own error says it too, not only its VM row.
+    assert run["error"] == f"1 of 1 VMs failed: bk-test-01: {error}", run["error"]
+    assert run["report"]["error"] == run["error"]
     await assert_intact(manager, client, vm, {point: digest})
 
 
@@ -251,3 +255,21 @@ async def test_an_import_dropped_for_good_says_so(
     assert "the connection to the pool broke" in run["error"], run["error"]
     assert "3 times" in run["error"] and "refused" not in run["error"], run["error"]
     assert set(await client.call("VDI.get_all")) == vdis_before  # nothing half-restored left
+
+
+async def test_bad_ids_of_a_restore_are_named_for_what_they_are(
+    manager: BackupManager, client: XapiClient, vm: TestVm
+) -> None:
+    _job, point, _digest = await first_backup(manager, vm)
+    good = {"pool_id": POOL_ID, "vm_uuid": vm.uuid, "point_id": point, "sr_uuid": "x"}
+    with pytest.raises(ValidationError, match="is not a restore point id") as info:
+        await manager.restore({**good, "point_id": "../../etc/passwd"})
+    assert info.value.field == "point_id"
+    with pytest.raises(ValidationError, match="is not a VM uuid") as info:
+        await manager.restore({**good, "vm_uuid": "web-01"})
+    assert info.value.field == "vm_uuid"
+    with pytest.raises(PointNotFoundError, match="no restore point 20990101T000000Z-000001"):
+        await manager.restore({**good, "point_id": "20990101T000000Z-000001"})
+    with pytest.raises(ValidationError, match="control characters") as info:
+        await manager.restore({**good, "name": "restored\r\nvm"})
+    assert info.value.field == "name"

@@ -9,6 +9,7 @@ import pytest
 from xenkeep.backup.const import RunStatus
 from xenkeep.backup.report import (
     build_report,
+    failure_summary,
     mail_body,
     mail_subject,
     overall_status,
@@ -107,3 +108,12 @@ def test_mail_settings_refuse_control_characters(change: dict[str, Any], field: 
 
 def test_a_subject_is_one_line() -> None:
     assert one_line('Backup "a\r\nBcc: x" on\u2028pool\x00') == 'Backup "a Bcc: x" on pool'
+
+
+def test_a_failed_run_is_summed_up_in_one_line() -> None:
+    bad = [{**BAD, "vm_name": f"vm-{n}", "error": f"cause {n}"} for n in range(5)]
+    assert failure_summary([OK]) == ""
+    assert (
+        failure_summary([OK, bad[0], bad[1]]) == "2 of 3 VMs failed: vm-0: cause 0; vm-1: cause 1"
+    )
+    assert failure_summary(bad).endswith("vm-2: cause 2; and 2 more")
