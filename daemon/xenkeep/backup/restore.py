@@ -30,7 +30,7 @@ from xenkeep.xapi.client import XapiClient
 from xenkeep.xapi.errors import TransferError, XapiFailure
 from xenkeep.xapi.transfer import import_raw_vdi
 
-from .const import RunStatus, Stage
+from .const import RESTORING_KEY, RunStatus, Stage
 from .job import plain_text
 from .runbase import RunBase
 from .runner import describe_error
@@ -312,6 +312,7 @@ class RestoreRun(RunBase):
         try:
             if req.disk is None:
                 record = vm_create_record(point, req.name)
+                record["other_config"][RESTORING_KEY] = str(self.run_id)
                 new_vm = str(await client.call("VM.create", record))
                 new_vm_name = str(record["name_label"])
                 self.created["vm"] = new_vm
@@ -345,6 +346,11 @@ class RestoreRun(RunBase):
                     )
             if new_vm is not None and req.with_networks:
                 await self._vifs(point, new_vm, task_id)
+            # Complete: no longer a leftover for the sweep after a kill.
+            if new_vm is not None:
+                await client.call("VM.remove_from_other_config", new_vm, RESTORING_KEY)
+            for vdi in new_vdis:
+                await client.call("VDI.remove_from_other_config", vdi, RESTORING_KEY)
         except BaseException as exc:
             # A half-restored VM is worse than none: remove what was created.
             with contextlib.suppress(BaseException):
@@ -413,7 +419,7 @@ class RestoreRun(RunBase):
                     "type": "user",
                     "sharable": False,
                     "read_only": False,
-                    "other_config": {},
+                    "other_config": {RESTORING_KEY: str(self.run_id)},
                     "xenstore_data": {},
                     "sm_config": {},
                     "tags": [],

@@ -35,7 +35,7 @@ from .report import (
 from .restore import RestoreRequest, RestoreRun
 from .runner import BackupRun, describe_error
 from .schedule import due, parse_schedule
-from .snapshots import sweep
+from .snapshots import sweep, sweep_restores
 from .storage import BackupStorage
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,10 @@ class BackupRuns:
     def running_backups(self) -> frozenset[int]:
         """Ids of every backup run in progress (their snapshots are theirs)."""
         return frozenset(self.ops.running(kind=OpKind.BACKUP))
+
+    def running_restores(self) -> frozenset[int]:
+        """Ids of every restore in progress (what they create is theirs)."""
+        return frozenset(self.ops.running(kind=OpKind.RESTORE))
 
     def running_run(self, job_id: int) -> int | None:
         """The id of the job's run in progress, if any."""
@@ -194,9 +198,9 @@ class BackupRuns:
     # ------------------------------------------------------ orphan snapshots
 
     async def sweep_tick(self, now: float) -> float:
-        """Once per pool after the daemon starts: destroy the snapshots runs
-        that died left (see :mod:`.snapshots`); a pool not reachable yet is
-        tried again a minute later."""
+        """Once per pool after the daemon starts: destroy the snapshots of
+        runs and the VMs and VDIs of restores that died (see :mod:`.snapshots`);
+        a pool not reachable yet is tried again a minute later."""
         del now
         wait = float("inf")
         for pool_id in await self.pools.pool_ids():
@@ -207,6 +211,7 @@ class BackupRuns:
                 removed = await sweep(
                     client, running=self.running_backups, references=self._reference_snapshot
                 )
+                removed += await sweep_restores(client, running=self.running_restores)
             except XenKeepError as exc:
                 log.info("pool %s: leftover snapshots not looked for yet: %s", pool_id, exc)
                 wait = SWEEP_RETRY

@@ -1,4 +1,5 @@
-"""XenKeep's snapshots in a pool: their names, and finding the ones a dead run left.
+"""XenKeep's snapshots in a pool: their names, and finding the ones a dead run left
+(and, the same way, what a dead restore left).
 
 A backup run snapshots each VM. Once its restore point is committed the
 snapshot is tagged (``other_config[SNAPSHOT_KEY]`` = job id) and kept as the
@@ -27,7 +28,7 @@ from typing import Any, Final
 from xenkeep.xapi.client import XapiClient
 from xenkeep.xapi.errors import XapiError, XapiFailure
 
-from .const import SNAPSHOT_KEY
+from .const import RESTORING_KEY, SNAPSHOT_KEY
 
 log = logging.getLogger(__name__)
 
@@ -135,4 +136,43 @@ async def sweep(
             continue
         log.warning("removed the leftover snapshot %s of a run that died", name)
         removed.append(name)
+    return removed
+
+
+def _run_key(rec: Mapping[str, Any]) -> int | None:
+    raw = (rec.get("other_config") or {}).get(RESTORING_KEY)
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+async def sweep_restores(client: XapiClient, *, running: Callable[[], frozenset[int]]) -> list[str]:
+    """Destroy what restores that died left in the pool (a VM and VDIs still
+    marked with :data:`RESTORING_KEY`, of a restore not running now); the
+    names of what was destroyed. A marked VM someone started is left alone."""
+    vms = dict(await client.call("VM.get_all_records"))
+    vdis = dict(await client.call("VDI.get_all_records"))
+    now = running()  # asked after listing, as in :func:`sweep`
+    removed = []
+    for ref, rec in sorted(vms.items()):
+        run = _run_key(rec)
+        if run is None or run in now or rec.get("power_state", "Halted") != "Halted":
+            continue
+        name = str(rec.get("name_label", ref))
+        try:
+            await destroy_snapshot(client, ref)  # a VM with its disks, like a snapshot
+        except XapiError as exc:
+            log.warning("could not remove %s, left by a restore that died: %s", name, exc)
+            continue
+        log.warning("removed VM %s, left by restore %s that died", name, run)
+        removed.append(name)
+    for ref, rec in sorted(vdis.items()):
+        run = _run_key(rec)
+        if run is None or run in now:
+            continue
+        with contextlib.suppress(XapiFailure):  # gone with its VM above, or attached
+            await client.call("VDI.destroy", ref)
+            log.warning("removed VDI %s, left by restore %s that died", rec.get("uuid"), run)
+            removed.append(str(rec.get("name_label", ref)))
     return removed
