@@ -72,6 +72,13 @@ def _bounded_detail(detail: dict[str, Any]) -> dict[str, Any]:
         name = _cut(str(key), 64)
         if isinstance(value, bool | int | float) or value is None:
             kept[name] = value
+        elif isinstance(value, list | tuple) and all(
+            isinstance(v, str | int) and not isinstance(v, bool) for v in value
+        ):
+            # A short list of names stays a list (the whole is still bounded below).
+            kept[name] = [
+                _cut(v, MAX_DETAIL_VALUE) if isinstance(v, str) else v for v in value[:50]
+            ]
         else:
             text = value if isinstance(value, str) else json.dumps(value, default=str)
             kept[name] = _cut(text, MAX_DETAIL_VALUE)
