@@ -40,6 +40,10 @@ class Settings:
     session_idle_minutes: int = 30
     session_absolute_hours: int = 12
     appliance_name: str = "XenKeep"
+    # How long a client may take to send a request's headers (from connecting,
+    # or from the end of the previous answer on a kept-alive connection) and,
+    # separately, its body: a slow client holds a connection no longer.
+    request_read_seconds: int = 20
     # The privileged helper's socket (disks, network, NTP); absent in development.
     privhelper_socket: Path = Path("/run/xenkeep-privhelper.sock")
 
@@ -112,6 +116,10 @@ def _validate(settings: Settings) -> None:
         )
     if settings.session_idle_minutes < 1 or settings.session_absolute_hours < 1:
         raise ConfigError("session lifetimes must be at least 1 minute / 1 hour")
+    if not 1 <= settings.request_read_seconds <= 600:
+        raise ConfigError(
+            f"request_read_seconds must be between 1 and 600, not {settings.request_read_seconds}"
+        )
 
 
 def load_settings(

@@ -40,6 +40,7 @@ def test_environment_names_the_file(tmp_path: Path) -> None:
         ("http_port = 8443\nhttps_port = 8443", "must differ"),
         ("https_port = [", "cannot read"),
         ("dev = 'maybe'", "invalid value"),
+        ("request_read_seconds = 0", "between 1 and 600"),
     ],
 )
 def test_invalid_settings_fail_with_a_clear_message(

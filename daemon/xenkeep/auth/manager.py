@@ -496,12 +496,16 @@ class AuthManager:
         """Failed and refused sign-ins on ``user``'s name since its last sign-in.
 
         Read from the audit log, which holds every attempt with the name
-        typed (in any case); called before this sign-in is recorded.
+        typed (in any case); repeats from one address are one row with a
+        count (``_count``, the newest at ``_last``); called before this
+        sign-in is recorded.
         """
         row = await self._db.fetchone(
-            "SELECT count(*) AS n FROM audit_log WHERE event IN (?, ?) "
-            "AND username = ? COLLATE NOCASE AND ts > coalesce((SELECT max(ts) FROM audit_log "
-            "WHERE event = ? AND username = ? COLLATE NOCASE), 0)",
+            "SELECT coalesce(sum(coalesce(json_extract(detail, '$._count'), 1)), 0) AS n "
+            "FROM audit_log WHERE event IN (?, ?) AND username = ? COLLATE NOCASE "
+            "AND max(ts, coalesce(json_extract(detail, '$._last'), ts)) > "
+            "coalesce((SELECT max(ts) FROM audit_log WHERE event = ? AND username = ? "
+            "COLLATE NOCASE), 0)",
             (
                 str(AuditEvent.SIGN_IN_FAILED),
                 str(AuditEvent.SIGN_IN_THROTTLED),

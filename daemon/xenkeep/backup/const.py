@@ -10,7 +10,7 @@ from xenkeep.ops.const import FINISHED, OpStatus
 #: A run is an operation: its statuses are those of every operation.
 RunStatus = OpStatus
 
-__all__ = ["FINISHED", "SNAPSHOT_KEY", "RunStatus", "Selector", "Stage"]
+__all__ = ["FINISHED", "RESTORING_KEY", "SNAPSHOT_KEY", "RunStatus", "Selector", "Stage"]
 
 
 class Stage(StrEnum):
@@ -37,3 +37,6 @@ class Selector(StrEnum):
 
 #: other_config key marking the snapshots XenKeep keeps as delta references.
 SNAPSHOT_KEY: Final = "xenkeep-backup-job"
+#: other_config key on the VM and VDIs a restore creates, removed once it
+#: succeeds: what still carries it after its restore died is a leftover.
+RESTORING_KEY: Final = "xenkeep-restore-run"

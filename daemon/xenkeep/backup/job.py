@@ -9,9 +9,10 @@ time, so a VM tagged later is picked up by the next run.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final
 
 from xenkeep.errors import ValidationError
 
@@ -68,18 +69,42 @@ def _int(data: Mapping[str, Any], key: str, default: int | None, low: int, high:
     return value
 
 
+#: Unicode categories a text field never holds: controls (CR, LF, NUL, ESC...),
+#: format characters (bidi overrides, zero width) and line/paragraph separators.
+_REFUSED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def plain_text(value: str, field: str) -> str:
+    """``value`` if it holds no control character, else ValidationError.
+
+    A job's texts reach mail headers, logs and the pages: a CR/LF in a name
+    once made its report mail fail while the run showed success.
+    """
+    for ch in value:
+        if unicodedata.category(ch) in _REFUSED_CATEGORIES:
+            raise ValidationError(
+                f"{field} must not contain control characters (found U+{ord(ch):04X})",
+                field=field,
+            )
+    return value
+
+
 def _targets(raw: Any) -> tuple[str, ...]:
     if isinstance(raw, str):
-        items = [t.strip() for t in raw.replace("\n", ",").split(",")]
+        # A textarea sends one per line: CR/LF separate here, nothing more.
+        items = [t.strip() for t in raw.replace("\r\n", ",").replace("\n", ",").split(",")]
     elif isinstance(raw, list | tuple):
         items = [str(t).strip() for t in raw]
     else:
         raise ValidationError("targets must be a list of names", field="targets")
-    return tuple(dict.fromkeys(t for t in items if t))
+    return tuple(dict.fromkeys(plain_text(t, "targets") for t in items if t))
 
 
 def validate_job(data: Mapping[str, Any]) -> JobSpec:
     """A :class:`JobSpec` from user input, or ValidationError naming the field."""
+    for key in ("name", "pool_id", "schedule", "timezone"):
+        # Before any stripping or whitespace folding hides what was typed.
+        plain_text(str(data.get(key) or ""), key)
     name = str(data.get("name", "")).strip()
     if not name or len(name) > 100:
         raise ValidationError("a job needs a name of 1 to 100 characters", field="name")

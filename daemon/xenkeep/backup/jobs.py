@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from xenkeep.errors import ConflictError
+from xenkeep.errors import ConflictError, XenKeepError
 
 from .job import JobSpec, validate_job
 from .jobstore import JobRow, JobStore
 from .pools import PoolAccess
+from .prune import PruneService
 from .runs import BackupRuns
 from .schedule import parse_schedule
+
+log = logging.getLogger(__name__)
 
 
 class BackupJobs:
@@ -26,8 +30,11 @@ class BackupJobs:
         *,
         changed: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        prune: PruneService | None = None,
     ) -> None:
         self.store = store
+        #: Applies a lowered retention at once.
+        self.prune = prune
         self.pools = pools
         self.runs = runs
         #: Called after a change, so the scheduler looks again at once.
@@ -49,11 +56,19 @@ class BackupJobs:
         return await self.store.job(job_id)
 
     async def update(self, job_id: int, data: Mapping[str, Any]) -> JobRow:
-        """Replace a job's settings."""
+        """Replace a job's settings; a lowered retention is applied at once."""
         spec = validate_job(data)
         await self.pools.pool_name(spec.pool_id)
+        before = await self.store.job(job_id)
         await self.store.update_job(job_id, spec, self._next_run(spec, since=self._clock()))
         self._changed()
+        if self.prune is not None and spec.retention < before.spec.retention:
+            # Not only after the next successful run: a full datastore makes
+            # that run fail, and lowering the retention is how one empties it.
+            try:
+                await self.prune.start_prune(job_id, trigger="retention lowered")
+            except XenKeepError as exc:
+                log.warning("job %s: retention lowered, prune not started: %s", job_id, exc)
         return await self.store.job(job_id)
 
     async def delete(self, job_id: int) -> None:

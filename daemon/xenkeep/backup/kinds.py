@@ -5,7 +5,9 @@ Concurrency is declared here, where the work is defined:
 - one run per job;
 - nothing changes the storage (format, attach, detach, another directory)
   while anything reads or writes it (a backup, a restore, a verify);
-- one verify at a time.
+- one verify at a time;
+- a prune of a job's points and a run of that job never run together (both
+  merge the same chains); one deletion per VM at a time.
 """
 
 from __future__ import annotations
@@ -33,6 +35,16 @@ def one_run_per_job(job_id: int) -> Claim:
     return Claim.sole(job_target(job_id), "one run per job")
 
 
+def one_prune_per_job(job_id: int) -> Claim:
+    """A prune merges the job's chains as its runs do: never both at once."""
+    return Claim.sole(job_target(job_id), "one run or prune per job")
+
+
+def one_delete_per_vm(vm_uuid: str) -> Claim:
+    """Two deletions of one VM's points would merge into the same chain."""
+    return Claim.sole(f"backup-points:{vm_uuid}", "one deletion of a VM's restore points at a time")
+
+
 def job_target(job_id: int) -> str:
     """The target of a job's runs."""
     return f"backup-job:{job_id}"
@@ -54,6 +66,13 @@ class VerifyStage(StrEnum):
     REPORT = "report"
 
 
+class PruneStage(StrEnum):
+    """Stages of a prune (retention applied now) and of a point deletion."""
+
+    PLAN = "plan"
+    MERGE = "merge"
+
+
 class DiskStage(StrEnum):
     """Stages of making a disk the backup storage."""
 
@@ -69,3 +88,7 @@ RESTORE: Final = OperationKind(OpKind.RESTORE, "restore", Stage, describe_error)
 VERIFY: Final = OperationKind(OpKind.VERIFY, "verify", VerifyStage, describe_error)
 DISK_FORMAT: Final = OperationKind(OpKind.DISK_FORMAT, "disk format", DiskStage, describe_error)
 DISK_ATTACH: Final = OperationKind(OpKind.DISK_ATTACH, "disk attach", DiskStage, describe_error)
+PRUNE: Final = OperationKind(OpKind.PRUNE, "prune", PruneStage, describe_error)
+POINT_DELETE: Final = OperationKind(
+    OpKind.POINT_DELETE, "restore point deletion", PruneStage, describe_error
+)

@@ -26,6 +26,7 @@ from .disks import DiskService
 from .jobs import BackupJobs
 from .jobstore import JobRow, JobStore
 from .pools import PoolAccess
+from .prune import PruneService
 from .runs import BackupRuns, as_run
 from .storage import DATASTORE_KEY, BackupStorage
 from .verify import VerifyService
@@ -81,8 +82,14 @@ class BackupManager:
             mail=self.mail,
             appliance_name=self.appliance_name,
         )
+        self.prune = PruneService(self.backup_runs.jobs, self.storage, self.ops)
         self.backup_jobs = BackupJobs(
-            self.backup_runs.jobs, pools, self.backup_runs, changed=self.scheduler.wake, clock=clock
+            self.backup_runs.jobs,
+            pools,
+            self.backup_runs,
+            changed=self.scheduler.wake,
+            clock=clock,
+            prune=self.prune,
         )
         self.verify = VerifyService(
             db,
@@ -95,6 +102,7 @@ class BackupManager:
         )
         self.scheduler.register("backup jobs", self.backup_runs.schedule_tick)
         self.scheduler.register("backup verify", self.verify.schedule_tick)
+        self.scheduler.register("leftover snapshots", self.backup_runs.sweep_tick)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -226,6 +234,14 @@ class BackupManager:
     async def runs(self, *, job_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Recent runs and restores."""
         return await self.backup_runs.runs(job_id=job_id, limit=limit)
+
+    async def start_prune(self, job_id: int) -> int:
+        """Apply a job's retention now (a prune operation); its id."""
+        return await self.prune.start_prune(job_id)
+
+    async def delete_point(self, vm_uuid: str, point_id: str) -> int:
+        """Start deleting one restore point (an operation); its id."""
+        return await self.prune.start_delete(vm_uuid, point_id)
 
     # ---------------------------------------------------------------- verify
 

@@ -24,6 +24,24 @@ def overall_status(vms: Sequence[Mapping[str, Any]], *, cancelled: bool) -> RunS
     return RunStatus.SUCCESS
 
 
+#: VMs named in a failed run's summary; the report lists every one.
+SUMMARY_VMS = 3
+
+
+def failure_summary(vms: Sequence[Mapping[str, Any]]) -> str:
+    """``2 of 3 VMs failed: web-01: <why>; db-01: <why>``: a failed run's error."""
+    failed = [v for v in vms if v.get("status") != RunStatus.SUCCESS.value]
+    if not failed:
+        return ""
+    parts = [
+        f"{v.get('vm_name') or v.get('vm_uuid') or 'a VM'}: {v.get('error') or v.get('status')}"
+        for v in failed[:SUMMARY_VMS]
+    ]
+    more = len(failed) - SUMMARY_VMS
+    tail = f"; and {more} more" if more > 0 else ""
+    return f"{len(failed)} of {len(vms)} VMs failed: {'; '.join(parts)}{tail}"
+
+
 def build_report(
     *,
     run_id: int,

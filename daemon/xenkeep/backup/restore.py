@@ -18,20 +18,55 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from xenkeep.errors import ValidationError
+import aiohttp
+
+from xenkeep.errors import ValidationError, XenKeepError
 from xenkeep.formats.vhd import VhdStream, vhd_timestamp
 from xenkeep.ops import OperationContext
 from xenkeep.repo.datastore import Datastore
-from xenkeep.repo.layout import RestorePoint
+from xenkeep.repo.layout import RestorePoint, check_key, check_uuid
 from xenkeep.units import human_bytes
 from xenkeep.xapi.client import XapiClient
-from xenkeep.xapi.errors import XapiFailure
+from xenkeep.xapi.errors import TransferError, XapiFailure
 from xenkeep.xapi.transfer import import_raw_vdi
 
-from .const import RunStatus, Stage
+from .const import RESTORING_KEY, RunStatus, Stage
+from .job import plain_text
 from .runbase import RunBase
 from .runner import describe_error
 from .streams import Progress
+
+#: Whole-disk import attempts when the connection breaks (an import cannot resume).
+IMPORT_ATTEMPTS: Final = 3
+
+
+class RestoreFailed(XenKeepError):
+    """A restore could not finish; the message says what happened."""
+
+    code = "restore_failed"
+
+
+def connection_broke(exc: BaseException) -> str | None:
+    """What broke, if ``exc`` is a stream cut on the way rather than the
+    pool's verdict on the data; else None.
+
+    The pool fails an import's task once its connection drops, so the
+    failure it reports then (``INTERNAL_ERROR``) follows the cut, and the
+    cut is what happened. A task that failed with a real reason (``SR_FULL``,
+    a bad VHD...) is the pool refusing, and no retry changes that.
+    """
+    if isinstance(exc, TransferError):
+        return exc.message
+    cut = exc.__context__
+    if (
+        isinstance(exc, XapiFailure)
+        and exc.xapi_code == "INTERNAL_ERROR"
+        and isinstance(cut, aiohttp.ClientError | OSError | asyncio.TimeoutError)
+    ):
+        reason = "; ".join(exc.params) or exc.xapi_code
+        return f"{type(cut).__name__}; the pool's import task then failed: {reason}"
+    return None
+
 
 #: Fields of a VM record that ``VM.create`` takes (the rest is runtime state).
 VM_CREATE_FIELDS: Final = (
@@ -117,6 +152,19 @@ class RestoreRequest:
             if not value:
                 raise ValidationError(f"{key} is required", field=key)
             out[key] = value
+        try:
+            out["vm_uuid"] = check_uuid(out["vm_uuid"])
+        except ValueError:
+            raise ValidationError(f"{out['vm_uuid']!r} is not a VM uuid", field="vm_uuid") from None
+        try:
+            check_key(out["point_id"], "restore point id")
+        except ValueError:
+            raise ValidationError(
+                f"{out['point_id']!r} is not a restore point id (like 20261125T125013Z-000004)",
+                field="point_id",
+            ) from None
+        # The new VM's name reaches the pool and the run's log and report.
+        plain_text(str(data.get("name") or ""), "name")
         disk = str(data.get("disk") or "").strip() or None
         nets = data.get("networks") or {}
         if not isinstance(nets, dict):
@@ -264,6 +312,7 @@ class RestoreRun(RunBase):
         try:
             if req.disk is None:
                 record = vm_create_record(point, req.name)
+                record["other_config"][RESTORING_KEY] = str(self.run_id)
                 new_vm = str(await client.call("VM.create", record))
                 new_vm_name = str(record["name_label"])
                 self.created["vm"] = new_vm
@@ -297,6 +346,11 @@ class RestoreRun(RunBase):
                     )
             if new_vm is not None and req.with_networks:
                 await self._vifs(point, new_vm, task_id)
+            # Complete: no longer a leftover for the sweep after a kill.
+            if new_vm is not None:
+                await client.call("VM.remove_from_other_config", new_vm, RESTORING_KEY)
+            for vdi in new_vdis:
+                await client.call("VDI.remove_from_other_config", vdi, RESTORING_KEY)
         except BaseException as exc:
             # A half-restored VM is worse than none: remove what was created.
             with contextlib.suppress(BaseException):
@@ -365,7 +419,7 @@ class RestoreRun(RunBase):
                     "type": "user",
                     "sharable": False,
                     "read_only": False,
-                    "other_config": {},
+                    "other_config": {RESTORING_KEY: str(self.run_id)},
                     "xenstore_data": {},
                     "sm_config": {},
                     "tags": [],
@@ -375,8 +429,6 @@ class RestoreRun(RunBase):
         try:
             # Inside the try: a failing look-up must not leave the new VDI behind.
             vdi_uuid = str(await client.call("VDI.get_uuid", vdi))
-            length, chunks = await chain_vhd(self.datastore, point.vm_uuid, point.id, key)
-
             before = sum(self.created.get("per_disk", {}).values())
 
             async def flush(p: Progress) -> None:
@@ -385,14 +437,36 @@ class RestoreRun(RunBase):
                 )
                 await self.ctx.progress(before + p.done)
 
-            progress = Progress(flush)
-            progress.total = length
-            try:
-                done = await import_raw_vdi(
-                    client, vdi, chunks, fmt="vhd", size=length, progress=progress.update
-                )
-            finally:
-                await chunks.aclose()  # type: ignore[attr-defined]
+            for attempt in range(1, IMPORT_ATTEMPTS + 1):
+                length, chunks = await chain_vhd(self.datastore, point.vm_uuid, point.id, key)
+                progress = Progress(flush)
+                progress.total = length
+                try:
+                    done = await import_raw_vdi(
+                        client, vdi, chunks, fmt="vhd", size=length, progress=progress.update
+                    )
+                    break
+                except (TransferError, XapiFailure) as exc:
+                    broke = connection_broke(exc)
+                    if broke is None:
+                        raise  # the pool refused the data: another attempt would too
+                    if attempt == IMPORT_ATTEMPTS:
+                        raise RestoreFailed(
+                            f"disk {key}: the connection to the pool broke during the import "
+                            f"{IMPORT_ATTEMPTS} times; the last time: {broke}",
+                            hint="check the network to the pool, then restore again",
+                        ) from exc
+                    # The import protocol cannot resume: the whole disk again,
+                    # into the same new VDI (every block the stream holds is
+                    # written again, and nothing else was written).
+                    await self._log(
+                        f"disk {key}: the connection to the pool broke during import "
+                        f"attempt {attempt} ({broke}); importing again from the start",
+                        level="warning",
+                        task_id=vm_task,
+                    )
+                finally:
+                    await chunks.aclose()  # type: ignore[attr-defined]
         except BaseException as exc:
             with contextlib.suppress(BaseException):
                 await asyncio.shield(client.call("VDI.destroy", vdi))

@@ -38,6 +38,7 @@ from .const import SNAPSHOT_KEY, RunStatus, Stage
 from .decide import CurrentDisk, Decision, PreviousDisk, decide
 from .job import JobSpec, VmChoice, missing_names, select_vms
 from .runbase import RunBase
+from .snapshots import destroy_snapshot, snapshot_name, sweep
 from .streams import Pipe, PipeBroken, Progress, RateLimiter
 
 log = logging.getLogger(__name__)
@@ -163,10 +164,13 @@ class BackupRun(RunBase):
         spec: JobSpec,
         client: XapiClient,
         datastore: Datastore,
+        running: Callable[[], frozenset[int]] | None = None,
     ) -> None:
         super().__init__(ctx=ctx, client=client, datastore=datastore)
         self.job_id = job_id
         self.spec = spec
+        #: Ids of the backup runs in progress (their snapshots are not orphans).
+        self._running = running
         self.limiter = RateLimiter(spec.bandwidth_limit)
         self.results: list[VmResult] = []
         self._bytes_done: dict[int, int] = {}
@@ -273,12 +277,15 @@ class BackupRun(RunBase):
             if mine:
                 damaged = f"restore point {mine[0].point_id} disk {mine[0].disk}: {mine[0].reason}"
         vm_record = await client.call("VM.get_record", vm.ref)
+        await self._sweep_orphans(vm, points, task_id)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-        snap = str(await client.call("VM.snapshot", vm.ref, f"[XenKeep {self.spec.name}] {stamp}"))
+        # The name carries the run's marker: if this run dies while the pool
+        # snapshots, the snapshot that appears later is still known as ours.
+        name = snapshot_name(self.spec.name, stamp, self.run_id)
+        await self._log(f"{vm.name}: snapshotting as {name!r}", task_id=task_id)
+        snap = str(await client.call("VM.snapshot", vm.ref, name))
         committed = False
         try:
-            with contextlib.suppress(XapiFailure):
-                await client.call("VM.add_to_other_config", snap, SNAPSHOT_KEY, str(self.job_id))
             snap_uuid = str(await client.call("VM.get_uuid", snap))
             await self._log(f"{vm.name}: snapshot {snap_uuid} taken", task_id=task_id)
             disks = await self._snapshot_disks(snap)
@@ -333,6 +340,10 @@ class BackupRun(RunBase):
                 task_id=task_id,
             )
             await self._update_task(task_id, stage=Stage.CLEANUP, point_id=point.id)
+            # Tagged only now that a point names it: an untagged marked
+            # snapshot is one no restore point uses, whatever killed its run.
+            with contextlib.suppress(XapiFailure):
+                await client.call("VM.add_to_other_config", snap, SNAPSHOT_KEY, str(self.job_id))
             await self._cleanup_snapshots(vm, keep=snap, task_id=task_id)
         finally:
             if not committed:
@@ -489,12 +500,27 @@ class BackupRun(RunBase):
         return flush
 
     async def _destroy_snapshot(self, snap: str) -> None:
-        for vbd in await self.client.call("VM.get_VBDs", snap):
-            vdi = await self.client.call("VBD.get_VDI", vbd)
-            if vdi not in (None, "", NULL_REF):
-                with contextlib.suppress(XapiFailure):
-                    await self.client.call("VDI.destroy", vdi)
-        await self.client.call("VM.destroy", snap)
+        await destroy_snapshot(self.client, snap)
+
+    def running_runs(self) -> frozenset[int]:
+        """This run and every other backup run in progress."""
+        others = self._running() if self._running is not None else frozenset()
+        return others | {self.run_id}
+
+    async def _sweep_orphans(self, vm: VmChoice, points: list[RestorePoint], task_id: int) -> None:
+        """Destroy what dead runs left of this VM's snapshots before taking one more."""
+        newest = str(points[-1].vm.get("xenkeep", {}).get("snapshot_uuid", "")) if points else ""
+
+        async def reference(_vm_uuid: str) -> str | None:
+            return newest or None
+
+        removed = await sweep(
+            self.client, vm_ref=vm.ref, running=self.running_runs, references=reference
+        )
+        for name in removed:
+            await self._log(
+                f"{vm.name}: removed {name!r}, left by a run that died", task_id=task_id
+            )
 
     async def _cleanup_snapshots(self, vm: VmChoice, *, keep: str, task_id: int) -> None:
         """Delete this job's older snapshots of the VM; the newest is the next reference."""

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from xenkeep.errors import ConflictError, NotFoundError, ValidationError, XenKeepError
+from xenkeep.errors import ConflictError, NotFoundError, XenKeepError
 from xenkeep.mail import MailSettings
 from xenkeep.ops import OperationContext, Operations, OpKind
 from xenkeep.ops.claims import ClaimConflictError
@@ -25,15 +25,24 @@ from .const import RunStatus
 from .jobstore import JobRow, JobStore
 from .kinds import BACKUP, RESTORE, USES_STORAGE, BackupStage, job_target, one_run_per_job
 from .pools import PoolAccess
-from .report import build_report, overall_status, restore_log_line, send_report
+from .report import (
+    build_report,
+    failure_summary,
+    overall_status,
+    restore_log_line,
+    send_report,
+)
 from .restore import RestoreRequest, RestoreRun
 from .runner import BackupRun, describe_error
 from .schedule import due, parse_schedule
+from .snapshots import sweep, sweep_restores
 from .storage import BackupStorage
 
 log = logging.getLogger(__name__)
 
 _JOB_PREFIX = "backup-job:"
+#: Seconds before a pool that could not be swept for leftover snapshots is tried again.
+SWEEP_RETRY = 60.0
 RUN_KINDS = (OpKind.BACKUP.value, OpKind.RESTORE.value)
 
 
@@ -73,8 +82,18 @@ class BackupRuns:
         self.ops = ops
         self.mail = mail
         self._appliance_name = appliance_name
+        #: Pools looked at for leftover snapshots since the daemon started.
+        self._swept: set[str] = set()
 
     # ------------------------------------------------------------------ runs
+
+    def running_backups(self) -> frozenset[int]:
+        """Ids of every backup run in progress (their snapshots are theirs)."""
+        return frozenset(self.ops.running(kind=OpKind.BACKUP))
+
+    def running_restores(self) -> frozenset[int]:
+        """Ids of every restore in progress (what they create is theirs)."""
+        return frozenset(self.ops.running(kind=OpKind.RESTORE))
 
     def running_run(self, job_id: int) -> int | None:
         """The id of the job's run in progress, if any."""
@@ -124,6 +143,7 @@ class BackupRuns:
                 spec=row.spec,
                 client=client,
                 datastore=self.storage.datastore,
+                running=self.running_backups,
             )
             await ctx.stage(BackupStage.TRANSFER)
             await runner.execute()
@@ -138,6 +158,9 @@ class BackupRuns:
         status = overall_status(results, cancelled=cancelled)
         if error:
             status = RunStatus.FAILED
+        elif status is RunStatus.FAILED:
+            # The run's own error says why, not only its VM rows and log.
+            error = failure_summary(results)
         if cancelled and self.ops.stopping:
             status, error = RunStatus.INTERRUPTED, "the daemon stopped during this run"
         report = build_report(
@@ -159,7 +182,7 @@ class BackupRuns:
             report=report, status=status, error=error or ("cancelled" if cancelled else "")
         )
 
-    async def _mail(self, ctx: OperationContext, report: Mapping[str, Any]) -> None:
+    async def _mail(self, ctx: OperationContext, report: dict[str, Any]) -> None:
         smtp = await self.mail.get()
         if smtp is None:
             return
@@ -167,7 +190,45 @@ class BackupRuns:
             await send_report(smtp, report)
             await ctx.log(f"report mailed to {', '.join(smtp.recipients)}")
         except Exception as exc:  # a mail failure must not fail the backup
-            await ctx.log(f"could not mail the report: {exc}", level="warning")
+            # ...but must not pass unseen either: the log and the report say it.
+            error = f"mail server {smtp.host}:{smtp.port}: {describe_error(exc)}"
+            report["mail_error"] = error
+            await ctx.log(f"could not mail the report: {error}", level="warning")
+
+    # ------------------------------------------------------ orphan snapshots
+
+    async def sweep_tick(self, now: float) -> float:
+        """Once per pool after the daemon starts: destroy the snapshots of
+        runs and the VMs and VDIs of restores that died (see :mod:`.snapshots`);
+        a pool not reachable yet is tried again a minute later."""
+        del now
+        wait = float("inf")
+        for pool_id in await self.pools.pool_ids():
+            if pool_id in self._swept:
+                continue
+            try:
+                client = await self.pools.client(pool_id)
+                removed = await sweep(
+                    client, running=self.running_backups, references=self._reference_snapshot
+                )
+                removed += await sweep_restores(client, running=self.running_restores)
+            except XenKeepError as exc:
+                log.info("pool %s: leftover snapshots not looked for yet: %s", pool_id, exc)
+                wait = SWEEP_RETRY
+                continue
+            self._swept.add(pool_id)
+            if removed:
+                log.warning("pool %s: removed %d leftover snapshot(s)", pool_id, len(removed))
+        return wait
+
+    async def _reference_snapshot(self, vm_uuid: str) -> str | None:
+        """The snapshot uuid the VM's newest restore point was exported from."""
+        if not self.storage.configured:
+            return None
+        points = await asyncio.to_thread(self.storage.datastore.points, vm_uuid)
+        if not points:
+            return None
+        return str(points[-1].vm.get("xenkeep", {}).get("snapshot_uuid", "")) or None
 
     # --------------------------------------------------------------- restore
 
@@ -175,10 +236,8 @@ class BackupRuns:
         """Start a restore; its operation id."""
         req = RestoreRequest.from_input(data)
         ds = self.storage.datastore
-        try:
-            point = await asyncio.to_thread(lambda: ds.vmdir(req.vm_uuid).load_point(req.point_id))
-        except ValueError:
-            raise ValidationError("not a VM uuid", field="vm_uuid") from None
+        # Both ids were checked by from_input: only "no such point" is left.
+        point = await asyncio.to_thread(lambda: ds.vmdir(req.vm_uuid).load_point(req.point_id))
         if req.disk is not None:
             point.disk(req.disk)
         client = await self.pools.client(req.pool_id)

@@ -63,6 +63,16 @@ class BackupStorage:
         except XenKeepError as exc:
             log.error("backup storage %s unusable: %s", path, exc.message)
             self._problem = f"{path}: {exc.message}"
+            return
+        await self._finish_merges(self._datastore)
+
+    @staticmethod
+    async def _finish_merges(datastore: Datastore) -> None:
+        """Replay the merges a killed daemon left, before anything lists a point
+        (a merge replays one delta: with reflink metadata only, else the
+        delta's changed blocks, so this stays short)."""
+        for vm, point in (await asyncio.to_thread(datastore.recover_all)).items():
+            log.warning("%s: finished the interrupted merge that retires %s", vm, point)
 
     @property
     def configured(self) -> bool:
@@ -94,7 +104,9 @@ class BackupStorage:
             raise ValidationError("give an absolute directory path", field="path")
         if not await asyncio.to_thread(p.is_dir):
             raise ValidationError(f"{p} is not an existing directory", field="path")
-        self._datastore = await asyncio.to_thread(Datastore.initialise, p)
+        datastore = await asyncio.to_thread(Datastore.initialise, p)
+        await self._finish_merges(datastore)
+        self._datastore = datastore
         self._problem = None
         await self.db.set_setting(DATASTORE_KEY, str(p))
 

@@ -17,10 +17,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
-from xenkeep.errors import XenKeepError
+from xenkeep.errors import ValidationError, XenKeepError
 from xenkeep.mail import MailSettings, send_mail
 from xenkeep.ops import OperationContext, Operations, OpKind, OpStatus, ThreadWork
 from xenkeep.ops.manager import Outcome
+from xenkeep.repo.layout import check_uuid
 from xenkeep.repo.verify import VerifyReport
 from xenkeep.store import Database
 
@@ -72,8 +73,15 @@ class VerifyService:
     async def start(self, vm_uuid: str | None = None, *, trigger: str = "manual") -> int:
         """Start a verify of every VM (or of one); its operation id.
 
-        A second verify while one runs is refused.
+        A second verify while one runs is refused, and so is a ``vm_uuid``
+        that is not a uuid: it names a directory of the datastore, so it is
+        checked before anything is started or stored.
         """
+        if vm_uuid is not None:
+            try:
+                vm_uuid = check_uuid(vm_uuid)
+            except ValueError:
+                raise ValidationError(f"not a VM uuid: {vm_uuid[:80]!r}", field="vm_uuid") from None
         ds = self.storage.datastore
         started = self._clock()
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 import smtplib
 import ssl
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -47,12 +48,18 @@ class SmtpSettings:
             raise ValidationError("the port must be between 1 and 65535", field="port")
         raw = data.get("recipients", "")
         items = raw if isinstance(raw, list) else str(raw).replace(";", ",").split(",")
-        recipients = tuple(r.strip() for r in items if str(r).strip())
+        recipients = tuple(
+            _no_controls(str(r).strip(), "recipients", "an e-mail address")
+            for r in items
+            if str(r).strip()
+        )
         if not recipients or any("@" not in r for r in recipients):
             raise ValidationError("give one or more e-mail addresses", field="recipients")
-        sender = str(data.get("sender", "")).strip()
+        sender = _no_controls(str(data.get("sender", "")).strip(), "sender", "the sender")
         if "@" not in sender:
             raise ValidationError("the sender must be an e-mail address", field="sender")
+        _no_controls(host, "host", "the SMTP server")
+        _no_controls(str(data.get("username", "")), "username", "the user name")
 
         def flag(name: str, default: bool) -> bool:
             v = data.get(name, default)
@@ -74,6 +81,23 @@ class SmtpSettings:
         d = dict(self.__dict__)
         d["recipients"] = list(self.recipients)
         return json.dumps(d)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control or separator character turned into a space."""
+    return " ".join(
+        "".join(
+            " " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text
+        ).split()
+    )
+
+
+def _no_controls(value: str, field: str, label: str) -> str:
+    """Addresses and host names go into SMTP commands and headers: refuse
+    what would break a line there."""
+    if one_line(value) != value:
+        raise ValidationError(f"{label} must not contain control characters", field=field)
+    return value
 
 
 def _send_sync(settings: SmtpSettings, msg: EmailMessage, timeout: float) -> None:
@@ -104,7 +128,9 @@ async def send_mail(
     Raises OSError/smtplib errors for the caller to log.
     """
     msg = EmailMessage()
-    msg["Subject"] = subject
+    # One line whatever it is made of: pool and VM names come from the pool,
+    # and a CR/LF in a header makes the message unsendable (or worse).
+    msg["Subject"] = one_line(subject)
     msg["From"] = settings.sender
     msg["To"] = ", ".join(settings.recipients)
     msg.set_content(body)

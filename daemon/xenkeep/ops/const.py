@@ -32,6 +32,8 @@ class OpKind(StrEnum):
     VERIFY = "verify"
     DISK_FORMAT = "disk-format"
     DISK_ATTACH = "disk-attach"
+    PRUNE = "prune"
+    POINT_DELETE = "point-delete"
 
 
 #: The message an operation cut by a daemon stop carries.

@@ -28,6 +28,7 @@ from .errors import (
     ChainBusyError,
     NotADatastoreError,
     PointNotFoundError,
+    RepoError,
 )
 from .fsutil import allocated_bytes, atomic_write, durable_unlink, probe_reflink
 from .layout import RestorePoint, VmDir, check_uuid, vm_dirs
@@ -96,6 +97,17 @@ class PruneResult:
     stats: MergeStats = field(default_factory=MergeStats)
     deferred: str | None = None
     recovery: Recovery | None = None
+
+
+@dataclass
+class DeleteResult:
+    """Outcome of deleting one restore point."""
+
+    deleted: str
+    #: The point the deleted one was merged into (None: nothing depended on it).
+    merged_into: str | None
+    stats: MergeStats
+    removed: list[str]
 
 
 class Datastore:
@@ -309,6 +321,27 @@ class Datastore:
         finally:
             lock.release()
 
+    def recover_all(self) -> dict[str, str]:
+        """Finish every merge a killed process left (blocking): VM uuid -> the
+        point it retired. Run when the storage opens, before anything lists,
+        so that what is listed is what a restore finds. A VM whose chain a
+        reader holds is left to its next writer (its listing already hides
+        the retiring point)."""
+        done = {}
+        for vmdir in vm_dirs(self.root):
+            if not vmdir.journal.exists():
+                continue
+            try:
+                rec = self.recover(vmdir.vm_uuid)
+            except RepoError as exc:
+                # Busy, or a journal it cannot replay: the VM's next writer
+                # meets the same error and reports it on its run.
+                log.warning("%s: interrupted merge not finished: %s", vmdir.vm_uuid, exc.message)
+                continue
+            if rec.resumed_merge is not None:
+                done[vmdir.vm_uuid] = rec.resumed_merge
+        return done
+
     # -------------------------------------------------------------- backup
 
     @contextlib.asynccontextmanager
@@ -396,6 +429,63 @@ class Datastore:
                 finally:
                     readers.release()
                 return result
+            finally:
+                lock.release()
+
+        return await asyncio.to_thread(run)
+
+    async def delete_point(self, vm_uuid: str, point_id: str) -> DeleteResult:
+        """Delete one restore point, keeping every other one readable.
+
+        The newest (or only) point: its metadata goes (that is the commit),
+        then the files no other point's chain uses. Any other point is
+        merged into the point after it through the merge journal, as
+        retention does: if that point is a full, nothing moves and the
+        retired files are simply dropped. A kill at any moment leaves the
+        point either listed and whole, or gone.
+        """
+        vmdir = self.vmdir(check_uuid(vm_uuid))
+        reflink = self.reflink
+
+        def run() -> DeleteResult:
+            if not vmdir.exists():
+                raise PointNotFoundError(f"no backups of VM {vm_uuid}")
+            lock = ChainLock(
+                vmdir.lock, f"delete restore point {point_id}", use_flock=self.use_flock
+            )
+            lock.acquire()
+            try:
+                self._recover_locked(vmdir, lock)
+                points = vmdir.list_points()
+                ids = [p.id for p in points]
+                if point_id not in ids:
+                    raise PointNotFoundError(f"VM {vmdir.vm_uuid} has no restore point {point_id}")
+                at = ids.index(point_id)
+                readers = ReadersLock(vmdir.readers_lock)
+                if not readers.acquire(exclusive=True):
+                    raise ChainBusyError(
+                        f"VM {vmdir.vm_uuid}: a restore or verify is reading this VM; "
+                        "delete the restore point when it ends"
+                    )
+                try:
+                    if at == len(points) - 1:
+                        durable_unlink(vmdir.point_path(point_id))
+                        removed = self._collect_garbage(vmdir)
+                        return DeleteResult(point_id, None, MergeStats(), removed)
+                    old, new = points[at], points[at + 1]
+                    summaries = {s.id: s for s in self._summaries(vmdir)}
+                    for p in (old, new):
+                        if summaries[p.id].damaged:
+                            raise ChainBrokenError(
+                                f"restore point {p.id} is damaged: merging {old.id} into "
+                                f"{new.id} would spread the damage",
+                                hint="run verify and a new full first, or delete the newer "
+                                "points first",
+                            )
+                    stats = merge_oldest(vmdir, old, new, reflink=reflink)
+                    return DeleteResult(point_id, new.id, stats, [])
+                finally:
+                    readers.release()
             finally:
                 lock.release()
 

@@ -158,12 +158,33 @@ class VmDir:
         """The checksum file of a VHD."""
         return self.disk_dir(key) / f"{check_uuid(file)}.sums"
 
+    def retiring(self) -> str | None:
+        """The restore point an unfinished merge journal retires, if any.
+
+        Between the journal's ``begin`` and the removal of that point's
+        metadata the point still has its file, but the journal's replay (by
+        the next writer, prune or reader) removes it: offering it for a
+        restore would promise what the replay takes away.
+        """
+        try:
+            raw = self.journal.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            retire = json.loads(raw).get("retire")
+        except (ValueError, AttributeError):
+            return None  # a malformed journal is the replay's to report, loudly
+        return retire if isinstance(retire, str) else None
+
     def list_points(self) -> list[RestorePoint]:
-        """Committed restore points, oldest first."""
+        """Committed restore points, oldest first; never one a pending merge retires."""
         out = []
+        retiring = self.retiring()
         with contextlib.suppress(FileNotFoundError):
             for p in self.points.iterdir():
                 if p.suffix != ".json" or p.name.startswith("."):
+                    continue
+                if retiring is not None and p.stem == retiring:
                     continue
                 try:
                     raw = p.read_bytes()

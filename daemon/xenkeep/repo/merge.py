@@ -1,7 +1,11 @@
-"""Merging the oldest restore point away, crash-safe.
+"""Merging a restore point away into the next one, crash-safe.
 
-Points P1 (full F per disk) and P2 (delta D per disk, parent F) become P2
-alone, held by F with D's blocks written into it. Only D's blocks are
+Points P1 (file F per disk) and P2 (delta D per disk, parent F) become P2
+alone, held by F with D's blocks written into it. P1 is the oldest point
+(F a full) when retention prunes; an administrator deleting a point in the
+middle of the chain retires a P1 whose F is itself a delta: F's sector
+bitmaps then gain D's bits, so what neither holds still comes from F's
+parent. Only D's blocks are
 touched, so the cost follows the delta, not the disk: whole blocks are
 shared with ``FICLONERANGE`` when the filesystem can (no data moves), other
 blocks copy only the sectors D's bitmap holds.
@@ -45,6 +49,7 @@ from typing import Any, Final
 
 from xenkeep.formats.errors import VhdFormatError
 from xenkeep.formats.vhd import (
+    DISK_DIFFERENCING,
     FOOTER_SIZE,
     SECTOR,
     VhdFile,
@@ -138,10 +143,18 @@ def _save(vmdir: VmDir, journal: Journal) -> None:
 
 
 def plan_merge(vmdir: VmDir, old: RestorePoint, new: RestorePoint) -> Journal:
-    """The journal of merging ``old`` away into ``new`` (reads VHD headers only)."""
+    """The journal of merging ``old`` away into ``new``, the point after it
+    (reads VHD headers only)."""
     points = vmdir.list_points()
-    if not points or points[0].id != old.id:
-        raise RepoError(f"restore point {old.id} is not the oldest of VM {vmdir.vm_uuid}")
+    ids = [p.id for p in points]
+    if (
+        old.id not in ids
+        or ids.index(old.id) + 1 >= len(ids)
+        or ids[ids.index(old.id) + 1] != new.id
+    ):
+        raise RepoError(
+            f"restore point {new.id} does not follow {old.id} in the chain of VM {vmdir.vm_uuid}"
+        )
     others = [p for p in points if p.id != old.id]
     # Files every remaining point needs, through its chain.
     needed: dict[tuple[str, str], int] = {}
@@ -162,10 +175,10 @@ def plan_merge(vmdir: VmDir, old: RestorePoint, new: RestorePoint) -> Journal:
             base = old.disk(d.key).file
         except PointNotFoundError:
             base = None
-        if len(chain) != 2 or chain[1] != base:
+        if chain[1] != base:
             raise ChainBrokenError(
                 f"VM {vmdir.vm_uuid} disk {d.key}: restore point {new.id} does not build "
-                f"directly on the oldest point {old.id}"
+                f"directly on restore point {old.id}"
             )
         if children.get((d.key, base), set()) - {d.file}:
             raise ChainBrokenError(
@@ -185,7 +198,8 @@ def plan_merge(vmdir: VmDir, old: RestorePoint, new: RestorePoint) -> Journal:
 def merge_oldest(
     vmdir: VmDir, old: RestorePoint, new: RestorePoint, *, reflink: bool
 ) -> MergeStats:
-    """Merge restore point ``old`` (the oldest) into ``new`` (the next one).
+    """Merge restore point ``old`` (the oldest, or any but the newest) into
+    ``new`` (the next one).
 
     The caller holds the VM's chain lock and the readers lock exclusively.
     """
@@ -301,6 +315,9 @@ def _copy_disk(vmdir: VmDir, disk: DiskMerge, *, reflink: bool) -> MergeStats:
             _, d_sums = read_sums(vmdir.sums_path(disk.key, disk.delta))
             bs = fv.block_size
             ones = b"\xff" * (bs // SECTOR // 8)
+            # F a delta itself (a point deleted in the middle of the chain):
+            # its bitmaps say which sectors it holds, the rest is its parent's.
+            layered = fv.disk_type == DISK_DIFFERENCING
             ffd, dfd = ff.fileno(), df.fileno()
             present = list(dv.present_blocks())
             bm = bitmap_size(bs)
@@ -317,9 +334,16 @@ def _copy_disk(vmdir: VmDir, disk: DiskMerge, *, reflink: bool) -> MergeStats:
                 if not any(bitmap):
                     continue
                 f_off = upd.block_data_offset(index)
+                f_bitmap = ones
                 if f_off is None:
-                    f_off = upd.allocate_block(index)
+                    # Not linked into the BAT before commit(): invisible until durable.
+                    f_bitmap = bitmap[: len(ones)] if layered else ones
+                    f_off = upd.allocate_block(index, f_bitmap)
                     stats.blocks_allocated += 1
+                elif layered:
+                    held = upd.read_bitmap(index)
+                    assert held is not None
+                    f_bitmap = bytes(a | b for a, b in zip(held, bitmap[: len(ones)], strict=True))
                 if bitmap == ones:
                     if reflink and share_range(dfd, d_off, bs, ffd, f_off):
                         stats.blocks_shared += 1
@@ -331,13 +355,18 @@ def _copy_disk(vmdir: VmDir, disk: DiskMerge, *, reflink: bool) -> MergeStats:
                     digest = d_sums.get(index)
                     if digest is None:
                         digest = block_digest(ones, os.pread(ffd, bs, f_off))
+                    f_bitmap = ones
                 else:
                     for first, count in _bit_runs(bitmap):
                         at = first * SECTOR
                         copy_range(dfd, d_off + at, count * SECTOR, ffd, f_off + at)
                         stats.bytes_copied += count * SECTOR
                     stats.blocks_copied += 1
-                    digest = block_digest(ones, os.pread(ffd, bs, f_off))
+                    digest = block_digest(f_bitmap, os.pread(ffd, bs, f_off))
+                if layered:
+                    # After the data: until the journal says ``copied``, D
+                    # still answers for every sector these bits add.
+                    upd.write_bitmap(index, f_bitmap)
                 f_sums[index] = digest
                 stats.blocks += 1
                 _event("block")
@@ -369,7 +398,7 @@ def _trim(f: Any, vhd: VhdFile) -> None:
 
 
 def set_vhd_uuid(path: Path, new: uuidlib.UUID) -> None:
-    """Give a dynamic VHD a new unique id in both footers (idempotent)."""
+    """Give a VHD a new unique id in both footers (idempotent); a delta keeps its parent."""
     with path.open("r+b", buffering=0) as f:
         fd = f.fileno()
         size = os.fstat(fd).st_size

@@ -16,7 +16,14 @@ from xenkeep.errors import ValidationError
 from xenkeep.web import keys
 from xenkeep.web.access import admin, public, signed_in
 from xenkeep.web.cookies import clear_auth_cookies, set_cookie, set_session_cookie
-from xenkeep.web.forms import json_body, text_field
+from xenkeep.web.forms import (
+    MAX_PASSWORD_INPUT,
+    MAX_USERNAME_INPUT,
+    int_query,
+    json_body,
+    sign_in_fields,
+    text_field,
+)
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -74,12 +81,14 @@ async def setup_admin(request: web.Request) -> web.StreamResponse:
     body = await json_body(request)
     auth = keys.auth(request.app)
     ip = keys.client_ip(request)
-    password = text_field(body, "password")
+    password = text_field(body, "password", max_length=MAX_PASSWORD_INPUT)
     user = await auth.create_first_admin(
         request.cookies.get(SETUP_COOKIE),
-        text_field(body, "username"),
+        text_field(body, "username", max_length=MAX_USERNAME_INPUT),
         password,
-        text_field(body, "confirm", required=False, default=password),
+        text_field(
+            body, "confirm", required=False, default=password, max_length=MAX_PASSWORD_INPUT
+        ),
         ip,
     )
     cookie = await auth.create_session(
@@ -101,12 +110,8 @@ async def session_create(request: web.Request) -> web.StreamResponse:
     body = await json_body(request)
     auth = keys.auth(request.app)
     ip = keys.client_ip(request)
-    sign_in = await auth.authenticate(
-        text_field(body, "username"),
-        text_field(body, "password"),
-        text_field(body, "code", required=False),
-        ip=ip,
-    )
+    username, password, code = sign_in_fields(body)
+    sign_in = await auth.authenticate(username, password, code, ip=ip)
     cookie = await auth.create_session(
         sign_in.user, ip=ip, user_agent=request.headers.get("User-Agent", "")
     )
@@ -199,14 +204,22 @@ async def users_list(request: web.Request) -> web.StreamResponse:
     return web.json_response({"users": [user_json(u) for u in users]})
 
 
+#: The most audit entries one request returns; older ones by ``before``.
+MAX_AUDIT_PAGE = 500
+
+
 @admin
 async def audit_list(request: web.Request) -> web.StreamResponse:
-    """The newest audit log entries."""
-    try:
-        limit = min(max(int(request.query.get("limit", "200")), 1), 5000)
-    except ValueError:
-        raise ValidationError("limit must be a number", field="limit") from None
-    return web.json_response({"entries": await keys.audit(request.app).entries(limit)})
+    """Audit log entries, newest first, a page at a time: ``?limit=&before=``
+    (``before`` is the ``next_before`` of the previous page)."""
+    limit = min(max(int_query(request, "limit", 200), 1), MAX_AUDIT_PAGE)
+    before = int_query(request, "before", 0) or None
+    entries = await keys.audit(request.app).entries(limit + 1, before=before)
+    more = len(entries) > limit
+    entries = entries[:limit]
+    return web.json_response(
+        {"entries": entries, "next_before": entries[-1]["id"] if more else None}
+    )
 
 
 @admin

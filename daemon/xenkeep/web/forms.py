@@ -2,23 +2,67 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from xenkeep.errors import ValidationError, XenKeepError
+from xenkeep.web import keys
+from xenkeep.web.flash import local_target
 
 T = TypeVar("T")
 
 MAX_JSON_BYTES = 1 << 20
+#: No body of the API nests deeper than a few levels; Python's parser gives
+#: up (RecursionError) near 1,000, and whatever walks the value afterwards
+#: may give up sooner, so depth is refused well before either.
+MAX_JSON_DEPTH = 32
+
+# A string runs to its closing quote or, unterminated, to the end: never
+# backtracking, so a hostile body of quotes and backslashes stays linear.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\Z)', re.DOTALL)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]")
+
+
+def nests_too_deep(raw: bytes) -> bool:
+    """True when ``raw`` nests arrays and objects deeper than MAX_JSON_DEPTH.
+
+    Found without parsing: brackets inside strings do not count; a malformed
+    text gets some answer and is refused by the parser afterwards.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return False  # too few brackets to nest that deep: spare the scan
+    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", raw))
+    depth = accumulate(1 if b in b"[{" else -1 for b in brackets)
+    return max(depth, default=0) > MAX_JSON_DEPTH
+
+
+async def in_read_time(request: web.Request, reading: Awaitable[T]) -> T:
+    """``reading`` (of the request's body), if the client sends it in time.
+
+    aiohttp waits for a body as long as the client takes; a client sending
+    a byte now and then would hold the connection and a handler for ever.
+    The answer is 408, and the connection is closed after a short linger.
+    """
+    seconds = keys.settings(request.app).request_read_seconds
+    try:
+        async with asyncio.timeout(seconds):
+            return await reading
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=f"the request body did not arrive within {seconds} seconds"
+        ) from None
 
 
 async def form_fields(request: web.Request) -> dict[str, str]:
     """A urlencoded or multipart form as plain strings (files are dropped)."""
-    form = await request.post()
+    form = await in_read_time(request, request.post())
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
@@ -28,18 +72,45 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise ValidationError("send a JSON body with Content-Type: application/json")
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise ValidationError("the JSON body is too large")
-    raw = await request.read()
+    raw = await in_read_time(request, request.read())
+    if nests_too_deep(raw):
+        raise ValidationError(f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValidationError(f"malformed JSON: {exc}") from None
+    except RecursionError:  # not reached after the depth check; never a 500
+        raise ValidationError("the JSON body nests too deeply") from None
     if not isinstance(data, dict):
         raise ValidationError("the JSON body must be an object")
     return data
 
 
-def text_field(data: dict[str, Any], name: str, *, required: bool = True, default: str = "") -> str:
-    """A string member of a JSON body."""
+#: Sign-in fields, checked before anything is hashed, stored or logged: no
+#: account name is longer (local ones are at most 64 characters; room is
+#: left for directory accounts), and a password this long is no safer but
+#: costs the hash real time.
+MAX_USERNAME_INPUT = 256
+MAX_PASSWORD_INPUT = 1024
+MAX_CODE_INPUT = 16
+
+
+def limited(value: str, name: str, limit: int) -> str:
+    """``value`` if at most ``limit`` characters, else ValidationError naming it."""
+    if len(value) > limit:
+        raise ValidationError(f"{name!r} is longer than {limit} characters", field=name)
+    return value
+
+
+def text_field(
+    data: dict[str, Any],
+    name: str,
+    *,
+    required: bool = True,
+    default: str = "",
+    max_length: int | None = None,
+) -> str:
+    """A string member of a JSON body (of at most ``max_length`` characters)."""
     value = data.get(name)
     if value is None:
         if required:
@@ -47,7 +118,16 @@ def text_field(data: dict[str, Any], name: str, *, required: bool = True, defaul
         return default
     if not isinstance(value, str):
         raise ValidationError(f"{name!r} must be a string", field=name)
-    return value
+    return value if max_length is None else limited(value, name, max_length)
+
+
+def sign_in_fields(data: dict[str, Any]) -> tuple[str, str, str]:
+    """User name, password and code of a sign-in (form or JSON), bounded."""
+    return (
+        text_field(data, "username", max_length=MAX_USERNAME_INPUT),
+        text_field(data, "password", max_length=MAX_PASSWORD_INPUT),
+        text_field(data, "code", required=False, max_length=MAX_CODE_INPUT),
+    )
 
 
 def int_param(request: web.Request, name: str) -> int:
@@ -66,10 +146,9 @@ def int_query(request: web.Request, name: str, default: int) -> int:
 
 
 def safe_next(target: str | None, default: str = "/") -> str:
-    """A post-sign-in destination that stays on this appliance."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return default
-    return target
+    """A post-sign-in destination that stays on this appliance (see
+    :func:`flash.local_target`), or ``default``."""
+    return local_target(target) or default
 
 
 @dataclass(frozen=True)

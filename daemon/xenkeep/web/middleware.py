@@ -34,6 +34,7 @@ from xenkeep.errors import (
 from xenkeep.web import keys
 from xenkeep.web.access import access_of
 from xenkeep.web.flash import FLASH_COOKIE
+from xenkeep.web.forms import in_read_time
 from xenkeep.web.templating import base_context
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ async def _csrf_token_given(request: web.Request) -> str:
     if header:
         return header
     if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+        form = await in_read_time(request, request.post())
         value = form.get(CSRF_FIELD)
         return value if isinstance(value, str) else ""
     return ""

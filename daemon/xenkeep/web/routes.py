@@ -109,6 +109,12 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_post("/backup/jobs/{job_id}", backup_views.job_update, name="backup_job_update")
     r.add_post("/backup/jobs/{job_id}/delete", backup_views.job_delete, name="backup_job_delete")
     r.add_post("/backup/jobs/{job_id}/run", backup_views.job_run, name="backup_job_run")
+    r.add_post("/backup/jobs/{job_id}/prune", backup_views.job_prune, name="backup_job_prune")
+    r.add_post(
+        "/backup/vms/{vm_uuid}/points/{point_id}/delete",
+        backup_views.point_delete,
+        name="backup_point_delete",
+    )
     # A run is an operation: its page is the operation page.
     r.add_get(r"/backup/runs/{run_id:\d+}", operations_views.operation_page, name="backup_run")
     r.add_post("/backup/runs/{run_id}/cancel", backup_views.run_cancel, name="backup_run_cancel")
@@ -174,6 +180,14 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_get("/api/v1/backup/vms", backup_api.api_vms, name="api_backup_vms")
     r.add_get(
         "/api/v1/backup/vms/{vm_uuid}/points", backup_api.api_points, name="api_backup_points"
+    )
+    r.add_delete(
+        "/api/v1/backup/vms/{vm_uuid}/points/{point_id}",
+        backup_api.api_point_delete,
+        name="api_backup_point_delete",
+    )
+    r.add_post(
+        "/api/v1/backup/jobs/{job_id}/prune", backup_api.api_job_prune, name="api_backup_job_prune"
     )
     r.add_post("/api/v1/backup/restore", backup_api.api_restore, name="api_backup_restore")
     r.add_get("/api/v1/backup/smtp", backup_api.api_smtp, name="api_backup_smtp")

@@ -14,7 +14,15 @@ from xenkeep.web import keys
 from xenkeep.web.access import admin, public, signed_in
 from xenkeep.web.cookies import clear_auth_cookies, set_session_cookie
 from xenkeep.web.flash import redirect, redirect_to
-from xenkeep.web.forms import FormError, attempt, form_fields, safe_next
+from xenkeep.web.forms import (
+    MAX_USERNAME_INPUT,
+    FormError,
+    attempt,
+    form_fields,
+    int_query,
+    safe_next,
+    sign_in_fields,
+)
 
 
 @public
@@ -37,15 +45,20 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     ip = keys.client_ip(request)
     target = safe_next(form.get("next"))
     try:
-        sign_in = await auth.authenticate(
-            form.get("username", ""), form.get("password", ""), form.get("code", ""), ip=ip
-        )
-    except AuthenticationError as exc:
+        # Bounded before anything is hashed, stored or logged.
+        username, password, code = sign_in_fields({"username": "", "password": ""} | form)
+        sign_in = await auth.authenticate(username, password, code, ip=ip)
+    except (AuthenticationError, ValidationError) as exc:
+        shown = form.get("username", "")
         return aiohttp_jinja2.render_template(
             "login.html",
             request,
-            {"next": target, "username": form.get("username", ""), "error": exc.message},
-            status=401,
+            {
+                "next": target,
+                "username": shown if len(shown) <= MAX_USERNAME_INPUT else "",
+                "error": exc.message,
+            },
+            status=exc.status,
         )
     cookie = await auth.create_session(
         sign_in.user, ip=ip, user_agent=request.headers.get("User-Agent", "")
@@ -145,11 +158,21 @@ async def account_sign_out_all(request: web.Request) -> web.StreamResponse:
     raise response
 
 
+#: Audit entries per page.
+AUDIT_PAGE = 100
+
+
 @admin
 async def audit_page(request: web.Request) -> web.StreamResponse:
     """The security audit log."""
-    entries = await keys.audit(request.app).entries(limit=500)
-    return aiohttp_jinja2.render_template("audit.html", request, {"entries": entries})
+    before = int_query(request, "before", 0) or None
+    entries = await keys.audit(request.app).entries(AUDIT_PAGE + 1, before=before)
+    older = entries[AUDIT_PAGE - 1]["id"] if len(entries) > AUDIT_PAGE else None
+    return aiohttp_jinja2.render_template(
+        "audit.html",
+        request,
+        {"entries": entries[:AUDIT_PAGE], "older": older, "paged": before is not None},
+    )
 
 
 @admin

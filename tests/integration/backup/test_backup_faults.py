@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.backup.conftest import POOL_ID, TestVm, job_input, sr_uuid
+from tests.integration.backup.conftest import POOL_ID, TestVm, job_input, sr_uuid, vdi_sha256
 from tests.integration.backup.test_backup_runs import restore_disk_sha
 from tests.support.mounts import mounted_tmpfs
 from xenkeep.backup.manager import BackupManager
-from xenkeep.errors import ConflictError
+from xenkeep.errors import ConflictError, ValidationError
+from xenkeep.repo.errors import PointNotFoundError
 from xenkeep.xapi.client import XapiClient
 
 MiB = 1 << 20
@@ -96,6 +97,9 @@ async def test_failing_snapshot(manager: BackupManager, client: XapiClient, vm: 
     assert run["status"] == "failed"
     error = run["report"]["vms"][0]["error"]
     assert "SR_BACKEND_FAILURE_44" in error, error
+    # The run's own error says it too, not only its VM row.
+    assert run["error"] == f"1 of 1 VMs failed: bk-test-01: {error}", run["error"]
+    assert run["report"]["error"] == run["error"]
     await assert_intact(manager, client, vm, {point: digest})
 
 
@@ -206,3 +210,66 @@ async def test_daemon_stop_interrupts_a_run_cleanly(
     assert run["status"] == "interrupted", run
     assert [p["id"] for p in await manager.points(vm.uuid)] == [point]
     assert await vm.sha256() != digest  # the VM moved on; the point did not
+
+
+async def test_a_dropped_import_is_retried(
+    manager: BackupManager, client: XapiClient, vm: TestVm
+) -> None:
+    """Backups retry a broken export; a restore retries a broken import the
+    only way the protocol allows: the whole disk again, from the start."""
+    _job, point, digest = await first_backup(manager, vm)
+    await client.call(
+        "sim.inject_fault", "drop_transfer", {"bytes": 300_000, "path": "/import_raw_vdi"}
+    )
+    sr = await sr_uuid(client)
+    run_id = await manager.restore(
+        {"pool_id": POOL_ID, "vm_uuid": vm.uuid, "point_id": point, "sr_uuid": sr, "disk": "0"}
+    )
+    run = await manager.wait(run_id)
+    assert run["status"] == "success", run
+    [vdi] = run["report"]["new_vdis"]
+    assert await vdi_sha256(client, vdi) == digest
+    log = [line["message"] for line in (await manager.run_detail(run_id))["log"]]
+    assert any("connection to the pool broke" in m and "importing again" in m for m in log), log
+
+
+async def test_an_import_dropped_for_good_says_so(
+    manager: BackupManager, client: XapiClient, vm: TestVm
+) -> None:
+    _job, point, _digest = await first_backup(manager, vm)
+    vdis_before = set(await client.call("VDI.get_all"))
+    await client.call(
+        "sim.inject_fault",
+        "drop_transfer",
+        {"bytes": 300_000, "count": 20, "path": "/import_raw_vdi"},
+    )
+    sr = await sr_uuid(client)
+    run = await manager.wait(
+        await manager.restore(
+            {"pool_id": POOL_ID, "vm_uuid": vm.uuid, "point_id": point, "sr_uuid": sr, "disk": "0"}
+        )
+    )
+    await client.call("sim.clear_faults")
+    assert run["status"] == "failed"
+    # What happened, not "the pool refused".
+    assert "the connection to the pool broke" in run["error"], run["error"]
+    assert "3 times" in run["error"] and "refused" not in run["error"], run["error"]
+    assert set(await client.call("VDI.get_all")) == vdis_before  # nothing half-restored left
+
+
+async def test_bad_ids_of_a_restore_are_named_for_what_they_are(
+    manager: BackupManager, client: XapiClient, vm: TestVm
+) -> None:
+    _job, point, _digest = await first_backup(manager, vm)
+    good = {"pool_id": POOL_ID, "vm_uuid": vm.uuid, "point_id": point, "sr_uuid": "x"}
+    with pytest.raises(ValidationError, match="is not a restore point id") as info:
+        await manager.restore({**good, "point_id": "../../etc/passwd"})
+    assert info.value.field == "point_id"
+    with pytest.raises(ValidationError, match="is not a VM uuid") as info:
+        await manager.restore({**good, "vm_uuid": "web-01"})
+    assert info.value.field == "vm_uuid"
+    with pytest.raises(PointNotFoundError, match="no restore point 20990101T000000Z-000001"):
+        await manager.restore({**good, "point_id": "20990101T000000Z-000001"})
+    with pytest.raises(ValidationError, match="control characters") as info:
+        await manager.restore({**good, "name": "restored\r\nvm"})
+    assert info.value.field == "name"

@@ -173,9 +173,24 @@ async def restore_sha(
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "kill_at",
-    # The repo's own tests kill a merge at every journal event; here one
-    # merge point suffices to prove the daemon recovers it at restart.
-    ["export", "write:2", "commit", "committed", "merge:journal:merging"],
+    # Every stage of the merge (tests/integration/repo kills it at every
+    # event): the daemon finishes it at start-up and lists only what a
+    # restore finds. (``merge:deleted`` never fires here: one disk, nothing
+    # of the retired point is left to delete.)
+    [
+        "export",
+        "write:2",
+        "commit",
+        "committed",
+        "merge:journal:begin",
+        "merge:retired",
+        "merge:journal:merging",
+        "merge:block",
+        "merge:sums",
+        "merge:uuid-half",
+        "merge:renamed",
+        "merge:journal:cleanup",
+    ],
 )
 async def test_kill_during_a_backup(tmp_path: Path, sim: RunningSimulator, kill_at: str) -> None:
     client = XapiClient(sim.url, "root", "demo")
@@ -252,6 +267,11 @@ async def test_kill_during_a_backup(tmp_path: Path, sim: RunningSimulator, kill_
         assert status == 200, listed
         ids = [p["id"] for p in listed["points"]]
         assert ids, "no restore point survived"
+        if kill_at.startswith("merge:"):
+            # The merge was finished at start-up: retention holds, nothing
+            # listed is a point the merge retires.
+            assert len(ids) == 2, (kill_at, ids)
+            assert not (store / "vms" / vm.uuid / "merge.journal").exists()
         for pid in ids:
             want = digests.get(pid, after_third)
             assert await restore_sha(d, client, pool_id, vm, pid, sr) == want, (kill_at, pid)

@@ -98,7 +98,38 @@ async def test_mail_failure_does_not_fail_the_run(manager: BackupManager, vm: Te
     run = await manager.wait(await manager.run_job(job.id))
     assert run["status"] == "success"
     detail = await manager.run_detail(run["id"])
-    assert any("could not mail the report" in line["message"] for line in detail["log"])
+    line = next(line for line in detail["log"] if "could not mail the report" in line["message"])
+    assert line["level"] == "warning", line
+    # In the report too, where the UI and the API show a run's outcome.
+    assert "refused" in run["report"]["mail_error"].lower(), run["report"]
+    assert run["report"]["mail_error"] in line["message"]
+
+
+async def test_a_name_from_the_pool_with_a_newline_still_mails(
+    manager: BackupManager, vm: TestVm, smtp: tuple[Controller, Inbox]
+) -> None:
+    """Job names are checked on input, but the pool's and VMs' names come
+    from the pool: a subject line is made one line whatever they hold."""
+    controller, inbox = smtp
+    await manager.set_smtp(
+        {
+            "host": "127.0.0.1",
+            "port": controller.port,
+            "sender": "xenkeep@example.net",
+            "recipients": "ops@example.net",
+            "starttls": True,
+            "verify_tls": False,
+        }
+    )
+    await vm.client.call("VM.set_name_label", vm.ref, "evil\r\nBcc: victim@example.org")
+    manager.backup_runs.pools = StaticPools({POOL_ID: ("Demo\r\npool", vm.client)})
+    job = await manager.create_job(job_input(name="mailed"))
+    run = await manager.wait(await manager.run_job(job.id))
+    assert run["status"] == "success", run
+    assert "mail_error" not in run["report"], run["report"]
+    [msg] = inbox.messages
+    assert msg["Subject"] == '[XenKeep xk-test] Backup "mailed" on Demo pool: success (1/1 VMs)'
+    assert msg["Bcc"] is None
 
 
 async def test_scheduler_runs_a_missed_slot_once_at_start(

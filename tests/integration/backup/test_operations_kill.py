@@ -76,6 +76,8 @@ async def test_a_killed_restore_and_verify_read_interrupted_after_restart(
         await interrupted(d, verify_id, "verify")
         status, last = await d.api("GET", "/api/v1/backup/verify")
         assert last["status"] == "interrupted" and last["operation_id"] == verify_id, last
+        vms_before = set(await client.call("VM.get_all"))
+        vdis_before = set(await client.call("VDI.get_all"))
         await client.call("sim.inject_fault", "throttle", {"bytes_per_second": 512 * 1024})
         restore = {"pool_id": str(pool_id), "vm_uuid": vm.uuid, "point_id": point, "sr_uuid": sr}
         status, body = await d.api("POST", "/api/v1/backup/restore", restore)
@@ -96,6 +98,15 @@ async def test_a_killed_restore_and_verify_read_interrupted_after_restart(
         await d.sign_in()
         op = await interrupted(d, restore_id, "restore")
         assert all(t["status"] != "running" for t in op["tasks"]), op["tasks"]
+        # The half-restored VM and its disk are removed once the daemon is up.
+        for _ in range(600):
+            vms = set(await client.call("VM.get_all"))
+            vdis = set(await client.call("VDI.get_all"))
+            if vms == vms_before and vdis == vdis_before:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail(f"left behind: {vms - vms_before} {vdis - vdis_before}")
         status, body = await d.api("GET", "/api/v1/operations?status=interrupted")
         assert sorted(o["id"] for o in body["operations"]) == sorted([verify_id, restore_id])
         # Nothing is left claimed: both run again, to the end.

@@ -46,6 +46,11 @@ MERGER = textwrap.dedent(
     """
 )
 KEEP = 1
+#: The same, deleting the middle restore point (argv[4]: its index) instead of pruning.
+DELETER = MERGER.replace(
+    "asyncio.run(ds.prune(sys.argv[2], int(sys.argv[4])))",
+    "asyncio.run(ds.delete_point(sys.argv[2], ds.points(sys.argv[2])[int(sys.argv[4])].id))",
+)
 
 
 def build(root: Path, work: Path, sizes: tuple[int, int], whole: int) -> list[RefDisk]:
@@ -185,3 +190,72 @@ def test_torn_append_is_cut_off(tmp_path: Path) -> None:
     assert path.stat().st_size % 512 == 0 and len(before) > FOOTER_SIZE
     assert not repair_tail(path)
     _ = disks
+
+
+def test_a_point_a_pending_journal_retires_is_never_listed(tmp_path: Path) -> None:
+    """Killed once the journal says ``begin``: the oldest point's metadata is
+    still there, but its replay removes it, so listing must not offer it."""
+    root = tmp_path / "store"
+    disks = build(root, tmp_path, (8 * MiB, 4 * MiB), whole=1)
+    all_ids = [p.id for p in Datastore(root).points(VM)]
+    proc = merger(root, 1)  # the first event: journal:begin of the first merge
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    ds = Datastore(root)
+    assert ds.vmdir(VM).point_path(all_ids[0]).exists()  # the replay has not run yet
+    assert [p.id for p in ds.points(VM)] == all_ids[1:]
+    assert ds.vm_usage(VM).points == 2
+    # Opening the storage at start-up finishes it before anything lists.
+    assert ds.recover_all() == {VM: all_ids[0]}
+    assert not ds.vmdir(VM).journal.exists()
+    assert check_state(root, disks, all_ids) == all_ids[1:]
+
+
+def deleter(root: Path, kill_at: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", DELETER, str(root), VM, str(kill_at), "1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def check_listed(root: Path, disks: list[RefDisk], want: list[str]) -> None:
+    """Reopen as the daemon does (finishing any merge), then read every listed point."""
+    ds = Datastore(root)
+    ds.recover_all()
+    assert [p.id for p in ds.points(VM)] == want
+    with ds.reading(VM) as vmdir:
+        for pid in want:
+            point = vmdir.load_point(pid)
+            for d in disks:
+                got = b"".join(iter_raw(vmdir, d.key, point.disk(d.key).file))
+                assert got == (d.dir / f"{pid}.raw").read_bytes(), f"point {pid} disk {d.key}"
+    assert not vmdir.journal.exists()
+    report = asyncio.run(ds.verify(VM))
+    assert report.ok, report.damaged
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_kill_at_every_step_of_deleting_a_middle_point(tmp_path: Path) -> None:
+    """Deleting a point in the middle merges a delta into a delta: a kill at
+    any step leaves it gone and every other point intact."""
+    pristine = tmp_path / "pristine"
+    disks = build(pristine, tmp_path, (24 * MiB, 6 * MiB), whole=3)
+    all_ids = [p.id for p in Datastore(pristine).points(VM)]
+    want = [all_ids[0], all_ids[2]]
+    work = tmp_path / "count"
+    shutil.copytree(pristine, work)
+    proc = deleter(work, 0)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    events = int(out.splitlines()[-1].split()[0])
+    check_listed(work, disks, want)
+    for kill_at in range(1, events + 1):
+        work = tmp_path / f"kill-{kill_at}"
+        shutil.copytree(pristine, work)
+        proc = deleter(work, kill_at)
+        proc.communicate(timeout=120)
+        assert proc.returncode == -signal.SIGKILL, kill_at
+        check_listed(work, disks, want)
+        shutil.rmtree(work)

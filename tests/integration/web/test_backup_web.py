@@ -256,3 +256,123 @@ async def test_failed_runs_and_restores_render_their_cause(
     assert "UUID_INVALID" in html or "HANDLE_INVALID" in html, failed["error"]
     status, html, _ = await browser.get("/backup")
     assert status == 200 and "failed" in html
+
+
+async def restored_sha(
+    browser: Browser, client: XapiClient, pool: Pool, vm_uuid: str, point: str
+) -> str:
+    """Restore disk 0 of a point as a new VDI; its sha256 (the VDI is removed)."""
+    sr_ref = await client.call("pool.get_default_SR", (await client.call("pool.get_all"))[0])
+    status, body = await browser.api(
+        "POST",
+        "/api/v1/backup/restore",
+        {
+            "pool_id": str(pool.id),
+            "vm_uuid": vm_uuid,
+            "point_id": point,
+            "sr_uuid": await client.call("SR.get_uuid", sr_ref),
+            "disk": "0",
+        },
+    )
+    assert status == 202, body
+    run = await wait_run(browser, body["run_id"])
+    assert run["status"] == "success", run
+    [vdi] = run["report"]["new_vdis"]
+    digest = await vdi_sha256(client, vdi)
+    await client.call("VDI.destroy", vdi)
+    return digest
+
+
+async def test_a_full_datastore_is_emptied_by_retention_and_deletion(
+    browser: Browser,
+    pool_sim: RunningSimulator,
+    admin_pool: tuple[Pool, XapiClient],
+    tmp_path: Path,
+) -> None:
+    pool, client = admin_pool
+    vm = await make_vm(client, pool_sim, "web-prune-01")
+    job = await storage_and_job(browser, pool.id, tmp_path / "store", "prunable", retention=4)
+
+    async def backup() -> str:
+        status, started = await browser.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
+        assert status == 202, started
+        run = await wait_run(browser, started["run_id"])
+        assert run["status"] == "success", run
+        digests[run["report"]["vms"][0]["point_id"]] = await vm.sha256()
+        await vm.scribble()
+        return str(run["report"]["vms"][0]["point_id"])
+
+    async def listed() -> list[str]:
+        status, body = await browser.api("GET", f"/api/v1/backup/vms/{vm.uuid}/points")
+        assert status == 200, body
+        return [p["id"] for p in body["points"]]
+
+    async def all_restore() -> None:
+        for pid in await listed():
+            assert await restored_sha(browser, client, pool, vm.uuid, pid) == digests[pid], pid
+
+    digests: dict[str, str] = {}
+    ids = [await backup() for _ in range(4)]
+
+    # Lowering the retention applies it at once: no run needed (a full
+    # datastore would make that run fail).
+    status, body = await browser.api(
+        "PUT",
+        f"/api/v1/backup/jobs/{job['id']}",
+        {**job, "targets": job["targets"], "retention": 2},
+    )
+    assert status == 200, body
+    status, found = await browser.api("GET", "/api/v1/operations?kind=prune")
+    assert status == 200 and len(found["operations"]) == 1, found
+    pruned = await browser.until_finished(f"/api/v1/operations/{found['operations'][0]['id']}")
+    assert pruned["status"] == "success", pruned
+    assert pruned["report"]["merged"] == 2
+    assert await listed() == ids[2:]
+    await all_restore()
+
+    # On demand too (nothing left to merge now).
+    status, body = await browser.api("POST", f"/api/v1/backup/jobs/{job['id']}/prune")
+    assert status == 202, body
+    again = await browser.until_finished(f"/api/v1/operations/{body['operation_id']}")
+    assert again["status"] == "success" and again["report"]["merged"] == 0, again
+
+    # The page's delete button asks for confirmation, and without it changes nothing.
+    status, html, _ = await browser.get(f"/backup/restore?vm={vm.uuid}")
+    assert status == 200 and f"/backup/vms/{vm.uuid}/points/{ids[2]}/delete" in html
+    status, html, _ = await browser.post_form(f"/backup/vms/{vm.uuid}/points/{ids[2]}/delete", {})
+    assert status == 400 and "tick the box" in html
+    assert await listed() == ids[2:]
+    # Three points (a higher retention prunes nothing): delete the middle one.
+    status, body = await browser.api(
+        "PUT", f"/api/v1/backup/jobs/{job['id']}", {**job, "retention": 5}
+    )
+    assert status == 200, body
+    ids.append(await backup())
+    assert await listed() == ids[2:]
+    status, _html, resp = await browser.post_form(
+        f"/backup/vms/{vm.uuid}/points/{ids[3]}/delete", {"confirm": "on"}
+    )
+    assert status == 303, _html
+    op_path = resp.headers["Location"].replace("/operations/", "/api/v1/operations/")
+    deleted = await browser.until_finished(op_path)
+    assert deleted["status"] == "success", deleted
+    assert deleted["report"]["merged_into"] == ids[4]
+    assert await listed() == [ids[2], ids[4]]
+    await all_restore()
+
+    # The API: the newest is dropped; bad input is refused and changes nothing.
+    status, body = await browser.api("DELETE", f"/api/v1/backup/vms/{vm.uuid}/points/{ids[4]}")
+    assert status == 202, body
+    done = await browser.until_finished(f"/api/v1/operations/{body['operation_id']}")
+    assert done["status"] == "success" and done["report"]["merged_into"] is None, done
+    assert await listed() == [ids[2]]
+    status, body = await browser.api("DELETE", f"/api/v1/backup/vms/not-a-uuid/points/{ids[2]}")
+    assert status == 400 and "is not a VM uuid" in body["error"]["message"], body
+    status, body = await browser.api(
+        "DELETE", f"/api/v1/backup/vms/{vm.uuid}/points/20990101T000000Z-000099"
+    )
+    assert status == 404, body
+    status, body = await browser.api("DELETE", f"/api/v1/backup/vms/{vm.uuid}/points/..%2Fx")
+    assert status in (400, 404), body
+    assert await listed() == [ids[2]]
+    await all_restore()

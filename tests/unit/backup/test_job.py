@@ -88,3 +88,30 @@ def test_select_by_name_reports_missing() -> None:
 def test_select_pool_takes_every_real_vm() -> None:
     spec = validate_job({**GOOD, "selector": "pool", "targets": ""})
     assert {c.uuid for c in select_vms(spec, VMS)} == {"u1", "u2", "u3"}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"name": "nightly\r\nBcc: x@example.org"}, "name"),
+        ({"name": "night\x00ly"}, "name"),
+        ({"name": "nightly\u2028"}, "name"),
+        ({"name": "\u202enightly"}, "name"),
+        ({"targets": ["prod", "we\rb"]}, "targets"),
+        ({"targets": ["prod\x1b[31m"]}, "targets"),
+        ({"pool_id": "1\n"}, "pool_id"),
+        ({"schedule": "30 2 * *\n*"}, "schedule"),
+        ({"timezone": "Europe/Paris\x7f"}, "timezone"),
+    ],
+)
+def test_control_characters_are_refused_in_every_text_field(
+    change: dict[str, Any], field: str
+) -> None:
+    """A job name with CR/LF once broke its report mail silently."""
+    with pytest.raises(ValidationError, match="control character") as info:
+        validate_job({**GOOD, **change})
+    assert info.value.field == field
+
+
+def test_targets_typed_one_per_line_are_still_split() -> None:
+    assert validate_job({**GOOD, "targets": "prod\r\nweb\n"}).targets == ("prod", "web")

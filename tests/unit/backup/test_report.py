@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from xenkeep.backup.const import RunStatus
 from xenkeep.backup.report import (
     build_report,
+    failure_summary,
     mail_body,
     mail_subject,
     overall_status,
 )
 from xenkeep.errors import ValidationError
 from xenkeep.mail import SmtpSettings
+from xenkeep.mail.smtp import one_line
 
 OK = {
     "vm_uuid": "u1",
@@ -84,3 +88,32 @@ def test_smtp_settings_validation() -> None:
         with pytest.raises(ValidationError) as info:
             SmtpSettings.from_input(data)
         assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"recipients": "ops@example.net\r\nBcc: x@example.org"}, "recipients"),
+        ({"sender": "xk@example.net\nBcc: x@example.org"}, "sender"),
+        ({"host": "smtp.example.net\r\nRCPT TO:<x@example.org>"}, "host"),
+        ({"username": "ops\r\n"}, "username"),
+    ],
+)
+def test_mail_settings_refuse_control_characters(change: dict[str, Any], field: str) -> None:
+    good = {"host": "smtp.example.net", "sender": "xk@example.net", "recipients": "o@example.net"}
+    with pytest.raises(ValidationError, match="control characters") as info:
+        SmtpSettings.from_input({**good, **change})
+    assert info.value.field == field
+
+
+def test_a_subject_is_one_line() -> None:
+    assert one_line('Backup "a\r\nBcc: x" on\u2028pool\x00') == 'Backup "a Bcc: x" on pool'
+
+
+def test_a_failed_run_is_summed_up_in_one_line() -> None:
+    bad = [{**BAD, "vm_name": f"vm-{n}", "error": f"cause {n}"} for n in range(5)]
+    assert failure_summary([OK]) == ""
+    assert (
+        failure_summary([OK, bad[0], bad[1]]) == "2 of 3 VMs failed: vm-0: cause 0; vm-1: cause 1"
+    )
+    assert failure_summary(bad).endswith("vm-2: cause 2; and 2 more")

@@ -202,6 +202,22 @@ async def api_points(request: web.Request) -> web.StreamResponse:
 
 
 @admin
+async def api_point_delete(request: web.Request) -> web.StreamResponse:
+    """Start deleting one restore point (merged into the next one unless it is the newest)."""
+    op_id = await keys.backup(request.app).delete_point(
+        request.match_info["vm_uuid"], request.match_info["point_id"]
+    )
+    return web.json_response({"operation_id": op_id}, status=202)
+
+
+@admin
+async def api_job_prune(request: web.Request) -> web.StreamResponse:
+    """Apply the job's retention now (a prune operation)."""
+    op_id = await keys.backup(request.app).start_prune(int_param(request, "job_id"))
+    return web.json_response({"operation_id": op_id}, status=202)
+
+
+@admin
 async def api_restore(request: web.Request) -> web.StreamResponse:
     """Start a restore: ``pool_id, vm_uuid, point_id, sr_uuid[, name, disk, networks]``."""
     run_id = await keys.backup(request.app).restore(await json_body(request))

@@ -274,6 +274,35 @@ async def job_run(request: web.Request) -> web.StreamResponse:
 
 
 @admin
+async def job_prune(request: web.Request) -> web.StreamResponse:
+    """Apply a job's retention now and show the prune's progress."""
+    op_id = await keys.backup(request.app).start_prune(int_param(request, "job_id"))
+    redirect_to(request, "operation", op_id=op_id)
+
+
+@admin
+async def point_delete(request: web.Request) -> web.StreamResponse:
+    """Delete one restore point, once the confirmation box is ticked."""
+    form = await form_fields(request)
+    vm_uuid = request.match_info["vm_uuid"]
+    if form.get("confirm") != "on":
+        return await _restore_page(
+            request,
+            vm_uuid=vm_uuid,
+            error="tick the box to confirm that the restore point is deleted for good",
+            status=400,
+        )
+    op_id = await attempt(
+        keys.backup(request.app).delete_point(vm_uuid, request.match_info["point_id"])
+    )
+    if isinstance(op_id, FormError):
+        return await _restore_page(
+            request, vm_uuid=vm_uuid, error=op_id.message, status=op_id.status
+        )
+    redirect_to(request, "operation", op_id=op_id)
+
+
+@admin
 async def run_cancel(request: web.Request) -> web.StreamResponse:
     """Cancel a run from its page."""
     run_id = int_param(request, "run_id")
@@ -282,13 +311,23 @@ async def run_cancel(request: web.Request) -> web.StreamResponse:
 
 
 async def _restore_page(
-    request: web.Request, *, error: str | None = None, status: int = 200
+    request: web.Request,
+    *,
+    vm_uuid: str | None = None,
+    error: str | None = None,
+    status: int = 200,
 ) -> web.Response:
     manager = keys.backup(request.app)
     storage = await manager.storage_status()
     vms = await manager.backed_up_vms() if storage.get("configured") else []
-    vm_uuid = request.query.get("vm", "")
-    points = await manager.points(vm_uuid) if vm_uuid else []
+    if vm_uuid is None:
+        vm_uuid = request.query.get("vm", "")
+    points = []
+    if vm_uuid:
+        try:
+            points = await manager.points(vm_uuid)
+        except ValueError:
+            error, status, vm_uuid = f"{vm_uuid!r} is not a VM uuid", 400, ""
     context = {
         "vms": vms,
         "vm_uuid": vm_uuid,
