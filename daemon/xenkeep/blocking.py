@@ -34,6 +34,9 @@ def rules(scanned: Sequence[str | ModuleType] = ("xenkeep",)) -> BlockBuster:
         # The composition root reads templates and settings once, before the
         # listener opens: nothing else is running on the loop yet.
         rule.can_block_in("xenkeep/app.py", "create_app")
+        # Settings are read once, before the loop serves anything (tests build
+        # them inside their loop, as the daemon's start-up would before it).
+        rule.can_block_in("xenkeep/config.py", "load_settings")
         # aiohttp 3.8 (bookworm's) resolves and stats a static file's path in
         # the loop before it hands the file to a thread; newer aiohttp does
         # it all there.

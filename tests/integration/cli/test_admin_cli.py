@@ -3,6 +3,7 @@ real daemon: what each prints, its exit code, and settings errors."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from tests.integration.cli.conftest import Console, write_cli_config
@@ -20,7 +21,7 @@ async def test_status_setup_token_and_reset_admin(
     code, out, err = await console("status")
     assert code == 0, err
     assert "daemon:       running" in out
-    assert certificate_fingerprint(settings.tls_dir / CERT_NAME) in out
+    assert await asyncio.to_thread(certificate_fingerprint, settings.tls_dir / CERT_NAME) in out
     assert "administrator: none" in out and "waiting for the web wizard" in out
 
     code, out, err = await console("setup-token")

@@ -175,7 +175,9 @@ async def test_six_parallel_admin_creations_with_one_setup_token_make_one_admin(
 ) -> None:
     from tests.support.web import setup_token
 
-    status, _ = await browser.api("POST", "/api/v1/setup/token", {"token": setup_token(settings)})
+    status, _ = await browser.api(
+        "POST", "/api/v1/setup/token", {"token": await setup_token(settings)}
+    )
     assert status == 200
 
     async def create(n: int) -> int:

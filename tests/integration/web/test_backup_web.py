@@ -4,7 +4,6 @@ report, restore — against the simulator, as an administrator would."""
 from __future__ import annotations
 
 import asyncio
-
 from pathlib import Path
 from typing import Any
 

@@ -213,5 +213,7 @@ async def test_parallel_setup_token_guesses_meet_the_limit(
     statuses = await asyncio.gather(*(guess() for _ in range(30)))
     assert statuses.count(401) <= 5 and statuses.count(429) >= 25, statuses
     # The right token from the same address is refused too while the wait lasts.
-    status, _ = await browser.api("POST", "/api/v1/setup/token", {"token": setup_token(settings)})
+    status, _ = await browser.api(
+        "POST", "/api/v1/setup/token", {"token": await setup_token(settings)}
+    )
     assert status == 429
