@@ -445,9 +445,10 @@ class Datastore:
         point either listed and whole, or gone.
         """
         vmdir = self.vmdir(check_uuid(vm_uuid))
-        reflink = self.reflink
 
         def run() -> DeleteResult:
+            # The probe writes a file: here, in the worker thread.
+            reflink = self.reflink
             if not vmdir.exists():
                 raise PointNotFoundError(f"no backups of VM {vm_uuid}")
             lock = ChainLock(

@@ -275,7 +275,8 @@ async def start_server(app: web.Application) -> AsyncIterator[RunningServer]:
         if settings.http_port:
             http_sock = _bind(settings.listen, settings.http_port)
             http_port = http_sock.getsockname()[1]
-            own = frozenset({settings.effective_hostname, *tls.names()})
+            # The certificate is a file: read off the loop.
+            own = frozenset({settings.effective_hostname, *await asyncio.to_thread(tls.names)})
             redirect_runner = await _runner(_redirect_app(https_port, own), settings)
             runners.append(redirect_runner)
             await _serve(redirect_runner, http_sock, settings)
