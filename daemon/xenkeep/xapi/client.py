@@ -258,6 +258,9 @@ class XapiClient:
                 data=json.dumps(body),
                 headers={"Content-Type": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=limit, connect=self.connect_timeout),
+                # A redirect could send the session (or, for 307/308, the
+                # password) to another address, perhaps over plain http.
+                allow_redirects=False,
             ) as resp:
                 raw = await _read_capped(resp.content, MAX_ANSWER_BYTES + 1)
                 status = resp.status

@@ -200,8 +200,13 @@ async def _export(
             try:
                 query = await transfer.query(params)
                 headers = {"Range": f"bytes={received}-"} if received else {}
+                # No redirects: the query carries the session id (see client._rpc).
                 async with client.http.get(
-                    client.endpoint(path), params=query, headers=headers, timeout=transfer.timeout()
+                    client.endpoint(path),
+                    params=query,
+                    headers=headers,
+                    timeout=transfer.timeout(),
+                    allow_redirects=False,
                 ) as resp:
                     if resp.status == 401 and not relogged:
                         relogged = True
@@ -389,6 +394,7 @@ async def _import(
                 data=body(),
                 headers=headers,
                 timeout=transfer.timeout(),
+                allow_redirects=False,
             ) as resp:
                 if resp.status != 200:
                     raise await _http_failure(resp, what)

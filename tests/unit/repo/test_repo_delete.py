@@ -4,7 +4,6 @@ every other point reads back byte-identical, and the files go."""
 from __future__ import annotations
 
 import asyncio
-
 from pathlib import Path
 
 import pytest
