@@ -114,6 +114,7 @@ def main() -> int:
         'listen = "127.0.0.1"\n'
         f"https_port = {port}\n"
         "http_port = 0\n"
+        "# Development mode: among other things, the demo pool's plain http is accepted.\n"
         "dev = true\n"
         "# No privileged helper in development: disks are the host's, not ours.\n"
         f'privhelper_socket = "{VAR / "run" / "privhelper.sock"}"\n'

@@ -134,7 +134,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         log.error("%s (%s)", exc.message, exc.hint)
     app[keys.SETUP_STATE] = SetupState(db)
     app[keys.ENROLMENT] = TotpEnrolment(db, secrets, auth)
-    pools = PoolManager(PoolRegistry(db), secrets, audit)
+    pools = PoolManager(PoolRegistry(db), secrets, audit, allow_http=settings.dev)
     app[keys.POOLS] = pools
     await pools.start()
     identity = keys.identity(app)

@@ -35,7 +35,10 @@ class Settings:
     http_port: int = 80
     hostname: str = ""
     log_level: str = "info"
-    # Development mode: relaxed paths only, never relaxed security.
+    # Development mode (`make run`): templates reread when changed, blocking
+    # calls in the event loop raise, and plain http:// pools (the simulator)
+    # are accepted; outside it a pool must be https, so that its password
+    # never travels in clear.
     dev: bool = False
     session_idle_minutes: int = 30
     session_absolute_hours: int = 12

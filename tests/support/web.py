@@ -28,6 +28,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "https_port": 0,
         "http_port": 0,
         "hostname": "xenkeep-test",
+        # Development mode: the simulators the tests talk to speak plain http,
+        # which an appliance refuses (a test of that passes dev=False).
+        "dev": True,
         # No helper listens here unless a test starts one.
         "privhelper_socket": tmp_path / "run" / "privhelper.sock",
     }

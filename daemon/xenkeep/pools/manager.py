@@ -23,9 +23,9 @@ from xenkeep.pools.const import PENDING_SECONDS
 from xenkeep.pools.errors import PoolExistsError, PoolInputError, PoolNotFoundError
 from xenkeep.pools.pool import Pending, Pool, PoolFacts, Probe
 from xenkeep.pools.registry import PoolRegistry
-from xenkeep.pools.validate import clean_field, require_password
+from xenkeep.pools.validate import clean_field, pool_url, require_password
 from xenkeep.secretbox import SecretBox
-from xenkeep.xapi.client import XapiClient, normalize_url, parse_fingerprint, probe_fingerprint
+from xenkeep.xapi.client import XapiClient, parse_fingerprint, probe_fingerprint
 from xenkeep.xapi.events import Change, ChangeHub, EventWatcher, Subscription, WatchState
 from xenkeep.xapi.summary import pool_summary
 
@@ -58,13 +58,18 @@ class PoolManager:
         poll_seconds: float = 30.0,
         backoff_max: float = 30.0,
         call_timeout: float = 60.0,
+        allow_http: bool = False,
     ) -> None:
+        # ``allow_http``: development mode only (Settings.dev). Outside it a
+        # plain http:// pool is refused, because its login carries the
+        # password in clear and every later call the session.
         self._registry = registry
         self._box = box
         self._audit = audit
         self._poll_seconds = poll_seconds
         self._backoff_max = backoff_max
         self._call_timeout = call_timeout
+        self._allow_http = allow_http
         self.hub = ChangeHub()
         self._connections: dict[int, PoolConnection] = {}
         self._recorder: asyncio.Task[None] | None = None
@@ -105,6 +110,10 @@ class PoolManager:
         )
 
     async def _connect(self, pool: Pool) -> None:
+        # A pool registered in development mode is not logged into in clear
+        # once the appliance runs without it (PoolInputError, kept as the
+        # pool's last error by start()).
+        pool_url(pool.url, allow_http=self._allow_http)
         password_enc = await self._registry.password_enc(pool.id)
         if password_enc is None:
             return
@@ -198,7 +207,7 @@ class PoolManager:
     # -- registration ------------------------------------------------------------
     async def probe(self, url: str) -> Probe:
         """The certificate fingerprint to confirm (https), before any password is sent."""
-        base = normalize_url(url)
+        base = pool_url(url, allow_http=self._allow_http)
         if not base.startswith("https://"):
             return Probe(base, False, "")
         return Probe(base, True, await probe_fingerprint(base))
@@ -251,7 +260,7 @@ class PoolManager:
 
     async def test(self, url: str, username: str, password: str, fingerprint: str) -> PoolFacts:
         """Log in with these credentials (pinning ``fingerprint``) and look around."""
-        base = normalize_url(url)
+        base = pool_url(url, allow_http=self._allow_http)
         username = clean_field(username, "username", "the user name")
         require_password(password)
         if base.startswith("https://"):
@@ -282,7 +291,7 @@ class PoolManager:
         ip: str = "",
     ) -> Pool:
         """Test the credentials, then register the pool and connect to it."""
-        base = normalize_url(url)
+        base = pool_url(url, allow_http=self._allow_http)
         if await self._registry.has_url(base):
             raise PoolExistsError(f"{base} is already connected")
         facts = await self.test(base, username, password, fingerprint)

@@ -4,21 +4,23 @@ reconnection across daemon restarts, last errors kept."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from tests.integration.pools.listener import CountingListener, listener
 from tests.integration.xapi.simfixtures import demo_state, sim
 from xapisim import RunningSimulator, start_simulator
 from xenkeep.errors import ConflictError, NotFoundError, ValidationError
+from xenkeep.pools.errors import PoolInputError
 from xenkeep.pools.manager import PoolManager
 from xenkeep.pools.registry import PoolRegistry
 from xenkeep.secretbox import SecretBox
 from xenkeep.store import Database, open_database
 from xenkeep.xapi.errors import XapiAuthenticationError
 
-__all__ = ["demo_state", "sim"]
+__all__ = ["demo_state", "listener", "sim"]
 
 WAIT = 30.0
 
@@ -30,10 +32,14 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
     await database.close()
 
 
-async def make_manager(db: Database, tmp_path: Path) -> PoolManager:
+async def make_manager(db: Database, tmp_path: Path, *, allow_http: bool = True) -> PoolManager:
+    """A manager as the daemon builds it; plain http allowed (as in
+    development mode) unless told, because the simulator speaks http."""
     box = SecretBox(tmp_path / "secret.key")
     await asyncio.to_thread(box.load)  # as the daemon does at start
-    return PoolManager(PoolRegistry(db), box, poll_seconds=1.0, backoff_max=0.2)
+    return PoolManager(
+        PoolRegistry(db), box, poll_seconds=1.0, backoff_max=0.2, allow_http=allow_http
+    )
 
 
 async def until(predicate: object) -> None:
@@ -104,5 +110,50 @@ async def test_a_lost_key_does_not_stop_the_start(
     try:
         assert manager.status(pool.id)["state"] == "stopped"
         assert "cannot be decrypted" in (await manager.get(pool.id)).last_error
+    finally:
+        await manager.close()
+
+
+async def test_plain_http_is_refused_before_anything_is_sent(
+    db: Database, tmp_path: Path, listener: CountingListener
+) -> None:
+    manager = await make_manager(db, tmp_path, allow_http=False)
+    await manager.start()
+    try:
+        attempts: dict[str, Callable[[], Awaitable[object]]] = {
+            "probe": lambda: manager.probe(listener.url),
+            "stage": lambda: manager.stage("user:1", listener.url, "root", "demo"),
+            "test": lambda: manager.test(listener.url, "root", "demo", ""),
+            "add": lambda: manager.add(listener.url, "root", "demo"),
+        }
+        for name, attempt in attempts.items():
+            with pytest.raises(PoolInputError) as refused:
+                await attempt()
+            assert refused.value.field == "url", name
+            assert "must start with https://" in refused.value.message, name
+            assert "in clear" in refused.value.message, name
+        assert manager.pending("user:1") is None
+        assert await manager.pools() == []
+        assert listener.connections == 0
+    finally:
+        await manager.close()
+
+
+async def test_a_plain_http_pool_is_not_connected_outside_development(
+    db: Database, tmp_path: Path, sim: RunningSimulator
+) -> None:
+    # Registered in development mode, then the appliance runs without it: the
+    # stored password must not go out in clear at the next start either.
+    manager = await make_manager(db, tmp_path)
+    await manager.start()
+    try:
+        pool = await manager.add(sim.url, "root", "demo")
+    finally:
+        await manager.close()
+    manager = await make_manager(db, tmp_path, allow_http=False)
+    await manager.start()
+    try:
+        assert manager.status(pool.id)["state"] == "stopped"
+        assert "must start with https://" in (await manager.get(pool.id)).last_error
     finally:
         await manager.close()

@@ -13,8 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.integration.pools.listener import CountingListener, listener
 from tests.integration.xapi.simfixtures import PASSWORD, TlsSimulator, demo_state, sim, tls_sim
-from tests.support.web import Browser, complete_setup
+from tests.support.web import Browser, complete_setup, make_settings
 from xapisim import RunningSimulator
 from xenkeep.app import create_app
 from xenkeep.config import Settings
@@ -22,7 +23,7 @@ from xenkeep.secretbox import KEY_NAME
 from xenkeep.web.server import start_server
 from xenkeep.xapi.client import XapiClient
 
-__all__ = ["demo_state", "sim", "tls_sim"]
+__all__ = ["demo_state", "listener", "sim", "tls_sim"]
 WAIT = 30.0
 
 
@@ -132,6 +133,41 @@ async def test_unreachable_pool_is_a_clear_error(browser: Browser, settings: Set
     assert status == 502 and body["error"]["code"] == "xapi_unreachable"
     status, body = await browser.api("POST", "/api/v1/pools/probe", {"url": "ftp://x"})
     assert status == 400 and body["error"]["field"] == "url"
+
+
+async def test_plain_http_pools_are_refused_outside_development(
+    tmp_path: Path, listener: CountingListener, tls_sim: TlsSimulator
+) -> None:
+    # The suite's settings are in development mode (its simulators speak
+    # http); an appliance is not.
+    settings = make_settings(tmp_path, dev=False)
+    async with start_server(create_app(settings)) as server:
+        browser = Browser(server)
+        try:
+            await complete_setup(browser, settings)
+            body = {"url": listener.url, "username": "root", "password": "demo"}
+            for path in ("/api/v1/pools/probe", "/api/v1/pools"):
+                status, answer = await browser.api("POST", path, body)
+                assert status == 400, answer
+                error = answer["error"]
+                assert error["field"] == "url"
+                assert "must start with https://" in error["message"]
+                assert "password" in error["message"] and "in clear" in error["message"]
+            # The Pools page's form: refused at the first step, nothing staged
+            # that a confirmation could send.
+            form = {"url": listener.url, "username": "root", "password": "demo"}
+            status, text, _ = await browser.post_form("/pools", form)
+            assert status == 400 and "must start with https://" in text
+            status, _, _ = await browser.post_form("/pools", {"action": "confirm"})
+            assert status == 400
+            status, listing = await browser.api("GET", "/api/v1/pools")
+            assert listing == {"pools": []}
+            assert listener.connections == 0
+            # https stays open, of course.
+            status, probe = await browser.api("POST", "/api/v1/pools/probe", {"url": tls_sim.url})
+            assert status == 200 and probe["tls"]
+        finally:
+            await browser.close()
 
 
 async def test_only_admins_manage_pools(browser: Browser, settings: Settings) -> None:
