@@ -12,7 +12,6 @@ from aiohttp import web
 from xenkeep import __version__
 from xenkeep.auth.const import CSRF_COOKIE, SETUP_COOKIE
 from xenkeep.auth.manager import User
-from xenkeep.errors import ValidationError
 from xenkeep.web import keys
 from xenkeep.web.access import admin, public, signed_in
 from xenkeep.web.cookies import clear_auth_cookies, set_cookie, set_session_cookie
@@ -23,6 +22,7 @@ from xenkeep.web.forms import (
     json_body,
     sign_in_fields,
     text_field,
+    whole_number,
 )
 
 
@@ -187,10 +187,7 @@ async def tokens_create(request: web.Request) -> web.StreamResponse:
 @signed_in
 async def tokens_delete(request: web.Request) -> web.StreamResponse:
     """Revoke an API token."""
-    try:
-        token_id = int(request.match_info["token_id"])
-    except ValueError:
-        raise ValidationError("not a token id", field="token_id") from None
+    token_id = whole_number(request.match_info["token_id"], "token_id", "not a token id")
     await keys.auth(request.app).revoke_api_token(
         keys.require_user(request), token_id, ip=keys.client_ip(request)
     )

@@ -22,6 +22,7 @@ from xenkeep.web.forms import (
     int_query,
     safe_next,
     sign_in_fields,
+    whole_number,
 )
 
 
@@ -137,10 +138,7 @@ async def account_token_create(request: web.Request) -> web.StreamResponse:
 @signed_in
 async def account_token_revoke(request: web.Request) -> web.StreamResponse:
     """Revoke one of the user's API tokens."""
-    try:
-        token_id = int(request.match_info["token_id"])
-    except ValueError:
-        raise ValidationError("not a token id") from None
+    token_id = whole_number(request.match_info["token_id"], "token_id", "not a token id")
     await keys.auth(request.app).revoke_api_token(
         keys.require_user(request), token_id, ip=keys.client_ip(request)
     )

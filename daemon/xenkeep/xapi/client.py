@@ -116,6 +116,10 @@ async def probe_fingerprint(url: str, timeout: float = CONNECT_TIMEOUT) -> str: 
             ),
             timeout,
         )
+    except UnicodeError:
+        # A host name IDNA cannot encode (a label over 63 characters) raised
+        # this from the resolver and answered 500 (found by the API fuzz).
+        raise ValidationError("the pool address is not a valid host name", field="url") from None
     except (TimeoutError, OSError, ssl.SSLError) as exc:
         raise XapiConnectionError(
             f"cannot reach {base}: {exc or 'timed out'}",

@@ -12,6 +12,7 @@ from xenkeep.auth.const import Role
 from xenkeep.errors import ValidationError
 from xenkeep.pools.pool import Pending, Pool
 from xenkeep.web import keys
+from xenkeep.web.forms import whole_number
 
 
 def pool_json(pool: Pool, status: Mapping[str, Any]) -> dict[str, Any]:
@@ -42,10 +43,7 @@ def pending_json(pending: Pending) -> dict[str, Any]:
 
 
 def pool_id_param(request: web.Request) -> int:
-    try:
-        return int(request.match_info["pool_id"])
-    except ValueError:
-        raise ValidationError("not a pool id", field="pool_id") from None
+    return whole_number(request.match_info["pool_id"], "pool_id", "not a pool id")
 
 
 def owner(request: web.Request) -> str:
