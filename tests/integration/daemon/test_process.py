@@ -39,6 +39,9 @@ def write_config(tmp_path: Path, **extra: object) -> Path:
         "https_port": free_port(),
         "http_port": 0,
         "hostname": "xk-proc-test",
+        # The simulators these daemons talk to speak plain http, which only
+        # development mode accepts for a pool.
+        "dev": True,
     }
     values.update(extra)
     cfg = tmp_path / "xenkeep.toml"
