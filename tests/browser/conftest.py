@@ -87,6 +87,8 @@ def xenkeepd(tmp_path: Path) -> Iterator[Daemon]:
             "XENKEEP_LISTEN": "127.0.0.1",
             "XENKEEP_HTTPS_PORT": str(port),
             "XENKEEP_HTTP_PORT": "0",
+            # The test's simulator speaks plain http: development mode only.
+            "XENKEEP_DEV": "true",
             "XENKEEP_CONFIG": str(config),
             "XENKEEP_HOSTNAME": "xenkeep-browser-test",
         }
