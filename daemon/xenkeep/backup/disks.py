@@ -23,6 +23,14 @@ from xenkeep.system import helper
 Call = Callable[..., Awaitable[Any]]
 
 
+def check_erase_confirmation(device: str, confirm: str) -> None:
+    """The typed confirmation of an erase must repeat the device's name."""
+    if confirm.strip() != device:
+        raise ValidationError(
+            f"type {device} to confirm that everything on it is erased", field="confirm"
+        )
+
+
 class DiskService:
     """List, format, attach and detach the appliance's backup disk."""
 
@@ -67,11 +75,8 @@ class DiskService:
     async def format(self, device: str, confirm: str) -> dict[str, Any]:
         """Erase ``device``, make it XFS with reflink and mount it; the typed
         ``confirm`` must repeat the device name."""
-        if confirm.strip() != device:
-            # Checked here too so a mistyped confirmation never reaches root.
-            raise ValidationError(
-                f"type {device} to confirm that everything on it is erased", field="confirm"
-            )
+        # Checked here too so a mistyped confirmation never reaches root.
+        check_erase_confirmation(device, confirm)
         return await self._ask("storage.format", {"device": device, "confirm": confirm.strip()})
 
     async def attach(self, device: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.errors import NoDatastoreError, RepoError
 from xenkeep.store import Database
 
-from .disks import DiskService
+from .disks import DiskService, check_erase_confirmation
 from .kinds import CHANGES_STORAGE, DISK_ATTACH, DISK_FORMAT, DiskStage
 
 log = logging.getLogger(__name__)
@@ -32,14 +32,6 @@ DATASTORE_KEY: Final = "backup.datastore"
 #: fails the next runs, and merges need room for the delta they move.
 LOW_SPACE_RATIO: Final = 0.10
 CHANGE_ACTION: Final = "change the backup storage"
-
-
-def check_erase_confirmation(device: str, confirm: str) -> None:
-    """The typed confirmation of an erase must repeat the device's name."""
-    if confirm.strip() != device:
-        raise ValidationError(
-            f"type {device} to confirm that everything on it is erased", field="confirm"
-        )
 
 
 class BackupStorage:
