@@ -98,13 +98,28 @@ def migrate_sync(conn: sqlite3.Connection, db_path: Path | None) -> int:
     for number, name, sql in migrations[current:]:
         log.info("applying migration %s", name)
         try:
-            conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
+            # Foreign keys are off while a migration runs, as SQLite's
+            # procedure for rebuilding a table asks (a DROP TABLE would
+            # otherwise cascade into every table that references it); the
+            # check before the commit proves the rebuilt tables still agree.
+            conn.execute("PRAGMA foreign_keys = OFF")
+            conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\n")
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise sqlite3.IntegrityError(
+                    f"{len(broken)} rows break a foreign key (first: {tuple(broken[0])})"
+                )
+            # Not executescript: it would commit first.
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.rollback()
             raise StoreError(
                 f"migration {name} failed: {exc}; the database was left as it was"
             ) from None
+        finally:
+            conn.execute("PRAGMA foreign_keys = ON")
     return current
 
 

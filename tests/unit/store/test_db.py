@@ -105,6 +105,44 @@ async def test_failed_migration_changes_nothing(
     assert await query(path, "SELECT name FROM sqlite_master WHERE name='ok'") == []
 
 
+async def test_migration_rebuilds_a_referenced_table_and_keys_are_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table rebuild (new CHECK) keeps the rows that reference it; a
+    migration that leaves a dangling reference is refused and changes nothing."""
+    path = tmp_path / "x.db"
+    db = await open_database(path)
+    await db.insert(
+        "INSERT INTO users (username, role, created_at) VALUES ('alice', 'admin', 0)"
+    )
+    await db.insert(
+        "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen) "
+        "VALUES ('s', 1, 'c', 0, 0)"
+    )
+    await db.close()
+    real = await asyncio.to_thread(dbmod._migrations)
+    n = len(real) + 1
+    rebuild = (
+        n,
+        f"{n:04d}_rebuild.sql",
+        "CREATE TABLE users_new (id INTEGER PRIMARY KEY, username TEXT NOT NULL);\n"
+        "INSERT INTO users_new SELECT id, username FROM users;\n"
+        "DROP TABLE users;\nALTER TABLE users_new RENAME TO users;",
+    )
+    monkeypatch.setattr(dbmod, "_migrations", lambda: [*real, rebuild])
+    db = await open_database(path)
+    await db.close()
+    # DROP TABLE with keys on would have cascaded into sessions.
+    assert await query(path, "SELECT user_id FROM sessions") == [(1,)]
+
+    dangling = (n + 1, f"{n + 1:04d}_dangling.sql", "DELETE FROM users;")
+    monkeypatch.setattr(dbmod, "_migrations", lambda: [*real, rebuild, dangling])
+    with pytest.raises(StoreError, match="break a foreign key"):
+        await open_database(path)
+    assert await query(path, "PRAGMA user_version") == [(n,)]
+    assert await query(path, "SELECT count(*) FROM users") == [(1,)]
+
+
 async def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
     db = await open_database(tmp_path / "x.db")
     with pytest.raises(RuntimeError):
