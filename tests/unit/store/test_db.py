@@ -112,9 +112,7 @@ async def test_migration_rebuilds_a_referenced_table_and_keys_are_checked(
     migration that leaves a dangling reference is refused and changes nothing."""
     path = tmp_path / "x.db"
     db = await open_database(path)
-    await db.insert(
-        "INSERT INTO users (username, role, created_at) VALUES ('alice', 'admin', 0)"
-    )
+    await db.insert("INSERT INTO users (username, role, created_at) VALUES ('alice', 'admin', 0)")
     await db.insert(
         "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen) "
         "VALUES ('s', 1, 'c', 0, 0)"
