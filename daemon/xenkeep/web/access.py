@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from xenkeep.auth.const import Access
 
 ACCESS_ATTR = "__xenkeep_access__"
+CSRF_EXEMPT_ATTR = "__xenkeep_csrf_exempt__"
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
 
@@ -36,3 +37,16 @@ signed_in = access(Access.SIGNED_IN)
 viewer = access(Access.VIEWER)
 operator = access(Access.OPERATOR)
 admin = access(Access.ADMIN)
+
+
+def csrf_exempt(handler: Handler) -> Handler:
+    """Let a public handler take cross-site POSTs: only a sign-in provider's
+    callback (a SAML IdP posts its response from its own origin), which is
+    protected instead by its one-time state, never by a session."""
+    setattr(handler, CSRF_EXEMPT_ATTR, True)
+    return handler
+
+
+def is_csrf_exempt(handler: object) -> bool:
+    """True for a handler marked with :func:`csrf_exempt` (and public)."""
+    return getattr(handler, CSRF_EXEMPT_ATTR, False) is True and access_of(handler) is Access.PUBLIC

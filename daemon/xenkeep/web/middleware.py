@@ -32,7 +32,7 @@ from xenkeep.errors import (
     XenKeepError,
 )
 from xenkeep.web import keys
-from xenkeep.web.access import access_of
+from xenkeep.web.access import access_of, is_csrf_exempt
 from xenkeep.web.flash import FLASH_COOKIE
 from xenkeep.web.forms import in_read_time
 from xenkeep.web.templating import base_context
@@ -181,7 +181,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if ROLE_ACCESS[user.role] < level:
             raise PermissionDeniedError("your role does not allow this")
 
-    if request.method not in SAFE_METHODS and not via_token:
+    if (
+        request.method not in SAFE_METHODS
+        and not via_token
+        and not is_csrf_exempt(match_info.handler)
+    ):
         expected = session.csrf_token if session else request.cookies.get(CSRF_COOKIE, "")
         given = await _csrf_token_given(request)
         if not expected or not given or not same(expected, given):
