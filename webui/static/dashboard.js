@@ -63,7 +63,7 @@
     ]));
     return el("section", { class: "card pool", "data-pool-id": String(pool.id) }, [
       el("h2", { text: pool.name + state }),
-      el("p", { class: "help", text: pool.url + " · " + pool.running + " of " + pool.vms.length + " VMs running" }),
+      el("p", { class: "help", text: (pool.url ? pool.url + " · " : "") + pool.running + " of " + pool.vms.length + " VMs running" }),
       el("h3", { text: "Hosts" }),
       table("hosts-" + pool.id, ["Host", "Address", "State"], hosts),
       el("h3", { text: "Storage" }),
@@ -76,7 +76,7 @@
   function render() {
     const nodes = [];
     if (pools.size === 0) {
-      nodes.push(el("p", { class: "help", text: "No pool is connected yet." }));
+      nodes.push(el("p", { class: "help", id: "pools-empty", text: root.dataset.empty || "No pool is connected yet." }));
     }
     for (const pool of pools.values()) { nodes.push(renderPool(pool)); }
     root.replaceChildren(...nodes);

@@ -12,7 +12,8 @@ from xenkeep.web.flash import read_flash
 
 
 async def base_context(request: web.Request) -> dict[str, Any]:
-    """The signed-in user, CSRF token, appliance name, flash message."""
+    """The signed-in user and what they may do, CSRF token, appliance name,
+    flash message."""
     user = keys.current_user(request)
     try:
         name = (await keys.identity(request.app).get()).name
@@ -20,9 +21,12 @@ async def base_context(request: web.Request) -> dict[str, Any]:
         name = "XenKeep"
     return {
         "current_user": user,
+        # What the pages' links and buttons follow (the routes decide anyway).
+        "principal": request.get("xk_principal"),
         "csrf_token": request.get("xk_csrf", ""),
         "appliance_name": name,
         "version": __version__,
         "flash": read_flash(request),
         "path": request.path,
+        "path_qs": request.path_qs,
     }
