@@ -53,12 +53,15 @@ async def send_watch(
     """
     response = await open_event_stream(request)
     checked = time.monotonic()
-    async for data in updates:
-        if still_allowed is not None and time.monotonic() - checked >= RECHECK_SECONDS:
-            if not await still_allowed():
-                break
-            checked = time.monotonic()
-        await response.write(KEEPALIVE if data is None else sse_event(event, data))
+    try:
+        async for data in updates:
+            if still_allowed is not None and time.monotonic() - checked >= RECHECK_SECONDS:
+                if not await still_allowed():
+                    break
+                checked = time.monotonic()
+            await response.write(KEEPALIVE if data is None else sse_event(event, data))
+    except ConnectionResetError:
+        return response  # the browser went away: nothing to tell it
     with contextlib.suppress(ConnectionResetError):
         await response.write_eof()
     return response

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -109,8 +110,6 @@ async def api_events(request: web.Request) -> web.StreamResponse:
     app = request.app
     sub = keys.pools(app).subscribe()
     response = await open_event_stream(request)
-    #: The pools (ids) this stream has shown and not removed since.
-    shown: set[str] = set()
 
     async def visible() -> dict[str, dict[str, Any]] | None:
         principal = await principal_now(request)
@@ -119,48 +118,63 @@ async def api_events(request: web.Request) -> web.StreamResponse:
         return {str(p["id"]): p for p in await visible_overview(app, principal)}
 
     try:
-        current = await visible()
-        if current is not None:
-            await response.write(sse_event("overview", {"pools": list(current.values())}))
-            shown = set(current)
-        while current is not None:
-            try:
-                change = await asyncio.wait_for(sub.get(), KEEPALIVE_SECONDS)
-            except TimeoutError:
-                if await principal_now(request) is None:
-                    break
-                await response.write(KEEPALIVE)
-                continue
-            if change is None:
-                break
-            dirty = {change.source}
-            full = change.source == ""
-            deadline = time.monotonic() + COALESCE_SECONDS
-            while (left := deadline - time.monotonic()) > 0:
-                try:
-                    more = await asyncio.wait_for(sub.get(), left)
-                except TimeoutError:
-                    break
-                if more is None:
-                    break
-                dirty.add(more.source)
-                full = full or more.source == ""
-            current = await visible()
-            if current is None:
-                break
-            if full:
-                await response.write(sse_event("overview", {"pools": list(current.values())}))
-                shown = set(current)
-                continue
-            for source in sorted(dirty):
-                if source in current:
-                    await response.write(sse_event("pool", current[source]))
-                    shown.add(source)
-                elif source in shown:
-                    await response.write(sse_event("removed", {"id": int(source)}))
-                    shown.discard(source)
+        await _follow(response, lambda seconds: asyncio.wait_for(sub.get(), seconds), visible)
+    except ConnectionResetError:
+        pass  # the browser went away: nothing to tell it
     finally:
         sub.close()
     with contextlib.suppress(ConnectionResetError):
         await response.write_eof()
     return response
+
+
+async def _follow(
+    response: web.StreamResponse,
+    next_change: Callable[[float], Awaitable[Any]],
+    visible: Callable[[], Awaitable[dict[str, dict[str, Any]] | None]],
+) -> None:
+    """Send the overview, then what changes (``next_change(timeout)``; None
+    once the pools stop), until ``visible`` says the caller may no longer
+    see anything (None)."""
+    current = await visible()
+    if current is None:
+        return
+    await response.write(sse_event("overview", {"pools": list(current.values())}))
+    #: The pools (ids) this stream has shown and not removed since.
+    shown = set(current)
+    while True:
+        try:
+            change = await next_change(KEEPALIVE_SECONDS)
+        except TimeoutError:
+            if await visible() is None:
+                return
+            await response.write(KEEPALIVE)
+            continue
+        if change is None:
+            return
+        dirty = {change.source}
+        full = change.source == ""
+        deadline = time.monotonic() + COALESCE_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                more = await next_change(left)
+            except TimeoutError:
+                break
+            if more is None:
+                break
+            dirty.add(more.source)
+            full = full or more.source == ""
+        current = await visible()
+        if current is None:
+            return
+        if full:
+            await response.write(sse_event("overview", {"pools": list(current.values())}))
+            shown = set(current)
+            continue
+        for source in sorted(dirty):
+            if source in current:
+                await response.write(sse_event("pool", current[source]))
+                shown.add(source)
+            elif source in shown:
+                await response.write(sse_event("removed", {"id": int(source)}))
+                shown.discard(source)
