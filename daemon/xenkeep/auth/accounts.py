@@ -236,6 +236,10 @@ class Accounts:
         """A temporary password (returned, to hand over once) that must be
         changed at the next sign-in; the account's sessions end."""
         user = await self.get(user_id)
+        if user.id == actor.id:
+            raise AccountInputError(
+                "change your own password on your account page (it asks for the current one)"
+            )
         password = temporary_password()
         ended = await self._auth.set_temporary_password(user, password)
         await self._audit.record(

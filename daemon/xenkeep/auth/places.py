@@ -85,11 +85,17 @@ def _unknown(obj: ObjectRef) -> Path:
     return (EVERYTHING, obj)
 
 
+#: What SQLite stores: an id outside names nothing (and must not reach a query).
+_ID_RANGE = range(-(2**63), 2**63)
+
+
 def _int(text: str) -> int | None:
+    """An id as a request gives it, or None when it is none."""
     try:
-        return int(text)
+        number = int(text)
     except ValueError:
         return None
+    return number if number in _ID_RANGE else None
 
 
 @dataclass(frozen=True, slots=True)
