@@ -65,22 +65,7 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
                 await client.close()
 
         # First boot through the API from the page, then the pool.
-        ui.open("/login")
-        status, body = ui.fetch_json(
-            "POST", "/api/v1/setup/token", {"token": xenkeepd.setup_token()}
-        )
-        assert status == 200, body
-        status, body = ui.fetch_json(
-            "POST",
-            "/api/v1/setup/admin",
-            {"username": "alice", "password": PASSWORD, "confirm": PASSWORD},
-        )
-        assert status == 201, body
-        status, body = ui.fetch_json(
-            "POST", "/api/v1/pools", {"url": sim.url, "username": "root", "password": "demo"}
-        )
-        assert status == 201, body
-        pool_id = body["pool"]["id"]
+        pool_id = ui.first_boot_with_pool(PASSWORD, sim.url)["id"]
 
         # Backup storage on an existing directory.
         store = tmp_path / "store"

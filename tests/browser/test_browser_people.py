@@ -37,21 +37,7 @@ def shown_vms(ui: UI) -> list[str]:
 
 def test_a_group_grant_shows_the_user_one_vm(ui: UI, xenkeepd: Daemon, tmp_path: Path) -> None:
     with SimulatorThread(tmp_path / "pool", demo=True) as sim:
-        ui.open("/login")
-        status, body = ui.fetch_json(
-            "POST", "/api/v1/setup/token", {"token": xenkeepd.setup_token()}
-        )
-        assert status == 200, body
-        status, body = ui.fetch_json(
-            "POST",
-            "/api/v1/setup/admin",
-            {"username": "alice", "password": PASSWORD, "confirm": PASSWORD},
-        )
-        assert status == 201, body
-        status, body = ui.fetch_json(
-            "POST", "/api/v1/pools", {"url": sim.url, "username": "root", "password": "demo"}
-        )
-        assert status == 201, body
+        ui.first_boot_with_pool(PASSWORD, sim.url)
 
         # The administrator sees every VM.
         ui.open("/")

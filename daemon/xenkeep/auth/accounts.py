@@ -176,32 +176,46 @@ class Accounts:
         return await self.get(user_id)
 
     async def _end_access(
-        self, user: User, doing: str, change: str, params: tuple[object, ...]
-    ) -> tuple[int, int]:
-        """Make ``change`` (SQL) and end the account's sessions and tokens, at
-        once; refused for the last super-administrator."""
+        self,
+        user_id: int,
+        *,
+        doing: str,
+        change: str,
+        event: AuditEvent,
+        actor: User,
+        ip: str,
+    ) -> User:
+        """Make ``change`` (SQL on the user's row) and end the account's
+        sessions and tokens, at once, then audit ``event``; refused for the
+        actor's own account and for the last super-administrator. The
+        account as it was."""
+        user = await self.get(user_id)
+        if user.id == actor.id:
+            raise AccountInputError(f"you cannot {doing} your own account")
         async with self._db.transaction() as tx:
             await self._keep_an_admin(tx, user, doing)
             sessions = await tx.execute("DELETE FROM sessions WHERE user_id = ?", (user.id,))
             tokens = await tx.execute("DELETE FROM api_tokens WHERE user_id = ?", (user.id,))
-            await tx.execute(change, params)
-        return sessions, tokens
-
-    async def disable(self, user_id: int, *, actor: User, ip: str = "") -> User:
-        """Stop an account from signing in; its sessions and tokens end now."""
-        user = await self.get(user_id)
-        if user.id == actor.id:
-            raise AccountInputError("you cannot disable your own account")
-        sessions, tokens = await self._end_access(
-            user, "disable", "UPDATE users SET disabled = 1 WHERE id = ?", (user.id,)
-        )
+            await tx.execute(change, (user.id,))
         await self._audit.record(
-            AuditEvent.USER_DISABLED,
+            event,
             username=actor.username,
             ip=ip,
             account=user.username,
             sessions_ended=sessions,
             api_tokens_revoked=tokens,
+        )
+        return user
+
+    async def disable(self, user_id: int, *, actor: User, ip: str = "") -> User:
+        """Stop an account from signing in; its sessions and tokens end now."""
+        await self._end_access(
+            user_id,
+            doing="disable",
+            change="UPDATE users SET disabled = 1 WHERE id = ?",
+            event=AuditEvent.USER_DISABLED,
+            actor=actor,
+            ip=ip,
         )
         return await self.get(user_id)
 
@@ -217,19 +231,13 @@ class Accounts:
     async def delete(self, user_id: int, *, actor: User, ip: str = "") -> None:
         """Delete an account: its sessions, tokens, memberships, recovery codes
         and grants go with it."""
-        user = await self.get(user_id)
-        if user.id == actor.id:
-            raise AccountInputError("you cannot delete your own account")
-        sessions, tokens = await self._end_access(
-            user, "delete", "DELETE FROM users WHERE id = ?", (user.id,)
-        )
-        await self._audit.record(
-            AuditEvent.USER_DELETED,
-            username=actor.username,
+        await self._end_access(
+            user_id,
+            doing="delete",
+            change="DELETE FROM users WHERE id = ?",
+            event=AuditEvent.USER_DELETED,
+            actor=actor,
             ip=ip,
-            account=user.username,
-            sessions_ended=sessions,
-            api_tokens_revoked=tokens,
         )
 
     async def reset_password(self, user_id: int, *, actor: User, ip: str = "") -> str:
