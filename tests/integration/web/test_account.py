@@ -252,3 +252,23 @@ async def test_the_account_pages_render(browser: Browser, settings: Settings) ->
         assert status == 200, path
     status, html, _ = await browser.get("/account/totp")
     assert 'id="totp-secret"' in html and "<svg" in html
+
+
+async def test_a_token_made_on_the_page_can_carry_less_than_its_owner(
+    browser: Browser, settings: Settings
+) -> None:
+    await complete_setup(browser, settings)
+    await browser.get("/account")
+    status, html, _ = await browser.post_form(
+        "/account/tokens", {"name": "dashboard screen", "max_role": "viewer"}
+    )
+    assert status == 200 and 'id="new-token"' in html and "at most" in html
+    token = html.split('id="new-token">')[1].split("<")[0]
+    async with browser.session.get(
+        browser.url("/api/v1/users"), headers={"Authorization": f"Bearer {token}"}
+    ) as resp:
+        assert resp.status == 403  # nothing appliance-wide, even for a super-administrator's
+    _, body = await browser.api("GET", "/api/v1/tokens")
+    assert [t["max_role"] for t in body["tokens"]] == ["viewer"]
+    status, html, _ = await browser.post_form("/account/tokens", {"name": "x", "max_role": "god"})
+    assert status == 400 and "the role is one of" in html

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
+from xenkeep.auth.grants import parse_role
 from xenkeep.errors import XenKeepError
 from xenkeep.web import keys
 from xenkeep.web.access import signed_in, while_password_change
@@ -49,11 +50,17 @@ async def account_token_create(request: web.Request) -> web.StreamResponse:
     """Create an API token and show it, once."""
     user = keys.require_user(request)
     form = await form_fields(request)
-    token = await attempt(
-        keys.auth(request.app).create_api_token(
-            user, form.get("name", ""), ip=keys.client_ip(request)
+
+    async def create() -> str:
+        cap = form.get("max_role", "")
+        return await keys.auth(request.app).create_api_token(
+            user,
+            form.get("name", "")[:256],
+            ip=keys.client_ip(request),
+            max_role=parse_role(cap) if cap else None,
         )
-    )
+
+    token = await attempt(create())
     if isinstance(token, FormError):
         return await _account_page(request, error=token.message, status=token.status)
     return await _account_page(request, new_token=token)
