@@ -664,3 +664,17 @@ class AuthManager:
             "UPDATE api_tokens SET last_used = ? WHERE id = ?", (self._clock(), row["token_id"])
         )
         return User.from_row(row)
+
+    # --- throttling for other ways of signing in --------------------------------
+
+    async def reserve_sign_in(self, username: str, *, ip: str) -> list[ThrottleKey]:
+        """Count a sign-in through a password provider (LDAP) before it is
+        checked, as :meth:`authenticate` does; give the counters back to
+        :meth:`release_sign_in` when it succeeds."""
+        counters = [("ip", ip), ("account", username.strip().lower())]
+        await self._reserve_attempt(counters, username=username, ip=ip)
+        return counters
+
+    async def release_sign_in(self, counters: Sequence[ThrottleKey]) -> None:
+        """Give back a successful sign-in's reservation."""
+        await self._release_attempt(counters)

@@ -226,6 +226,13 @@ class Transaction:
         await cursor.close()
         return row
 
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Every row of a query (a small one: the rows are held)."""
+        cursor = await self._conn.execute(sql, params)
+        rows = await cursor.fetchall()
+        await cursor.close()
+        return list(rows)
+
 
 def _prepare(path: Path) -> None:
     """Configure and migrate with a plain connection before going async."""

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from xenkeep.auth.audit import AuditLog
     from xenkeep.auth.enrolment import TotpEnrolment
     from xenkeep.auth.manager import AuthManager, Session, User
+    from xenkeep.auth.providers.service import ProviderService
     from xenkeep.backup.manager import BackupManager
     from xenkeep.config import Settings
     from xenkeep.ops import Operations
@@ -36,6 +37,7 @@ BACKUP = "xenkeep.backup"
 OPERATIONS = "xenkeep.operations"
 SETUP_STATE = "xenkeep.setup_state"
 ENROLMENT = "xenkeep.enrolment"
+PROVIDERS = "xenkeep.providers"
 
 
 def backup(app: web.Application) -> BackupManager:
@@ -61,6 +63,11 @@ def setup_state(app: web.Application) -> SetupState:
 def enrolment(app: web.Application) -> TotpEnrolment:
     """Two-factor enrolment."""
     return cast("TotpEnrolment", app[ENROLMENT])
+
+
+def providers(app: web.Application) -> ProviderService:
+    """Sign-in providers."""
+    return cast("ProviderService", app[PROVIDERS])
 
 
 def auth(app: web.Application) -> AuthManager:

@@ -35,6 +35,11 @@ PUBLIC_ALLOWED = {
     ("POST", "/api/v1/setup/token"),
     ("POST", "/api/v1/setup/admin"),
     ("POST", "/api/v1/session"),
+    # Signing in through a provider: before anyone is signed in, by nature.
+    ("GET", "/auth/{slug}/start"),
+    ("GET", "/auth/{slug}/callback"),
+    ("POST", "/auth/{slug}/callback"),
+    ("GET", "/auth/{slug}/metadata"),
 }
 ADMIN_ONLY_PREFIXES = (
     "/admin/",

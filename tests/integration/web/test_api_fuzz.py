@@ -44,6 +44,11 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/tokens"): {"name": "ci"},
     ("DELETE", "/api/v1/tokens/{token_id}"): {},
     ("PUT", "/api/v1/appliance"): {"name": "Keep", "timezone": "Europe/Berlin"},
+    ("POST", "/api/v1/auth/providers"): {"kind": "oidc", "name": "Corp", "enabled": False},
+    ("PUT", "/api/v1/auth/providers/settings"): {"public_url": "https://keep.example:8443"},
+    ("PUT", "/api/v1/auth/providers/{provider_id}"): {"name": "Corp", "mappings": []},
+    ("DELETE", "/api/v1/auth/providers/{provider_id}"): {},
+    ("POST", "/api/v1/auth/providers/{provider_id}/test"): {"username": "alice"},
     ("POST", "/api/v1/pools"): {
         "url": "https://127.0.0.1:1",
         "username": "root",
