@@ -10,6 +10,8 @@ contributes its rows.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -20,6 +22,9 @@ from xenkeep.cli.context import Context
 from xenkeep.cli.errors import EXIT_FAILED, ConsoleError
 from xenkeep.cli.output import error
 from xenkeep.errors import XenKeepError
+
+#: What a command piped into a reader that quit ends with (128 + SIGPIPE).
+EXIT_BROKEN_PIPE: Final = 141
 
 #: Every ``xenkeep`` subcommand, in the order ``--help`` lists them.
 COMMANDS: Final[tuple[Command, ...]] = (*admin.COMMANDS, *backup.COMMANDS)
@@ -50,6 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     except XenKeepError as exc:
         error(exc.message, exc.hint)
         return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader went away (`xenkeep backup run nightly | head -3`): normal,
+        # not an error. Python would report the pipe again while flushing at
+        # exit, so stdout goes to /dev/null first; 141 is a shell's SIGPIPE status.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
 
 
 __all__ = ["COMMANDS", "build_parser", "main"]
