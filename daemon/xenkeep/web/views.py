@@ -108,7 +108,10 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         "identity": await keys.identity(request.app).get(),
         "fingerprint": keys.tls(request.app).fingerprint,
         "version": __version__,
-        "wizard_pending": await wizard.current(request) is not None,
+        # Once finished, the wizard stays finished: a pool removed later is
+        # the Pools page's business, not a setup left undone.
+        "wizard_pending": not await keys.setup_state(request.app).completed()
+        and await wizard.current(request) is not None,
     }
     return aiohttp_jinja2.render_template("dashboard.html", request, context)
 
