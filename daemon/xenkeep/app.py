@@ -7,7 +7,6 @@ opened and closed in one cleanup context, in dependency order.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -44,7 +43,7 @@ from xenkeep.web.pools.step import register_pool_step
 from xenkeep.web.routes import setup_routes
 from xenkeep.web.setup import register_core_steps
 from xenkeep.web.sse import end_event_streams
-from xenkeep.web.templating import base_context
+from xenkeep.web.templating import base_context, log_time, when
 from xenkeep.web.wizard import Wizard
 
 log = logging.getLogger(__name__)
@@ -65,10 +64,6 @@ def webui_dir() -> Path:
     if packaged.is_dir():
         return packaged
     return Path(__file__).resolve().parents[2] / "webui"
-
-
-def _format_utc(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -93,7 +88,8 @@ def create_app(settings: Settings) -> web.Application:
         # Templates are read once, at first use; no stat of the file per render.
         auto_reload=settings.dev,
     )
-    env.filters["utc"] = _format_utc
+    env.filters["when"] = when
+    env.filters["log_time"] = log_time
     env.filters["bytes"] = human_bytes
     env.filters["clock"] = clock_duration
     app["static_root_url"] = "/static"

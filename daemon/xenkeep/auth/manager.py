@@ -358,7 +358,7 @@ class AuthManager:
         self._check_username(username)
         if password != confirm:
             raise AccountInputError("the two passwords differ", field="confirm")
-        passwords.check_policy(password, username)
+        await passwords.check_new_password(password, username)
         password_hash = await asyncio.to_thread(passwords.hash_password, password)
         now = self._clock()
         async with self._db.transaction() as tx:
@@ -411,7 +411,7 @@ class AuthManager:
         """Create a local account (the wizard creates the first admin)."""
         username = username.strip()
         self._check_username(username)
-        passwords.check_policy(password, username)
+        await passwords.check_new_password(password, username)
         password_hash = await asyncio.to_thread(passwords.hash_password, password)
         now = self._clock()
         async with self._db.transaction() as tx:

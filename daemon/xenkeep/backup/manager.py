@@ -90,6 +90,7 @@ class BackupManager:
             changed=self.scheduler.wake,
             clock=clock,
             prune=self.prune,
+            default_timezone=self.appliance_timezone,
         )
         self.verify = VerifyService(
             db,

@@ -65,6 +65,7 @@ class Api:
     context: ssl.SSLContext
     token: str = ""
     timeout: float = HTTP_TIMEOUT
+    _zone: str = ""
 
     @classmethod
     def for_settings(cls, settings: Settings, *, timeout: float = HTTP_TIMEOUT) -> Api:
@@ -105,6 +106,13 @@ class Api:
     def get(self, path: str) -> Any:
         """GET ``path``."""
         return self.call("GET", path)
+
+    def timezone(self) -> str:
+        """The appliance's time zone, which the console shows times in
+        (asked once: the console's own system zone may be another)."""
+        if not self._zone:
+            self._zone = str(self.get("/api/v1/appliance").get("timezone") or "UTC")
+        return self._zone
 
     def post(self, path: str, body: Mapping[str, Any] | None = None) -> Any:
         """POST ``body`` as JSON to ``path``."""
