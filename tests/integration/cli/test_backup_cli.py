@@ -247,7 +247,7 @@ async def test_points_show_what_the_last_verify_found(appliance: Appliance) -> N
     assert (await manager.wait_verify() or {})["status"] == "ok"
     code, out, err = await app.xenkeep("backup", "list", "cli-backup-01")
     assert code == 0, err
-    assert out.splitlines()[2].split()[-3] == "ok", out
+    assert out.splitlines()[2].split()[-4] == "ok", out
 
     # Flip one byte of block 0's data in the full: the next verify names the point.
     full = manager.datastore.vmdir(app.vm.uuid).vhd_path("0", point.disks[0].file)
