@@ -301,9 +301,14 @@ def _refuse(name: str, message: str, hint: str | None = None) -> ProviderConfigE
 
 
 def _text(values: Mapping[str, str], name: str, *, multiline: bool = False) -> str:
-    """A field's value, trimmed, within its length, without control characters."""
+    """A field's value, trimmed, within its length, without control characters.
+
+    A field not given at all (an API call leaving it out) has its default;
+    given empty, it is empty (an attribute not read, a filter not used).
+    """
     spec = SPECS[name]
-    value = str(values.get(name, "") or "").strip()
+    given = values.get(name)
+    value = (spec.default if given is None else str(given)).strip()
     if len(value) > spec.max_length:
         raise _refuse(name, f"at most {spec.max_length} characters")
     allowed = "\r\n" if multiline else ""
