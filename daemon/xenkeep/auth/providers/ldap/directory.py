@@ -15,6 +15,7 @@ or not at all.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import ssl
 import uuid
@@ -140,11 +141,12 @@ def _tls_summary(sock: ssl.SSLSocket) -> str:
                     return str(value)
         return "?"
 
-    expires = cert.get("notAfter", "?")
-    return (
-        f"{sock.version()}, certificate of {name('subject')} issued by {name('issuer')}, "
-        f"valid until {expires}"
-    )
+    not_after = str(cert.get("notAfter", ""))
+    until = ""
+    if not_after:
+        stamp = datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), datetime.UTC)
+        until = f", valid until {stamp:%Y-%m-%d %H:%M} UTC"
+    return f"{sock.version()}, certificate of {name('subject')} issued by {name('issuer')}{until}"
 
 
 def _reason(exc: BaseException) -> str:
