@@ -57,6 +57,33 @@ def silent_port() -> Iterator[int]:
         yield int(s.getsockname()[1])
 
 
+@pytest.fixture
+def hanging_up_port() -> Iterator[int]:
+    """A loopback port whose server closes every connection it accepts."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    thread.join()
+    listener.close()
+
+
 def steps(result: CheckResult) -> dict[str, tuple[bool, str]]:
     return {s.label: (s.ok, s.detail) for s in result.steps}
 
@@ -221,6 +248,26 @@ async def test_a_silent_server_times_out(slapd: RunningSlapd, silent_port: int) 
         )
 
 
+@pytest.mark.parametrize(
+    ("security", "scheme"), [("starttls", "ldap"), ("ldaps", "ldaps"), ("none", "ldap")]
+)
+async def test_a_server_that_hangs_up(
+    slapd: RunningSlapd, hanging_up_port: int, security: str, scheme: str
+) -> None:
+    ldap = provider(
+        slapd.provider_values(
+            servers=f"{scheme}://127.0.0.1:{hanging_up_port}",
+            security=security,
+            allow_insecure="on",
+        )
+    )
+    with pytest.raises(ProviderUnavailableError) as gone:
+        await ldap.authenticate("alice", PASSWORDS["alice"])
+    assert f"{scheme}://127.0.0.1:{hanging_up_port}" in gone.value.message
+    result = await ldap.check("alice", PASSWORDS["alice"])
+    assert not result.ok and result.identity is None
+
+
 async def test_failover_to_the_next_server(slapd: RunningSlapd, closed_port: int) -> None:
     servers = f"ldap://127.0.0.1:{closed_port} {slapd.ldap_url}"
     ldap = provider(slapd.provider_values(servers=servers))
@@ -260,7 +307,7 @@ async def test_the_host_name_is_checked_unless_told_not_to(slapd: RunningSlapd) 
 async def test_ldaps_to_a_plain_port_says_tls_failed(slapd: RunningSlapd) -> None:
     plain = slapd.ldap_url.replace("ldap://", "ldaps://")
     ldap = provider(slapd.provider_values(servers=plain, security="ldaps"))
-    with pytest.raises(ProviderUnavailableError, match="TLS with .* failed"):
+    with pytest.raises(ProviderUnavailableError, match="TLS with .* failed: the server does not"):
         await ldap.authenticate("alice", PASSWORDS["alice"])
 
 

@@ -110,7 +110,7 @@ class PinnedTls(Tls):
         except TimeoutError:
             raise  # a server that does not answer: "cannot reach", not a TLS fault
         except (ssl.SSLError, OSError) as exc:
-            self.failure = f"TLS failed ({_reason(exc)})"
+            self.failure = _handshake_failure(exc)
             raise
         connection.socket = wrapped
         self.summary = _tls_summary(wrapped)
@@ -127,6 +127,15 @@ def _verify_failure(exc: ssl.SSLCertVerificationError, host: str) -> str:
     if code == 10:
         return "its certificate has expired"
     return f"its certificate was refused ({exc.verify_message or _reason(exc)})"
+
+
+def _handshake_failure(exc: BaseException) -> str:
+    reason = _reason(exc)
+    if "WRONG_VERSION_NUMBER" in reason or "record layer failure" in reason:
+        return "the server does not speak TLS there (an ldap:// port?)"
+    if isinstance(exc, ssl.SSLEOFError) or "EOF" in reason or isinstance(exc, ConnectionError):
+        return "the server closed the connection during the handshake"
+    return f"the handshake failed ({reason})"
 
 
 def _tls_summary(sock: ssl.SSLSocket) -> str:
