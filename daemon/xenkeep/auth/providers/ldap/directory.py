@@ -134,7 +134,7 @@ def _handshake_failure(exc: BaseException) -> str:
     if "WRONG_VERSION_NUMBER" in reason or "record layer failure" in reason:
         return "the server does not speak TLS there (an ldap:// port?)"
     if isinstance(exc, ssl.SSLEOFError) or "EOF" in reason or isinstance(exc, ConnectionError):
-        return "the server closed the connection during the handshake"
+        return "the server closed the connection during the handshake (an ldap:// port?)"
     return f"the handshake failed ({reason})"
 
 
