@@ -4,6 +4,7 @@ refusal naming its field."""
 from __future__ import annotations
 
 import subprocess
+
 import pytest
 
 from xenkeep.auth.errors import ProviderConfigError
