@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from selenium.webdriver.common.by import By
 
-from tests.browser.ui import UI, Daemon
+from tests.browser.ui import UI
 from tests.support.slapd import BASE_DN, PASSWORDS, SERVICE_DN, SERVICE_PASSWORD, RunningSlapd
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -18,17 +18,9 @@ NAME = "Corp Directory"
 
 
 def test_admin_adds_tests_and_enables_ldap_then_a_person_signs_in(
-    ui: UI, xenkeepd: Daemon, slapd: RunningSlapd
+    ui: UI, slapd: RunningSlapd
 ) -> None:
-    ui.open("/login")
-    status, body = ui.fetch_json("POST", "/api/v1/setup/token", {"token": xenkeepd.setup_token()})
-    assert status == 200, body
-    status, body = ui.fetch_json(
-        "POST",
-        "/api/v1/setup/admin",
-        {"username": "admin", "password": ADMIN_PASSWORD, "confirm": ADMIN_PASSWORD},
-    )
-    assert status == 201, body
+    ui.set_up_through_api("admin", ADMIN_PASSWORD)
 
     # Add: the kind, then its form.
     ui.open("/admin/providers")
