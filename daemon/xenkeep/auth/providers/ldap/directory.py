@@ -20,7 +20,7 @@ import logging
 import ssl
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ldap3 import ANONYMOUS, BASE, NONE, SIMPLE, SUBTREE, Connection, Server, Tls
@@ -191,8 +191,6 @@ class Session:
     address: ServerAddress
     conn: Connection
     tls: str = ""
-    #: Servers tried before this one, and why they could not be used.
-    notes: list[str] = field(default_factory=list)
 
     def close(self) -> None:
         """Unbind and close (a server gone already is no error)."""
@@ -283,7 +281,6 @@ class Directory:
                 log.warning("%s: %s", self.name, exc)
                 failures.append(str(exc))
                 continue
-            session.notes = failures
             try:
                 yield session
             finally:
