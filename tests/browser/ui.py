@@ -188,6 +188,21 @@ class UI:
         self.fill("token", token)
         self.click_primary()
 
+    def set_up_through_api(self, username: str, password: str) -> None:
+        """First boot without the wizard's pages: the setup token and the
+        administrator through the API from a page; signed in as them after."""
+        self.open("/login")
+        status, body = self.fetch_json(
+            "POST", "/api/v1/setup/token", {"token": self.daemon.setup_token()}
+        )
+        assert status == 200, body
+        status, body = self.fetch_json(
+            "POST",
+            "/api/v1/setup/admin",
+            {"username": username, "password": password, "confirm": password},
+        )
+        assert status == 201, body
+
     def create_admin(self, username: str, password: str, confirm: str | None = None) -> None:
         """On the administrator step: fill the form and submit it."""
         self.fill("username", username)
