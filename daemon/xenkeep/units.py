@@ -21,3 +21,18 @@ def clock_duration(seconds: float | None) -> str:
     h, rest = divmod(s, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def zoned_time(ts: float | None, zone: str) -> str:
+    """A Unix time as ``2024-05-10 14:03:07 Europe/Paris``: in the appliance's
+    zone, the zone named (UTC for an unknown zone); a dash when there is none."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not ts:
+        return "—"
+    try:
+        tz: dt.tzinfo = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        tz, zone = dt.UTC, "UTC"
+    return dt.datetime.fromtimestamp(float(ts), tz).strftime("%Y-%m-%d %H:%M:%S ") + zone
