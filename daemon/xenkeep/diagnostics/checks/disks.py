@@ -101,9 +101,9 @@ def _no_storage(status: dict[str, object]) -> Finding:
 
 
 def _mount_of(path: Path, mounts_text: str) -> tuple[str, str, str]:
-    """The mount point, source and type the path lives on (longest prefix)."""
+    """The mount point, source and type a resolved path lives on (longest prefix). Pure."""
     best = ("/", "", "")
-    resolved = str(path.resolve())
+    resolved = str(path)
     for line in mounts_text.splitlines():
         fields = line.split()
         if len(fields) < 3:
@@ -120,11 +120,14 @@ async def storage_mounted(s: Sources) -> list[Finding]:
     if not status.get("configured"):
         return [_no_storage(status)]
     root = Path(str(status["path"]))
+
+    def look() -> tuple[str, str, str]:
+        return _mount_of(root.resolve(), s.mounts.read_text())
+
     try:
-        text = await asyncio.to_thread(s.mounts.read_text)
+        point, source, fstype = await asyncio.to_thread(look)
     except OSError as exc:
         return [warning(f"cannot read the mount table: {exc}", "")]
-    point, source, fstype = _mount_of(root, text)
     where = f"{root} on {point} ({fstype} {source})".replace(" )", ")")
     if point == "/":
         return [
