@@ -45,8 +45,8 @@ async def test_check_runs_every_check_and_exits_1_on_a_failure(
     await asyncio.to_thread(shutil.rmtree, store)
     code, out, _ = await console("check")
     assert code == 1
-    assert "failure  Backup storage writable: cannot write to" in out
-    assert "         → The backup storage refuses writes" in out
+    assert "failure  Backup storage writable: the backup storage cannot be used:" in out
+    assert "         → Check that the backup disk is still attached" in out
 
 
 def test_status_words_are_coloured_only_on_a_terminal() -> None:

@@ -10,6 +10,8 @@ from xenkeep.backup.kinds import job_target
 from xenkeep.backup.schedule import parse_schedule
 from xenkeep.diagnostics.check import Check, Finding, failure, ok, warning
 from xenkeep.diagnostics.sources import Sources
+
+from .disks import storage_status
 from xenkeep.errors import XenKeepError
 from xenkeep.ops import OpKind, OpStatus
 
@@ -33,7 +35,7 @@ def ago(seconds: float) -> str:
 
 
 async def last_verify(s: Sources) -> list[Finding]:
-    status = await s.backup.storage_status()
+    status = await storage_status(s)
     if not status.get("configured"):
         return [ok("no backup storage, nothing to verify")]
     last = await s.backup.last_verify()

@@ -7,7 +7,7 @@ import asyncio
 import os
 import secrets
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from xenkeep.diagnostics.check import Check, Finding, failure, ok, warning
 from xenkeep.diagnostics.sources import Sources
@@ -68,8 +68,17 @@ VAR_REMEDY: Final = (
 )
 
 
+async def storage_status(s: Sources) -> dict[str, Any]:
+    """The storage's status; a storage whose directory cannot be read (gone,
+    unmounted under the daemon) counts as configured but unusable."""
+    try:
+        return await s.backup.storage_status()
+    except OSError as exc:
+        return {"configured": False, "problem": f"{exc.filename or ''} {exc.strerror or exc}"}
+
+
 async def storage_space(s: Sources) -> list[Finding]:
-    status = await s.backup.storage_status()
+    status = await storage_status(s)
     if not status.get("configured"):
         return [_no_storage(status)]
     return [
@@ -86,11 +95,11 @@ async def storage_space(s: Sources) -> list[Finding]:
     ]
 
 
-def _no_storage(status: dict[str, object]) -> Finding:
+def _no_storage(status: dict[str, Any]) -> Finding:
     problem = status.get("problem")
     if problem:
         return failure(
-            f"the backup storage cannot be opened: {problem}",
+            f"the backup storage cannot be used: {str(problem).strip()}",
             "Check that the backup disk is still attached to the appliance's VM, then "
             "restart the appliance or attach the disk again on Backup → Storage.",
         )
@@ -116,7 +125,7 @@ def _mount_of(path: Path, mounts_text: str) -> tuple[str, str, str]:
 
 
 async def storage_mounted(s: Sources) -> list[Finding]:
-    status = await s.backup.storage_status()
+    status = await storage_status(s)
     if not status.get("configured"):
         return [_no_storage(status)]
     root = Path(str(status["path"]))
@@ -158,7 +167,7 @@ def _write_and_read(root: Path) -> str:
 
 
 async def storage_writable(s: Sources) -> list[Finding]:
-    status = await s.backup.storage_status()
+    status = await storage_status(s)
     if not status.get("configured"):
         return [_no_storage(status)]
     root = Path(str(status["path"]))
