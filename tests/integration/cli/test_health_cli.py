@@ -107,9 +107,7 @@ async def complete_setup_offline(settings: Settings) -> None:
         await b.close()
 
 
-async def test_commands_say_when_the_daemon_is_down(
-    settings: Settings, tmp_path: Path
-) -> None:
+async def test_commands_say_when_the_daemon_is_down(settings: Settings, tmp_path: Path) -> None:
     from tests.integration.cli.conftest import write_cli_config
 
     down = Console(write_cli_config(settings, 1, tmp_path / "down.toml"))

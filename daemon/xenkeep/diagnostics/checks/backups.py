@@ -10,10 +10,10 @@ from xenkeep.backup.kinds import job_target
 from xenkeep.backup.schedule import parse_schedule
 from xenkeep.diagnostics.check import Check, Finding, failure, ok, warning
 from xenkeep.diagnostics.sources import Sources
-
-from .disks import storage_status
 from xenkeep.errors import XenKeepError
 from xenkeep.ops import OpKind, OpStatus
+
+from .disks import storage_status
 
 #: A verify older than this is worth a reminder.
 VERIFY_STALE: Final = 14 * 86400.0
