@@ -29,12 +29,12 @@ async def _rows(db: Database, sql: str) -> list[sqlite3.Row]:
 
 
 async def providers(db: Database) -> list[dict[str, Any]]:
-    """The sign-in providers: kind, names, state, settings; whether secrets are set."""
+    """The sign-in providers: kind, names, state, settings; whether secrets are stored."""
     out = []
     for r in await _rows(
         db,
         "SELECT id, kind, name, slug, enabled, is_default, config, "
-        "secrets_enc != '' AS has_secrets FROM auth_providers ORDER BY id",
+        "secrets_enc != '' AS secrets_stored FROM auth_providers ORDER BY id",
     ):
         row = dict(r)
         with contextlib.suppress(ValueError):
