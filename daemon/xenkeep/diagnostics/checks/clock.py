@@ -12,7 +12,7 @@ from xenkeep.diagnostics.host import NotAvailableHereError
 from xenkeep.diagnostics.sources import Sources
 from xenkeep.pools.pool import Pool
 
-from .pools import NOT_CONNECTED, each_pool, live_client
+from .pools import NOT_CONNECTED, each_pool, live_client, master_of
 
 #: Clock differences: a warning above the first, a failure above the second
 #: (XAPI datetimes have one-second resolution).
@@ -65,8 +65,7 @@ async def skew(s: Sources, pool: Pool) -> Finding:
     client = live_client(s, pool)
     if client is None:
         return warning("not measured: not connected", NOT_CONNECTED)
-    ref = next(iter(await client.call("pool.get_all")))
-    master = await client.call("pool.get_master", ref)
+    master = await master_of(client)
     sent = time.monotonic()
     before = s.clock()
     answer = await client.call("host.get_servertime", master)

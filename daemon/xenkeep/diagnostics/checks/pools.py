@@ -59,6 +59,12 @@ def live_client(s: Sources, pool: Pool) -> XapiClient | None:
         return None
 
 
+async def master_of(client: XapiClient) -> str:
+    """The pool master's host ref."""
+    ref = next(iter(await client.call("pool.get_all")))
+    return str(await client.call("pool.get_master", ref))
+
+
 NOT_CONNECTED: Final = "XenKeep holds no connection to this pool (see the Pools page)."
 
 
@@ -154,8 +160,7 @@ async def version(s: Sources, pool: Pool) -> Finding:
     client = live_client(s, pool)
     if client is None:
         return warning("not read: not connected", NOT_CONNECTED)
-    ref = next(iter(await client.call("pool.get_all")))
-    master = await client.call("pool.get_master", ref)
+    master = await master_of(client)
     words, api = _version(await client.call("host.get_record", master))
     if api < MIN_API:
         return failure(
