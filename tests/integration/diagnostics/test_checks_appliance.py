@@ -133,8 +133,9 @@ def _proc_standin(tmp_path: Path, total_kb: int, available_kb: int, load5: float
 
 
 async def test_memory_and_load(diag: Diag, tmp_path: Path) -> None:
-    for check in ("system.memory", "system.load"):
-        assert (await diag.one(check)).status in (OK, WARNING)  # this machine, as it is
+    # This machine, as it is (shared: its load is whatever the others make it).
+    assert "available of" in (await diag.one("system.memory")).value
+    assert "per CPU" in (await diag.one("system.load")).value
     cpus = len(os.sched_getaffinity(0))
     calm = _proc_standin(tmp_path, 2_000_000, 1_000_000, 0.5 * cpus)
     assert (await diag.one("system.memory", proc=calm)).status is OK
