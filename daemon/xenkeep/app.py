@@ -27,13 +27,18 @@ from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
 from xenkeep.backup.pools import ManagedPools
 from xenkeep.config import Settings
+from xenkeep.diagnostics import DiagnosticsService, Sources
+from xenkeep.diagnostics.bundle import SupportBundle
+from xenkeep.diagnostics.host import SystemdHost
 from xenkeep.errors import StoreError
 from xenkeep.ops import Operations, Scheduler
 from xenkeep.pools.manager import PoolManager
 from xenkeep.pools.registry import PoolRegistry
 from xenkeep.secretbox import KEY_NAME, SecretBox
 from xenkeep.store import Database, open_database
+from xenkeep.system.dbus import SystemBus
 from xenkeep.system.identity import IdentityManager, known_timezones
+from xenkeep.system.journal import Journal
 from xenkeep.system.setup_state import SetupState
 from xenkeep.system.tls import ensure_certificate
 from xenkeep.units import clock_duration, human_bytes
@@ -164,6 +169,32 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.BACKUP] = backup
     await backup.start()
+    journal = Journal(Path(settings.journal_dir) if settings.journal_dir else None)
+    app[keys.JOURNAL] = journal
+    diagnostics = DiagnosticsService(
+        Sources(
+            backup=backup,
+            pools=pools,
+            ops=ops,
+            tls=app[keys.TLS],
+            host=SystemdHost(SystemBus(), journal),
+            schema_version=db.schema_version,
+        ),
+        ops,
+        scheduler=scheduler,
+    )
+    app[keys.DIAGNOSTICS] = diagnostics
+    app[keys.BUNDLE] = SupportBundle(
+        settings=settings,
+        db=db,
+        secrets=secrets,
+        diagnostics=diagnostics,
+        backup=backup,
+        pools=pools,
+        identity=identity,
+        journal=journal,
+        tls=app[keys.TLS],
+    )
     # Every domain has registered what it schedules: one loop runs them all.
     scheduler.start()
     try:

@@ -236,6 +236,10 @@ class BackupManager:
         """Recent runs and restores."""
         return await self.backup_runs.runs(job_id=job_id, limit=limit)
 
+    async def leftover_snapshots(self, pool_id: str) -> list[str]:
+        """Snapshots of runs that died, still in the pool (names)."""
+        return await self.backup_runs.leftover_snapshots(pool_id)
+
     async def start_prune(self, job_id: int) -> int:
         """Apply a job's retention now (a prune operation); its id."""
         return await self.prune.start_prune(job_id)

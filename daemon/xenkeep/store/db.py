@@ -175,6 +175,11 @@ class Database:
                 raise
             await self._conn.commit()
 
+    async def schema_version(self) -> int:
+        """The schema version the open database has (``PRAGMA user_version``)."""
+        row = await self.fetchone("PRAGMA user_version")
+        return int(row[0]) if row is not None else 0
+
     async def get_setting(self, key: str, default: str | None = None) -> str | None:
         """A value from the key/value settings table."""
         row = await self.fetchone("SELECT value FROM settings WHERE key = ?", (key,))

@@ -15,6 +15,8 @@ from xenkeep.web.auth_providers import api as providers_api
 from xenkeep.web.auth_providers import views as providers_views
 from xenkeep.web.backup import api as backup_api
 from xenkeep.web.backup import views as backup_views
+from xenkeep.web.diagnostics import api as diagnostics_api
+from xenkeep.web.diagnostics import views as diagnostics_views
 from xenkeep.web.operations import api as operations_api
 from xenkeep.web.operations import views as operations_views
 from xenkeep.web.pools import api as pools_api
@@ -270,5 +272,20 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_post("/api/v1/backup/restore", backup_api.api_restore, name="api_backup_restore")
     r.add_get("/api/v1/backup/smtp", backup_api.api_smtp, name="api_backup_smtp")
     r.add_put("/api/v1/backup/smtp", backup_api.api_smtp_put, name="api_backup_smtp_put")
+
+    # Diagnostics: health checks, the journal, the support bundle.
+    r.add_get("/diagnostics", diagnostics_views.diagnostics_page, name="diagnostics")
+    r.add_post("/diagnostics/run", diagnostics_views.diagnostics_run, name="diagnostics_run")
+    r.add_get("/diagnostics/logs", diagnostics_views.logs_page, name="diagnostics_logs")
+    r.add_get("/api/v1/diagnostics", diagnostics_api.api_diagnostics, name="api_diagnostics")
+    r.add_post(
+        "/api/v1/diagnostics/run", diagnostics_api.api_diagnostics_run, name="api_diagnostics_run"
+    )
+    r.add_get(
+        "/api/v1/diagnostics/bundle",
+        diagnostics_api.api_diagnostics_bundle,
+        name="api_diagnostics_bundle",
+    )
+    r.add_get("/api/v1/logs", diagnostics_api.api_logs, name="api_logs")
 
     r.add_static("/static/", static_dir, name="static")

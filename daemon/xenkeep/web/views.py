@@ -104,7 +104,11 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     if await keys.auth(request.app).setup_required():
         redirect_to(request, "setup")
     wizard = keys.wizard(request.app)
+    user = keys.require_user(request)
+    # Administrators (and support staff) see when a health check fails.
+    health = await keys.diagnostics(request.app).summary() if user.role == "admin" else None
     context: dict[str, Any] = {
+        "health": health,
         "identity": await keys.identity(request.app).get(),
         "fingerprint": keys.tls(request.app).fingerprint,
         "version": __version__,

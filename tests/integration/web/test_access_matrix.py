@@ -51,6 +51,11 @@ ADMIN_ONLY_PREFIXES = (
     # Operations of every kind (backups, restores, verifies, disk formats).
     "/operations",
     "/api/v1/operations",
+    # Diagnostics, the journal and the support bundle (administrators and,
+    # once it exists, the support role).
+    "/diagnostics",
+    "/api/v1/diagnostics",
+    "/api/v1/logs",
 )
 # Reading pool state is for viewers; changing which pools are connected is not.
 ADMIN_WRITE_PREFIXES = ("/pools", "/api/v1/pools")
