@@ -5,7 +5,6 @@ dashboard that leads to its remedy; the log view and the bundle link."""
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -22,10 +21,7 @@ def run_checks(ui: UI) -> None:
     ui.open("/diagnostics")
     ui.submit(ui.driver.find_element(By.CSS_SELECTOR, "#run-form button"))
     assert ui.path().startswith("/operations/")
-    deadline = time.monotonic() + 120
-    while ui.text("#run-status") not in ("success", "failed") and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert ui.text("#run-status") == "success"
+    assert ui.wait_text("#run-status", "success", "failed", seconds=120) == "success"
 
 
 def test_run_the_checks_and_follow_a_failure_to_its_remedy(

@@ -12,6 +12,7 @@ import hashlib
 import json
 import secrets
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,25 @@ class UI:
     def error(self) -> str:
         """The form's error message, which must be visible."""
         return self.text("#form-error")
+
+    def wait_text(self, css: str, *wanted: str, seconds: float = 60) -> str:
+        """Wait until ``css`` shows one of ``wanted`` (returned); the page may
+        replace the element or reload meanwhile (a run's page does once the
+        run ends)."""
+        deadline = time.monotonic() + seconds
+        shown = ""
+        while time.monotonic() < deadline:
+            try:
+                shown = self.text(css)
+            except WebDriverException:
+                # Stale, or chromedriver's "node does not belong to the
+                # document" while the reload swaps documents: look again.
+                time.sleep(0.2)
+                continue
+            if shown in wanted:
+                return shown
+            time.sleep(0.2)
+        raise AssertionError(f"{css} shows {shown!r}, never one of {wanted!r}")
 
     def has(self, css: str) -> bool:
         """True when the page has such an element now."""
