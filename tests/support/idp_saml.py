@@ -192,7 +192,7 @@ def _write_config(idp: SamlIdp) -> None:
         "session.cookie.secure": True,
         "session.phpsession.savepath": str(idp.directory / "sessions"),
         "store.type": "phpsession",
-        "production": False,
+        "production": True,
         "metadata.sources": [{"type": "flatfile"}],
         "language.available": ["en"],
         "language.default": "en",
@@ -216,14 +216,9 @@ def _write_config(idp: SamlIdp) -> None:
         "certificate": idp.signing.cert.name,
         "auth": "example-userpass",
         "NameIDFormat": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
-        # A stable, opaque NameID made from the uid, as a production IdP would.
-        "authproc": {
-            "10": {
-                "class": "saml:AttributeNameID",
-                "identifyingAttribute": "uid",
-                "Format": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
-            },
-        },
+        # A stable, opaque NameID (a salted hash of the uid), as a production
+        # IdP would send.
+        "authproc": {"10": {"class": "saml:PersistentNameID", "attribute": "uid"}},
         "signature.algorithm": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
     }
     (config / "metadata" / "saml20-idp-hosted.php").write_text(

@@ -48,8 +48,10 @@ def _write(directory: Path, stem: str, key: rsa.RSAPrivateKey, cert: x509.Certif
     return KeyPair(key_path, cert_path)
 
 
-def _builder(subject: str, issuer: str, public: rsa.RSAPublicKey, days: int) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.timezone.utc)
+def _builder(
+    subject: str, issuer: str, public: rsa.RSAPublicKey, days: int
+) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.UTC)
     return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
