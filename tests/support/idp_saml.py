@@ -15,24 +15,30 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 import pytest
+import yarl
 
 from tests.support.pki import KeyPair, TestCA, loopback_ca, self_signed
 
 SIMPLESAMLPHP = Path("/usr/share/simplesamlphp")
 PHP = Path("/usr/bin/php")
 STUNNEL = Path("/usr/bin/stunnel4")
+ATTRIBUTE_MAPS = Path("/etc/simplesamlphp/attributemap")
 START_SECONDS = 60.0
 
 
@@ -172,7 +178,7 @@ def _write_config(idp: SamlIdp) -> None:
         "datadir": str(idp.directory / "data") + "/",
         "tempdir": str(idp.directory / "tmp"),
         "metadatadir": str(config / "metadata") + "/",
-        "attributenamemapdir": str(SIMPLESAMLPHP / "attributemap") + "/",
+        "attributenamemapdir": str(ATTRIBUTE_MAPS) + "/",
         "technicalcontact_name": "XenKeep tests",
         "technicalcontact_email": "tests@example.test",
         "secretsalt": os.urandom(16).hex(),
@@ -337,3 +343,120 @@ def saml_idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SamlIdp]:
     with running_idp(directory) as idp:
         yield idp
     shutil.rmtree(directory, ignore_errors=True)
+
+
+#: SimpleSAMLphp settings of an SP (``register_sp``'s keywords) for answers
+#: of other shapes.
+SIGN_RESPONSE_ONLY = {"saml20.sign.response": True, "saml20.sign.assertion": False}
+SIGN_NOTHING = {"saml20.sign.response": False, "saml20.sign.assertion": False}
+ENCRYPT_ASSERTION = {"assertion.encryption": True}
+OID_ATTRIBUTE_NAMES = {
+    "attributes.NameFormat": "urn:oasis:names:tc:SAML:2.0:attrname-format:uri",
+    "authproc": {"50": {"class": "core:AttributeMap", "0": "name2oid"}},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PostedAnswer:
+    """The form the IdP's page posts by itself: where to, and its fields."""
+
+    action: str
+    fields: dict[str, str]
+
+    @property
+    def saml_response(self) -> str:
+        return self.fields["SAMLResponse"]
+
+    @property
+    def relay_state(self) -> str:
+        return self.fields.get("RelayState", "")
+
+
+class IdpRefused(AssertionError):
+    """The IdP answered with a page, not a posted answer (wrong password...)."""
+
+
+class _Forms(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[tuple[str, dict[str, str]]] = []
+        self.errors: list[str] = []
+        self._in_error = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.forms.append((a.get("action", ""), {}))
+        elif tag == "input" and self.forms and a.get("name"):
+            self.forms[-1][1][a["name"]] = a.get("value", "")
+        elif "error" in a.get("class", "") or a.get("id") == "error":
+            self._in_error = True
+
+    def handle_data(self, data: str) -> None:
+        if self._in_error and data.strip():
+            self.errors.append(data.strip())
+
+
+class IdpSession:
+    """One person's browser at the IdP (its cookies), driven over HTTP."""
+
+    def __init__(self, idp: SamlIdp) -> None:
+        self.idp = idp
+        self.session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            connector=aiohttp.TCPConnector(ssl=idp.tls_context()),
+        )
+
+    async def _page(self, method: str, url: str, **kw: Any) -> tuple[str, str]:
+        # encoded=True: a signed redirect's query must reach the IdP byte for
+        # byte, as a browser sends it (the signature covers the raw query).
+        async with self.session.request(method, yarl.URL(url, encoded=True), **kw) as resp:
+            return str(resp.url), await resp.text()
+
+    async def sign_in(self, url: str, username: str, password: str) -> PostedAnswer:
+        """Follow a sign-in request to the IdP, give the credentials there,
+        and return the answer the IdP's page would post back."""
+        where, page = await self._page("GET", url)
+        forms = _Forms()
+        forms.feed(page)
+        login = [f for f in forms.forms if "AuthState" in f[1]]
+        if login:
+            action = where.split("?", 1)[0]
+            fields = {
+                "username": username,
+                "password": password,
+                "AuthState": login[0][1]["AuthState"],
+            }
+            where, page = await self._page("POST", action, data=fields)
+        return self._answer(page)
+
+    async def unsolicited(self, sp_entity_id: str) -> PostedAnswer:
+        """An IdP-initiated answer for an SP (the person is signed in at the IdP)."""
+        _, page = await self._page(
+            "GET", f"{self.idp.sso_url}?spentityid={quote(sp_entity_id, safe='')}"
+        )
+        return self._answer(page)
+
+    @staticmethod
+    def _answer(page: str) -> PostedAnswer:
+        forms = _Forms()
+        forms.feed(page)
+        for action, fields in forms.forms:
+            if "SAMLResponse" in fields:
+                return PostedAnswer(action, fields)
+        text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+        cause = text.find("Caused by")
+        raise IdpRefused(
+            text[cause : cause + 800] if cause >= 0 else " ".join(forms.errors) or text[:1500]
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+@pytest.fixture
+async def idp_session(saml_idp: SamlIdp) -> AsyncIterator[IdpSession]:
+    """A fresh browser at the session's IdP."""
+    tab = IdpSession(saml_idp)
+    yield tab
+    await tab.close()

@@ -116,6 +116,7 @@ SP_KEY_BITS = 3072
 SP_CERT_DAYS = 10 * 366
 #: Accepted answers whose replay key the framework has not asked for yet.
 _PENDING_REPLAY_KEYS = 1024
+UNSIGNED = "the assertion is not signed, nor the response around it: refused, always"
 #: The flow data's key for the AuthnRequest's ID.
 REQUEST_ID = "request_id"
 
@@ -274,7 +275,7 @@ class SamlSettings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SamlSettings:
         def names(key: str) -> tuple[str, ...]:
-            return tuple(str(n) for n in config.get(key, ()))
+            return tuple(n.strip() for n in str(config.get(key, "")).split(",") if n.strip())
 
         return cls(
             idp_metadata_xml=str(config.get("idp_metadata_xml", "")),
@@ -355,7 +356,9 @@ def clean_settings(values: Mapping[str, str]) -> dict[str, Any]:
         "sp_entity_id": _entity_id(values, "sp_entity_id"),
         "nameid_format": fmt,
         "subject_attribute": subject_attribute,
-        **{name: _names(values, name) for name in _ATTRIBUTE_FIELDS},
+        # Kept as the form shows them (one line, comma-separated), so an edit
+        # round-trips.
+        **{name: ", ".join(_names(values, name)) for name in _ATTRIBUTE_FIELDS},
         "clock_skew": int(skew_text),
     }
 
@@ -460,6 +463,8 @@ def _refusal(exc: Exception, idp_name: str) -> str:
         return "the encrypted assertion cannot be decrypted with this appliance's key"
     if isinstance(exc, MissingKey):
         return "the answer comes from an issuer this provider does not know"
+    if "Neither the response nor the assertions are signed" in text:
+        return UNSIGNED
     if isinstance(exc, SignatureError | SigverError | IncorrectlySigned | XMLSchemaError):
         return (
             "the answer's signature does not verify with the IdP's certificate "
@@ -655,7 +660,7 @@ class SamlProvider(RedirectProvider):
         if len(response.assertions) != 1:
             raise self._reject("the answer must hold exactly one assertion")
         if assertion.signature is None and outer.signature is None:
-            raise self._reject("the assertion is not signed (nor the response around it)")
+            raise self._reject(UNSIGNED)
         issuers = [assertion.issuer.text if assertion.issuer is not None else None]
         if outer.issuer is not None:
             issuers.append(outer.issuer.text)
