@@ -693,13 +693,13 @@ class SamlProvider(RedirectProvider):
             for c in (assertion.subject.subject_confirmation if assertion.subject else [])
             if c.method == SCM_BEARER and c.subject_confirmation_data is not None
         ]
-        if not bearer or any(
-            d.recipient != self.acs_url or d.in_response_to != request_id for d in bearer
-        ):
-            raise self._reject(
-                "the assertion is not confirmed for this address and request "
-                "(Recipient, InResponseTo)"
-            )
+        if not bearer:
+            raise self._reject("the assertion has no bearer confirmation (SubjectConfirmation)")
+        # pysaml2 checks the recipient only when given "conversation info": here, always.
+        if any(d.recipient != self.acs_url for d in bearer):
+            raise self._reject("the assertion is meant for another address (Recipient)")
+        if any(d.in_response_to != request_id for d in bearer):
+            raise self._reject("the answer is not for a sign-in started here (InResponseTo)")
         for data in bearer:
             if not data.not_on_or_after:
                 raise self._reject("the assertion's confirmation has no end (NotOnOrAfter)")
