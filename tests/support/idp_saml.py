@@ -33,7 +33,7 @@ import aiohttp
 import pytest
 import yarl
 
-from tests.support.pki import KeyPair, TestCA, loopback_ca, self_signed
+from tests.support.pki import KeyPair, LoopbackCA, loopback_ca, self_signed
 
 SIMPLESAMLPHP = Path("/usr/share/simplesamlphp")
 PHP = Path("/usr/bin/php")
@@ -94,7 +94,7 @@ class SamlIdp:
     base_url: str
     directory: Path
     signing: KeyPair
-    tls: TestCA
+    tls: LoopbackCA
     _sps: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -71,14 +71,14 @@ def self_signed(directory: Path, stem: str, common_name: str, days: int = 365) -
 
 
 @dataclass(frozen=True, slots=True)
-class TestCA:
+class LoopbackCA:
     """A CA and the loopback server certificate it signed."""
 
     ca: KeyPair
     server: KeyPair
 
 
-def loopback_ca(directory: Path, name: str) -> TestCA:
+def loopback_ca(directory: Path, name: str) -> LoopbackCA:
     """A CA named ``name`` and a certificate it signs for 127.0.0.1 and localhost."""
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=_KEY_BITS)
     ca_cert = (
@@ -115,7 +115,7 @@ def loopback_ca(directory: Path, name: str) -> TestCA:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    return TestCA(
+    return LoopbackCA(
         _write(directory, f"{name}-ca", ca_key, ca_cert),
         _write(directory, f"{name}-server", server_key, server_cert),
     )
