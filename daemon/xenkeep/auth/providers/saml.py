@@ -109,7 +109,9 @@ METADATA_CONTENT_TYPE = "application/samlmetadata+xml"
 
 DEFAULT_SKEW = 120
 MAX_SKEW = 600
-MAX_METADATA_FIELD = 1024 * 1024
+# A pasted document fits in a form (the daemon takes bodies up to 1 MiB);
+# a federation's larger aggregate is given by its address.
+MAX_METADATA_FIELD = 512 * 1024
 MAX_NAMES = 12
 MAX_GROUPS = 500
 SP_KEY_BITS = 3072

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support.pki import KeyPair, self_signed
 from xenkeep.auth.errors import ProviderConfigError
@@ -253,3 +255,24 @@ def test_a_pem_bundle_is_every_certificate_or_refused(signing: KeyPair, other: K
     assert len(pem_certificates(one + two)) == 2
     with pytest.raises(MetadataError):
         pem_certificates(one + "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+
+
+_FIELD_NAMES = [f.name for f in SamlType().fields]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(_FIELD_NAMES),
+        st.one_of(
+            st.text(max_size=300),
+            st.sampled_from(["https://idp.test/md", "<md:EntityDescriptor/>", "600", "-0"]),
+        ),
+    )
+)
+def test_any_input_is_accepted_or_refused_naming_a_field(values: dict[str, str]) -> None:
+    try:
+        SamlType().clean(values, {})
+    except ProviderConfigError as exc:
+        assert exc.field in _FIELD_NAMES, exc.field
+        assert exc.message
