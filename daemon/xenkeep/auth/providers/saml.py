@@ -548,7 +548,11 @@ class SamlProvider(RedirectProvider):
                     settings.idp_metadata_xml, settings.idp_entity_id
                 ), "pasted in the settings"
             except MetadataError as exc:
-                raise ProviderConfigError(str(exc), field="idp_metadata_xml") from None
+                # It was good when saved; now it is not (it expired, say).
+                raise ProviderUnavailableError(
+                    f"the metadata of {self.record.name} is no longer usable: {exc}",
+                    hint="an administrator can paste the IdP's current metadata",
+                ) from None
         try:
             fetched = await self._fetcher.get(refresh=refresh)
             idp = parse_idp_metadata(fetched.document, settings.idp_entity_id)
@@ -561,7 +565,6 @@ class SamlProvider(RedirectProvider):
         source = f"fetched from {self._fetcher.url} {age // 60} min ago"
         if fetched.stale_because:
             source += f" (an older copy: {fetched.stale_because})"
-            log.warning("%s: using the kept metadata: %s", self.record.name, fetched.stale_because)
         return idp, source
 
     # --- pysaml2 (blocking: in threads) ---------------------------------------
@@ -718,7 +721,8 @@ class SamlProvider(RedirectProvider):
     def _identity(self, response: Any) -> ExternalIdentity:
         settings = self.settings
         attributes = _attributes(response)
-        name_id = response.assertion.subject.name_id
+        # pysaml2's name_id is the decrypted one when the IdP encrypted it.
+        name_id = response.name_id or response.assertion.subject.name_id
         name_id_value = (name_id.text or "").strip() if name_id is not None else ""
         if settings.subject_attribute:
             found = _first(attributes, [settings.subject_attribute])
@@ -766,7 +770,8 @@ class SamlProvider(RedirectProvider):
         if not request_id:
             raise self._reject("this sign-in's request is not known")
         try:
-            base64.b64decode(document, validate=True)
+            # Some IdPs break the base64 into lines.
+            base64.b64decode("".join(document.split()), validate=True)
         except (binascii.Error, ValueError):
             raise self._reject("the SAML response is not base64") from None
         idp, _ = await self._idp()
@@ -820,7 +825,7 @@ class SamlProvider(RedirectProvider):
         steps: list[CheckStep] = []
         try:
             idp, source = await self._idp(refresh=True)
-        except (ProviderUnavailableError, ProviderConfigError) as exc:
+        except ProviderUnavailableError as exc:
             steps.append(CheckStep("IdP metadata", False, exc.message))
             idp = None
         if idp is not None:

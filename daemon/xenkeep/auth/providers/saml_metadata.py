@@ -16,6 +16,7 @@ import base64
 import binascii
 import calendar
 import hashlib
+import logging
 import os
 import re
 import ssl
@@ -32,6 +33,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
+
+log = logging.getLogger(__name__)
 
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 DS = "http://www.w3.org/2000/09/xmldsig#"
@@ -307,6 +310,7 @@ class MetadataFetcher:
                 self._retry_at = current + RETRY_SECONDS
                 if held is None or current - held.fetched_at > STALE_SECONDS or refresh:
                     raise MetadataUnavailable(str(exc)) from None
+                log.warning("IdP metadata from %s: %s; the copy kept is used", self.url, exc)
                 return Fetched(held.document, held.fetched_at, str(exc))
             await asyncio.to_thread(self._write_copy, document)
             self._memory = Fetched(document, current)
