@@ -65,17 +65,7 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
                 await client.close()
 
         # First boot through the API from the page, then the pool.
-        ui.open("/login")
-        status, body = ui.fetch_json(
-            "POST", "/api/v1/setup/token", {"token": xenkeepd.setup_token()}
-        )
-        assert status == 200, body
-        status, body = ui.fetch_json(
-            "POST",
-            "/api/v1/setup/admin",
-            {"username": "alice", "password": PASSWORD, "confirm": PASSWORD},
-        )
-        assert status == 201, body
+        ui.first_admin("alice", PASSWORD)
         status, body = ui.fetch_json(
             "POST", "/api/v1/pools", {"url": sim.url, "username": "root", "password": "demo"}
         )

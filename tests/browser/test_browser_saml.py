@@ -37,15 +37,7 @@ def test_sign_in_with_saml_in_chromium(
     screenshots.mkdir(parents=True, exist_ok=True)
     ui = UI(chrome_factory(pins), xenkeepd, screenshots)
 
-    ui.open("/login")
-    status, body = ui.fetch_json("POST", "/api/v1/setup/token", {"token": xenkeepd.setup_token()})
-    assert status == 200, body
-    status, body = ui.fetch_json(
-        "POST",
-        "/api/v1/setup/admin",
-        {"username": "root-admin", "password": PASSWORD, "confirm": PASSWORD},
-    )
-    assert status == 201, body
+    ui.first_admin("root-admin", PASSWORD)
 
     # The administrator adds the provider, loading the IdP's metadata from a file.
     metadata_file = tmp_path / "idp-metadata.xml"

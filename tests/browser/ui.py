@@ -214,6 +214,17 @@ class UI:
         links = self.driver.find_elements(By.CSS_SELECTOR, "header nav a[href='/account']")
         return str(links[0].text) if links else None
 
+    def first_admin(self, username: str, password: str) -> None:
+        """First boot through the API from the page: the setup token, then
+        the administrator (signed in as them afterwards)."""
+        self.open("/login")
+        token = {"token": self.daemon.setup_token()}
+        status, body = self.fetch_json("POST", "/api/v1/setup/token", token)
+        assert status == 200, body
+        admin = {"username": username, "password": password, "confirm": password}
+        status, body = self.fetch_json("POST", "/api/v1/setup/admin", admin)
+        assert status == 201, body
+
     def fetch_json(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """Call the JSON API from the page, with the browser's cookies and a CSRF token."""
         script = """

@@ -162,3 +162,16 @@ def shown_error(page: str) -> str:
 async def signed_in_as(person: Browser) -> str | None:
     status, body = await person.api("GET", "/api/v1/session")
     return str(body["user"]["username"]) if status == 200 else None
+
+
+async def refused_in_another_browser(saml: Saml, posted: PostedAnswer, words: str) -> None:
+    """``posted`` again, from a browser of its own: refused with ``words``,
+    and that browser not signed in."""
+    other = Browser(saml.server)
+    try:
+        status, page = await post(other, posted)
+        assert status == 401, page[:2000]
+        assert words in shown_error(page)
+        assert await signed_in_as(other) is None
+    finally:
+        await other.close()

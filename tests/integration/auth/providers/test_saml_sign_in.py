@@ -25,6 +25,7 @@ from tests.integration.auth.providers.saml_flow import (
     begin,
     person,
     post,
+    refused_in_another_browser,
     saml,
     shown_error,
     signed_in_as,
@@ -205,14 +206,7 @@ async def test_an_account_disabled_here_is_refused(
     status, _ = await post(person, await answer(person, idp_session))
     assert status == 200
     await saml.sql("UPDATE users SET disabled = 1 WHERE provider_id = ?", (saml.provider["id"],))
-    other = Browser(saml.server)
-    try:
-        status, page = await post(other, await answer(other, idp_session))
-        assert status == 401
-        assert "disabled" in shown_error(page)
-        assert await signed_in_as(other) is None
-    finally:
-        await other.close()
+    await refused_in_another_browser(saml, await answer(person, idp_session), "disabled")
 
 
 async def test_a_disabled_provider_offers_no_sign_in(saml: Saml, person: Browser) -> None:
