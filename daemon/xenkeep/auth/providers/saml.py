@@ -309,14 +309,13 @@ def clean_settings(values: Mapping[str, str]) -> dict[str, Any]:
         )
     if xml:
         try:
-            idp = parse_idp_metadata(xml, idp_entity_id)
+            parse_idp_metadata(xml, idp_entity_id)
         except MetadataError as exc:
             raise ProviderConfigError(str(exc), field="idp_metadata_xml") from None
         if ca:
             raise ProviderConfigError(
                 "a CA is only used to fetch the metadata from an address", field="idp_metadata_ca"
             )
-        idp_entity_id = idp_entity_id or idp.entity_id
     else:
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
