@@ -10,7 +10,7 @@ role=${1:-test}
 run_pkgs=(python3-venv libsystemd-dev pkg-config gcc make git)
 test_pkgs=(qemu-utils curl xfsprogs btrfs-progs chromium chromium-driver slapd ldap-utils
            xmlsec1 mtools dosfstools iproute2 openssl tar xxhash util-linux sudo
-           dnsmasq-base)
+           dnsmasq-base simplesamlphp php-cli php-xml php-mbstring stunnel4)
 image_pkgs=(kmod cpio grub-pc-bin grub-common grub-efi-amd64-bin dosfstools mtools
             erofs-utils qemu-system-x86 qemu-utils zstd)
 backports_pkgs=(mkosi systemd systemd-container systemd-boot)

@@ -24,8 +24,14 @@ from xenkeep.web.server import RunningServer, start_server
 
 #: loop_disks and appliance: a real privileged helper serving loop disks;
 #: slapd: one OpenLDAP server for the session (LDAP sign-in);
+#: saml_idp and idp_session: a real SAML IdP (SimpleSAMLphp) on loopback;
 #: pytester: runs of pytest on generated tests (tests/test_no_blocking.py).
-pytest_plugins = ["tests.support.privhelper", "tests.support.slapd", "pytester"]
+pytest_plugins = [
+    "tests.support.privhelper",
+    "tests.support.slapd",
+    "tests.support.idp_saml",
+    "pytester",
+]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -180,7 +180,8 @@ class Provider(ABC):
 
     def metadata(self) -> tuple[str, bytes] | None:
         """A document the provider publishes (SAML SP metadata): content
-        type and body; None for kinds that have none."""
+        type and body; None for kinds that have none. Called in a thread:
+        it may block (read or make the files it is made from)."""
         return None
 
 

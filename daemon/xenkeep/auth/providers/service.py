@@ -308,7 +308,8 @@ class ProviderService:
     async def metadata(self, slug: str, base_url: str) -> tuple[str, bytes]:
         """The document a provider publishes (SAML SP metadata)."""
         record = await self._store.by_slug(slug)
-        document = self._provider(record, base_url).metadata()
+        # In a thread: a provider may make or read files for it (SAML's key pair).
+        document = await asyncio.to_thread(self._provider(record, base_url).metadata)
         if document is None:
             raise ProviderNotFoundError(f"{record.name} publishes no metadata")
         return document

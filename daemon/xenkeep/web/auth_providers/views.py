@@ -6,6 +6,7 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
+from yarl import URL
 
 from xenkeep.auth.errors import ProviderNotFoundError
 from xenkeep.auth.providers import catalog
@@ -47,7 +48,9 @@ async def provider_start(request: web.Request) -> web.StreamResponse:
     )
     # Deliberately off the appliance (flash.redirect refuses that): the URL is
     # the identity provider's configured endpoint, never taken from the request.
-    raise web.HTTPSeeOther(url)
+    # Sent byte for byte (encoded=True): yarl would otherwise re-quote the query
+    # (%2F becomes /), and a SAML request's signature covers the query as made.
+    raise web.HTTPSeeOther(URL(url, encoded=True))
 
 
 async def _callback(request: web.Request) -> Callback:
