@@ -21,7 +21,7 @@ from xenkeep.auth.audit import AuditLog
 from xenkeep.auth.enrolment import TotpEnrolment
 from xenkeep.auth.external import ExternalAccounts
 from xenkeep.auth.manager import AuthManager
-from xenkeep.auth.providers.service import ProviderService, load_catalog
+from xenkeep.auth.providers.service import ProviderService
 from xenkeep.auth.providers.store import ProviderStore
 from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
@@ -138,10 +138,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         log.error("%s (%s)", exc.message, exc.hint)
     app[keys.SETUP_STATE] = SetupState(db)
     app[keys.ENROLMENT] = TotpEnrolment(db, secrets, auth)
-    await load_catalog()
-    app[keys.PROVIDERS] = ProviderService(
+    providers = ProviderService(
         ProviderStore(db, secrets), ExternalAccounts(db), auth, audit, settings.state_dir
     )
+    providers.start_loading()
+    app[keys.PROVIDERS] = providers
     pools = PoolManager(PoolRegistry(db), secrets, audit, allow_http=settings.dev)
     app[keys.POOLS] = pools
     await pools.start()

@@ -9,10 +9,13 @@ kind whose module or library is missing is not offered, and says why.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Mapping
 
 from xenkeep.auth.errors import ProviderConfigError
 from xenkeep.auth.providers.base import ProviderKind, ProviderType
+
+log = logging.getLogger(__name__)
 
 #: Which module implements which kinds.
 MODULES: Mapping[ProviderKind, str] = {
@@ -37,6 +40,10 @@ def load() -> None:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
             _loaded[kind] = f"{exc.name} is missing"
+            continue
+        except Exception as exc:  # a broken library must not take the others down
+            log.error("sign-in with %s is not available: %s", kind.value, exc)
+            _loaded[kind] = f"its module failed to load: {exc}"
             continue
         types: Mapping[ProviderKind, ProviderType] = module.TYPES
         _loaded[kind] = types[kind]

@@ -29,6 +29,7 @@ from xenkeep.auth.providers.base import (
     ProviderEnv,
     ProviderKind,
     ProviderRecord,
+    ProviderType,
     RedirectProvider,
 )
 from xenkeep.auth.providers.store import GroupMapping, ProviderStore
@@ -80,6 +81,31 @@ class ProviderService:
         # Built providers, reused while their record and address are the same
         # (an OIDC provider keeps its discovery document and keys).
         self._built: dict[int, tuple[tuple[float, str], Provider]] = {}
+        self._loading: asyncio.Future[None] | None = None
+
+    def start_loading(self) -> None:
+        """Import the provider modules in a thread, in the background: their
+        libraries (pysaml2, ldap3, authlib) take seconds to import on a slow
+        machine, and the daemon must answer (the sign-in page, the wizard)
+        before anyone needs them. Whatever needs a kind waits for it."""
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(asyncio.to_thread(catalog.load))
+
+    async def provider_type(self, kind: ProviderKind | str) -> ProviderType:
+        """The type of ``kind`` once the modules are loaded."""
+        await self._loaded()
+        return catalog.provider_type(kind)
+
+    async def types(self) -> list[ProviderType]:
+        """Every provider type this build offers."""
+        await self._loaded()
+        return catalog.available()
+
+    async def _loaded(self) -> None:
+        self.start_loading()
+        assert self._loading is not None
+        # shield: a request that goes away must not cancel everyone's load.
+        await asyncio.shield(self._loading)
 
     # --- administering --------------------------------------------------------
 
@@ -119,7 +145,7 @@ class ProviderService:
     ) -> ProviderRecord:
         """Save a new provider from the admin form's values (disabled unless
         ``enabled`` is given)."""
-        ptype = catalog.provider_type(kind)
+        ptype = await self.provider_type(kind)
         name = self._name(values)
         slug = (values.get("slug") or "").strip() or slug_of(name)
         if not SLUG_RE.match(slug):
@@ -147,7 +173,7 @@ class ProviderService:
     ) -> ProviderRecord:
         """Change a provider's settings; secrets left empty stay as stored."""
         record = await self._store.get(provider_id)
-        ptype = catalog.provider_type(record.kind)
+        ptype = await self.provider_type(record.kind)
         name = self._name(values)
         config, secrets = ptype.clean(values, record.secrets)
         enabled = _truthy(values.get("enabled"))
@@ -273,12 +299,13 @@ class ProviderService:
             state_dir=self._state_dir / "auth" / record.slug,
         )
 
-    def _provider(self, record: ProviderRecord, base_url: str) -> Provider:
+    async def _provider(self, record: ProviderRecord, base_url: str) -> Provider:
         key = (record.updated_at, base_url)
         cached = self._built.get(record.id)
         if cached is not None and cached[0] == key:
             return cached[1]
-        provider = catalog.provider_type(record.kind).build(record, self.env(record, base_url))
+        ptype = await self.provider_type(record.kind)
+        provider = ptype.build(record, self.env(record, base_url))
         self._built[record.id] = (key, provider)
         return provider
 
@@ -294,7 +321,7 @@ class ProviderService:
     ) -> CheckResult:
         """Test a provider's configuration (and look a user up, for LDAP)."""
         record = await self._store.get(provider_id)
-        result = await self._provider(record, base_url).check(username, password)
+        result = await (await self._provider(record, base_url)).check(username, password)
         await self._audit.record(
             AuditEvent.PROVIDER_TESTED,
             username=actor,
@@ -309,7 +336,7 @@ class ProviderService:
         """The document a provider publishes (SAML SP metadata)."""
         record = await self._store.by_slug(slug)
         # In a thread: a provider may make or read files for it (SAML's key pair).
-        document = await asyncio.to_thread(self._provider(record, base_url).metadata)
+        document = await asyncio.to_thread((await self._provider(record, base_url)).metadata)
         if document is None:
             raise ProviderNotFoundError(f"{record.name} publishes no metadata")
         return document
@@ -332,7 +359,7 @@ class ProviderService:
     ) -> User:
         """Sign in through a password provider (LDAP), throttled as local sign-ins are."""
         record = await self._enabled(slug, FlowStyle.PASSWORD)
-        provider = self._provider(record, base_url)
+        provider = await self._provider(record, base_url)
         assert isinstance(provider, PasswordProvider)
         counters = await self._auth.reserve_sign_in(username, ip=ip)
         if not username.strip() or not password:
@@ -352,7 +379,7 @@ class ProviderService:
     async def start(self, slug: str, base_url: str, next_path: str) -> str:
         """Begin a redirect sign-in: the URL to send the browser to."""
         record = await self._enabled(slug, FlowStyle.REDIRECT)
-        provider = self._provider(record, base_url)
+        provider = await self._provider(record, base_url)
         assert isinstance(provider, RedirectProvider)
         begun = await provider.start()
         await self._store.save_flow(
@@ -363,7 +390,7 @@ class ProviderService:
     async def finish(self, slug: str, callback: Callback, base_url: str, *, ip: str) -> Finished:
         """Complete a redirect sign-in from its callback."""
         record = await self._enabled(slug, FlowStyle.REDIRECT)
-        provider = self._provider(record, base_url)
+        provider = await self._provider(record, base_url)
         assert isinstance(provider, RedirectProvider)
         try:
             flow_id = provider.flow_id(callback)
@@ -412,9 +439,4 @@ class ProviderService:
         )
 
 
-async def load_catalog() -> None:
-    """Import the provider modules (reads files: in a thread)."""
-    await asyncio.to_thread(catalog.load)
-
-
-__all__ = ["Finished", "ProviderKind", "ProviderService", "load_catalog", "slug_of"]
+__all__ = ["Finished", "ProviderKind", "ProviderService", "slug_of"]

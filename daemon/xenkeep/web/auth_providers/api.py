@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from xenkeep.auth.providers import catalog
 from xenkeep.errors import ValidationError
 from xenkeep.web import keys
 from xenkeep.web.access import admin
@@ -27,7 +26,7 @@ from xenkeep.web.forms import (
 async def _shown(request: web.Request, provider_id: int) -> web.Response:
     service = keys.providers(request.app)
     record = await service.get(provider_id)
-    ptype = catalog.provider_type(record.kind)
+    ptype = await keys.providers(request.app).provider_type(record.kind)
     return web.json_response(provider_json(record, ptype, await service.mappings(record.id)))
 
 
@@ -38,7 +37,7 @@ async def api_provider_types(request: web.Request) -> web.StreamResponse:
         {
             "types": [
                 {"kind": str(t.kind), "label": t.label, "fields": [field_json(f) for f in t.fields]}
-                for t in catalog.available()
+                for t in await keys.providers(request.app).types()
             ]
         }
     )
@@ -50,7 +49,7 @@ async def api_providers(request: web.Request) -> web.StreamResponse:
     service = keys.providers(request.app)
     shown = []
     for record in await service.all():
-        ptype = catalog.provider_type(record.kind)
+        ptype = await keys.providers(request.app).provider_type(record.kind)
         shown.append(provider_json(record, ptype, await service.mappings(record.id)))
     return web.json_response(
         {
@@ -66,7 +65,7 @@ async def api_provider_create(request: web.Request) -> web.StreamResponse:
     """Add a provider: ``{"kind", "name", "slug"?, "enabled"?, <its settings>}``."""
     body = await json_body(request)
     kind = text_field(body, "kind", max_length=16)
-    ptype = catalog.provider_type(kind)
+    ptype = await keys.providers(request.app).provider_type(kind)
     record = await keys.providers(request.app).create(
         kind,
         form_values(body, ptype),
@@ -93,7 +92,7 @@ async def api_provider_update(request: web.Request) -> web.StreamResponse:
     body = await json_body(request)
     actor = keys.require_user(request).username
     ip = keys.client_ip(request)
-    ptype = catalog.provider_type(record.kind)
+    ptype = await keys.providers(request.app).provider_type(record.kind)
     values = form_values(body, ptype)
     values.setdefault("name", record.name)
     await service.update(record.id, values, actor=actor, ip=ip)

@@ -9,7 +9,6 @@ from aiohttp import web
 from yarl import URL
 
 from xenkeep.auth.errors import ProviderNotFoundError
-from xenkeep.auth.providers import catalog
 from xenkeep.auth.providers.base import Callback, CheckResult, ProviderRecord
 from xenkeep.errors import AuthenticationError
 from xenkeep.web import keys
@@ -142,7 +141,7 @@ async def _index_context(request: web.Request, **extra: Any) -> dict[str, Any]:
     records = await service.all()
     context: dict[str, Any] = {
         "providers": [(r, await service.user_count(r.id)) for r in records],
-        "types": catalog.available(),
+        "types": await keys.providers(request.app).types(),
         "public_url": await service.public_url(),
         "derived_url": await base_url(request),
         "error": None,
@@ -189,7 +188,7 @@ async def _form_context(
     values: dict[str, Any] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    ptype = catalog.provider_type(kind)
+    ptype = await keys.providers(request.app).provider_type(kind)
     service = keys.providers(request.app)
     shown: dict[str, Any] = {"name": "", "slug": "", "enabled": False}
     env = None
@@ -235,7 +234,7 @@ async def provider_create(request: web.Request) -> web.StreamResponse:
     """Save a new provider."""
     form = await form_fields(request)
     kind = form.get("kind", "")
-    ptype = catalog.provider_type(kind)
+    ptype = await keys.providers(request.app).provider_type(kind)
     values = form_values(form, ptype)
     created = await attempt(
         keys.providers(request.app).create(
@@ -274,7 +273,7 @@ async def provider_update(request: web.Request) -> web.StreamResponse:
     service = keys.providers(request.app)
     record = await service.get(int_param(request, "provider_id"))
     form = await form_fields(request)
-    values = form_values(form, catalog.provider_type(record.kind))
+    values = form_values(form, await keys.providers(request.app).provider_type(record.kind))
     saved = await attempt(
         service.update(
             record.id, values, actor=keys.require_user(request).username, ip=keys.client_ip(request)
