@@ -75,7 +75,7 @@ function expireCodes() {
 
 // --- accounts -------------------------------------------------------------
 
-const accounts = config.accounts; // id -> { password, disabled, claims }
+const accounts = config.accounts; // id (the subject) -> { login, password, disabled, claims }
 
 async function findAccount(ctx, id) {
   const account = accounts[id];
@@ -218,7 +218,7 @@ provider.use(async (ctx, next) => {
         return;
       }
       const login = form.get('login') ?? '';
-      const account = accounts[login];
+      const [accountId, account] = Object.entries(accounts).find(([, a]) => a.login === login) ?? [];
       if (!account || account.password !== form.get('password')) {
         ctx.type = 'html';
         ctx.body = loginPage(details.uid, clientId, 'Wrong user name or password.', login);
@@ -229,7 +229,7 @@ provider.use(async (ctx, next) => {
         ctx.body = loginPage(details.uid, clientId, 'This account is disabled.', login);
         return;
       }
-      await provider.interactionFinished(ctx.req, ctx.res, { login: { accountId: login } },
+      await provider.interactionFinished(ctx.req, ctx.res, { login: { accountId } },
         { mergeWithLastSubmission: false });
       ctx.respond = false;
       return;

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -168,6 +169,9 @@ def _reason(exc: aiohttp.ClientConnectorError) -> str:
         return str(error.verify_message or error.reason)
     if isinstance(error, ssl.SSLError):
         return str(error.reason or error)
+    if isinstance(error, OSError) and error.errno and error.errno > 0:
+        # asyncio's own words name the address again; the OS's say what happened.
+        return os.strerror(error.errno)
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     return type(error).__name__
