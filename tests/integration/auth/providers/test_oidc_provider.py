@@ -298,7 +298,9 @@ async def test_an_expired_code_is_refused(corp: Corp, settings: Settings) -> Non
     callback = await corp.through_idp(agent)
     assert corp.idp.expire_codes() >= 1
     status, page = await agent.callback(callback)
-    await assert_refused(corp, agent, settings, status, page, "refused the sign-in code: invalid_grant")
+    await assert_refused(
+        corp, agent, settings, status, page, "refused the sign-in code: invalid_grant"
+    )
 
 
 async def test_a_code_from_a_mixed_up_issuer_is_refused(corp: Corp, settings: Settings) -> None:
