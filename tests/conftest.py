@@ -23,8 +23,15 @@ from xenkeep.config import Settings
 from xenkeep.web.server import RunningServer, start_server
 
 #: loop_disks and appliance: a real privileged helper serving loop disks;
-#: pytester: runs of pytest on generated tests (tests/test_no_blocking.py).
-pytest_plugins = ["tests.support.privhelper", "pytester"]
+#: pytester: runs of pytest on generated tests (tests/test_no_blocking.py);
+#: oidc_idp, google_idp, github_standin: identity providers on loopback,
+#: started (once per session) only by the tests that ask for them.
+pytest_plugins = [
+    "tests.support.privhelper",
+    "pytester",
+    "tests.support.idp_oidc",
+    "tests.support.github_standin",
+]
 
 
 @pytest.hookimpl(hookwrapper=True)
