@@ -4,6 +4,7 @@ routes: the full code flow, and every way an answer can be wrong."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from dataclasses import dataclass
@@ -149,9 +150,15 @@ async def test_sign_in_makes_an_account_without_rights_and_syncs_groups(
         members = await db.fetchall(
             "SELECT group_id, source FROM group_members WHERE user_id = ?", (made["id"],)
         )
+        # The ID token is remembered until it expires: never accepted twice.
+        replays = await db.fetchall("SELECT token_id, expires_at FROM auth_replay")
     finally:
         await db.close()
     assert [(m["group_id"], m["source"]) for m in members] == [(group_id, "provider")]
+    # oidc-provider's ID tokens carry no jti: the token's hash stands for it.
+    assert len(replays) == 1 and len(replays[0]["token_id"]) == len("sha256:") + 64
+    assert replays[0]["token_id"].startswith("sha256:")
+    assert replays[0]["expires_at"] > time.time()
     assert [
         e["detail"].get("provider") for e in await audit_events(corp.admin, "provider_sign_in")
     ] == ["Corp SSO"]
@@ -276,6 +283,17 @@ async def test_a_replayed_callback_is_refused(corp: Corp, settings: Settings) ->
     status, page = await thief.callback(callback)
     assert status == 401 and "expired or was already used" in page
     assert await thief.session_user() is None
+    assert len(await users(settings)) == 2
+
+
+async def test_the_same_callback_twice_at_once_signs_in_once(
+    corp: Corp, settings: Settings
+) -> None:
+    agent = corp.agent()
+    callback = await corp.through_idp(agent)
+    other = corp.agent()
+    results = await asyncio.gather(agent.callback(callback), other.callback(callback))
+    assert sorted(status for status, _ in results) == [200, 401]
     assert len(await users(settings)) == 2
 
 
