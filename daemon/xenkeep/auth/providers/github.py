@@ -248,7 +248,7 @@ class GitHubProvider(RedirectProvider):
         try:
             root = await self._http.get_json(self.settings.api_url + "/", what="API")
         except ProviderUnavailableError as exc:
-            steps.append(CheckStep("API", False, exc.message))
+            steps.append(CheckStep("API", False, exc.with_hint))
             return CheckResult(tuple(steps))
         steps.append(
             CheckStep(
@@ -259,24 +259,14 @@ class GitHubProvider(RedirectProvider):
                 else "not GitHub's API",
             )
         )
-        try:
-            ok, detail = await oauth.client_accepted(
-                self._http,
-                self._token_url,
-                client_id=self.settings.client_id,
-                client_secret=self.settings.client_secret,
-                redirect_uri=self.env.callback_url,
-                auth="client_secret_post",
-            )
-        except ProviderUnavailableError as exc:
-            ok, detail = False, exc.message
-        steps.append(CheckStep("Client id and secret", ok, detail))
-        steps.append(
-            CheckStep(
-                "Authorization callback URL",
-                self.env.callback_url.startswith("https://"),
-                f"set {self.env.callback_url} in the OAuth app's settings",
-            )
+        steps += await oauth.client_steps(
+            self._http,
+            self._token_url,
+            client_id=self.settings.client_id,
+            client_secret=self.settings.client_secret,
+            redirect_uri=self.env.callback_url,
+            auth="client_secret_post",
+            redirect_label="Authorization callback URL",
         )
         return CheckResult(tuple(steps))
 

@@ -19,7 +19,7 @@ from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from xenkeep.auth.errors import CredentialsRejectedError, ProviderUnavailableError
-from xenkeep.auth.providers.base import Callback
+from xenkeep.auth.providers.base import Callback, CheckStep
 from xenkeep.auth.providers.http import IdpHttp, printable
 
 #: Keys of a flow's saved data.
@@ -165,7 +165,7 @@ async def exchange_code(
     return body
 
 
-async def client_accepted(
+async def client_steps(
     http: IdpHttp,
     token_url: str,
     *,
@@ -173,10 +173,14 @@ async def client_accepted(
     client_secret: str,
     redirect_uri: str,
     auth: ClientAuth,
-) -> tuple[bool, str]:
-    """Whether the token endpoint accepts the client's credentials: a code
-    that cannot exist is refused as a bad code once the client is
-    authenticated, as a bad client before. (ok, what was answered)."""
+    redirect_label: str,
+) -> list[CheckStep]:
+    """What "test this configuration" says of the client: whether the token
+    endpoint accepts its credentials, and the redirect address to register.
+
+    A code that cannot exist is refused as a bad code once the client is
+    authenticated, and as a bad client before.
+    """
     try:
         await exchange_code(
             http,
@@ -190,6 +194,18 @@ async def client_accepted(
         )
     except TokenRefusedError as exc:
         if exc.error in CLIENT_ERRORS or exc.error.startswith("HTTP "):
-            return False, exc.message
-        return True, f"accepted (a made-up code was refused as {exc.error})"
-    return False, "a made-up code was accepted: this is not a trustworthy token endpoint"
+            ok, detail = False, exc.message
+        else:
+            ok, detail = True, f"accepted (a made-up code was refused as {exc.error})"
+    except ProviderUnavailableError as exc:
+        ok, detail = False, exc.with_hint
+    else:
+        ok, detail = False, "a made-up code was accepted: this is no trustworthy token endpoint"
+    return [
+        CheckStep("Client id and secret", ok, detail),
+        CheckStep(
+            redirect_label,
+            redirect_uri.startswith("https://"),
+            f"register {redirect_uri} at {http.name}",
+        ),
+    ]

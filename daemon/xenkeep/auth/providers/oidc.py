@@ -416,7 +416,7 @@ class OidcProvider(RedirectProvider):
         try:
             found = await self.discovery(fresh=True)
         except ProviderUnavailableError as exc:
-            steps.append(CheckStep("Discovery document", False, _words(exc)))
+            steps.append(CheckStep("Discovery document", False, exc.with_hint))
             return CheckResult(tuple(steps))
         steps.append(
             CheckStep(
@@ -430,7 +430,7 @@ class OidcProvider(RedirectProvider):
             self._keys_at = 0.0
             keys = await self.signing_keys()
         except ProviderUnavailableError as exc:
-            steps.append(CheckStep("Signing keys", False, _words(exc)))
+            steps.append(CheckStep("Signing keys", False, exc.with_hint))
         else:
             usable = [
                 a for a in found.algorithms if a in idtoken.ASYMMETRIC or a in idtoken.SYMMETRIC
@@ -443,30 +443,16 @@ class OidcProvider(RedirectProvider):
                     + (", ".join(usable) or "none usable"),
                 )
             )
-        try:
-            ok, detail = await oauth.client_accepted(
-                self._http,
-                found.token_endpoint,
-                client_id=self.settings.client_id,
-                client_secret=self.settings.client_secret,
-                redirect_uri=self.env.callback_url,
-                auth=found.client_auth,
-            )
-        except ProviderUnavailableError as exc:
-            ok, detail = False, _words(exc)
-        steps.append(CheckStep("Client id and secret", ok, detail))
-        steps.append(
-            CheckStep(
-                "Redirect address",
-                self.env.callback_url.startswith("https://"),
-                f"register {self.env.callback_url} at {self.record.name}",
-            )
+        steps += await oauth.client_steps(
+            self._http,
+            found.token_endpoint,
+            client_id=self.settings.client_id,
+            client_secret=self.settings.client_secret,
+            redirect_uri=self.env.callback_url,
+            auth=found.client_auth,
+            redirect_label="Redirect address",
         )
         return CheckResult(tuple(steps))
-
-
-def _words(exc: ProviderUnavailableError) -> str:
-    return exc.message + (f" ({exc.hint})" if exc.hint else "")
 
 
 # --- the types ---------------------------------------------------------------------

@@ -10,7 +10,7 @@ from aiohttp import web
 from xenkeep.auth.errors import ProviderNotFoundError
 from xenkeep.auth.providers import catalog
 from xenkeep.auth.providers.base import Callback, CheckResult, ProviderRecord
-from xenkeep.errors import AuthenticationError, UnavailableError, XenKeepError
+from xenkeep.errors import AuthenticationError, UnavailableError
 from xenkeep.web import keys
 from xenkeep.web.access import admin, csrf_exempt, public
 from xenkeep.web.auth_providers.common import base_url, form_values, shown_config
@@ -49,7 +49,7 @@ async def provider_start(request: web.Request) -> web.StreamResponse:
         )
     except (UnavailableError, ProviderNotFoundError) as exc:
         # Down, or unreachable: said on the sign-in page, where the other ways are.
-        return await _login_again(request, _said(exc), exc.status)
+        return await _login_again(request, exc.with_hint, exc.status)
     # Deliberately off the appliance (flash.redirect refuses that): the URL is
     # the identity provider's configured endpoint, never taken from the request.
     raise web.HTTPSeeOther(url)
@@ -84,7 +84,7 @@ async def provider_callback(request: web.Request) -> web.StreamResponse:
             request.match_info["slug"], await _callback(request), await base_url(request), ip=ip
         )
     except (AuthenticationError, ProviderNotFoundError, UnavailableError) as exc:
-        return await _login_again(request, _said(exc), exc.status)
+        return await _login_again(request, exc.with_hint, exc.status)
     cookie = await keys.auth(request.app).create_session(
         finished.user, ip=ip, user_agent=request.headers.get("User-Agent", "")
     )
@@ -93,10 +93,6 @@ async def provider_callback(request: web.Request) -> web.StreamResponse:
     )
     set_session_cookie(response, cookie)
     return response
-
-
-def _said(exc: XenKeepError) -> str:
-    return exc.message + (f" ({exc.hint})" if exc.hint else "")
 
 
 async def _login_again(request: web.Request, error: str, status: int = 401) -> web.Response:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from tests.support.idp_oidc import google_idp, oidc_idp  # noqa: F401 (fixtures)
 from tests.support.signin import SignInAgent
 from tests.support.web import Browser, complete_setup
 from xenkeep.config import Settings
+from xenkeep.store import open_database
 from xenkeep.web import keys
 
 
@@ -45,6 +47,39 @@ async def audit_events(admin: Browser, *names: str) -> list[dict[str, Any]]:
     status, body = await admin.api("GET", "/api/v1/audit")
     assert status == 200, body
     return [e for e in body["entries"] if e["event"] in names]
+
+
+async def user_rows(settings: Settings) -> list[dict[str, Any]]:
+    """Every account, oldest first."""
+    db = await open_database(settings.database_path)
+    try:
+        return [dict(r) for r in await db.fetchall("SELECT * FROM users ORDER BY id")]
+    finally:
+        await db.close()
+
+
+async def new_group(settings: Settings, name: str) -> int:
+    """A XenKeep group (its pages belong to another part of the work)."""
+    db = await open_database(settings.database_path)
+    try:
+        return await db.insert(
+            "INSERT INTO groups (name, created_at) VALUES (?, ?)", (name, time.time())
+        )
+    finally:
+        await db.close()
+
+
+async def memberships(settings: Settings, user_id: int) -> list[tuple[int, str]]:
+    """(group id, source) of a user's memberships."""
+    db = await open_database(settings.database_path)
+    try:
+        rows = await db.fetchall(
+            "SELECT group_id, source FROM group_members WHERE user_id = ? ORDER BY group_id",
+            (user_id,),
+        )
+    finally:
+        await db.close()
+    return [(int(r["group_id"]), str(r["source"])) for r in rows]
 
 
 @pytest.fixture

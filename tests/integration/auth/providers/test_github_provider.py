@@ -6,18 +6,23 @@ reached from a test machine)."""
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.integration.auth.providers.conftest import add_provider, audit_events, callback_base
+from tests.integration.auth.providers.conftest import (
+    add_provider,
+    audit_events,
+    callback_base,
+    memberships,
+    new_group,
+    user_rows,
+)
 from tests.support.github_standin import GitHubStandin, OAuthApp
 from tests.support.signin import SignInAgent, form_error, query_of, with_query
 from tests.support.web import Browser
 from xenkeep.config import Settings
-from xenkeep.store import open_database
 
 pytestmark = pytest.mark.slow
 
@@ -73,14 +78,6 @@ async def octo(admin: Browser, github_standin: GitHubStandin, agent_factory: Any
     return Octo(github_standin, admin, app, provider, agent_factory)
 
 
-async def user_rows(settings: Settings) -> list[dict[str, Any]]:
-    db = await open_database(settings.database_path)
-    try:
-        return [dict(r) for r in await db.fetchall("SELECT * FROM users ORDER BY id")]
-    finally:
-        await db.close()
-
-
 async def refused(agent: SignInAgent, settings: Settings, status: int, page: str) -> str:
     """The refusal's words, once checked that nothing changed."""
     assert status == 401, (status, form_error(page) or page[:2000])
@@ -90,13 +87,7 @@ async def refused(agent: SignInAgent, settings: Settings, status: int, page: str
 
 
 async def test_github_sign_in_with_organisations_and_teams(octo: Octo, settings: Settings) -> None:
-    db = await open_database(settings.database_path)
-    try:
-        ops = await db.insert(
-            "INSERT INTO groups (name, created_at) VALUES ('Ops', ?)", (time.time(),)
-        )
-    finally:
-        await db.close()
+    ops = await new_group(settings, "Ops")
     status, body = await octo.admin.api(
         "PUT",
         f"/api/v1/auth/providers/{octo.provider['id']}",
@@ -129,14 +120,7 @@ async def test_github_sign_in_with_organisations_and_teams(octo: Octo, settings:
     assert who["user"]["source"] == "github" and who["user"]["display_name"] == "Mona Lisa Octocat"
     made = (await user_rows(settings))[-1]
     assert made["external_id"] == "583231" and made["email"] == "mona@example.com"
-    db = await open_database(settings.database_path)
-    try:
-        members = await db.fetchall(
-            "SELECT group_id FROM group_members WHERE user_id = ?", (made["id"],)
-        )
-    finally:
-        await db.close()
-    assert [m["group_id"] for m in members] == [ops]
+    assert await memberships(settings, made["id"]) == [(ops, "provider")]
     assert len(await audit_events(octo.admin, "provider_sign_in")) == 1
 
     # Already authorized: GitHub does not ask again, and the account is found by id.

@@ -5,19 +5,23 @@ reached from a test machine: the preset's test hook points it there."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.integration.auth.providers.conftest import add_provider, callback_base
+from tests.integration.auth.providers.conftest import (
+    add_provider,
+    callback_base,
+    memberships,
+    new_group,
+    user_rows,
+)
 from tests.support.idp_oidc import Client, OidcIdp
 from tests.support.signin import SignInAgent, form_error, query_of
 from tests.support.web import Browser
 from xenkeep.auth.providers import oidc
 from xenkeep.config import Settings
-from xenkeep.store import open_database
 
 pytestmark = pytest.mark.slow
 
@@ -78,13 +82,7 @@ async def workspace(
 async def test_a_workspace_account_signs_in_and_its_domain_maps_to_a_group(
     workspace: Google, settings: Settings
 ) -> None:
-    db = await open_database(settings.database_path)
-    try:
-        staff = await db.insert(
-            "INSERT INTO groups (name, created_at) VALUES ('Staff', ?)", (time.time(),)
-        )
-    finally:
-        await db.close()
+    staff = await new_group(settings, "Staff")
     form = {
         "name": "Google",
         "client_id": workspace.client.client_id,
@@ -109,19 +107,9 @@ async def test_a_workspace_account_signs_in_and_its_domain_maps_to_a_group(
     assert who is not None
     assert who["user"]["username"] == "carol@example.com"
     assert who["user"]["display_name"] == "Carol Danvers" and who["user"]["source"] == "google"
-    db = await open_database(settings.database_path)
-    try:
-        row = await db.fetchone(
-            "SELECT id, external_id, email FROM users WHERE username = 'carol@example.com'"
-        )
-        assert row is not None
-        assert row["external_id"] == f"{workspace.idp.issuer} {CAROL_SUB}"
-        members = await db.fetchall(
-            "SELECT group_id FROM group_members WHERE user_id = ?", (row["id"],)
-        )
-    finally:
-        await db.close()
-    assert [m["group_id"] for m in members] == [staff]
+    made = next(u for u in await user_rows(settings) if u["username"] == "carol@example.com")
+    assert made["external_id"] == f"{workspace.idp.issuer} {CAROL_SUB}"
+    assert await memberships(settings, made["id"]) == [(staff, "provider")]
 
 
 async def test_an_account_outside_the_workspace_is_refused(workspace: Google) -> None:

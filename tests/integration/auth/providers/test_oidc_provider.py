@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.auth.providers.conftest import add_provider, audit_events, callback_base
+from tests.integration.auth.providers.conftest import (
+    add_provider,
+    audit_events,
+    callback_base,
+    memberships,
+    new_group,
+    user_rows,
+)
 from tests.support.idp_oidc import Client, OidcIdp, free_port
 from tests.support.signin import SignInAgent, form_error, query_of, with_query
 from tests.support.testca import TestCA
@@ -72,15 +79,6 @@ async def corp(admin: Browser, oidc_idp: OidcIdp, agent_factory: Any) -> Corp:
     return Corp(oidc_idp, admin, client, provider, agent_factory)
 
 
-async def users(settings: Settings) -> list[dict[str, Any]]:
-    db = await open_database(settings.database_path)
-    try:
-        rows = await db.fetchall("SELECT * FROM users ORDER BY id")
-        return [dict(r) for r in rows]
-    finally:
-        await db.close()
-
-
 async def assert_refused(
     corp: Corp, agent: SignInAgent, settings: Settings, status: int, page: str, words: str
 ) -> None:
@@ -91,7 +89,7 @@ async def assert_refused(
     assert words in shown, shown
     assert 'id="login-form"' in page
     assert await agent.session_user() is None
-    assert [u["username"] for u in await users(settings)] == ["alice"]
+    assert [u["username"] for u in await user_rows(settings)] == ["alice"]
     # Repeated failures from one address fold into one entry, counted.
     failures = await audit_events(corp.admin, "provider_sign_in_failed")
     corp.failures += 1
@@ -102,13 +100,7 @@ async def assert_refused(
 async def test_sign_in_makes_an_account_without_rights_and_syncs_groups(
     corp: Corp, settings: Settings
 ) -> None:
-    db = await open_database(settings.database_path)
-    try:
-        group_id = await db.insert(
-            "INSERT INTO groups (name, created_at) VALUES ('Operators', ?)", (time.time(),)
-        )
-    finally:
-        await db.close()
+    group_id = await new_group(settings, "Operators")
     status, body = await corp.admin.api(
         "PUT",
         f"/api/v1/auth/providers/{corp.provider['id']}",
@@ -142,19 +134,16 @@ async def test_sign_in_makes_an_account_without_rights_and_syncs_groups(
     assert who["user"]["username"] == "alice@corp"
     assert who["user"]["role"] == "user" and who["user"]["source"] == "oidc"
     assert who["user"]["display_name"] == "Alice Liddell"
-    made = (await users(settings))[-1]
+    made = (await user_rows(settings))[-1]
     assert made["external_id"] == f"{corp.idp.issuer} alice"
     assert made["email"] == "alice@example.org"
+    assert await memberships(settings, made["id"]) == [(group_id, "provider")]
     db = await open_database(settings.database_path)
     try:
-        members = await db.fetchall(
-            "SELECT group_id, source FROM group_members WHERE user_id = ?", (made["id"],)
-        )
         # The ID token is remembered until it expires: never accepted twice.
         replays = await db.fetchall("SELECT token_id, expires_at FROM auth_replay")
     finally:
         await db.close()
-    assert [(m["group_id"], m["source"]) for m in members] == [(group_id, "provider")]
     # oidc-provider's ID tokens carry no jti: the token's hash stands for it.
     assert len(replays) == 1 and len(replays[0]["token_id"]) == len("sha256:") + 64
     assert replays[0]["token_id"].startswith("sha256:")
@@ -169,7 +158,7 @@ async def test_sign_in_makes_an_account_without_rights_and_syncs_groups(
     status, _ = await again.callback(await corp.through_idp(again))
     assert status == 200
     assert (await again.session_user() or {})["user"]["id"] == made["id"]
-    assert len(await users(settings)) == 2
+    assert len(await user_rows(settings)) == 2
 
 
 @pytest.mark.parametrize(
@@ -283,7 +272,7 @@ async def test_a_replayed_callback_is_refused(corp: Corp, settings: Settings) ->
     status, page = await thief.callback(callback)
     assert status == 401 and "expired or was already used" in page
     assert await thief.session_user() is None
-    assert len(await users(settings)) == 2
+    assert len(await user_rows(settings)) == 2
 
 
 async def test_the_same_callback_twice_at_once_signs_in_once(
@@ -294,7 +283,7 @@ async def test_the_same_callback_twice_at_once_signs_in_once(
     other = corp.agent()
     results = await asyncio.gather(agent.callback(callback), other.callback(callback))
     assert sorted(status for status, _ in results) == [200, 401]
-    assert len(await users(settings)) == 2
+    assert len(await user_rows(settings)) == 2
 
 
 async def test_a_used_code_is_refused_with_a_fresh_state(corp: Corp, settings: Settings) -> None:
@@ -308,7 +297,7 @@ async def test_a_used_code_is_refused_with_a_fresh_state(corp: Corp, settings: S
     status, page = await other.callback(with_query(fresh, code=query_of(first)["code"]))
     assert status == 401 and "refused the sign-in code: invalid_grant" in page, page[:3000]
     assert await other.session_user() is None
-    assert len(await users(settings)) == 2
+    assert len(await user_rows(settings)) == 2
 
 
 async def test_an_expired_code_is_refused(corp: Corp, settings: Settings) -> None:
