@@ -100,7 +100,11 @@ class SignInAgent:
             context.load_verify_locations(cafile=str(extra))
         self.session = aiohttp.ClientSession(
             cookie_jar=aiohttp.CookieJar(unsafe=True),
-            connector=aiohttp.TCPConnector(ssl=context),
+            # Connections closed at once (see xenkeep.auth.providers.http): a
+            # TLS close left pending when the test's loop ends would leak.
+            connector=aiohttp.TCPConnector(
+                ssl=context, force_close=True, enable_cleanup_closed=True
+            ),
         )
         #: Every URL visited, in order (to look at what the IdP was sent).
         self.visited: list[str] = []

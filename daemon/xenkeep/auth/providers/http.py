@@ -101,7 +101,12 @@ class IdpHttp:
         """One call; any answer with a status (errors too), or
         ProviderUnavailableError when none came."""
         sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
-        connector = aiohttp.TCPConnector(ssl=await self.ssl_context())
+        # One connection per call, closed at once: an identity provider is
+        # asked a few times per sign-in, and a TLS peer that never answers
+        # the closing handshake must not leave the connection open behind.
+        connector = aiohttp.TCPConnector(
+            ssl=await self.ssl_context(), force_close=True, enable_cleanup_closed=True
+        )
         try:
             async with (
                 aiohttp.ClientSession(connector=connector, timeout=TIMEOUT) as session,

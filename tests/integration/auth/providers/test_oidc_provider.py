@@ -5,6 +5,7 @@ routes: the full code flow, and every way an answer can be wrong."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -515,6 +516,7 @@ async def test_testing_the_configuration(corp: Corp) -> None:
 async def test_secrets_are_never_shown_nor_logged(
     corp: Corp, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     secret = corp.client.client_secret
     agent = corp.agent()
     status, _ = await agent.callback(await corp.through_idp(agent))
