@@ -107,7 +107,7 @@ def test_sign_in_with_openid_connect(
     assert status == 200 and body["user"]["role"] == "user" and body["user"]["source"] == "oidc"
 
 
-def test_sign_in_with_github(
+def test_sign_in_with_the_github_standin(
     chrome_factory: ChromeFactory, xenkeepd: Daemon, github_standin: GitHubStandin
 ) -> None:
     driver = chrome_factory(f"{spki_pin(xenkeepd.cert_path)},{github_standin.cert.spki_pin}")

@@ -86,7 +86,9 @@ async def refused(agent: SignInAgent, settings: Settings, status: int, page: str
     return form_error(page)
 
 
-async def test_github_sign_in_with_organisations_and_teams(octo: Octo, settings: Settings) -> None:
+async def test_github_standin_sign_in_with_organisations_and_teams(
+    octo: Octo, settings: Settings
+) -> None:
     ops = await new_group(settings, "Ops")
     status, body = await octo.admin.api(
         "PUT",
@@ -130,7 +132,7 @@ async def test_github_sign_in_with_organisations_and_teams(octo: Octo, settings:
     assert (await again.session_user() or {})["user"]["id"] == made["id"]
 
 
-async def test_lists_in_many_pages(octo: Octo, settings: Settings) -> None:
+async def test_github_standin_lists_in_many_pages(octo: Octo, settings: Settings) -> None:
     status, body = await octo.admin.api(
         "PUT",
         f"/api/v1/auth/providers/{octo.provider['id']}",
@@ -148,7 +150,7 @@ async def test_lists_in_many_pages(octo: Octo, settings: Settings) -> None:
     assert (await agent.session_user() or {})["user"]["username"] == "joiner"
 
 
-async def test_a_bad_state_is_refused(octo: Octo, settings: Settings) -> None:
+async def test_github_standin_a_bad_state_is_refused(octo: Octo, settings: Settings) -> None:
     agent = octo.agent()
     callback = await octo.through_github(agent)
     status, page = await agent.callback(with_query(callback, state=secrets.token_urlsafe(32)))
@@ -161,7 +163,7 @@ async def test_a_bad_state_is_refused(octo: Octo, settings: Settings) -> None:
     assert status == 401 and "expired or was already used" in form_error(page)
 
 
-async def test_a_denied_authorization(octo: Octo, settings: Settings) -> None:
+async def test_github_standin_a_denied_authorization(octo: Octo, settings: Settings) -> None:
     agent = octo.agent()
     callback = await octo.through_github(agent, button=CANCEL)
     assert query_of(callback)["error"] == "access_denied"
@@ -174,21 +176,21 @@ async def test_a_denied_authorization(octo: Octo, settings: Settings) -> None:
     assert "declined" in failures[0]["detail"]["why"]
 
 
-async def test_an_unverified_primary_e_mail(octo: Octo, settings: Settings) -> None:
+async def test_github_standin_an_unverified_primary_e_mail(octo: Octo, settings: Settings) -> None:
     agent = octo.agent()
     status, page = await agent.callback(await octo.through_github(agent, "hubot"))
     said = await refused(agent, settings, status, page)
     assert "your primary e-mail address at GitHub is not verified" in said
 
 
-async def test_an_organisation_not_allowed(octo: Octo, settings: Settings) -> None:
+async def test_github_standin_an_organisation_not_allowed(octo: Octo, settings: Settings) -> None:
     agent = octo.agent()
     status, page = await agent.callback(await octo.through_github(agent, "outsider"))
     said = await refused(agent, settings, status, page)
     assert "outsider is not a member of an organisation allowed to sign in here" in said
 
 
-async def test_a_used_code_is_refused(octo: Octo, settings: Settings) -> None:
+async def test_github_standin_a_used_code_is_refused(octo: Octo, settings: Settings) -> None:
     agent = octo.agent()
     first = await octo.through_github(agent)
     status, _ = await agent.callback(first)
@@ -201,7 +203,7 @@ async def test_a_used_code_is_refused(octo: Octo, settings: Settings) -> None:
     assert await other.session_user() is None
 
 
-async def test_wrong_client_secret_and_the_configuration_test(
+async def test_github_standin_wrong_client_secret_and_the_configuration_test(
     octo: Octo, settings: Settings
 ) -> None:
     provider_id = octo.provider["id"]
@@ -225,7 +227,7 @@ async def test_wrong_client_secret_and_the_configuration_test(
     assert octo.app.client_secret not in str(body) and octo.app.client_secret not in page
 
 
-async def test_no_organisation_rules_reads_no_organisations(
+async def test_github_standin_no_organisation_rules_reads_no_organisations(
     admin: Browser, github_standin: GitHubStandin, agent_factory: Any, settings: Settings
 ) -> None:
     app = github_standin.register_app(f"{await callback_base(admin)}/auth/github/callback")
