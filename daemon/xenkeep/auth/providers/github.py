@@ -277,15 +277,10 @@ class GitHubType(ProviderType):
     kind = ProviderKind.GITHUB
     label = "GitHub"
     fields = (
-        FieldSpec(
-            "client_id",
-            "Client ID",
-            required=True,
-            max_length=128,
-            help="Of an OAuth app: GitHub, Settings, Developer settings, OAuth Apps "
-            "(or your organisation's settings).",
+        *oauth.client_fields(
+            "Of an OAuth app: GitHub, Settings, Developer settings, OAuth Apps "
+            "(or your organisation's settings)."
         ),
-        FieldSpec("client_secret", "Client secret", "secret", required=True, max_length=256),
         FieldSpec(
             "allowed_orgs",
             "Allowed organisations",

@@ -19,7 +19,7 @@ from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from xenkeep.auth.errors import CredentialsRejectedError, ProviderUnavailableError
-from xenkeep.auth.providers.base import Callback, CheckStep
+from xenkeep.auth.providers.base import Callback, CheckStep, FieldSpec
 from xenkeep.auth.providers.http import IdpHttp, printable
 
 #: Keys of a flow's saved data.
@@ -40,6 +40,15 @@ CLIENT_ERRORS = frozenset(
         "redirect_uri_mismatch",
     }
 )
+
+
+def client_fields(where: str) -> tuple[FieldSpec, FieldSpec]:
+    """The client id and secret every OAuth sign-in is registered with;
+    ``where`` says where the administrator finds them."""
+    return (
+        FieldSpec("client_id", "Client ID", required=True, max_length=256, help=where),
+        FieldSpec("client_secret", "Client secret", "secret", required=True, max_length=1024),
+    )
 
 
 @dataclass(frozen=True, slots=True)

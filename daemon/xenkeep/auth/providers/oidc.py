@@ -488,8 +488,7 @@ class OidcType(ProviderType):
             help="Exactly as the provider names itself, e.g. https://sso.example.com/realms/corp; "
             "its /.well-known/openid-configuration is read from there.",
         ),
-        FieldSpec("client_id", "Client ID", required=True, max_length=256),
-        FieldSpec("client_secret", "Client secret", "secret", required=True, max_length=1024),
+        *oauth.client_fields("As the provider shows it for the client you registered."),
         FieldSpec(
             "scopes",
             "Scopes",
@@ -573,15 +572,10 @@ class GoogleType(ProviderType):
     kind = ProviderKind.GOOGLE
     label = "Google"
     fields = (
-        FieldSpec(
-            "client_id",
-            "Client ID",
-            required=True,
-            max_length=256,
-            help="From Google Cloud console, APIs & Services, Credentials: an OAuth client "
-            "of type Web application.",
+        *oauth.client_fields(
+            "From Google Cloud console, APIs & Services, Credentials: an OAuth client "
+            "of type Web application."
         ),
-        FieldSpec("client_secret", "Client secret", "secret", required=True, max_length=1024),
         FieldSpec(
             "hosted_domain",
             "Google Workspace domain",
