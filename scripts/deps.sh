@@ -35,6 +35,12 @@ if python3 -c 'import ensurepip, venv' 2>/dev/null; then
   missing=("${missing[@]/python3-venv}")
 fi
 missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
+# The sign-in tests run a real OpenID provider under Node (npm installs it,
+# pinned by its lockfile, into ~/.cache/xenkeep/npm): any node and npm do,
+# Debian's (18) or another packaging's that provides both.
+if [ "$role" = test ] && ! { command -v node && command -v npm; } >/dev/null; then
+  missing+=(nodejs npm)
+fi
 
 export DEBIAN_FRONTEND=noninteractive
 updated=0

@@ -376,12 +376,17 @@ class ProviderService:
         await self._succeeded(record, user, created, ip)
         return user
 
-    async def start(self, slug: str, base_url: str, next_path: str) -> str:
+    async def start(self, slug: str, base_url: str, next_path: str, *, ip: str = "") -> str:
         """Begin a redirect sign-in: the URL to send the browser to."""
         record = await self._enabled(slug, FlowStyle.REDIRECT)
         provider = await self._provider(record, base_url)
         assert isinstance(provider, RedirectProvider)
-        begun = await provider.start()
+        try:
+            begun = await provider.start()
+        except AuthError as exc:
+            # The provider cannot be reached or refused to begin: audited too.
+            await self._failed(record, "", ip, exc.message)
+            raise
         await self._store.save_flow(
             record.id, begun.flow_id, {**begun.flow_data, NEXT_KEY: next_path}
         )

@@ -10,7 +10,7 @@ from yarl import URL
 
 from xenkeep.auth.errors import ProviderNotFoundError
 from xenkeep.auth.providers.base import Callback, CheckResult, ProviderRecord
-from xenkeep.errors import AuthenticationError
+from xenkeep.errors import AuthenticationError, UnavailableError
 from xenkeep.web import keys
 from xenkeep.web.access import admin, csrf_exempt, public
 from xenkeep.web.auth_providers.common import base_url, form_values, shown_config
@@ -40,11 +40,16 @@ MAX_CALLBACK_FIELD = 256 * 1024
 async def provider_start(request: web.Request) -> web.StreamResponse:
     """Send the browser to the identity provider."""
     service = keys.providers(request.app)
-    url = await service.start(
-        request.match_info["slug"],
-        await base_url(request),
-        safe_next(request.query.get("next")),
-    )
+    try:
+        url = await service.start(
+            request.match_info["slug"],
+            await base_url(request),
+            safe_next(request.query.get("next")),
+            ip=keys.client_ip(request),
+        )
+    except (UnavailableError, ProviderNotFoundError) as exc:
+        # Down, or unreachable: said on the sign-in page, where the other ways are.
+        return await _login_again(request, exc.with_hint, exc.status)
     # Deliberately off the appliance (flash.redirect refuses that): the URL is
     # the identity provider's configured endpoint, never taken from the request.
     # Sent byte for byte (encoded=True): yarl would otherwise re-quote the query
@@ -80,8 +85,8 @@ async def provider_callback(request: web.Request) -> web.StreamResponse:
         finished = await service.finish(
             request.match_info["slug"], await _callback(request), await base_url(request), ip=ip
         )
-    except (AuthenticationError, ProviderNotFoundError) as exc:
-        return await _login_again(request, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+    except (AuthenticationError, ProviderNotFoundError, UnavailableError) as exc:
+        return await _login_again(request, exc.with_hint, exc.status)
     cookie = await keys.auth(request.app).create_session(
         finished.user, ip=ip, user_agent=request.headers.get("User-Agent", "")
     )
