@@ -81,6 +81,11 @@ if [ "$role" = image ]; then
       updated=0
     fi
     apt_update
+    # systemd-journal-remote (the tests' journal files) must move with systemd:
+    # they share libsystemd-shared, and apt would remove it otherwise.
+    if dpkg-query -W -f='${Status}' systemd-journal-remote 2>/dev/null | grep -q 'install ok installed'; then
+      backports_pkgs+=(systemd-journal-remote)
+    fi
     echo "deps: installing ${backports_pkgs[*]} from bookworm-backports"
     "${sudo_[@]}" apt-get install -y -qq -t bookworm-backports "${backports_pkgs[@]}" >/dev/null
   fi
