@@ -9,7 +9,8 @@ role=${1:-test}
 
 run_pkgs=(python3-venv libsystemd-dev pkg-config gcc make git)
 test_pkgs=(qemu-utils curl xfsprogs btrfs-progs chromium chromium-driver slapd ldap-utils
-           xmlsec1 mtools dosfstools iproute2 openssl tar xxhash util-linux sudo)
+           xmlsec1 mtools dosfstools iproute2 openssl tar xxhash util-linux sudo
+           dnsmasq-base simplesamlphp php-cli php-xml php-mbstring stunnel4)
 image_pkgs=(kmod cpio grub-pc-bin grub-common grub-efi-amd64-bin dosfstools mtools
             erofs-utils qemu-system-x86 qemu-utils zstd)
 backports_pkgs=(mkosi systemd systemd-container systemd-boot)
@@ -34,6 +35,12 @@ if python3 -c 'import ensurepip, venv' 2>/dev/null; then
   missing=("${missing[@]/python3-venv}")
 fi
 missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
+# The sign-in tests run a real OpenID provider under Node (npm installs it,
+# pinned by its lockfile, into ~/.cache/xenkeep/npm): any node and npm do,
+# Debian's (18) or another packaging's that provides both.
+if [ "$role" = test ] && ! { command -v node && command -v npm; } >/dev/null; then
+  missing+=(nodejs npm)
+fi
 
 export DEBIAN_FRONTEND=noninteractive
 updated=0
@@ -46,6 +53,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   # packaged instance needs no configuration and must not start.
   echo 'slapd slapd/no_configuration boolean true' | "${sudo_[@]}" debconf-set-selections
   "${sudo_[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Real journal files for the log view and diagnostics tests. It must be the
+# version of the installed systemd (which may come from bookworm-backports
+# on a machine that built the image): its libsystemd-shared is shared.
+if [ "$role" = test ] && ! [ -x /lib/systemd/systemd-journal-remote ]; then
+  apt_update
+  sd=$(dpkg-query -W -f='${Version}' systemd 2>/dev/null || true)
+  echo "deps: installing systemd-journal-remote ${sd:-}"
+  "${sudo_[@]}" apt-get install -y -qq --no-install-recommends \
+    "systemd-journal-remote${sd:+=$sd}" >/dev/null
 fi
 
 if [ "$role" = image ]; then
@@ -63,6 +81,11 @@ if [ "$role" = image ]; then
       updated=0
     fi
     apt_update
+    # systemd-journal-remote (the tests' journal files) must move with systemd:
+    # they share libsystemd-shared, and apt would remove it otherwise.
+    if dpkg-query -W -f='${Status}' systemd-journal-remote 2>/dev/null | grep -q 'install ok installed'; then
+      backports_pkgs+=(systemd-journal-remote)
+    fi
     echo "deps: installing ${backports_pkgs[*]} from bookworm-backports"
     "${sudo_[@]}" apt-get install -y -qq -t bookworm-backports "${backports_pkgs[@]}" >/dev/null
   fi

@@ -23,8 +23,19 @@ from xenkeep.config import Settings
 from xenkeep.web.server import RunningServer, start_server
 
 #: loop_disks and appliance: a real privileged helper serving loop disks;
+#: slapd: one OpenLDAP server for the session (LDAP sign-in);
+#: saml_idp and idp_session: a real SAML IdP (SimpleSAMLphp) on loopback;
+#: oidc_idp, google_idp, github_standin: identity providers on loopback,
+#: started (once per session) only by the tests that ask for them;
 #: pytester: runs of pytest on generated tests (tests/test_no_blocking.py).
-pytest_plugins = ["tests.support.privhelper", "pytester"]
+pytest_plugins = [
+    "tests.support.privhelper",
+    "tests.support.slapd",
+    "tests.support.idp_saml",
+    "tests.support.idp_oidc",
+    "tests.support.github_standin",
+    "pytester",
+]
 
 
 @pytest.hookimpl(hookwrapper=True)

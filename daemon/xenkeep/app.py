@@ -7,7 +7,6 @@ opened and closed in one cleanup context, in dependency order.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -21,14 +20,20 @@ from aiohttp import web
 from xenkeep.auth.accounts import Accounts
 from xenkeep.auth.audit import AuditLog
 from xenkeep.auth.enrolment import TotpEnrolment
+from xenkeep.auth.external import ExternalAccounts
 from xenkeep.auth.grants import Grants
 from xenkeep.auth.groups import Groups
 from xenkeep.auth.manager import AuthManager
 from xenkeep.auth.places import JobFacts, Places
+from xenkeep.auth.providers.service import ProviderService
+from xenkeep.auth.providers.store import ProviderStore
 from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
 from xenkeep.backup.pools import ManagedPools
 from xenkeep.config import Settings
+from xenkeep.diagnostics import DiagnosticsService, Sources
+from xenkeep.diagnostics.bundle import SupportBundle
+from xenkeep.diagnostics.host import SystemdHost
 from xenkeep.errors import NotFoundError, StoreError
 from xenkeep.ops import Operations, Scheduler
 from xenkeep.pools.manager import PoolManager
@@ -36,7 +41,9 @@ from xenkeep.pools.registry import PoolRegistry
 from xenkeep.pools.tree import PoolTree
 from xenkeep.secretbox import KEY_NAME, SecretBox
 from xenkeep.store import Database, open_database
+from xenkeep.system.dbus import SystemBus
 from xenkeep.system.identity import IdentityManager, known_timezones
+from xenkeep.system.journal import Journal
 from xenkeep.system.setup_state import SetupState
 from xenkeep.system.tls import ensure_certificate
 from xenkeep.units import clock_duration, human_bytes
@@ -46,7 +53,7 @@ from xenkeep.web.pools.step import register_pool_step
 from xenkeep.web.routes import setup_routes
 from xenkeep.web.setup import register_core_steps
 from xenkeep.web.sse import end_event_streams
-from xenkeep.web.templating import base_context
+from xenkeep.web.templating import base_context, log_time, when
 from xenkeep.web.wizard import Wizard
 
 log = logging.getLogger(__name__)
@@ -67,10 +74,6 @@ def webui_dir() -> Path:
     if packaged.is_dir():
         return packaged
     return Path(__file__).resolve().parents[2] / "webui"
-
-
-def _format_utc(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -95,7 +98,8 @@ def create_app(settings: Settings) -> web.Application:
         # Templates are read once, at first use; no stat of the file per render.
         auto_reload=settings.dev,
     )
-    env.filters["utc"] = _format_utc
+    env.filters["when"] = when
+    env.filters["log_time"] = log_time
     env.filters["bytes"] = human_bytes
     env.filters["clock"] = clock_duration
     app["static_root_url"] = "/static"
@@ -139,6 +143,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         log.error("%s (%s)", exc.message, exc.hint)
     app[keys.SETUP_STATE] = SetupState(db)
     app[keys.ENROLMENT] = TotpEnrolment(db, secrets, auth)
+    providers = ProviderService(
+        ProviderStore(db, secrets), ExternalAccounts(db), auth, audit, settings.state_dir
+    )
+    providers.start_loading()
+    app[keys.PROVIDERS] = providers
     pools = PoolManager(PoolRegistry(db), secrets, audit, allow_http=settings.dev)
     app[keys.POOLS] = pools
     await pools.start()
@@ -185,6 +194,32 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.GRANTS] = Grants(db, audit, places)
     app[keys.GROUPS] = Groups(db, audit)
     app[keys.ACCOUNTS] = Accounts(db, auth, audit)
+    journal = Journal(Path(settings.journal_dir) if settings.journal_dir else None)
+    app[keys.JOURNAL] = journal
+    diagnostics = DiagnosticsService(
+        Sources(
+            backup=backup,
+            pools=pools,
+            ops=ops,
+            tls=app[keys.TLS],
+            host=SystemdHost(SystemBus(), journal),
+            schema_version=db.schema_version,
+        ),
+        ops,
+        scheduler=scheduler,
+    )
+    app[keys.DIAGNOSTICS] = diagnostics
+    app[keys.BUNDLE] = SupportBundle(
+        settings=settings,
+        db=db,
+        secrets=secrets,
+        diagnostics=diagnostics,
+        backup=backup,
+        pools=pools,
+        identity=identity,
+        journal=journal,
+        tls=app[keys.TLS],
+    )
     # Every domain has registered what it schedules: one loop runs them all.
     scheduler.start()
     try:

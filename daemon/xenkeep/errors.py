@@ -51,6 +51,11 @@ class XenKeepError(Exception):
         self.hint = hint
 
     @property
+    def with_hint(self) -> str:
+        """The message and, in brackets, the hint: one line to show a person."""
+        return self.message + (f" ({self.hint})" if self.hint else "")
+
+    @property
     def shown_on_form(self) -> bool:
         """True for what the person filling a form can act on: bad input,
         a conflict, a refused pool (502), a missing part (503); an internal

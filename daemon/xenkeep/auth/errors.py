@@ -13,6 +13,7 @@ from xenkeep.errors import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitedError,
+    UnavailableError,
     ValidationError,
     XenKeepError,
 )
@@ -86,3 +87,19 @@ class PasswordChangeRequiredError(AuthError, PermissionDeniedError):
     """Signed in with a temporary password: only changing it is allowed."""
 
     code = "password_change_required"
+
+
+class ProviderNotFoundError(AuthError, NotFoundError):
+    """No sign-in provider of that id or name (or it is not enabled)."""
+
+
+class ProviderExistsError(AuthError, ConflictError):
+    """A sign-in provider of that name or address already exists."""
+
+
+class ProviderConfigError(AuthError, ValidationError):
+    """A sign-in provider's setting that does not fit (names its field)."""
+
+
+class ProviderUnavailableError(AuthError, UnavailableError):
+    """The sign-in provider's server cannot be reached or answered badly."""

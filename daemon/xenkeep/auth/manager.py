@@ -412,7 +412,7 @@ class AuthManager:
         self._check_username(username)
         if password != confirm:
             raise AccountInputError("the two passwords differ", field="confirm")
-        passwords.check_policy(password, username)
+        await passwords.check_new_password(password, username)
         password_hash = await asyncio.to_thread(passwords.hash_password, password)
         now = self._clock()
         async with self._db.transaction() as tx:
@@ -478,7 +478,7 @@ class AuthManager:
         """
         username = username.strip()
         self._check_username(username)
-        passwords.check_policy(password, username)
+        await passwords.check_new_password(password, username)
         password_hash = await asyncio.to_thread(passwords.hash_password, password)
         now = self._clock()
         async with self._db.transaction() as tx:
@@ -791,7 +791,7 @@ class AuthManager:
             raise AccountInputError("the two new passwords differ", field="confirm")
         if new == old:
             raise AccountInputError("choose a password other than the current one", field="new")
-        passwords.check_policy(new, user.username)
+        await passwords.check_new_password(new, user.username, user.display_name)
         await self.check_own_password(user, old, ip=ip, field="old")
         new_hash = await asyncio.to_thread(passwords.hash_password, new)
         await self._set_password(user, new_hash, temporary=False, keep=keep)
@@ -839,6 +839,8 @@ class AuthManager:
             raise NoLocalPasswordError(
                 f"{user.username} signs in through {user.source}: there is no password here"
             )
+        # Made by the appliance (100 random bits): the length and character
+        # rules are the whole check it needs.
         passwords.check_policy(password, user.username)
         new_hash = await asyncio.to_thread(passwords.hash_password, password)
         return await self._set_password(user, new_hash, temporary=True, keep=None)
@@ -937,3 +939,17 @@ class AuthManager:
         )
         cap = row["token_max_role"]
         return TokenUse(User.from_row(row), None if cap is None else ObjectRole(cap))
+
+    # --- throttling for other ways of signing in --------------------------------
+
+    async def reserve_sign_in(self, username: str, *, ip: str) -> list[ThrottleKey]:
+        """Count a sign-in through a password provider (LDAP) before it is
+        checked, as :meth:`authenticate` does; give the counters back to
+        :meth:`release_sign_in` when it succeeds."""
+        counters = [("ip", ip), ("account", username.strip().lower())]
+        await self._reserve_attempt(counters, username=username, ip=ip)
+        return counters
+
+    async def release_sign_in(self, counters: Sequence[ThrottleKey]) -> None:
+        """Give back a successful sign-in's reservation."""
+        await self._release_attempt(counters)

@@ -204,6 +204,37 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/backup/restore"): (ADMIN, POOL),
     ("GET", "/api/v1/backup/smtp"): A,
     ("PUT", "/api/v1/backup/smtp"): A,
+    # Signing in through a provider: before anyone is signed in, by nature.
+    ("GET", "/auth/{slug}/start"): P,
+    ("GET", "/auth/{slug}/callback"): P,
+    ("POST", "/auth/{slug}/callback"): P,
+    ("GET", "/auth/{slug}/metadata"): P,
+    ("GET", "/admin/providers"): A,
+    ("POST", "/admin/providers/settings"): A,
+    ("GET", "/admin/providers/new"): A,
+    ("POST", "/admin/providers"): A,
+    ("GET", "/admin/providers/{provider_id}"): A,
+    ("POST", "/admin/providers/{provider_id}"): A,
+    ("POST", "/admin/providers/{provider_id}/mappings"): A,
+    ("POST", "/admin/providers/{provider_id}/test"): A,
+    ("GET", "/admin/providers/{provider_id}/delete"): A,
+    ("POST", "/admin/providers/{provider_id}/delete"): A,
+    ("GET", "/api/v1/auth/provider-types"): A,
+    ("GET", "/api/v1/auth/providers"): A,
+    ("POST", "/api/v1/auth/providers"): A,
+    ("PUT", "/api/v1/auth/providers/settings"): A,
+    ("GET", "/api/v1/auth/providers/{provider_id}"): A,
+    ("PUT", "/api/v1/auth/providers/{provider_id}"): A,
+    ("DELETE", "/api/v1/auth/providers/{provider_id}"): A,
+    ("POST", "/api/v1/auth/providers/{provider_id}/test"): A,
+    # Diagnostics, the journal and the support bundle: support staff too.
+    ("GET", "/diagnostics"): T,
+    ("POST", "/diagnostics/run"): T,
+    ("GET", "/diagnostics/logs"): T,
+    ("GET", "/api/v1/diagnostics"): T,
+    ("POST", "/api/v1/diagnostics/run"): T,
+    ("GET", "/api/v1/diagnostics/bundle"): T,
+    ("GET", "/api/v1/logs"): T,
 }
 
 PRINCIPALS = (
@@ -323,6 +354,8 @@ async def matrix(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Matr
             "group_id": "999999",
             "grant_id": "999999",
             "step": "token",
+            "slug": "no-such-provider",
+            "provider_id": "999999",
         }
         yield Matrix(w, params, objects, browsers)
 
