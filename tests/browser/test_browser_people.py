@@ -37,7 +37,8 @@ def shown_vms(ui: UI) -> list[str]:
 
 def test_a_group_grant_shows_the_user_one_vm(ui: UI, xenkeepd: Daemon, tmp_path: Path) -> None:
     with SimulatorThread(tmp_path / "pool", demo=True) as sim:
-        ui.first_boot_with_pool(PASSWORD, sim.url)
+        ui.set_up_through_api("alice", PASSWORD)
+        ui.add_pool(sim.url)
 
         # The administrator sees every VM.
         ui.open("/")

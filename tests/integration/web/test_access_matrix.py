@@ -385,7 +385,8 @@ async def call(b: Browser, method: str, path: str, body: dict[str, str]) -> tupl
     async with b.session.request(method, b.url(path), allow_redirects=False, **kwargs) as resp:
         code = ""
         if resp.content_type != "text/event-stream":  # a live stream is not read to its end
-            text = await resp.text()
+            # Bytes: a support bundle is a gzip, not text.
+            text = (await resp.read()).decode("utf-8", "replace")
             if resp.content_type == "application/json":
                 data = json.loads(text)
                 error = data.get("error") if isinstance(data, dict) else None
