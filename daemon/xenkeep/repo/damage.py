@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -44,21 +44,6 @@ class FileDamage:
         whole = not self.blocks or not other.blocks
         blocks = () if whole else tuple(sorted(set(self.blocks) | set(other.blocks)))
         return FileDamage(self.key, self.file, "; ".join(reasons), blocks)
-
-
-def block_ranges(blocks: Sequence[int]) -> str:
-    """``[1, 2, 3, 7]`` as ``"1-3, 7"``: block lists can be long."""
-    out: list[str] = []
-    ordered = sorted(set(blocks))
-    start = prev = None
-    for b in [*ordered, None]:
-        if b is not None and prev is not None and b == prev + 1:
-            prev = b
-            continue
-        if start is not None:
-            out.append(str(start) if start == prev else f"{start}-{prev}")
-        start = prev = b
-    return ", ".join(out)
 
 
 def flagged_files(vmdir: VmDir) -> dict[str, FileDamage]:

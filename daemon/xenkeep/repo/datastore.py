@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from xenkeep.formats.errors import VhdFormatError
+from xenkeep.units import number_ranges
 
 from . import damage as damage_flags
-from .damage import FileDamage, block_ranges, flagged_files
+from .damage import FileDamage, flagged_files
 from .errors import (
     ChainBrokenError,
     ChainBusyError,
@@ -549,6 +550,33 @@ class Datastore:
                     "read (damaged blocks become zeros and are listed)",
                 ) from None
 
+    def check_point(self, vm_uuid: str, point_id: str, keys: list[str]) -> None:
+        """Refuse a point whose disks ``keys`` a read is already known to meet
+        damage in (flagged by an earlier read or verify): DamagedDataError
+        naming the blocks and where intact copies are; blocking."""
+        with self.reading(vm_uuid) as vmdir:
+            point = vmdir.load_point(point_id)
+            flags = flagged_files(vmdir)
+            for disk in point.disks:
+                if disk.key not in keys:
+                    continue
+                found = [
+                    FileDamage(d.disk, d.file, d.reason, d.blocks)
+                    for d in _point_damage(vmdir, point, flags)
+                    if d.disk == disk.key
+                ]
+                if not found:
+                    continue
+                blocks = sorted({b for f in found for b in f.blocks})
+                raise DamagedDataError(
+                    f"restore point {point_id} of VM {vmdir.vm_uuid} disk {disk.key} is "
+                    f"damaged: {describe_findings(found)}; "
+                    + self._copies_note(vmdir, point_id, disk.key, blocks),
+                    findings=found,
+                    hint="restore an intact restore point, or choose to restore what can be "
+                    "read (damaged blocks become zeros and are listed)",
+                )
+
     def intact_elsewhere(self, vm_uuid: str, point_id: str, key: str, blocks: list[int]) -> str:
         """Which other restore points hold ``blocks`` of disk ``key`` intact, in
         words (each block involved is read and checked); blocking."""
@@ -668,7 +696,7 @@ def describe_copies(
         groups.setdefault(tuple(holders), []).append(block)
     parts = []
     for group, blocks in groups.items():
-        what = f"block{'s' if len(blocks) > 1 else ''} {block_ranges(blocks)}"
+        what = f"block{'s' if len(blocks) > 1 else ''} {number_ranges(blocks)}"
         if group:
             parts.append(f"an intact copy of {what}: restore point {named(list(group))}")
         else:

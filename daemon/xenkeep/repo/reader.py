@@ -33,8 +33,9 @@ from typing import BinaryIO, Final
 
 from xenkeep.formats.errors import VhdFormatError
 from xenkeep.formats.vhd import DISK_DIFFERENCING, SECTOR, VhdChain, VhdFile, bitmap_runs
+from xenkeep.units import number_ranges
 
-from .damage import FileDamage, block_ranges
+from .damage import FileDamage
 from .errors import ChainBrokenError, ChecksumFileError, DamagedDataError, PointNotFoundError
 from .layout import RestorePoint, VmDir
 from .sums import block_digest, read_sums
@@ -297,7 +298,7 @@ def describe_findings(findings: Sequence[FileDamage]) -> str:
     parts = []
     for d in findings:
         if d.blocks:
-            what = f"block{'s' if len(d.blocks) > 1 else ''} {block_ranges(d.blocks)}"
+            what = f"block{'s' if len(d.blocks) > 1 else ''} {number_ranges(d.blocks)}"
             parts.append(f"{what} of {d.file}.vhd: {d.reason}")
         else:
             parts.append(f"{d.file}.vhd cannot be checked: {d.reason}")
