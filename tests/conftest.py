@@ -16,6 +16,7 @@ from blockbuster import BlockBuster
 from pytest_asyncio import is_async_test
 
 import xapisim
+from xapisim.pool import PARTIAL_BLOCKS_ENV
 from tests.support.web import Browser, make_settings
 from xenkeep import blocking
 from xenkeep.app import create_app
@@ -25,6 +26,12 @@ from xenkeep.web.server import RunningServer, start_server
 #: loop_disks and appliance: a real privileged helper serving loop disks;
 #: pytester: runs of pytest on generated tests (tests/test_no_blocking.py).
 pytest_plugins = ["tests.support.privhelper", "pytester"]
+
+# Every simulator the tests start (in process or as `python -m xapisim`)
+# exports deltas with partial blocks, as real differencing disks can hold
+# them, so the product's path for them is what the suite exercises. A test
+# that wants whole blocks passes partial_blocks=False.
+os.environ.setdefault(PARTIAL_BLOCKS_ENV, "1")
 
 
 @pytest.hookimpl(hookwrapper=True)
