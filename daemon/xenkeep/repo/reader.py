@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid as uuidlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -578,6 +579,22 @@ def matches(fd: int, offset: int, length: int, bitmap: bytes, digest: bytes) -> 
         parts.append(piece)
         got += len(piece)
     return bool(block_digest(bitmap, b"".join(parts)) == digest)
+
+
+@dataclass(frozen=True)
+class FileShape:
+    """What a delta written on top of a stored VHD must match and name."""
+
+    size: int
+    block_size: int
+    uuid: uuidlib.UUID
+    timestamp: int
+
+
+def file_shape(path: Path) -> FileShape:
+    """Size, block size, uuid and timestamp of a stored VHD (headers only)."""
+    with VhdFile.open(path) as vhd:
+        return FileShape(vhd.size, vhd.block_size, vhd.uuid, vhd.footer.timestamp)
 
 
 def stored_bytes(path: Path) -> int:
