@@ -542,13 +542,15 @@ class RestoreRun(RunBase):
         if not reader.zeroed and not unchecked:
             return
         zeroed = sorted(reader.zeroed)
-        where = (
-            await asyncio.to_thread(
-                self.datastore.intact_elsewhere, point.vm_uuid, point.id, key, zeroed
+        where = ""
+        if zeroed:
+            where = await asyncio.to_thread(
+                self.datastore.intact_elsewhere,
+                point.vm_uuid,
+                point.id,
+                key,
+                [f for f in findings if f.blocks],
             )
-            if zeroed
-            else ""
-        )
         self.damage[key] = {
             "disk": key,
             "zeroed": zeroed,

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -541,8 +541,7 @@ class Datastore:
                         damage_flags.record(vmdir, reader.findings, by="read")
             except DamagedDataError as exc:
                 damage_flags.record(vmdir, exc.findings, by="read")
-                blocks = sorted({b for f in exc.findings for b in f.blocks})
-                elsewhere = self._copies_note(vmdir, point_id, key, blocks)
+                elsewhere = self._copies_note(vmdir, point_id, key, exc.findings)
                 raise DamagedDataError(
                     f"{exc.message}; {elsewhere}",
                     findings=exc.findings,
@@ -567,29 +566,52 @@ class Datastore:
                 ]
                 if not found:
                     continue
-                blocks = sorted({b for f in found for b in f.blocks})
                 raise DamagedDataError(
                     f"restore point {point_id} of VM {vmdir.vm_uuid} disk {disk.key} is "
                     f"damaged: {describe_findings(found)}; "
-                    + self._copies_note(vmdir, point_id, disk.key, blocks),
+                    + self._copies_note(vmdir, point_id, disk.key, found),
                     findings=found,
                     hint="restore an intact restore point, or choose to restore what can be "
                     "read (damaged blocks become zeros and are listed)",
                 )
 
-    def intact_elsewhere(self, vm_uuid: str, point_id: str, key: str, blocks: list[int]) -> str:
-        """Which other restore points hold ``blocks`` of disk ``key`` intact, in
-        words (each block involved is read and checked); blocking."""
+    def intact_elsewhere(
+        self, vm_uuid: str, point_id: str, key: str, findings: list[FileDamage]
+    ) -> str:
+        """Which other restore points hold what ``findings`` name of disk
+        ``key`` intact, in words (each block involved is read and checked);
+        blocking."""
         with self.reading(vm_uuid) as vmdir:
-            return self._copies_note(vmdir, point_id, key, blocks)
+            return self._copies_note(vmdir, point_id, key, findings)
 
-    def _copies_note(self, vmdir: VmDir, point_id: str, key: str, blocks: list[int]) -> str:
+    def _copies_note(
+        self, vmdir: VmDir, point_id: str, key: str, findings: Sequence[FileDamage]
+    ) -> str:
         points = vmdir.list_points()
-        if not blocks:
-            # The whole file is in question: any point outside its chain may do.
-            return "an intact point is one a verify finds undamaged"
-        copies = intact_copies(vmdir, key, blocks, points, exclude=point_id)
-        return describe_copies(point_id, points, copies, len(set(blocks)))
+        notes = []
+        blocks = sorted({b for f in findings for b in f.blocks})
+        if blocks:
+            copies = intact_copies(vmdir, key, blocks, points, exclude=point_id)
+            notes.append(describe_copies(point_id, points, copies, len(blocks)))
+        whole = {f.file for f in findings if not f.blocks}
+        if whole:
+            # A file that cannot be checked at all: the points not built on it.
+            others = []
+            for p in points:
+                if p.id == point_id:
+                    continue
+                with contextlib.suppress(PointNotFoundError, ChainBrokenError):
+                    if not whole & set(vmdir.chain_files(key, p.disk(key).file)):
+                        others.append(p)
+            names = ", ".join(sorted(f"{f}.vhd" for f in whole))
+            if others:
+                notes.append(
+                    f"restore points not built on {names}: "
+                    + describe_points(point_id, points, [p.id for p in others])
+                )
+            else:
+                notes.append(f"every other restore point is built on {names}")
+        return "; ".join(notes)
 
     async def read_disk(
         self, vm_uuid: str, point_id: str, key: str, *, salvage: bool = False
@@ -680,17 +702,18 @@ def _point_damage(
     return out
 
 
+def describe_points(point_id: str, points: list[RestorePoint], ids: list[str]) -> str:
+    """``X (older), Y (newer)``: other points named relative to ``point_id``."""
+    seqs = {p.id: p.seq for p in points}
+    mine = seqs.get(point_id, 0)
+    return ", ".join(f"{i} ({'older' if seqs.get(i, 0) < mine else 'newer'})" for i in ids)
+
+
 def describe_copies(
     point_id: str, points: list[RestorePoint], copies: dict[int, list[str]], wanted: int
 ) -> str:
     """Where intact copies of damaged blocks are, in words: ``an intact copy
     of block 5: restore point X (older)``."""
-    seqs = {p.id: p.seq for p in points}
-    mine = seqs.get(point_id, 0)
-
-    def named(ids: list[str]) -> str:
-        return ", ".join(f"{i} ({'older' if seqs.get(i, 0) < mine else 'newer'})" for i in ids)
-
     groups: dict[tuple[str, ...], list[int]] = {}
     for block, holders in sorted(copies.items()):
         groups.setdefault(tuple(holders), []).append(block)
@@ -698,7 +721,8 @@ def describe_copies(
     for group, blocks in groups.items():
         what = f"block{'s' if len(blocks) > 1 else ''} {number_ranges(blocks)}"
         if group:
-            parts.append(f"an intact copy of {what}: restore point {named(list(group))}")
+            named = describe_points(point_id, points, list(group))
+            parts.append(f"an intact copy of {what}: restore point {named}")
         else:
             parts.append(f"no other restore point holds {what} intact")
     note = "; ".join(parts)

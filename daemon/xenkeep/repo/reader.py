@@ -294,13 +294,24 @@ class DiskReader:
         )
 
 
+#: A reason about one block, for the sentences naming a single block.
+_ONE: Final = {
+    MISMATCH: "does not match its checksum",
+    NO_SUM: "has no checksum",
+    NOT_IN_FILE: "is listed in the checksums but missing from the file",
+}
+
+
 def describe_findings(findings: Sequence[FileDamage]) -> str:
     """The findings in words: file, blocks and reason of each."""
     parts = []
     for d in findings:
-        if d.blocks:
-            what = f"block{'s' if len(d.blocks) > 1 else ''} {number_ranges(d.blocks)}"
-            parts.append(f"{what} of {d.file}.vhd: {d.reason}")
+        if len(d.blocks) == 1:
+            reason = _ONE.get(d.reason, f"({d.reason})")
+            parts.append(f"block {d.blocks[0]} of {d.file}.vhd {reason}")
+        elif d.blocks:
+            reason = d.reason.removeprefix("blocks ")
+            parts.append(f"blocks {number_ranges(d.blocks)} of {d.file}.vhd {reason}")
         else:
             parts.append(f"{d.file}.vhd cannot be checked: {d.reason}")
     return "; ".join(parts)
