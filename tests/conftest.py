@@ -16,8 +16,8 @@ from blockbuster import BlockBuster
 from pytest_asyncio import is_async_test
 
 import xapisim
-from xapisim.pool import PARTIAL_BLOCKS_ENV
 from tests.support.web import Browser, make_settings
+from xapisim.pool import PARTIAL_BLOCKS_ENV
 from xenkeep import blocking
 from xenkeep.app import create_app
 from xenkeep.config import Settings

@@ -423,23 +423,31 @@ class _Opened:
         return self.verdicts[(file, index)]
 
 
-def _resolves_intact(opened: _Opened, chain: Sequence[str], index: int) -> bool:
-    """Whether block ``index`` of the chain reads without meeting damage."""
+def _suppliers(opened: _Opened, files: Sequence[str], index: int) -> tuple[list[str], bool] | None:
+    """The files of ``files`` (newest first) a read of block ``index`` takes
+    sectors from, and whether they answer for all of it; None if one of them
+    cannot be opened."""
+    out: list[str] = []
     remaining: int | None = None
-    for file in chain:
+    for file in files:
         vhd = opened.get(file)
         if vhd is None:
-            return False
+            return None
         if index >= vhd.block_count or not vhd.block_present(index):
             continue
-        if not opened.intact(file, index):
-            return False
-        mask = _coverage(vhd, index)
+        out.append(file)
         full = (1 << (vhd.block_size // SECTOR)) - 1
-        remaining = (full if remaining is None else remaining) & ~mask
+        remaining = (full if remaining is None else remaining) & ~_coverage(vhd, index)
         if remaining == 0:
-            return True
-    return True  # what no file holds reads as zeros: nothing damaged there
+            return out, True
+    return out, False
+
+
+def _resolves_intact(opened: _Opened, chain: Sequence[str], index: int) -> bool:
+    """Whether block ``index`` of the chain reads without meeting damage (what
+    no file holds reads as zeros: nothing damaged there)."""
+    found = _suppliers(opened, chain, index)
+    return found is not None and all(opened.intact(f, index) for f in found[0])
 
 
 #: At most this many damaged blocks are looked for in other points: enough to
@@ -502,18 +510,8 @@ def reaching(
 
 def _covered(opened: _Opened, newer: Sequence[str], index: int) -> bool:
     """Whether the files in ``newer`` answer for every sector of block ``index``."""
-    remaining: int | None = None
-    for file in newer:
-        vhd = opened.get(file)
-        if vhd is None:
-            return False
-        if index >= vhd.block_count or not vhd.block_present(index):
-            continue
-        full = (1 << (vhd.block_size // SECTOR)) - 1
-        remaining = (full if remaining is None else remaining) & ~_coverage(vhd, index)
-        if remaining == 0:
-            return True
-    return False
+    found = _suppliers(opened, newer, index)
+    return found is not None and found[1]
 
 
 # --------------------------------------------------------------------------

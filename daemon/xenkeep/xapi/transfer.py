@@ -375,16 +375,22 @@ async def _import(
             raise
         await queue.put(_EOF)
 
-    def source_failure() -> BaseException | None:
+    source_broke = False
+
+    async def source_failure() -> BaseException | None:
+        if source_broke:
+            # It put its marker and raises next: wait for that.
+            await asyncio.wait({puller})
         if puller.done() and not puller.cancelled():
             return puller.exception()
         return None
 
     async def body() -> AsyncIterator[bytes]:
-        nonlocal sent
+        nonlocal sent, source_broke
         while True:
             item = await queue.get()
             if item is _SOURCE_FAILED:
+                source_broke = True
                 raise _SourceFailed(f"{what}: the source failed after {sent} bytes")
             if isinstance(item, _Eof):
                 if size is not None and sent != size:
@@ -419,7 +425,7 @@ async def _import(
                     raise await _http_failure(resp, what)
                 await resp.read()
         except _RETRYABLE as exc:
-            if (failed := source_failure()) is not None:
+            if (failed := await source_failure()) is not None:
                 raise failed from None
             await transfer.check_cancelled()
             # The pool may have refused the data and said why in the task.
@@ -432,14 +438,14 @@ async def _import(
                 f"{client.translate(exc, what).message} after {sent} bytes",
                 hint="imports cannot resume; run the import again",
             ) from None
-        if (failed := source_failure()) is not None:
+        if (failed := await source_failure()) is not None:
             raise failed from None
         assert transfer.task is not None
         result = await wait_task(client, transfer.task, poll_seconds=0.1, timeout=300)
         return TransferResult(sent, 1, time.monotonic() - started, result)
     except BaseException as exc:
         await transfer.cancel()
-        if isinstance(exc, Exception) and (failed := source_failure()) is not None:
+        if isinstance(exc, Exception) and (failed := await source_failure()) is not None:
             raise failed from None
         raise
     finally:
