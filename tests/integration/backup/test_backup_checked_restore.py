@@ -140,10 +140,9 @@ async def test_a_damaged_block_never_reaches_the_pool(
 async def test_a_merge_in_a_backup_run_refuses_damage(
     manager: BackupManager, client: XapiClient, vm: TestVm
 ) -> None:
-    job_id, (_p1, p2, p3), contents = await three_points(manager, client, vm, retention=2)
+    job_id, ids, contents = await three_points(manager, client, vm, retention=2)
     # Retention 2 merged P1 away already; P2 is the full now, P3 its delta.
-    ids = [p["id"] for p in await manager.points(vm.uuid)]
-    assert ids == [p2, p3]
+    p2, p3 = ids
     delta = await stored_vhd(manager, vm, p3)
     await asyncio.to_thread(rot_block, delta, 5, at=10)
     await vm.write(0, b"\x07" * 512)
