@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xenkeep.units import clock_duration, human_bytes
+from xenkeep.units import clock_duration, human_bytes, number_ranges
 
 
 @pytest.mark.parametrize(
@@ -31,3 +31,17 @@ def test_human_bytes(n: int, text: str) -> None:
 )
 def test_clock_duration(seconds: float | None, text: str) -> None:
     assert clock_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("numbers", "text"),
+    [
+        ([], ""),
+        ([5], "5"),
+        ([3, 1, 2], "1-3"),
+        ([1, 2, 3, 7, 9, 10], "1-3, 7, 9-10"),
+        ([4, 4], "4"),
+    ],
+)
+def test_number_ranges(numbers: list[int], text: str) -> None:
+    assert number_ranges(numbers) == text
