@@ -10,9 +10,11 @@ process runs the BackupManager against it, as xenkeepd would. Figures:
   the data); ``peak_rss_growth`` is their ratio and must stay near 1;
 - ``restore_check_cost``: the newest point restored into a VDI of the pool
   with every block checked (the product) against the same restore reading
-  the same files without the checks, as a ratio (goal: under 1.05); and
-  ``restore_stream_check_cost``, the same for producing the restore's VHD
-  stream alone into a null sink (the check's whole cost, nothing to hide it).
+  the same files without the checks, as a ratio (goal: under 1.05);
+  ``restore_check_cost_bound``, the best unchecked time plus all the CPU
+  time the checks took, over that time (an upper bound a busy machine does
+  not blur); and ``restore_stream_check_cost``, the same for producing the
+  restore's VHD stream alone into a null sink (nothing to hide the hashing).
 """
 
 from __future__ import annotations
