@@ -9,7 +9,8 @@ role=${1:-test}
 
 run_pkgs=(python3-venv libsystemd-dev pkg-config gcc make git)
 test_pkgs=(qemu-utils curl xfsprogs btrfs-progs chromium chromium-driver slapd ldap-utils
-           xmlsec1 mtools dosfstools iproute2 openssl tar xxhash util-linux sudo)
+           xmlsec1 mtools dosfstools iproute2 openssl tar xxhash util-linux sudo
+           dnsmasq-base)
 image_pkgs=(kmod cpio grub-pc-bin grub-common grub-efi-amd64-bin dosfstools mtools
             erofs-utils qemu-system-x86 qemu-utils zstd)
 backports_pkgs=(mkosi systemd systemd-container systemd-boot)
@@ -46,6 +47,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   # packaged instance needs no configuration and must not start.
   echo 'slapd slapd/no_configuration boolean true' | "${sudo_[@]}" debconf-set-selections
   "${sudo_[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Real journal files for the log view and diagnostics tests. It must be the
+# version of the installed systemd (which may come from bookworm-backports
+# on a machine that built the image): its libsystemd-shared is shared.
+if [ "$role" = test ] && ! [ -x /lib/systemd/systemd-journal-remote ]; then
+  apt_update
+  sd=$(dpkg-query -W -f='${Version}' systemd 2>/dev/null || true)
+  echo "deps: installing systemd-journal-remote ${sd:-}"
+  "${sudo_[@]}" apt-get install -y -qq --no-install-recommends \
+    "systemd-journal-remote${sd:+=$sd}" >/dev/null
 fi
 
 if [ "$role" = image ]; then

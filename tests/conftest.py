@@ -24,8 +24,9 @@ from xenkeep.config import Settings
 from xenkeep.web.server import RunningServer, start_server
 
 #: loop_disks and appliance: a real privileged helper serving loop disks;
+#: slapd: one OpenLDAP server for the session (LDAP sign-in);
 #: pytester: runs of pytest on generated tests (tests/test_no_blocking.py).
-pytest_plugins = ["tests.support.privhelper", "pytester"]
+pytest_plugins = ["tests.support.privhelper", "tests.support.slapd", "pytester"]
 
 # Every simulator the tests start (in process or as `python -m xapisim`)
 # exports deltas with partial blocks, as real differencing disks can hold

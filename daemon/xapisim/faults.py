@@ -14,6 +14,9 @@ Kinds (``sim.inject_fault(session, kind, params)`` or ``POST /sim/faults``):
     progress moving meanwhile, so cancellation and progress can be observed.
 ``sr_full``        ``{"sr": "<SR ref>"}``
     every allocation on that SR fails with ``SR_FULL``.
+``clock_skew``     ``{"seconds": S}``
+    the hosts' clocks run ``S`` seconds ahead (negative: behind), as
+    ``host.get_servertime`` reports them, until cleared.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 
 from .errors import INVALID_VALUE, XapiError
 
-KINDS = ("drop_transfer", "throttle", "fail_call", "delay_call", "sr_full")
+KINDS = ("drop_transfer", "throttle", "fail_call", "delay_call", "sr_full", "clock_skew")
 
 
 @dataclass
@@ -74,6 +77,8 @@ class Faults:
                 p["seconds"] = float(p["seconds"])
             elif kind == "sr_full":
                 p["sr"] = str(p["sr"])
+            elif kind == "clock_skew":
+                p["seconds"] = float(p["seconds"])
         except (KeyError, TypeError, ValueError) as e:
             raise XapiError(INVALID_VALUE, "params", f"{kind}: {e!r}") from e
         fault = Fault(f"fault-{next(self._ids)}", kind, p, remaining)
@@ -120,6 +125,10 @@ class Faults:
                 self._consume(f)
                 return int(f.params["bytes"])
         return None
+
+    def clock_skew(self) -> float:
+        """Seconds the hosts' clocks are off (0 unless a ``clock_skew`` is armed)."""
+        return sum(float(f.params["seconds"]) for f in self.active if f.kind == "clock_skew")
 
     def throttle(self) -> int | None:
         rates = [int(f.params["bytes_per_second"]) for f in self.active if f.kind == "throttle"]

@@ -7,7 +7,6 @@ opened and closed in one cleanup context, in dependency order.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -20,18 +19,26 @@ from aiohttp import web
 
 from xenkeep.auth.audit import AuditLog
 from xenkeep.auth.enrolment import TotpEnrolment
+from xenkeep.auth.external import ExternalAccounts
 from xenkeep.auth.manager import AuthManager
+from xenkeep.auth.providers.service import ProviderService, load_catalog
+from xenkeep.auth.providers.store import ProviderStore
 from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
 from xenkeep.backup.pools import ManagedPools
 from xenkeep.config import Settings
+from xenkeep.diagnostics import DiagnosticsService, Sources
+from xenkeep.diagnostics.bundle import SupportBundle
+from xenkeep.diagnostics.host import SystemdHost
 from xenkeep.errors import StoreError
 from xenkeep.ops import Operations, Scheduler
 from xenkeep.pools.manager import PoolManager
 from xenkeep.pools.registry import PoolRegistry
 from xenkeep.secretbox import KEY_NAME, SecretBox
 from xenkeep.store import Database, open_database
+from xenkeep.system.dbus import SystemBus
 from xenkeep.system.identity import IdentityManager, known_timezones
+from xenkeep.system.journal import Journal
 from xenkeep.system.setup_state import SetupState
 from xenkeep.system.tls import ensure_certificate
 from xenkeep.units import clock_duration, human_bytes, number_ranges
@@ -41,7 +48,7 @@ from xenkeep.web.pools.step import register_pool_step
 from xenkeep.web.routes import setup_routes
 from xenkeep.web.setup import register_core_steps
 from xenkeep.web.sse import end_event_streams
-from xenkeep.web.templating import base_context
+from xenkeep.web.templating import base_context, log_time, when
 from xenkeep.web.wizard import Wizard
 
 log = logging.getLogger(__name__)
@@ -62,10 +69,6 @@ def webui_dir() -> Path:
     if packaged.is_dir():
         return packaged
     return Path(__file__).resolve().parents[2] / "webui"
-
-
-def _format_utc(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -90,7 +93,8 @@ def create_app(settings: Settings) -> web.Application:
         # Templates are read once, at first use; no stat of the file per render.
         auto_reload=settings.dev,
     )
-    env.filters["utc"] = _format_utc
+    env.filters["when"] = when
+    env.filters["log_time"] = log_time
     env.filters["bytes"] = human_bytes
     env.filters["clock"] = clock_duration
     env.filters["ranges"] = number_ranges
@@ -135,6 +139,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         log.error("%s (%s)", exc.message, exc.hint)
     app[keys.SETUP_STATE] = SetupState(db)
     app[keys.ENROLMENT] = TotpEnrolment(db, secrets, auth)
+    await load_catalog()
+    app[keys.PROVIDERS] = ProviderService(
+        ProviderStore(db, secrets), ExternalAccounts(db), auth, audit, settings.state_dir
+    )
     pools = PoolManager(PoolRegistry(db), secrets, audit, allow_http=settings.dev)
     app[keys.POOLS] = pools
     await pools.start()
@@ -162,6 +170,32 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.BACKUP] = backup
     await backup.start()
+    journal = Journal(Path(settings.journal_dir) if settings.journal_dir else None)
+    app[keys.JOURNAL] = journal
+    diagnostics = DiagnosticsService(
+        Sources(
+            backup=backup,
+            pools=pools,
+            ops=ops,
+            tls=app[keys.TLS],
+            host=SystemdHost(SystemBus(), journal),
+            schema_version=db.schema_version,
+        ),
+        ops,
+        scheduler=scheduler,
+    )
+    app[keys.DIAGNOSTICS] = diagnostics
+    app[keys.BUNDLE] = SupportBundle(
+        settings=settings,
+        db=db,
+        secrets=secrets,
+        diagnostics=diagnostics,
+        backup=backup,
+        pools=pools,
+        identity=identity,
+        journal=journal,
+        tls=app[keys.TLS],
+    )
     # Every domain has registered what it schedules: one loop runs them all.
     scheduler.start()
     try:

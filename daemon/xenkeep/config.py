@@ -49,6 +49,9 @@ class Settings:
     request_read_seconds: int = 20
     # The privileged helper's socket (disks, network, NTP); absent in development.
     privhelper_socket: Path = Path("/run/xenkeep-privhelper.sock")
+    # The log view and the support bundle read the system journal; a
+    # directory of journal files instead, when set (a copied journal, tests).
+    journal_dir: str = ""
 
     @property
     def database_path(self) -> Path:

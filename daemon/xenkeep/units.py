@@ -1,8 +1,11 @@
-"""Sizes and durations as people read them: pages, mails and the console
-show the same figures in the same way (the run page's script mirrors these)."""
+"""Sizes, durations and times as people read them: pages, mails and the
+console show the same figures in the same way (the run page's script
+mirrors these). Times are shown in the appliance's time zone, named."""
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
 from collections.abc import Iterable
 
 
@@ -38,3 +41,56 @@ def number_ranges(numbers: Iterable[int]) -> str:
             out.append(str(start) if start == prev else f"{start}-{prev}")
         start = prev = n
     return ", ".join(out)
+
+
+# --- times, in the appliance's time zone ------------------------------------------
+
+
+_ZONES: dict[str, dt.tzinfo] = {}
+
+
+def load_zone(name: str) -> dt.tzinfo:
+    """A zone by IANA name, read once (a file of tzdata: the daemon calls
+    this in a thread before a page needs it); UTC for a name this system
+    does not know (a setting from a newer tzdata must not break every page)."""
+    zone = _ZONES.get(name)
+    if zone is None:
+        try:
+            zone = zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            zone = dt.UTC
+        _ZONES[name] = zone
+    return zone
+
+
+def zone_loaded(name: str) -> bool:
+    """True once :func:`load_zone` read ``name``."""
+    return name in _ZONES
+
+
+def _at(ts: float, zone: str) -> dt.datetime:
+    return dt.datetime.fromtimestamp(float(ts), load_zone(zone))
+
+
+def zone_label(moment: dt.datetime, zone: str) -> str:
+    """What names the zone after a time: its abbreviation then ('CET',
+    'CEST', 'UTC'), or the zone's name where it has none ('+04' in
+    Asia/Dubai becomes 'Asia/Dubai')."""
+    abbreviation = moment.strftime("%Z")
+    return abbreviation if abbreviation.isalpha() else zone
+
+
+def local_time(ts: float | None, zone: str, *, seconds: bool = False) -> str:
+    """1764644400 in Europe/Paris → '2025-12-02 04:00 CET'; '—' for none."""
+    if not ts:
+        return "—"
+    moment = _at(ts, zone)
+    shown = moment.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+    return f"{shown} {zone_label(moment, zone)}"
+
+
+def log_time(ts: float | None, zone: str) -> str:
+    """A log line's time in the zone, without its name (the log names it once)."""
+    if not ts:
+        return "--:--:--"
+    return _at(ts, zone).strftime("%Y-%m-%d %H:%M:%S")

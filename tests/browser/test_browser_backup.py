@@ -23,24 +23,6 @@ PASSWORD = "correct horse battery staple"
 PROGRESS_TEXT = re.compile(r"[\d.]+ [KMG]?i?B of [\d.]+ [KMG]?i?B \(\d+ %\)")
 
 
-def wait_text(ui: UI, css: str, wanted: str, seconds: float = 60) -> None:
-    """Wait for a text; the page may reload meanwhile (it does once a run ends)."""
-    deadline = time.monotonic() + seconds
-    shown = ""
-    while time.monotonic() < deadline:
-        try:
-            shown = ui.text(css)
-        except WebDriverException:
-            # Stale, or chromedriver's "node does not belong to the document"
-            # while the reload swaps documents: look again.
-            time.sleep(0.2)
-            continue
-        if shown == wanted:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{css} shows {shown!r}, never {wanted!r}")
-
-
 def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Path) -> None:
     with SimulatorThread(tmp_path / "pool", demo=True) as sim:
 
@@ -65,17 +47,7 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
                 await client.close()
 
         # First boot through the API from the page, then the pool.
-        ui.open("/login")
-        status, body = ui.fetch_json(
-            "POST", "/api/v1/setup/token", {"token": xenkeepd.setup_token()}
-        )
-        assert status == 200, body
-        status, body = ui.fetch_json(
-            "POST",
-            "/api/v1/setup/admin",
-            {"username": "alice", "password": PASSWORD, "confirm": PASSWORD},
-        )
-        assert status == 201, body
+        ui.set_up_through_api("alice", PASSWORD)
         status, body = ui.fetch_json(
             "POST", "/api/v1/pools", {"url": sim.url, "username": "root", "password": "demo"}
         )
@@ -129,7 +101,7 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
         assert seen_vm, "the VM's row showed no progress while its disk moved"
         ui.shot("backup-03-run-progress")
         sim.run(xapi("sim.clear_faults"))
-        wait_text(ui, "#run-status", "success")
+        ui.wait_text("#run-status", "success")
         ui.wait_for("#report")
         assert "first backup of this VM" in ui.text("#report")
         ui.shot("backup-04-run-report")
@@ -140,7 +112,7 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
         ui.fill("name", "restored in the browser")
         ui.click_primary()
         assert ui.path().startswith("/backup/runs/")
-        wait_text(ui, "#run-status", "success")
+        ui.wait_text("#run-status", "success")
         ui.wait_for("#report")
         assert "new VM " in ui.text("#report-into")
         ui.shot("backup-05-restore")

@@ -12,6 +12,7 @@ import hashlib
 import json
 import secrets
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +156,25 @@ class UI:
         """The form's error message, which must be visible."""
         return self.text("#form-error")
 
+    def wait_text(self, css: str, *wanted: str, seconds: float = 60) -> str:
+        """Wait until ``css`` shows one of ``wanted`` (returned); the page may
+        replace the element or reload meanwhile (a run's page does once the
+        run ends)."""
+        deadline = time.monotonic() + seconds
+        shown = ""
+        while time.monotonic() < deadline:
+            try:
+                shown = self.text(css)
+            except WebDriverException:
+                # Stale, or chromedriver's "node does not belong to the
+                # document" while the reload swaps documents: look again.
+                time.sleep(0.2)
+                continue
+            if shown in wanted:
+                return shown
+            time.sleep(0.2)
+        raise AssertionError(f"{css} shows {shown!r}, never one of {wanted!r}")
+
     def has(self, css: str) -> bool:
         """True when the page has such an element now."""
         return bool(self.driver.find_elements(By.CSS_SELECTOR, css))
@@ -187,6 +207,21 @@ class UI:
         """On the token step: type a token and continue."""
         self.fill("token", token)
         self.click_primary()
+
+    def set_up_through_api(self, username: str, password: str) -> None:
+        """First boot without the wizard's pages: the setup token and the
+        administrator through the API from a page; signed in as them after."""
+        self.open("/login")
+        status, body = self.fetch_json(
+            "POST", "/api/v1/setup/token", {"token": self.daemon.setup_token()}
+        )
+        assert status == 200, body
+        status, body = self.fetch_json(
+            "POST",
+            "/api/v1/setup/admin",
+            {"username": username, "password": password, "confirm": password},
+        )
+        assert status == 201, body
 
     def create_admin(self, username: str, password: str, confirm: str | None = None) -> None:
         """On the administrator step: fill the form and submit it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from xenkeep import units
 from xenkeep.units import clock_duration, human_bytes, number_ranges
 
 
@@ -45,3 +46,17 @@ def test_clock_duration(seconds: float | None, text: str) -> None:
 )
 def test_number_ranges(numbers: list[int], text: str) -> None:
     assert number_ranges(numbers) == text
+
+
+def test_times_are_shown_in_the_zone_named() -> None:
+    winter, summer = 1764644400.0, 1750000000.0  # 2025-12-02 03:00 UTC, 2025-06-15 15:06:40 UTC
+    for zone in ("Europe/Paris", "Asia/Dubai", "UTC", "Not/AZone"):
+        units.load_zone(zone)
+    assert units.local_time(winter, "Europe/Paris") == "2025-12-02 04:00 CET"
+    assert units.local_time(summer, "Europe/Paris", seconds=True) == "2025-06-15 17:06:40 CEST"
+    # A zone without an abbreviation is named by its name, never "+04".
+    assert units.local_time(winter, "Asia/Dubai") == "2025-12-02 07:00 Asia/Dubai"
+    # A zone this system does not know falls back to UTC instead of breaking pages.
+    assert units.local_time(winter, "Not/AZone") == "2025-12-02 03:00 UTC"
+    assert units.local_time(None, "UTC") == "—"
+    assert units.log_time(winter, "Europe/Paris") == "2025-12-02 04:00:00"

@@ -161,3 +161,19 @@ async def test_bad_fault_kind_and_http_door(rpc: Rpc, asim: RunningSimulator) ->
     assert await rpc("sim.list_faults") == []
     async with rpc.http.get(asim.url + "sim/faults") as r:
         assert r.status == 401
+
+
+def test_clock_skew_moves_the_hosts_clock() -> None:
+    import time
+
+    from xapisim.db import now
+    from xapisim.faults import Faults
+
+    faults = Faults()
+    assert faults.clock_skew() == 0
+    fault = faults.inject("clock_skew", {"seconds": "3600"})
+    assert faults.clock_skew() == 3600.0
+    shifted = time.strptime(str(now(faults.clock_skew())), "%Y%m%dT%H:%M:%SZ")
+    assert abs(time.mktime(shifted) - time.mktime(time.gmtime()) - 3600) < 5
+    faults.clear(fault.id)
+    assert faults.clock_skew() == 0

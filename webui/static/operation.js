@@ -14,6 +14,19 @@
   });
 
   // As xenkeep/units.py: the server renders the first page the same way.
+  // A log line's time in the appliance's zone, as units.log_time writes it
+  // (the sv-SE locale spells a date and time as "2026-12-02 03:00:01").
+  const zoneMeta = document.querySelector('meta[name="appliance-timezone"]');
+  const logFormat = new Intl.DateTimeFormat("sv-SE", {
+    timeZone: (zoneMeta && zoneMeta.content) || "UTC",
+    year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23"
+  });
+
+  function logTime(ts) {
+    return logFormat.format(new Date(ts * 1000));
+  }
+
   function humanBytes(n) {
     const units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let i = 0;
@@ -86,7 +99,7 @@
       const li = document.createElement("li");
       li.className = "log-" + line.level;
       li.dataset.id = line.id;
-      li.textContent = new Date(line.ts * 1000).toISOString().replace("T", " ").slice(0, 19) + " " + line.message;
+      li.textContent = logTime(line.ts) + " " + line.message;
       log.append(li);
       lastLog = Math.max(lastLog, line.id);
     });

@@ -19,4 +19,4 @@ async def pool_get_master(pool: SimPool, _s: str, ref: Any) -> Any:
 @methods.api("host.get_servertime")
 async def host_get_servertime(pool: SimPool, _s: str, host: Any) -> Any:
     pool.db.get("host", host)
-    return now()
+    return now(pool.faults.clock_skew())

@@ -43,6 +43,7 @@ REPEATABLE: Final = frozenset(
         AuditEvent.SIGN_IN_FAILED,
         AuditEvent.SIGN_IN_THROTTLED,
         AuditEvent.SETUP_TOKEN_REJECTED,
+        AuditEvent.PROVIDER_SIGN_IN_FAILED,
     }
 )
 REPEAT_WINDOW: Final = 300.0

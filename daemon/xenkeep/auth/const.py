@@ -53,6 +53,14 @@ class AuditEvent(StrEnum):
     API_TOKEN_CREATED = "api_token_created"
     API_TOKEN_REVOKED = "api_token_revoked"
     CSRF_REJECTED = "csrf_rejected"
+    # Sign-in providers (LDAP, OIDC, GitHub, Google, SAML).
+    PROVIDER_SIGN_IN = "provider_sign_in"
+    PROVIDER_SIGN_IN_FAILED = "provider_sign_in_failed"
+    PROVIDER_CREATED = "provider_created"
+    PROVIDER_CHANGED = "provider_changed"
+    PROVIDER_DELETED = "provider_deleted"
+    PROVIDER_TESTED = "provider_tested"
+    GROUP_MAPPINGS_CHANGED = "group_mappings_changed"
 
 
 SESSION_COOKIE = "xk_session"

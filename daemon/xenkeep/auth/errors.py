@@ -12,6 +12,7 @@ from xenkeep.errors import (
     ConflictError,
     NotFoundError,
     RateLimitedError,
+    UnavailableError,
     ValidationError,
     XenKeepError,
 )
@@ -43,3 +44,19 @@ class AccountInputError(AuthError, ValidationError):
 
 class SetupAlreadyDoneError(AuthError, ConflictError):
     """The setup token was used by another request a moment ago: one administrator only."""
+
+
+class ProviderNotFoundError(AuthError, NotFoundError):
+    """No sign-in provider of that id or name (or it is not enabled)."""
+
+
+class ProviderExistsError(AuthError, ConflictError):
+    """A sign-in provider of that name or address already exists."""
+
+
+class ProviderConfigError(AuthError, ValidationError):
+    """A sign-in provider's setting that does not fit (names its field)."""
+
+
+class ProviderUnavailableError(AuthError, UnavailableError):
+    """The sign-in provider's server cannot be reached or answered badly."""

@@ -358,7 +358,7 @@ class AuthManager:
         self._check_username(username)
         if password != confirm:
             raise AccountInputError("the two passwords differ", field="confirm")
-        passwords.check_policy(password, username)
+        await passwords.check_new_password(password, username)
         password_hash = await asyncio.to_thread(passwords.hash_password, password)
         now = self._clock()
         async with self._db.transaction() as tx:
@@ -411,7 +411,7 @@ class AuthManager:
         """Create a local account (the wizard creates the first admin)."""
         username = username.strip()
         self._check_username(username)
-        passwords.check_policy(password, username)
+        await passwords.check_new_password(password, username)
         password_hash = await asyncio.to_thread(passwords.hash_password, password)
         now = self._clock()
         async with self._db.transaction() as tx:
@@ -664,3 +664,17 @@ class AuthManager:
             "UPDATE api_tokens SET last_used = ? WHERE id = ?", (self._clock(), row["token_id"])
         )
         return User.from_row(row)
+
+    # --- throttling for other ways of signing in --------------------------------
+
+    async def reserve_sign_in(self, username: str, *, ip: str) -> list[ThrottleKey]:
+        """Count a sign-in through a password provider (LDAP) before it is
+        checked, as :meth:`authenticate` does; give the counters back to
+        :meth:`release_sign_in` when it succeeds."""
+        counters = [("ip", ip), ("account", username.strip().lower())]
+        await self._reserve_attempt(counters, username=username, ip=ip)
+        return counters
+
+    async def release_sign_in(self, counters: Sequence[ThrottleKey]) -> None:
+        """Give back a successful sign-in's reservation."""
+        await self._release_attempt(counters)

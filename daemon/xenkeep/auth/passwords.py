@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import argon2
 
 from xenkeep.auth.const import MIN_PASSWORD_LENGTH
@@ -30,6 +33,46 @@ def check_policy(password: str, username: str) -> None:
         raise AccountInputError("the password must not contain the user name", field="password")
     if any(lowered.replace(word, "") == "" for word in _FORBIDDEN):
         raise AccountInputError("the password is too easy to guess", field="password")
+
+
+#: zxcvbn's score (0-4) a new password must reach: 3 is "safely unguessable"
+#: against an online attack and slow offline hashing, which argon2id is.
+MIN_STRENGTH = 3
+#: zxcvbn's time grows with length past the point where it matters: a
+#: password this long that starts strong is strong.
+_STRENGTH_PREFIX = 64
+
+
+def _estimate(password: str, hints: list[str]) -> dict[str, Any]:
+    # Imported at first use, in a thread: zxcvbn loads its word lists (the
+    # commonest passwords of public breaches, names, words), ~0.1 s.
+    import zxcvbn
+
+    result: dict[str, Any] = zxcvbn.zxcvbn(password[:_STRENGTH_PREFIX], user_inputs=hints)
+    return result
+
+
+async def check_new_password(password: str, username: str, *hints: str) -> None:
+    """The whole policy for a password being set: :func:`check_policy`, then
+    zxcvbn's estimate against common and breached passwords, words, names,
+    keyboard patterns, dates and ``username`` and ``hints`` (the appliance's
+    name). Raises AccountInputError with zxcvbn's advice."""
+    check_policy(password, username)
+    estimate = await asyncio.to_thread(
+        _estimate, password, [h for h in (username, "xenkeep", *hints) if h]
+    )
+    if int(estimate["score"]) < MIN_STRENGTH:
+        feedback = estimate.get("feedback") or {}
+        advice = " ".join(
+            part
+            for part in [feedback.get("warning") or "", *feedback.get("suggestions", [])[:1]]
+            if part
+        )
+        raise AccountInputError(
+            "this password is too easy to guess" + (f": {advice}" if advice else ""),
+            field="password",
+            hint="a few uncommon words, or a longer phrase, are stronger than symbols",
+        )
 
 
 def hash_password(password: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from xenkeep.errors import ConflictError, XenKeepError
@@ -31,8 +31,11 @@ class BackupJobs:
         changed: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         prune: PruneService | None = None,
+        default_timezone: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         self.store = store
+        #: The zone a job's schedule reads in when none is given: the appliance's.
+        self._default_timezone = default_timezone
         #: Applies a lowered retention at once.
         self.prune = prune
         self.pools = pools
@@ -46,9 +49,15 @@ class BackupJobs:
             return None
         return parse_schedule(spec.schedule, spec.timezone).next_timestamp(since)
 
+    async def _with_zone(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        if data.get("timezone") or self._default_timezone is None:
+            return data
+        return {**data, "timezone": await self._default_timezone()}
+
     async def create(self, data: Mapping[str, Any]) -> JobRow:
-        """Validate and store a new job."""
-        spec = validate_job(data)
+        """Validate and store a new job (its schedule in the appliance's zone
+        unless it names one)."""
+        spec = validate_job(await self._with_zone(data))
         await self.pools.pool_name(spec.pool_id)
         now = self._clock()
         job_id = await self.store.create_job(spec, self._next_run(spec, since=now), now=now)
@@ -57,7 +66,7 @@ class BackupJobs:
 
     async def update(self, job_id: int, data: Mapping[str, Any]) -> JobRow:
         """Replace a job's settings; a lowered retention is applied at once."""
-        spec = validate_job(data)
+        spec = validate_job(await self._with_zone(data))
         await self.pools.pool_name(spec.pool_id)
         before = await self.store.job(job_id)
         await self.store.update_job(job_id, spec, self._next_run(spec, since=self._clock()))

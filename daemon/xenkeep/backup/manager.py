@@ -90,6 +90,7 @@ class BackupManager:
             changed=self.scheduler.wake,
             clock=clock,
             prune=self.prune,
+            default_timezone=self.appliance_timezone,
         )
         self.verify = VerifyService(
             db,
@@ -234,6 +235,10 @@ class BackupManager:
     async def runs(self, *, job_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Recent runs and restores."""
         return await self.backup_runs.runs(job_id=job_id, limit=limit)
+
+    async def leftover_snapshots(self, pool_id: str) -> list[str]:
+        """Snapshots of runs that died, still in the pool (names)."""
+        return await self.backup_runs.leftover_snapshots(pool_id)
 
     async def start_prune(self, job_id: int) -> int:
         """Apply a job's retention now (a prune operation); its id."""

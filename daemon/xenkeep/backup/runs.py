@@ -35,7 +35,7 @@ from .report import (
 from .restore import RestoreRequest, RestoreRun
 from .runner import BackupRun, describe_error
 from .schedule import due, parse_schedule
-from .snapshots import sweep, sweep_restores
+from .snapshots import find_orphans, sweep, sweep_restores
 from .storage import BackupStorage
 
 log = logging.getLogger(__name__)
@@ -220,6 +220,16 @@ class BackupRuns:
             if removed:
                 log.warning("pool %s: removed %d leftover snapshot(s)", pool_id, len(removed))
         return wait
+
+    async def leftover_snapshots(self, pool_id: str) -> list[str]:
+        """The names of the snapshots dead runs left in a pool, not removed
+        yet (the sweep removes them at the next start and before each VM's
+        next snapshot); the diagnostics show them."""
+        client = await self.pools.client(pool_id)
+        found = await find_orphans(
+            client, running=self.running_backups, references=self._reference_snapshot
+        )
+        return sorted(str(rec.get("name_label", ref)) for ref, rec in found.items())
 
     async def _reference_snapshot(self, vm_uuid: str) -> str | None:
         """The snapshot uuid the VM's newest restore point was exported from."""

@@ -83,15 +83,15 @@ async def destroy_snapshot(client: XapiClient, snap: str) -> None:
     await client.call("VM.destroy", snap)
 
 
-async def sweep(
+async def find_orphans(
     client: XapiClient,
     *,
     running: Callable[[], frozenset[int]],
     references: Callable[[str], Awaitable[str | None]],
     vm_ref: str | None = None,
-) -> list[str]:
-    """Destroy the orphan snapshots of one VM (``vm_ref``) or of the whole
-    pool; the names of those destroyed.
+) -> dict[str, dict[str, Any]]:
+    """The orphan snapshots of one VM (``vm_ref``) or of the whole pool, by
+    ref, with their records (see the module).
 
     ``running()`` is asked *after* the snapshots are listed: a run that
     snapshots meanwhile started before that answer, so it is in it.
@@ -121,9 +121,23 @@ async def sweep(
         ref_uuid = await references(uuid)
         if ref_uuid:
             refs.add(ref_uuid)
+    found = orphans(candidates, running=running(), references=frozenset(refs))
+    return {ref: candidates[ref] for ref in found}
+
+
+async def sweep(
+    client: XapiClient,
+    *,
+    running: Callable[[], frozenset[int]],
+    references: Callable[[str], Awaitable[str | None]],
+    vm_ref: str | None = None,
+) -> list[str]:
+    """Destroy the orphan snapshots of one VM (``vm_ref``) or of the whole
+    pool (:func:`find_orphans`); the names of those destroyed."""
+    found = await find_orphans(client, running=running, references=references, vm_ref=vm_ref)
     removed = []
-    for snap in orphans(candidates, running=running(), references=frozenset(refs)):
-        name = str(candidates[snap].get("name_label", snap))
+    for snap, rec in found.items():
+        name = str(rec.get("name_label", snap))
         try:
             await destroy_snapshot(client, snap)
         except XapiFailure as exc:

@@ -3,26 +3,32 @@
 It reads the daemon's settings, then talks to the running daemon over
 HTTPS (pinned to the appliance's own certificate) or opens its state
 directory directly. The parser is built from the command table below; each
-command module (:mod:`~xenkeep.cli.admin`, :mod:`~xenkeep.cli.backup`)
+command module (:mod:`~xenkeep.cli.admin`, :mod:`~xenkeep.cli.health`,
+:mod:`~xenkeep.cli.backup`)
 contributes its rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from xenkeep.cli import admin, backup
+from xenkeep.cli import admin, backup, health
 from xenkeep.cli.command import Command
 from xenkeep.cli.context import Context
 from xenkeep.cli.errors import EXIT_FAILED, ConsoleError
 from xenkeep.cli.output import error
 from xenkeep.errors import XenKeepError
 
+#: What a command piped into a reader that quit ends with (128 + SIGPIPE).
+EXIT_BROKEN_PIPE: Final = 141
+
 #: Every ``xenkeep`` subcommand, in the order ``--help`` lists them.
-COMMANDS: Final[tuple[Command, ...]] = (*admin.COMMANDS, *backup.COMMANDS)
+COMMANDS: Final[tuple[Command, ...]] = (*admin.COMMANDS, *health.COMMANDS, *backup.COMMANDS)
 
 
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
@@ -50,6 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     except XenKeepError as exc:
         error(exc.message, exc.hint)
         return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader went away (`xenkeep backup run nightly | head -3`): normal,
+        # not an error. Python would report the pipe again while flushing at
+        # exit, so stdout goes to /dev/null first; 141 is a shell's SIGPIPE status.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
 
 
 __all__ = ["COMMANDS", "build_parser", "main"]

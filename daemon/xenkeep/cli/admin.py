@@ -6,15 +6,21 @@ database) and, for ``status``, ask the daemon whether it answers.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import sys
 from typing import Final
 
 from xenkeep import __version__
-from xenkeep.cli.client import health
+from xenkeep.cli.client import Api, console_token, daemon_url, health
 from xenkeep.cli.command import Command
 from xenkeep.cli.context import Context, State
-from xenkeep.cli.errors import EXIT_DOWN, EXIT_FAILED, EXIT_OK
+from xenkeep.cli.errors import EXIT_DOWN, EXIT_FAILED, EXIT_OK, ConsoleError
+from xenkeep.cli.health import summary_line
+from xenkeep.config import Settings
+from xenkeep.system.console import system_addresses, url_for, usable_addresses
+from xenkeep.system.run import CommandError
 from xenkeep.system.tls import CERT_NAME, certificate_fingerprint
 
 
@@ -22,21 +28,59 @@ async def _setup_state(state: State) -> tuple[bool, bool]:
     return await state.auth.admin_exists(), await state.auth.setup_required()
 
 
+def urls(settings: Settings) -> list[str]:
+    """The addresses the web interface answers on, as URLs."""
+    if settings.listen not in ("::", "0.0.0.0", ""):  # noqa: S104
+        with contextlib.suppress(ValueError):
+            return [url_for(settings.listen, settings.https_port)]
+    try:
+        found = usable_addresses(asyncio.run(system_addresses()))
+    except (CommandError, OSError, ValueError):
+        found = ()
+    return [url_for(a, settings.https_port) for a in found] or [daemon_url(settings) + "/"]
+
+
+def _health(ctx: Context) -> list[str]:
+    """The health summary lines, from the daemon's latest diagnostics."""
+    try:
+        with console_token(ctx, "console: status") as token:
+            api = Api.for_settings(ctx.settings)
+            api.token = token
+            view = api.get("/api/v1/diagnostics")
+    except ConsoleError as exc:
+        return [f"health:       unknown ({exc.message})"]
+    summary = view.get("summary") or {}
+    if not summary.get("checked_at"):
+        return ["health:       not checked yet (run `xenkeep check`)"]
+    lines = [f"health:       {summary_line(summary)}"]
+    lines += [
+        f"              {p['status']}: {p['title']}: {p['value']}"
+        for p in summary.get("problems") or []
+        if p.get("status") == "failure"
+    ]
+    return lines
+
+
 def status(ctx: Context) -> int:
-    """Print whether the daemon answers, the URL, fingerprint and setup state."""
+    """Print whether the daemon answers, its URL, fingerprint, setup state and health."""
     settings = ctx.settings
     cert = settings.tls_dir / CERT_NAME
     answer = health(settings)
     print(f"version:      {__version__}")
     print(f"daemon:       {'running' if answer else 'not answering'}")
-    print(f"port:         {settings.https_port}")
+    for url in urls(settings):
+        print(f"url:          {url}")
     if cert.exists():
         print(f"fingerprint:  SHA-256 {certificate_fingerprint(cert)}")
+    admin = False
     if settings.database_path.exists():
         admin, setup = ctx.with_state(_setup_state)
         print(f"administrator: {'yes' if admin else 'none'}")
         if setup:
             print("setup:        waiting for the web wizard (see `xenkeep setup-token`)")
+    if answer and admin:
+        for line in _health(ctx):
+            print(line)
     return EXIT_OK if answer else EXIT_DOWN
 
 
@@ -84,7 +128,7 @@ def version(_ctx: Context) -> int:
 
 
 COMMANDS: Final = (
-    Command("status", "is the daemon running; URL, fingerprint, setup state", status),
+    Command("status", "is the daemon running; URL, fingerprint, setup state, health", status),
     # It writes nothing, so it keeps root: root reads the mode 0600 token file.
     Command("setup-token", "print the one-time setup token", setup_token, as_state_owner=False),
     Command(

@@ -43,15 +43,16 @@ def backup_list(api: Api, args: argparse.Namespace) -> int:
             emit_json(points)
             return EXIT_OK
         verify = api.get("/api/v1/backup/verify")
+        zone = api.timezone()
         emit(f"VM {vm.get('name')} ({uuid}): {len(points['points'])} restore points")
         rows = [
             [
                 str(p["id"]),
-                when(p.get("created")),
+                when(p.get("created"), zone),
                 point_type(p),
                 human_bytes(sum(int(d.get("bytes") or 0) for d in p.get("disks") or [])),
                 str(len(p.get("disks") or [])),
-                verified(p, uuid, verify),
+                verified(p, uuid, verify, zone),
             ]
             for p in points["points"]
         ]
@@ -63,13 +64,14 @@ def backup_list(api: Api, args: argparse.Namespace) -> int:
         emit_json({"jobs": jobs["jobs"], "storage": storage})
         return EXIT_OK
     if jobs["jobs"]:
+        zone = api.timezone()
         rows = [
             [
                 str(j["id"]),
                 str(j.get("name")),
                 str(j.get("schedule") or "manual"),
-                when(j.get("next_run")) if j.get("enabled", True) else "disabled",
-                last_result(j),
+                when(j.get("next_run"), zone) if j.get("enabled", True) else "disabled",
+                last_result(j, zone),
             ]
             for j in jobs["jobs"]
         ]

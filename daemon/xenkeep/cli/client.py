@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from xenkeep.auth.const import Role
 from xenkeep.auth.manager import AuthManager, User
@@ -35,6 +35,8 @@ from xenkeep.system.tls import CERT_NAME
 HTTP_TIMEOUT: Final = 30.0
 #: `xenkeep status` only asks whether the daemon answers: it gives up sooner.
 HEALTH_TIMEOUT: Final = 5.0
+#: Bytes read at a time from a download (the support bundle).
+DOWNLOAD_CHUNK: Final = 1 << 16
 #: Seconds between polls of a followed run.
 POLL_SECONDS: Final = 0.5
 #: The token name column allows 64 characters.
@@ -65,6 +67,7 @@ class Api:
     context: ssl.SSLContext
     token: str = ""
     timeout: float = HTTP_TIMEOUT
+    _zone: str = ""
 
     @classmethod
     def for_settings(cls, settings: Settings, *, timeout: float = HTTP_TIMEOUT) -> Api:
@@ -102,9 +105,37 @@ class Api:
         except ValueError:
             raise ConsoleError(f"the daemon sent an answer that is not JSON for {path}") from None
 
+    def download(self, path: str, out: BinaryIO) -> tuple[str, int]:
+        """GET ``path`` and copy the body to ``out`` a chunk at a time; the
+        file name the daemon suggests and the bytes copied."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        request = urllib.request.Request(self.base + path, headers=headers)  # noqa: S310
+        try:
+            with urllib.request.urlopen(  # noqa: S310
+                request, context=self.context, timeout=self.timeout
+            ) as response:
+                name = response.headers.get_filename() or ""
+                size = 0
+                while chunk := response.read(DOWNLOAD_CHUNK):
+                    out.write(chunk)
+                    size += len(chunk)
+                return name, size
+        except urllib.error.HTTPError as exc:
+            raise _api_error(exc) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DaemonDownError(self.base, str(reason)) from None
+
     def get(self, path: str) -> Any:
         """GET ``path``."""
         return self.call("GET", path)
+
+    def timezone(self) -> str:
+        """The appliance's time zone, which the console shows times in
+        (asked once: the console's own system zone may be another)."""
+        if not self._zone:
+            self._zone = str(self.get("/api/v1/appliance").get("timezone") or "UTC")
+        return self._zone
 
     def post(self, path: str, body: Mapping[str, Any] | None = None) -> Any:
         """POST ``body`` as JSON to ``path``."""

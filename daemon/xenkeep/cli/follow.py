@@ -24,9 +24,10 @@ def follow(api: Api, run_id: int, *, clock: Callable[[], float] = time.monotonic
     last_progress = ""
     printed_at = -PROGRESS_EVERY
     run: dict[str, Any] = {}
+    zone = api.timezone()
     for run in poll_run(api, run_id):
         for line in run.get("log") or []:
-            emit(log_line(line))
+            emit(log_line(line, zone))
         if run_finished(run):
             break
         progress = progress_line(run)

@@ -6,7 +6,6 @@ Pure functions from the API's JSON to text, plus the two ways text leaves:
 
 from __future__ import annotations
 
-import datetime
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -14,7 +13,7 @@ from typing import Any
 
 from xenkeep.backup.const import RunStatus
 from xenkeep.backup.report import mail_body
-from xenkeep.units import clock_duration, human_bytes, number_ranges
+from xenkeep.units import clock_duration, human_bytes, local_time, log_time, number_ranges
 
 
 def emit(text: str) -> None:
@@ -37,18 +36,16 @@ def error(message: str, hint: str | None = None) -> None:
 # --- times ----------------------------------------------------------------------------
 
 
-def when(ts: float | None) -> str:
-    """A date and minute in local time; a dash when there is none."""
-    if not ts:
-        return "—"
-    return datetime.datetime.fromtimestamp(float(ts)).strftime("%Y-%m-%d %H:%M")
+def when(ts: float | None, zone: str) -> str:
+    """A date and minute in the appliance's zone, named; a dash when there is none."""
+    return local_time(ts, zone)
 
 
-def clock(ts: float | None) -> str:
-    """A time of day in local time, as a log line starts."""
+def clock(ts: float | None, zone: str) -> str:
+    """A time of day in the appliance's zone, as a log line starts."""
     if not ts:
         return "--:--:--"
-    return datetime.datetime.fromtimestamp(float(ts)).strftime("%H:%M:%S")
+    return log_time(ts, zone)[11:]
 
 
 # --- tables and list lines ---------------------------------------------------------------
@@ -66,7 +63,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def last_result(job: Mapping[str, Any]) -> str:
+def last_result(job: Mapping[str, Any], zone: str) -> str:
     """A job's running run, or its last run's status and time."""
     if job.get("running_run"):
         return f"running (run {job['running_run']})"
@@ -74,7 +71,7 @@ def last_result(job: Mapping[str, Any]) -> str:
     if not last:
         return "never run"
     finished = last.get("finished_at") or last.get("created_at")
-    return f"{last.get('status')} {when(finished)} (run {last.get('id')})"
+    return f"{last.get('status')} {when(finished, zone)} (run {last.get('id')})"
 
 
 def storage_line(storage: Mapping[str, Any]) -> str:
@@ -98,7 +95,7 @@ def point_type(point: Mapping[str, Any]) -> str:
     return "+".join(sorted(kinds)) or "?"
 
 
-def verified(point: Mapping[str, Any], vm_uuid: str, verify: Mapping[str, Any]) -> str:
+def verified(point: Mapping[str, Any], vm_uuid: str, verify: Mapping[str, Any], zone: str) -> str:
     """The word on a point: DAMAGED (with the blocks) when a read or a verify
     found damage it meets, else the last verify's: ok, not yet, or —."""
     damage = point.get("damage") or []
@@ -117,17 +114,17 @@ def verified(point: Mapping[str, Any], vm_uuid: str, verify: Mapping[str, Any]) 
     for d in verify.get("damaged") or []:
         if d.get("vm_uuid") == vm_uuid and d.get("point_id") == point.get("id"):
             return "DAMAGED"
-    return f"ok {when(verify.get('finished'))}"
+    return f"ok {when(verify.get('finished'), zone)}"
 
 
 # --- runs ----------------------------------------------------------------------------------
 
 
-def log_line(line: Mapping[str, Any]) -> str:
+def log_line(line: Mapping[str, Any], zone: str) -> str:
     """One line of a run's log: its time, its level unless info, its message."""
     level = line.get("level", "info")
     tag = "" if level == "info" else f"{level}: "
-    return f"{clock(line.get('ts'))} {tag}{line.get('message')}"
+    return f"{clock(line.get('ts'), zone)} {tag}{line.get('message')}"
 
 
 def progress_line(run: Mapping[str, Any]) -> str:

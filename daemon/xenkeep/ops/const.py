@@ -34,6 +34,8 @@ class OpKind(StrEnum):
     DISK_ATTACH = "disk-attach"
     PRUNE = "prune"
     POINT_DELETE = "point-delete"
+    #: A run of the appliance's health checks (:mod:`xenkeep.diagnostics`).
+    DIAGNOSTICS = "diagnostics"
 
 
 #: The message an operation cut by a daemon stop carries.

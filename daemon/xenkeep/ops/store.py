@@ -150,6 +150,24 @@ class OperationStore:
         rows = await self.db.fetchall(sql, (*params, max(1, min(limit, MAX_LIST))))
         return [_op_dict(r) for r in rows]
 
+    async def forget_old(self, kind: str, *, keep: int) -> int:
+        """Delete the finished operations of ``kind`` beyond the newest ``keep``
+        (their sub-tasks and log go with them); how many were deleted.
+
+        For kinds that run often and matter only recently (diagnostics every
+        hour): their history must not crowd out the backups' in the lists.
+        """
+        finished = [s.value for s in OpStatus if s not in (OpStatus.PENDING, OpStatus.RUNNING)]
+        marks = ", ".join("?" for _ in finished)
+        count = await self.db.execute(
+            f"DELETE FROM operations WHERE kind = ? AND status IN ({marks}) AND id NOT IN "  # noqa: S608
+            "(SELECT id FROM operations WHERE kind = ? ORDER BY id DESC LIMIT ?)",
+            (kind, *finished, kind, max(0, keep)),
+        )
+        if count:
+            self.touch()
+        return count
+
     async def mark_interrupted(self) -> list[int]:
         """At start: what a killed daemon left pending or running is interrupted.
 

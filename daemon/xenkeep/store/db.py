@@ -175,6 +175,11 @@ class Database:
                 raise
             await self._conn.commit()
 
+    async def schema_version(self) -> int:
+        """The schema version the open database has (``PRAGMA user_version``)."""
+        row = await self.fetchone("PRAGMA user_version")
+        return int(row[0]) if row is not None else 0
+
     async def get_setting(self, key: str, default: str | None = None) -> str | None:
         """A value from the key/value settings table."""
         row = await self.fetchone("SELECT value FROM settings WHERE key = ?", (key,))
@@ -225,6 +230,13 @@ class Transaction:
         row = await cursor.fetchone()
         await cursor.close()
         return row
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Every row of a query (a small one: the rows are held)."""
+        cursor = await self._conn.execute(sql, params)
+        rows = await cursor.fetchall()
+        await cursor.close()
+        return list(rows)
 
 
 def _prepare(path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import zoneinfo
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from xenkeep.auth.audit import AuditLog
 from xenkeep.auth.const import AuditEvent
@@ -25,10 +26,28 @@ class Identity:
     configured: bool
 
 
+#: tzdata's compact source: "Z <name>" lines are zones, "L <target> <alias>"
+#: lines the backward-compatible aliases (US/Eastern, Asia/Calcutta...).
+TZDATA_SOURCE = Path("/usr/share/zoneinfo/tzdata.zi")
+#: Spellings no one should pick from a list: POSIX-style offsets with the
+#: sign inverted (Etc/GMT+5 is UTC-5) and files that are not zones.
+_NOT_OFFERED = ("Etc/", "SystemV/", "posix", "right/", "Factory", "localtime")
+
+
+def _canonical(available: set[str], source: Path) -> set[str]:
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {z for z in available if "/" in z}
+    return {line.split()[1] for line in lines if line.startswith("Z ")} & available
+
+
 @lru_cache(maxsize=1)
 def known_timezones() -> tuple[str, ...]:
-    """IANA zone names the system knows, sorted."""
-    return tuple(sorted(zoneinfo.available_timezones()))
+    """The canonical IANA zones the system knows (no aliases), UTC first."""
+    available = zoneinfo.available_timezones()
+    zones = {z for z in _canonical(available, TZDATA_SOURCE) if not z.startswith(_NOT_OFFERED)}
+    return ("UTC", *sorted(zones - {"UTC"}))
 
 
 def validate_identity(name: str, timezone: str) -> tuple[str, str]:

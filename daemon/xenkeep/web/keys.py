@@ -16,11 +16,15 @@ if TYPE_CHECKING:
     from xenkeep.auth.audit import AuditLog
     from xenkeep.auth.enrolment import TotpEnrolment
     from xenkeep.auth.manager import AuthManager, Session, User
+    from xenkeep.auth.providers.service import ProviderService
     from xenkeep.backup.manager import BackupManager
     from xenkeep.config import Settings
+    from xenkeep.diagnostics import DiagnosticsService
+    from xenkeep.diagnostics.bundle import SupportBundle
     from xenkeep.ops import Operations
     from xenkeep.pools.manager import PoolManager
     from xenkeep.system.identity import IdentityManager
+    from xenkeep.system.journal import Journal
     from xenkeep.system.setup_state import SetupState
     from xenkeep.system.tls import TlsMaterial
     from xenkeep.web.wizard import Wizard
@@ -36,6 +40,25 @@ BACKUP = "xenkeep.backup"
 OPERATIONS = "xenkeep.operations"
 SETUP_STATE = "xenkeep.setup_state"
 ENROLMENT = "xenkeep.enrolment"
+PROVIDERS = "xenkeep.providers"
+DIAGNOSTICS = "xenkeep.diagnostics"
+JOURNAL = "xenkeep.journal"
+BUNDLE = "xenkeep.bundle"
+
+
+def diagnostics(app: web.Application) -> DiagnosticsService:
+    """The health checks and their latest results."""
+    return cast("DiagnosticsService", app[DIAGNOSTICS])
+
+
+def journal(app: web.Application) -> Journal:
+    """The system journal, for the log view."""
+    return cast("Journal", app[JOURNAL])
+
+
+def bundle(app: web.Application) -> SupportBundle:
+    """The support bundle's maker."""
+    return cast("SupportBundle", app[BUNDLE])
 
 
 def backup(app: web.Application) -> BackupManager:
@@ -61,6 +84,11 @@ def setup_state(app: web.Application) -> SetupState:
 def enrolment(app: web.Application) -> TotpEnrolment:
     """Two-factor enrolment."""
     return cast("TotpEnrolment", app[ENROLMENT])
+
+
+def providers(app: web.Application) -> ProviderService:
+    """Sign-in providers."""
+    return cast("ProviderService", app[PROVIDERS])
 
 
 def auth(app: web.Application) -> AuthManager:

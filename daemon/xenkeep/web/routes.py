@@ -11,8 +11,12 @@ from pathlib import Path
 from aiohttp import web
 
 from xenkeep.web import api, setup, views
+from xenkeep.web.auth_providers import api as providers_api
+from xenkeep.web.auth_providers import views as providers_views
 from xenkeep.web.backup import api as backup_api
 from xenkeep.web.backup import views as backup_views
+from xenkeep.web.diagnostics import api as diagnostics_api
+from xenkeep.web.diagnostics import views as diagnostics_views
 from xenkeep.web.operations import api as operations_api
 from xenkeep.web.operations import views as operations_views
 from xenkeep.web.pools import api as pools_api
@@ -40,6 +44,82 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_get("/admin/audit", views.audit_page, name="audit")
     r.add_get("/admin/settings", views.settings_page, name="settings")
     r.add_post("/admin/settings", views.settings_submit, name="settings_submit")
+
+    # Sign-in providers: signing in through one, administering them.
+    r.add_get("/auth/{slug}/start", providers_views.provider_start, name="auth_start")
+    r.add_get("/auth/{slug}/callback", providers_views.provider_callback, name="auth_callback")
+    r.add_post(
+        "/auth/{slug}/callback", providers_views.provider_callback, name="auth_callback_post"
+    )
+    r.add_get("/auth/{slug}/metadata", providers_views.provider_metadata, name="auth_metadata")
+    r.add_get("/admin/providers", providers_views.providers_page, name="auth_providers")
+    r.add_post(
+        "/admin/providers/settings",
+        providers_views.providers_settings,
+        name="auth_providers_settings",
+    )
+    r.add_get("/admin/providers/new", providers_views.provider_new, name="auth_provider_new")
+    r.add_post("/admin/providers", providers_views.provider_create, name="auth_provider_create")
+    r.add_get(
+        r"/admin/providers/{provider_id:\d+}", providers_views.provider_edit, name="auth_provider"
+    )
+    r.add_post(
+        r"/admin/providers/{provider_id:\d+}",
+        providers_views.provider_update,
+        name="auth_provider_update",
+    )
+    r.add_post(
+        r"/admin/providers/{provider_id:\d+}/mappings",
+        providers_views.provider_mappings,
+        name="auth_provider_mappings",
+    )
+    r.add_post(
+        r"/admin/providers/{provider_id:\d+}/test",
+        providers_views.provider_test,
+        name="auth_provider_test",
+    )
+    r.add_get(
+        r"/admin/providers/{provider_id:\d+}/delete",
+        providers_views.provider_delete_page,
+        name="auth_provider_delete_page",
+    )
+    r.add_post(
+        r"/admin/providers/{provider_id:\d+}/delete",
+        providers_views.provider_delete,
+        name="auth_provider_delete",
+    )
+    r.add_get(
+        "/api/v1/auth/provider-types", providers_api.api_provider_types, name="api_provider_types"
+    )
+    r.add_get("/api/v1/auth/providers", providers_api.api_providers, name="api_providers")
+    r.add_post(
+        "/api/v1/auth/providers", providers_api.api_provider_create, name="api_provider_create"
+    )
+    r.add_put(
+        "/api/v1/auth/providers/settings",
+        providers_api.api_providers_settings,
+        name="api_providers_settings",
+    )
+    r.add_get(
+        r"/api/v1/auth/providers/{provider_id:\d+}",
+        providers_api.api_provider,
+        name="api_provider",
+    )
+    r.add_put(
+        r"/api/v1/auth/providers/{provider_id:\d+}",
+        providers_api.api_provider_update,
+        name="api_provider_update",
+    )
+    r.add_delete(
+        r"/api/v1/auth/providers/{provider_id:\d+}",
+        providers_api.api_provider_delete,
+        name="api_provider_delete",
+    )
+    r.add_post(
+        r"/api/v1/auth/providers/{provider_id:\d+}/test",
+        providers_api.api_provider_test,
+        name="api_provider_test",
+    )
 
     r.add_get("/api/v1/health", api.health, name="api_health")
     r.add_get("/api/v1/csrf", api.csrf, name="api_csrf")
@@ -192,5 +272,20 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_post("/api/v1/backup/restore", backup_api.api_restore, name="api_backup_restore")
     r.add_get("/api/v1/backup/smtp", backup_api.api_smtp, name="api_backup_smtp")
     r.add_put("/api/v1/backup/smtp", backup_api.api_smtp_put, name="api_backup_smtp_put")
+
+    # Diagnostics: health checks, the journal, the support bundle.
+    r.add_get("/diagnostics", diagnostics_views.diagnostics_page, name="diagnostics")
+    r.add_post("/diagnostics/run", diagnostics_views.diagnostics_run, name="diagnostics_run")
+    r.add_get("/diagnostics/logs", diagnostics_views.logs_page, name="diagnostics_logs")
+    r.add_get("/api/v1/diagnostics", diagnostics_api.api_diagnostics, name="api_diagnostics")
+    r.add_post(
+        "/api/v1/diagnostics/run", diagnostics_api.api_diagnostics_run, name="api_diagnostics_run"
+    )
+    r.add_get(
+        "/api/v1/diagnostics/bundle",
+        diagnostics_api.api_diagnostics_bundle,
+        name="api_diagnostics_bundle",
+    )
+    r.add_get("/api/v1/logs", diagnostics_api.api_logs, name="api_logs")
 
     r.add_static("/static/", static_dir, name="static")

@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import jinja2
 from aiohttp import web
 
-from xenkeep import __version__
+from xenkeep import __version__, units
+from xenkeep.system.identity import DEFAULT_TIMEZONE
 from xenkeep.web import keys
 from xenkeep.web.flash import read_flash
+
+#: The context key of the appliance's time zone (IANA name).
+TIMEZONE = "appliance_timezone"
+
+
+@jinja2.pass_context
+def when(context: jinja2.runtime.Context, ts: float | None, seconds: bool = False) -> str:
+    """Filter ``when``: a time in the appliance's zone, the zone named."""
+    return units.local_time(ts, context.get(TIMEZONE, DEFAULT_TIMEZONE), seconds=seconds)
+
+
+@jinja2.pass_context
+def log_time(context: jinja2.runtime.Context, ts: float | None) -> str:
+    """Filter ``log_time``: a log line's time in the appliance's zone."""
+    return units.log_time(ts, context.get(TIMEZONE, DEFAULT_TIMEZONE))
+
+
+async def appliance_timezone(request: web.Request) -> str:
+    """The zone pages show times in, read from tzdata off the loop once."""
+    zone = (await keys.identity(request.app).get()).timezone
+    if not units.zone_loaded(zone):
+        await asyncio.to_thread(units.load_zone, zone)
+    return zone
 
 
 async def base_context(request: web.Request) -> dict[str, Any]:
@@ -16,9 +42,11 @@ async def base_context(request: web.Request) -> dict[str, Any]:
     user = keys.current_user(request)
     try:
         name = (await keys.identity(request.app).get()).name
+        zone = await appliance_timezone(request)
     except KeyError:  # an error page rendered before start-up finished
-        name = "XenKeep"
+        name, zone = "XenKeep", DEFAULT_TIMEZONE
     return {
+        TIMEZONE: zone,
         "current_user": user,
         "csrf_token": request.get("xk_csrf", ""),
         "appliance_name": name,

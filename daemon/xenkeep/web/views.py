@@ -8,10 +8,11 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from xenkeep import __version__
-from xenkeep.errors import AuthenticationError, ValidationError
+from xenkeep.errors import AuthenticationError, NotFoundError, UnavailableError, ValidationError
 from xenkeep.system.identity import known_timezones
 from xenkeep.web import keys
 from xenkeep.web.access import admin, public, signed_in
+from xenkeep.web.auth_providers.views import password_sign_in
 from xenkeep.web.cookies import clear_auth_cookies, set_session_cookie
 from xenkeep.web.flash import redirect, redirect_to
 from xenkeep.web.forms import (
@@ -34,7 +35,13 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     if keys.current_user(request) is not None:
         redirect(safe_next(request.query.get("next")))
     return aiohttp_jinja2.render_template(
-        "login.html", request, {"next": safe_next(request.query.get("next")), "username": ""}
+        "login.html",
+        request,
+        {
+            "next": safe_next(request.query.get("next")),
+            "username": "",
+            "providers": await keys.providers(request.app).enabled(),
+        },
     )
 
 
@@ -45,11 +52,15 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     auth = keys.auth(request.app)
     ip = keys.client_ip(request)
     target = safe_next(form.get("next"))
+    provider = form.get("provider", "")
     try:
+        if provider:
+            # A directory (LDAP) account: its own door, the same form.
+            return await password_sign_in(request, provider, form)
         # Bounded before anything is hashed, stored or logged.
         username, password, code = sign_in_fields({"username": "", "password": ""} | form)
         sign_in = await auth.authenticate(username, password, code, ip=ip)
-    except (AuthenticationError, ValidationError) as exc:
+    except (AuthenticationError, ValidationError, NotFoundError, UnavailableError) as exc:
         shown = form.get("username", "")
         return aiohttp_jinja2.render_template(
             "login.html",
@@ -57,7 +68,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             {
                 "next": target,
                 "username": shown if len(shown) <= MAX_USERNAME_INPUT else "",
-                "error": exc.message,
+                "error": exc.message + (f" ({exc.hint})" if exc.hint else ""),
+                "providers": await keys.providers(request.app).enabled(),
+                "chosen": provider,
             },
             status=exc.status,
         )
@@ -91,11 +104,18 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     if await keys.auth(request.app).setup_required():
         redirect_to(request, "setup")
     wizard = keys.wizard(request.app)
+    user = keys.require_user(request)
+    # Administrators (and support staff) see when a health check fails.
+    health = await keys.diagnostics(request.app).summary() if user.role == "admin" else None
     context: dict[str, Any] = {
+        "health": health,
         "identity": await keys.identity(request.app).get(),
         "fingerprint": keys.tls(request.app).fingerprint,
         "version": __version__,
-        "wizard_pending": await wizard.current(request) is not None,
+        # Once finished, the wizard stays finished: a pool removed later is
+        # the Pools page's business, not a setup left undone.
+        "wizard_pending": not await keys.setup_state(request.app).completed()
+        and await wizard.current(request) is not None,
     }
     return aiohttp_jinja2.render_template("dashboard.html", request, context)
 

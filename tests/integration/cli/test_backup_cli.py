@@ -247,7 +247,7 @@ async def test_points_show_what_the_last_verify_found(appliance: Appliance) -> N
     assert (await manager.wait_verify() or {})["status"] == "ok"
     code, out, err = await app.xenkeep("backup", "list", "cli-backup-01")
     assert code == 0, err
-    assert out.splitlines()[2].split()[-3] == "ok", out
+    assert out.splitlines()[2].split()[-4] == "ok", out
 
     # Flip one byte of block 0's data in the full: the next verify names the point.
     full = manager.datastore.vmdir(app.vm.uuid).vhd_path("0", point.disks[0].file)
@@ -278,3 +278,47 @@ async def test_points_show_what_the_last_verify_found(appliance: Appliance) -> N
     assert code == 0, out + err
     code, out, err = await app.xenkeep("backup", "list", "cli-backup-01")
     assert out.splitlines()[-1].endswith("not yet"), out
+
+
+async def test_a_reader_that_quits_is_not_an_error(appliance: Appliance) -> None:
+    """`xenkeep backup run nightly | head -1`: the CLI ends quietly with the
+    shell's SIGPIPE status, its temporary token gone; the run goes on."""
+    app = appliance
+    await app.client.call("sim.inject_fault", "throttle", {"bytes_per_second": 512 * 1024})
+    config = await asyncio.to_thread(
+        write_cli_config,
+        app.settings,
+        app.server.https_port,
+        app.settings.state_dir.parent / "c.toml",
+    )
+    read_end, write_end = os.pipe()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "xenkeep.cli",
+        "--config",
+        str(config),
+        "backup",
+        "run",
+        "nightly",
+        stdout=write_end,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    os.close(write_end)
+    try:
+        reader = os.fdopen(read_end, "rb")
+        first = await asyncio.to_thread(reader.readline)
+        assert first, "the CLI printed nothing"
+        reader.close()  # like head: the pipe has no reader any more
+        _, err = await asyncio.wait_for(proc.communicate(), 120)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    await app.client.call("sim.clear_faults")
+    assert proc.returncode == 141, err
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err
+    assert await app.token_count() == 0
+    status, runs = await app.browser.api("GET", "/api/v1/backup/runs")
+    assert status == 200 and runs["runs"][0]["status"] in {"running", "success"}

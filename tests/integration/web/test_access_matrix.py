@@ -35,6 +35,11 @@ PUBLIC_ALLOWED = {
     ("POST", "/api/v1/setup/token"),
     ("POST", "/api/v1/setup/admin"),
     ("POST", "/api/v1/session"),
+    # Signing in through a provider: before anyone is signed in, by nature.
+    ("GET", "/auth/{slug}/start"),
+    ("GET", "/auth/{slug}/callback"),
+    ("POST", "/auth/{slug}/callback"),
+    ("GET", "/auth/{slug}/metadata"),
 }
 ADMIN_ONLY_PREFIXES = (
     "/admin/",
@@ -46,6 +51,11 @@ ADMIN_ONLY_PREFIXES = (
     # Operations of every kind (backups, restores, verifies, disk formats).
     "/operations",
     "/api/v1/operations",
+    # Diagnostics, the journal and the support bundle (administrators and,
+    # once it exists, the support role).
+    "/diagnostics",
+    "/api/v1/diagnostics",
+    "/api/v1/logs",
 )
 # Reading pool state is for viewers; changing which pools are connected is not.
 ADMIN_WRITE_PREFIXES = ("/pools", "/api/v1/pools")

@@ -44,6 +44,11 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/tokens"): {"name": "ci"},
     ("DELETE", "/api/v1/tokens/{token_id}"): {},
     ("PUT", "/api/v1/appliance"): {"name": "Keep", "timezone": "Europe/Berlin"},
+    ("POST", "/api/v1/auth/providers"): {"kind": "oidc", "name": "Corp", "enabled": False},
+    ("PUT", "/api/v1/auth/providers/settings"): {"public_url": "https://keep.example:8443"},
+    ("PUT", "/api/v1/auth/providers/{provider_id}"): {"name": "Corp", "mappings": []},
+    ("DELETE", "/api/v1/auth/providers/{provider_id}"): {},
+    ("POST", "/api/v1/auth/providers/{provider_id}/test"): {"username": "alice"},
     ("POST", "/api/v1/pools"): {
         "url": "https://127.0.0.1:1",
         "username": "root",
@@ -53,6 +58,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/pools/probe"): {"url": "https://127.0.0.1:1"},
     ("DELETE", "/api/v1/pools/{pool_id}"): {},
     ("POST", "/api/v1/operations/{op_id}/cancel"): {},
+    # Takes no body: whatever is sent is ignored (a run starts, or 409 while one runs).
+    ("POST", "/api/v1/diagnostics/run"): {},
     ("POST", "/api/v1/backup/verify"): {"vm_uuid": "0b4a3f39-8a4e-4c43-9c2b-1f1f1f1f1f1f"},
     ("PUT", "/api/v1/backup/verify/schedule"): {"schedule": "daily 03:00"},
     # The path is replaced only by values naming no existing directory (see

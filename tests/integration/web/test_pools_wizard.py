@@ -116,3 +116,24 @@ async def test_pools_page_adds_lists_and_removes(
     assert 'id="pools-live"' in page and "dashboard.js" in page
     status, script, resp = await browser.get("/static/dashboard.js")
     assert status == 200 and "EventSource" in script
+
+
+async def test_a_finished_wizard_stays_finished_when_its_pool_is_removed(
+    browser: Browser, settings: Settings, sim: RunningSimulator
+) -> None:
+    await to_pool_step(browser, settings)
+    await browser.get("/setup/pool")
+    form = {"action": "check", "url": sim.url, "username": "root", "password": "demo"}
+    await browser.post_form("/setup/pool", form)
+    status, _, _ = await browser.post_form("/setup/pool", {"action": "confirm"})
+    assert status == 303
+    await browser.get("/setup/summary")
+    status, _, _ = await browser.post_form("/setup/summary", {})
+    assert status == 303
+    status, page, _ = await browser.get("/")
+    assert "steps left" not in page
+    status, body = await browser.api("GET", "/api/v1/pools")
+    status, _, _ = await browser.post_form(f"/pools/{body['pools'][0]['id']}/remove", {})
+    assert status == 303
+    status, page, _ = await browser.get("/")
+    assert status == 200 and "steps left" not in page

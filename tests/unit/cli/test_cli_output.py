@@ -71,8 +71,8 @@ def test_a_damaged_point_says_where_whatever_the_last_verify_said() -> None:
         "damage": [{"disk": "0", "blocks": [3, 4, 5, 9]}, {"disk": "1", "blocks": []}],
     }
     verify = {"status": "ok", "started": 20.0, "finished": 30.0}
-    assert verified(point, "vm", verify) == "DAMAGED disk 0 blocks 3-5, 9; disk 1 whole file"
-    assert verified({**point, "damage": []}, "vm", verify).startswith("ok ")
+    assert verified(point, "vm", verify, "UTC") == "DAMAGED disk 0 blocks 3-5, 9; disk 1 whole file"
+    assert verified({**point, "damage": []}, "vm", verify, "UTC").startswith("ok ")
 
 
 def test_a_salvaged_restore_lists_what_it_zeroed_and_left_unchecked() -> None:

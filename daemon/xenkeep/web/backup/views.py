@@ -213,7 +213,9 @@ _NEW_JOB = {
 @admin
 async def job_new(request: web.Request) -> web.StreamResponse:
     """The form for a new job."""
-    return await _job_form(request, job=dict(_NEW_JOB), job_id=None)
+    # A new job's schedule reads in the appliance's zone unless changed.
+    zone = (await keys.identity(request.app).get()).timezone
+    return await _job_form(request, job=dict(_NEW_JOB, timezone=zone), job_id=None)
 
 
 def _job_to_form(d: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The diagnostics pages and API: health checks, the log view, the support bundle."""
