@@ -210,7 +210,6 @@ class DiskReader:
         self.size = self._chain.size
         self.block_size = self._chain.block_size
         self.block_count = -(-self.size // self.block_size)
-        self.stats = ReadStats()
         #: Blocks of the disk handed on as zeros (salvage only).
         self.zeroed: set[int] = set()
         self._bad: dict[str, dict[str, set[int]]] = {}
@@ -234,8 +233,6 @@ class DiskReader:
                 raise self.error() from None
             self.zeroed.add(index)
             return bytes(self.block_size)
-        self.stats.blocks += 1
-        self.stats.bytes += len(data)
         return data
 
     def block_source(self, index: int) -> tuple[StoredVhd, int] | None:
@@ -274,15 +271,6 @@ class DiskReader:
             for reason, blocks in reasons.items():
                 out.append(FileDamage(self.key, file, reason, tuple(sorted(blocks))))
         return out
-
-    @property
-    def damaged_blocks(self) -> list[int]:
-        """Blocks of the disk that met damage (zeroed or refused)."""
-        out: set[int] = set()
-        for reasons in self._bad.values():
-            for blocks in reasons.values():
-                out.update(blocks)
-        return sorted(out)
 
     def error(self) -> DamagedDataError:
         """The refusal of a strict read, naming the point, the disk and the blocks."""
