@@ -529,13 +529,19 @@ def merge_digests(vmdir: VmDir, key: str, full: str, delta: str) -> tuple[int, d
         # The full a delta itself (a point deleted in the middle of the
         # chain): its bitmaps gain the delta's bits.
         layered = fv.disk_type == DISK_DIFFERENCING
-        for index in sorted({*dv.present_blocks(), *dv.missing}):
+
+        def checked(vhd: StoredVhd, index: int) -> tuple[bytes, bytes] | None:
             try:
-                got = dv.read_block(index)
+                got = vhd.read_block(index)
             except _BadBlock as b:
                 bad.setdefault((b.file, b.reason), set()).add(index)
-                continue
+                return None
             assert got is not None
+            return got
+
+        for index in sorted({*dv.present_blocks(), *dv.missing}):
+            if (got := checked(dv, index)) is None:
+                continue
             bitmap, data = got
             if not any(bitmap):
                 continue
@@ -545,12 +551,8 @@ def merge_digests(vmdir: VmDir, key: str, full: str, delta: str) -> tuple[int, d
                 continue
             f_bitmap, base = (bitmap if layered else ones), bytes(bs)
             if index < fv.block_count and fv.block_present(index):
-                try:
-                    f_got = fv.read_block(index)
-                except _BadBlock as b:
-                    bad.setdefault((b.file, b.reason), set()).add(index)
+                if (f_got := checked(fv, index)) is None:
                     continue
-                assert f_got is not None
                 held, base = f_got
                 if layered:
                     f_bitmap = bytes(a | b for a, b in zip(held, bitmap, strict=True))
