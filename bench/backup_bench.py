@@ -7,7 +7,14 @@ process runs the BackupManager against it, as xenkeepd would. Figures:
 - ``full_backup_mb_s`` and its ratio to it: the same stream into the datastore;
 - ``delta_*``: a 1 % change exported, stored and merged (retention 1);
 - ``peak_rss_mib``: the backup process's peak RSS, for two disk sizes (8x
-  the data); ``peak_rss_growth`` is their ratio and must stay near 1.
+  the data); ``peak_rss_growth`` is their ratio and must stay near 1;
+- ``restore_check_cost``: the newest point restored into a VDI of the pool
+  with every block checked (the product) against the same restore reading
+  the same files without the checks, as a ratio (goal: under 1.05);
+  ``restore_check_cost_bound``, the best unchecked time plus all the CPU
+  time the checks took, over that time (an upper bound a busy machine does
+  not blur); and ``restore_stream_check_cost``, the same for producing the
+  restore's VHD stream alone into a null sink (nothing to hide the hashing).
 """
 
 from __future__ import annotations
@@ -31,9 +38,12 @@ from typing import Any
 
 from xenkeep.backup.manager import BackupManager
 from xenkeep.backup.pools import StaticPools
+from xenkeep.backup.restore import chain_vhd
+from xenkeep.formats.vhd import VhdChain, VhdFile
+from xenkeep.repo.datastore import Datastore
 from xenkeep.store import open_database
 from xenkeep.xapi.client import XapiClient
-from xenkeep.xapi.transfer import export_raw_vdi
+from xenkeep.xapi.transfer import export_raw_vdi, import_raw_vdi
 
 MiB = 1 << 20
 # Any id: the static pool map below has this one pool.
@@ -75,6 +85,110 @@ def workspace(size_mib: int) -> Iterator[tuple[Path, str]]:
             yield mnt, "xfs (reflink)"
         finally:
             subprocess.run(["umount", str(mnt)], check=True)
+
+
+class _Unchecked:
+    """What a restore read before every block was checked: the chain alone."""
+
+    def __init__(self, chain: VhdChain) -> None:
+        self._chain = chain
+        self.size = chain.size
+        self.block_size = chain.block_size
+
+    def present_blocks(self) -> list[int]:
+        present: set[int] = set()
+        for f in self._chain.files:
+            present.update(f.present_blocks())
+        return sorted(present)
+
+    def block(self, index: int) -> bytes:
+        return self._chain.read_block(index)
+
+
+class _UncheckedStore:
+    """The datastore's ``open_point_disk`` without the checks: the baseline."""
+
+    def __init__(self, ds: Datastore) -> None:
+        self.ds = ds
+
+    @contextlib.contextmanager
+    def open_point_disk(
+        self, vm_uuid: str, point_id: str, key: str, *, salvage: bool = False
+    ) -> Iterator[_Unchecked]:
+        del salvage
+        with self.ds.reading(vm_uuid) as vmdir, contextlib.ExitStack() as stack:
+            rec = vmdir.load_point(point_id).disk(key)
+            files = []
+            for f in vmdir.chain_files(key, rec.file):
+                fh = stack.enter_context(vmdir.vhd_path(key, f).open("rb"))
+                files.append(VhdFile(fh, name=f))
+            yield _Unchecked(VhdChain(files))
+
+
+async def restore_cost(
+    client: XapiClient, ds: Datastore, vm_uuid: str, point_id: str, rounds: int = 7
+) -> dict[str, Any]:
+    """The newest point restored with and without the checks, alternately;
+    the best time of each."""
+    sr = await client.call("pool.get_default_SR", (await client.call("pool.get_all"))[0])
+    size = int((await asyncio.to_thread(ds.points, vm_uuid))[-1].disks[0].virtual_size)
+    stores: dict[str, Any] = {"checked": ds, "unchecked": _UncheckedStore(ds)}
+    stream_s: dict[str, float] = {}
+    restore_s: dict[str, float] = {}
+    # CPU time of this process (every thread; the pool is another process):
+    # what the checks add, whatever else the machine is doing meanwhile.
+    stream_cpu: dict[str, float] = {}
+    restore_cpu: dict[str, float] = {}
+    seen: dict[str, list[float]] = {"checked": [], "unchecked": []}
+    for _ in range(rounds):
+        for name, store in stores.items():
+            t, c = time.perf_counter(), time.process_time()
+            stream = await chain_vhd(store, vm_uuid, point_id, "0")
+            async for _piece in stream.chunks:
+                pass
+            stream_s[name] = min(stream_s.get(name, 1e9), time.perf_counter() - t)
+            stream_cpu[name] = min(stream_cpu.get(name, 1e9), time.process_time() - c)
+            vdi = await client.call(
+                "VDI.create",
+                {
+                    "SR": sr,
+                    "virtual_size": str(size),
+                    "type": "user",
+                    "name_label": f"bench restore {name}",
+                    "sharable": False,
+                    "read_only": False,
+                    "other_config": {},
+                },
+            )
+            t, c = time.perf_counter(), time.process_time()
+            stream = await chain_vhd(store, vm_uuid, point_id, "0")
+            await import_raw_vdi(client, vdi, stream.chunks, fmt="vhd", size=stream.length)
+            took = time.perf_counter() - t
+            restore_cpu[name] = min(restore_cpu.get(name, 1e9), time.process_time() - c)
+            seen[name].append(round(took, 3))
+            restore_s[name] = min(restore_s.get(name, 1e9), took)
+            await client.call("VDI.destroy", vdi)
+    return {
+        "restore_stream_bytes": stream.length,
+        "restore_seconds_checked": round(restore_s["checked"], 3),
+        "restore_seconds_unchecked": round(restore_s["unchecked"], 3),
+        "restore_check_cost": round(restore_s["checked"] / restore_s["unchecked"], 3),
+        "restore_stream_mb_s_checked": round(stream.length / stream_s["checked"] / 1e6, 1),
+        "restore_stream_mb_s_unchecked": round(stream.length / stream_s["unchecked"] / 1e6, 1),
+        "restore_stream_check_cost": round(stream_s["checked"] / stream_s["unchecked"], 3),
+        # Every round's time: on a busy machine the spread says how far to trust the best.
+        "restore_rounds_seconds": seen,
+        "restore_cpu_seconds_checked": round(restore_cpu["checked"], 3),
+        "restore_cpu_seconds_unchecked": round(restore_cpu["unchecked"], 3),
+        "checking_cpu_seconds": round(stream_cpu["checked"] - stream_cpu["unchecked"], 3),
+        # The restore's best time plus all the CPU the checks took, as if none
+        # of it overlapped the transfer: an upper bound of what they cost.
+        "restore_check_cost_bound": round(
+            (restore_s["unchecked"] + max(0.0, stream_cpu["checked"] - stream_cpu["unchecked"]))
+            / restore_s["unchecked"],
+            3,
+        ),
+    }
 
 
 async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
@@ -157,6 +271,7 @@ async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
                 for x in detail["log"]
             ]
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            restore = await restore_cost(client, m.datastore, vm.uuid, drow["point_id"])
             await m.stop()
             await db.close()
             return {
@@ -178,6 +293,7 @@ async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
                 "merge_seconds": drow["merge_seconds"],
                 "rss_before_backup_mib": round(rss_before, 1),
                 "peak_rss_mib": round(rss, 1),
+                **restore,
             }
         finally:
             await client.close()
@@ -213,6 +329,9 @@ def main() -> None:
         "peak_rss_growth": round(large["peak_rss_mib"] / small["peak_rss_mib"], 3),
         "full_backup_over_export": large["full_backup_over_export"],
         "delta_backup_over_export": large["delta_over_export"],
+        "restore_check_cost": large["restore_check_cost"],
+        "restore_stream_check_cost": large["restore_stream_check_cost"],
+        "restore_check_cost_bound": large["restore_check_cost_bound"],
     }
     text = json.dumps({"backup": figures}, indent=1)
     print(text)

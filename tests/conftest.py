@@ -17,6 +17,7 @@ from pytest_asyncio import is_async_test
 
 import xapisim
 from tests.support.web import Browser, make_settings
+from xapisim.pool import PARTIAL_BLOCKS_ENV
 from xenkeep import blocking
 from xenkeep.app import create_app
 from xenkeep.config import Settings
@@ -36,6 +37,12 @@ pytest_plugins = [
     "tests.support.github_standin",
     "pytester",
 ]
+
+# Every simulator the tests start (in process or as `python -m xapisim`)
+# exports deltas with partial blocks, as real differencing disks can hold
+# them, so the product's path for them is what the suite exercises. A test
+# that wants whole blocks passes partial_blocks=False.
+os.environ.setdefault(PARTIAL_BLOCKS_ENV, "1")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -57,6 +57,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--demo", action="store_true", help="seed new state directories with the demo pool"
     )
     parser.add_argument("--password", default="demo", help="root password (default: demo)")
+    parser.add_argument(
+        "--partial-blocks",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="delta exports hold only the changed sectors of each block "
+        "(default: XAPISIM_PARTIAL_BLOCKS=1 in the environment)",
+    )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     if args.state is None and not args.pool:
@@ -75,7 +82,14 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         for state, host, port in specs:
-            sim = await start_simulator(state, host, port, demo=args.demo, password=args.password)
+            sim = await start_simulator(
+                state,
+                host,
+                port,
+                demo=args.demo,
+                password=args.password,
+                partial_blocks=args.partial_blocks,
+            )
             running.append(sim)
             print(f"xapisim: pool {sim.pool.name} listening on {sim.url} state={state}", flush=True)
         await stop.wait()

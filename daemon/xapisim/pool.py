@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +30,28 @@ from .model.vms import Vms
 
 #: The root password of a pool started without ``--password``.
 DEMO_PASSWORD = "demo"
+#: Set to "1": pools export deltas with partial blocks unless told otherwise.
+PARTIAL_BLOCKS_ENV = "XAPISIM_PARTIAL_BLOCKS"
 
 
 class SimPool:
     """One simulated pool: its database, disks, sessions, tasks and faults."""
 
     def __init__(
-        self, state_dir: Path, *, password: str = DEMO_PASSWORD, user: str = "root"
+        self,
+        state_dir: Path,
+        *,
+        password: str = DEMO_PASSWORD,
+        user: str = "root",
+        partial_blocks: bool | None = None,
     ) -> None:
         self.state_dir = state_dir
+        #: Delta exports hold partial blocks (only the changed sectors in a
+        #: block's bitmap) rather than every changed block whole. Default:
+        #: the environment's XAPISIM_PARTIAL_BLOCKS=1 (set by the test suite).
+        self.partial_blocks = (
+            os.environ.get(PARTIAL_BLOCKS_ENV) == "1" if partial_blocks is None else partial_blocks
+        )
         state_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(state_dir / "db.json")
         self.faults = Faults()

@@ -67,9 +67,14 @@ async def start_simulator(
     *,
     demo: bool = False,
     password: str = DEMO_PASSWORD,
+    partial_blocks: bool | None = None,
 ) -> RunningSimulator:
-    """Open (or seed) ``state_dir`` and serve it on ``host:port``."""
-    pool = SimPool(Path(state_dir), password=password)
+    """Open (or seed) ``state_dir`` and serve it on ``host:port``.
+
+    ``partial_blocks``: delta exports hold only the changed sectors of each
+    block (None: as the XAPISIM_PARTIAL_BLOCKS environment variable says).
+    """
+    pool = SimPool(Path(state_dir), password=password, partial_blocks=partial_blocks)
     await pool.open(demo=demo)
     runner = web.AppRunner(create_app(pool), access_log=None, handle_signals=False)
     await runner.setup()

@@ -46,7 +46,7 @@ from xenkeep.system.identity import IdentityManager, known_timezones
 from xenkeep.system.journal import Journal
 from xenkeep.system.setup_state import SetupState
 from xenkeep.system.tls import ensure_certificate
-from xenkeep.units import clock_duration, human_bytes
+from xenkeep.units import clock_duration, human_bytes, number_ranges
 from xenkeep.web import keys
 from xenkeep.web.middleware import auth_middleware, error_middleware, headers_middleware
 from xenkeep.web.pools.step import register_pool_step
@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> web.Application:
     env.filters["log_time"] = log_time
     env.filters["bytes"] = human_bytes
     env.filters["clock"] = clock_duration
+    env.filters["ranges"] = number_ranges
     app["static_root_url"] = "/static"
     setup_routes(app, ui / "static")
     app.cleanup_ctx.append(_services)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from collections.abc import Iterable
 
 
 def human_bytes(n: float) -> str:
@@ -25,6 +26,21 @@ def clock_duration(seconds: float | None) -> str:
     h, rest = divmod(s, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def number_ranges(numbers: Iterable[int]) -> str:
+    """``[1, 2, 3, 7]`` → ``'1-3, 7'``: lists of block numbers can be long."""
+    out: list[str] = []
+    ordered = sorted(set(numbers))
+    start = prev = None
+    for n in [*ordered, None]:
+        if n is not None and prev is not None and n == prev + 1:
+            prev = n
+            continue
+        if start is not None:
+            out.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = n
+    return ", ".join(out)
 
 
 # --- times, in the appliance's time zone ------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from xenkeep import units
-from xenkeep.units import clock_duration, human_bytes
+from xenkeep.units import clock_duration, human_bytes, number_ranges
 
 
 @pytest.mark.parametrize(
@@ -32,6 +32,20 @@ def test_human_bytes(n: int, text: str) -> None:
 )
 def test_clock_duration(seconds: float | None, text: str) -> None:
     assert clock_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("numbers", "text"),
+    [
+        ([], ""),
+        ([5], "5"),
+        ([3, 1, 2], "1-3"),
+        ([1, 2, 3, 7, 9, 10], "1-3, 7, 9-10"),
+        ([4, 4], "4"),
+    ],
+)
+def test_number_ranges(numbers: list[int], text: str) -> None:
+    assert number_ranges(numbers) == text
 
 
 def test_times_are_shown_in_the_zone_named() -> None:

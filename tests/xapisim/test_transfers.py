@@ -176,7 +176,17 @@ async def test_vhd_export_of_a_demo_disk_skips_empty_blocks(rpc: Rpc) -> None:
 
 
 def _parse_vhd(data: bytes) -> tuple[bytes, dict[int, bytes], bytes]:
-    """(parent uuid, {block index: data}, footer uuid) of a dynamic/differencing VHD."""
+    """(parent uuid, {block index: data}, footer uuid) of a dynamic/differencing
+    VHD whose blocks are all whole."""
+    parent, blocks, footer_uuid = _parse_blocks(data)
+    for index, (bitmap, _data) in blocks.items():
+        assert bitmap == b"\xff" * 512, f"block {index} is partial"
+    return parent, {i: d for i, (_b, d) in blocks.items()}, footer_uuid
+
+
+def _parse_blocks(data: bytes) -> tuple[bytes, dict[int, tuple[bytes, bytes]], bytes]:
+    """(parent uuid, {block index: (bitmap, data)}, footer uuid) of a dynamic or
+    differencing VHD."""
     footer = data[-512:]
     assert footer[:8] == b"conectix" and data[:512] == footer
     disk_type = struct.unpack(">I", footer[60:64])[0]
@@ -187,18 +197,21 @@ def _parse_vhd(data: bytes) -> tuple[bytes, dict[int, bytes], bytes]:
     entries = struct.unpack(">I", header[28:32])[0]
     block_size = struct.unpack(">I", header[32:36])[0]
     assert block_size == BLOCK
-    blocks: dict[int, bytes] = {}
+    blocks: dict[int, tuple[bytes, bytes]] = {}
     for i in range(entries):
         sector = struct.unpack(">I", data[bat_at + 4 * i : bat_at + 4 * i + 4])[0]
         if sector != 0xFFFFFFFF:
-            start = sector * 512 + 512  # skip the sector bitmap
-            assert data[sector * 512 : start] == b"\xff" * 512
-            blocks[i] = data[start : start + BLOCK]
+            start = sector * 512 + 512  # past the sector bitmap
+            blocks[i] = (data[sector * 512 : start], data[start : start + BLOCK])
     parent = header[40:56] if disk_type == 4 else b""
     return parent, blocks, footer[68:84]
 
 
-async def test_vhd_with_base_holds_exactly_the_changed_blocks(rpc: Rpc) -> None:
+@pytest.mark.parametrize("partial", [False, True], ids=["whole-blocks", "partial-blocks"])
+async def test_vhd_with_base_holds_exactly_the_changed_blocks(
+    asim: RunningSimulator, rpc: Rpc, partial: bool
+) -> None:
+    asim.pool.partial_blocks = partial
     vdi = await _vm_disk(rpc, "mail-01")
     vm = (await rpc("VM.get_by_name_label", "mail-01"))[0]
     snap1 = await rpc("VM.snapshot", vm, "s1")
@@ -215,14 +228,26 @@ async def test_vhd_with_base_holds_exactly_the_changed_blocks(rpc: Rpc) -> None:
     await write(rpc, vdi, 0, same)
     snap2_vdi = await rpc("VDI.snapshot", vdi, {})
     data = await _download(rpc, f"vdi={snap2_vdi}&format=vhd&base={base}")
-    parent, blocks, footer_uuid = _parse_vhd(data)
+    parent, blocks, footer_uuid = _parse_blocks(data)
     base_uuid = await rpc("VDI.get_uuid", base)
     assert parent.hex() == base_uuid.replace("-", "")
     assert footer_uuid.hex() == (await rpc("VDI.get_uuid", snap2_vdi)).replace("-", "")
     assert sorted(blocks) == [5, 9, 300, 301]
     path = Path(await rpc("sim.vdi_path", snap2_vdi))
-    for index, content in blocks.items():
-        assert await asyncio.to_thread(_read_at, path, index * BLOCK, BLOCK) == content
+    # The sectors each write touched (mail-01's disk is zeros there before).
+    changed = {5: range(2, 10), 9: range(2, 3), 300: range(2, 4096), 301: range(3)}
+    for index, (bitmap, content) in blocks.items():
+        current = await asyncio.to_thread(_read_at, path, index * BLOCK, BLOCK)
+        if not partial:
+            assert bitmap == b"\xff" * 512 and content == current
+            continue
+        bits = [s for s in range(BLOCK // 512) if bitmap[s // 8] & (0x80 >> (s % 8))]
+        assert bits == list(changed[index]), index
+        for sector in range(BLOCK // 512):
+            at = slice(sector * 512, (sector + 1) * 512)
+            # Outside the bitmap: filler, never the disk's bytes.
+            want = current[at] if sector in changed[index] else b"\xe5" * 512
+            assert content[at] == want, (index, sector)
 
 
 def _write_source(source: Path, size: int) -> None:

@@ -469,3 +469,66 @@ def test_bad_block_list_and_size() -> None:
 def test_geometry_matches_the_specification() -> None:
     assert vhdio.chs_geometry(20 * MiB) == (602, 4, 17)
     assert vhdio.chs_geometry(127 * 1024 * MiB)[1:] == (16, 255)
+
+
+# --- partial blocks -------------------------------------------------------------------
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    writes=st.lists(
+        st.tuples(st.integers(0, (5 * MiB) // SECTOR - 1), st.integers(1, 40), st.booleans()),
+        min_size=1,
+        max_size=6,
+    ),
+    seed=st.integers(0, 2**16),
+)
+def test_a_partial_delta_holds_exactly_the_changed_sectors(
+    tmp_path_factory: pytest.TempPathFactory, writes: list[tuple[int, int, bool]], seed: int
+) -> None:
+    tmp = tmp_path_factory.mktemp("partial")
+    size = 5 * MiB  # two whole blocks and a short last one
+    rng = random.Random(seed)
+    base = make_disk(tmp / "base.raw", size, [(0, rng.randbytes(size))])
+    current = tmp / "current.raw"
+    shutil.copyfile(base, current)
+    # Random data or zeros over some sector runs (a run may cross a block).
+    patch(
+        current,
+        [
+            (s * SECTOR, rng.randbytes(n * SECTOR) if rnd else bytes(n * SECTOR))
+            for s, n, rnd in writes
+            if (s + n) * SECTOR <= size
+        ],
+    )
+    before, after = base.read_bytes(), current.read_bytes()
+    at = [slice(i * SECTOR, (i + 1) * SECTOR) for i in range(size // SECTOR)]
+    changed = [i for i, where in enumerate(at) if before[where] != after[where]]
+    changed_set = set(changed)
+    blocks = sorted({s * SECTOR // BLOCK_SIZE for s in changed})
+    parent = uuid.uuid4()
+    data = stream_bytes(vhdio.vhd_stream(current, size, blocks, parent, base=base))
+    assert len(data) == vhdio.vhd_stream_size(size, len(blocks))
+    # Each block's bitmap has exactly its changed sectors; the others hold filler.
+    (table,) = struct.unpack_from(">Q", data, 512 + 16)  # the dynamic header's BAT offset
+    per_block = BLOCK_SIZE // SECTOR
+    for index in blocks:
+        (sector,) = struct.unpack_from(">I", data, table + 4 * index)
+        bitmap = data[sector * SECTOR : sector * SECTOR + SECTOR]
+        payload = data[sector * SECTOR + SECTOR : sector * SECTOR + SECTOR + BLOCK_SIZE]
+        for s in range(per_block):
+            disk_sector = index * per_block + s
+            held = bool(bitmap[s // 8] & (0x80 >> (s % 8)))
+            assert held == (disk_sector in changed_set), (index, s)
+            piece = payload[s * SECTOR : (s + 1) * SECTOR]
+            if held:
+                assert piece == after[disk_sector * SECTOR : (disk_sector + 1) * SECTOR]
+            else:
+                assert piece == bytes([vhdio.export.FILLER]) * SECTOR
+    # Applied over the base by the simulator's own importer: the current disk.
+    target = tmp / "target.raw"
+    shutil.copyfile(base, target)
+    import_bytes(data, target, size, parent_uuid=parent)
+    assert target.read_bytes() == after

@@ -3,7 +3,8 @@
 An export streams the VDI's file as raw bytes (holes as zeros) or as a
 dynamic VHD of its non-zero 2 MiB blocks; with ``base=`` a differencing VHD
 of the blocks whose content differs from the base VDI's (parent UUID = the
-base's uuid). When no fault shapes the stream, the disk data goes out with
+base's uuid), whole or, when the pool exports partial blocks, holding only
+the sectors that differ. When no fault shapes the stream, the disk data goes out with
 sendfile(2). An import writes a raw or VHD body into the VDI, then marks the
 range it covered for CBT and accounting.
 """
@@ -11,6 +12,7 @@ range it covered for CBT and accounting.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +57,11 @@ async def _send_fast(
     codec's stream (its headers are taken from it; data blocks come straight
     from the file, which reads holes as zeros).
     """
+    if isinstance(stream, vhdio.VhdStream) and stream.base is not None:
+        # Partial blocks are composed from two files: no sendfile for them.
+        async for piece in iterate(stream):
+            await meter.send(resp, piece)
+        return
     with path.open("rb") as f:
         if not isinstance(stream, vhdio.VhdStream):
             await _sendfile(request, meter, f, 0, size)
@@ -99,7 +106,16 @@ async def export_raw_vdi(
             blocks = await asyncio.to_thread(storage.changed_blocks, pool.vdi_path(base), path)
             parent = uuidlib.UUID(base_rec["uuid"])
         vhd = await asyncio.to_thread(
-            vhdio.vhd_stream, path, size, blocks, parent, disk_uuid=uuidlib.UUID(rec["uuid"])
+            functools.partial(
+                vhdio.vhd_stream,
+                path,
+                size,
+                blocks,
+                parent,
+                disk_uuid=uuidlib.UUID(rec["uuid"]),
+                # Partial blocks, as a real differencing disk can hold them.
+                base=pool.vdi_path(base) if base_q and pool.partial_blocks else None,
+            )
         )
         stream, total = vhd, vhd.size
     else:

@@ -4,6 +4,12 @@ Holes are found with SEEK_DATA/SEEK_HOLE and never read; all-zero 2 MiB
 blocks are left out of a VHD. A stream is planned before its first byte (the
 BAT and the exact length are known up front), then produced in pieces of at
 most a few MiB, so memory never grows with the disk size.
+
+A differencing export given its base file (``base=``) can also hold *partial
+blocks*, as real differencing disks do: a changed block's bitmap then has
+only the 512-byte sectors that differ from the base, and the sectors outside
+it carry :data:`FILLER` bytes, never data, so a reader that ignores the
+bitmap is caught. Without the base every changed block is exported whole.
 """
 
 from __future__ import annotations
@@ -97,6 +103,31 @@ def _pieces_nonzero(fd: int, offset: int, length: int) -> Iterator[bool]:
 
 # --- export ------------------------------------------------------------------
 
+#: What a partial block holds in the sectors its bitmap leaves out.
+FILLER = 0xE5
+_FILLER_SECTOR = bytes([FILLER]) * SECTOR
+
+
+def sector_bitmap(base: bytes, current: bytes) -> bytes:
+    """The bitmap (one bit per sector, most significant first, padded to a
+    sector) of the sectors where ``current`` differs from ``base``."""
+    bits = bytearray(SECTOR)
+    b, c = memoryview(base), memoryview(current)
+    for sector in range(len(current) // SECTOR):
+        at = sector * SECTOR
+        if b[at : at + SECTOR] != c[at : at + SECTOR]:
+            bits[sector >> 3] |= 0x80 >> (sector & 7)
+    return bytes(bits)
+
+
+def partial_block(bitmap: bytes, current: bytes) -> bytes:
+    """``current`` with every sector outside ``bitmap`` replaced by filler."""
+    out = bytearray(current)
+    for sector in range(len(current) // SECTOR):
+        if not bitmap[sector >> 3] & (0x80 >> (sector & 7)):
+            out[sector * SECTOR : (sector + 1) * SECTOR] = _FILLER_SECTOR
+    return bytes(out)
+
 
 class VhdStream:
     """A planned VHD export: ``size`` is its exact byte length; iterate for the bytes.
@@ -116,6 +147,7 @@ class VhdStream:
         timestamp: int | None = None,
         parent_name: str = "",
         parent_timestamp: int = 0,
+        base: Path | None = None,
     ) -> None:
         if virtual_size <= 0 or virtual_size % SECTOR:
             raise VhdError(f"virtual size {virtual_size} is not a positive multiple of {SECTOR}")
@@ -128,6 +160,8 @@ class VhdStream:
         ) & 0xFFFFFFFF
         self.parent_name = parent_name
         self.parent_timestamp = parent_timestamp
+        #: With a base file (and a parent), blocks hold only the sectors that differ.
+        self.base = Path(base) if base is not None and parent_uuid is not None else None
         self.entries = -(-virtual_size // BLOCK_SIZE)
         if blocks is None:
             fd = os.open(self.path, os.O_RDONLY)
@@ -193,6 +227,10 @@ class VhdStream:
         bat = self._bat()
         for at in range(0, len(bat), PIECE):
             yield bat[at : at + PIECE]
+        if self.base is not None:
+            yield from self._partial_blocks(self.base)
+            yield footer
+            return
         # Whole blocks are exported, so every sector is "in this file".
         bitmap = b"\xff" * SECTOR
         fd = os.open(self.path, os.O_RDONLY)
@@ -211,6 +249,22 @@ class VhdStream:
             os.close(fd)
         yield footer
 
+    def _partial_blocks(self, base: Path) -> Iterator[bytes]:
+        """Each planned block with a bitmap of the sectors that differ from ``base``."""
+        fd = os.open(self.path, os.O_RDONLY)
+        bfd = os.open(base, os.O_RDONLY)
+        try:
+            for index in self.blocks:
+                offset = index * BLOCK_SIZE
+                inside = min(BLOCK_SIZE, self.virtual_size - offset)
+                pad = bytes(BLOCK_SIZE - inside)
+                current = _pread_full(fd, inside, offset) + pad
+                bitmap = sector_bitmap(_pread_full(bfd, inside, offset) + pad, current)
+                yield bitmap + partial_block(bitmap, current)
+        finally:
+            os.close(bfd)
+            os.close(fd)
+
 
 def vhd_stream(
     path: Path,
@@ -222,6 +276,7 @@ def vhd_stream(
     timestamp: int | None = None,
     parent_name: str = "",
     parent_timestamp: int = 0,
+    base: Path | None = None,
 ) -> VhdStream:
     """Plan a dynamic VHD of the raw file at ``path`` (differencing with ``parent_uuid``).
 
@@ -229,7 +284,9 @@ def vhd_stream(
     that is not all zeros. The result is an iterator of byte chunks (at most
     2 MiB + 512 bytes each) whose total length is ``.size``. ``timestamp`` is in
     seconds since 2000-01-01 (default: now). A file shorter than
-    ``virtual_size`` reads as zero-extended.
+    ``virtual_size`` reads as zero-extended. ``base`` (the file the parent
+    was exported from, with ``parent_uuid``): partial blocks, only the
+    sectors that differ from it in each block's bitmap.
     """
     return VhdStream(
         path,
@@ -240,6 +297,7 @@ def vhd_stream(
         timestamp=timestamp,
         parent_name=parent_name,
         parent_timestamp=parent_timestamp,
+        base=base,
     )
 
 

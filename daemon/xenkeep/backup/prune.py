@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from xenkeep.errors import ValidationError
-from xenkeep.ops import OperationContext, Operations
+from xenkeep.ops import OperationContext, Operations, OpStatus
 from xenkeep.ops.manager import Outcome
 from xenkeep.repo.layout import check_uuid
 
@@ -72,6 +72,7 @@ class PruneService:
             await ctx.stage(PruneStage.MERGE)
             merged = 0
             problems = []
+            damaged = []
             for vm in vms:
                 started = time.monotonic()
                 result = await datastore.prune(vm, keep)
@@ -81,6 +82,9 @@ class PruneService:
                         f"VM {vm}: merged {len(result.merged)} restore point(s) away "
                         f"in {time.monotonic() - started:.2f}s"
                     )
+                if result.damaged:
+                    damaged.append(result.damaged)
+                    await ctx.log(f"VM {vm}: merge refused: {result.damaged}", level="error")
                 for why in (result.plan.blocked, result.deferred):
                     if why:
                         problems.append(f"VM {vm}: {why}")
@@ -91,7 +95,12 @@ class PruneService:
                 "vms": len(vms),
                 "merged": merged,
                 "problems": problems,
+                "damaged": damaged,
             }
+            if damaged:
+                # A merge that would fold damage in was refused: the points
+                # stay, flagged, and the administrator has to act.
+                return Outcome(report=report, status=OpStatus.FAILED, error="; ".join(damaged))
             return Outcome(report=report)
 
         return await self.ops.start(

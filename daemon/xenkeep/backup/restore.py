@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 import time
 import uuid as uuidlib
@@ -25,7 +26,8 @@ from xenkeep.formats.vhd import VhdStream, vhd_timestamp
 from xenkeep.ops import OperationContext
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.layout import RestorePoint, check_key, check_uuid
-from xenkeep.units import human_bytes
+from xenkeep.repo.reader import DiskReader, describe_findings
+from xenkeep.units import human_bytes, number_ranges
 from xenkeep.xapi.client import XapiClient
 from xenkeep.xapi.errors import TransferError, XapiFailure
 from xenkeep.xapi.transfer import import_raw_vdi
@@ -129,6 +131,10 @@ class RestoreRequest:
     #: are created on the same network if it exists in the target pool.
     networks: dict[str, str] = field(default_factory=dict)
     with_networks: bool = True
+    #: "Restore what can be read": damaged blocks become zeros and are listed,
+    #: blocks whose checksums cannot be read go unchecked and are listed.
+    #: Without it a restore stops before a damaged block reaches the pool.
+    salvage: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form (stored as the run's parameters)."""
@@ -141,6 +147,7 @@ class RestoreRequest:
             "disk": self.disk,
             "networks": self.networks,
             "with_networks": self.with_networks,
+            "salvage": self.salvage,
         }
 
     @classmethod
@@ -166,6 +173,9 @@ class RestoreRequest:
         # The new VM's name reaches the pool and the run's log and report.
         plain_text(str(data.get("name") or ""), "name")
         disk = str(data.get("disk") or "").strip() or None
+        salvage = data.get("salvage", False)
+        if not isinstance(salvage, bool):
+            raise ValidationError("salvage must be true or false", field="salvage")
         nets = data.get("networks") or {}
         if not isinstance(nets, dict):
             raise ValidationError("networks must map source to target uuids", field="networks")
@@ -174,6 +184,7 @@ class RestoreRequest:
             disk=disk,
             networks={str(k): str(v) for k, v in nets.items()},
             with_networks=bool(data.get("with_networks", True)),
+            salvage=salvage,
             **out,
         )
 
@@ -181,17 +192,31 @@ class RestoreRequest:
 _END: Final = object()
 
 
+@dataclass
+class PointStream:
+    """One disk of a restore point as a dynamic VHD stream (see :func:`chain_vhd`)."""
+
+    length: int
+    chunks: AsyncIterator[bytes]
+    #: The checked reader producing it: once the chunks are consumed, what it
+    #: found (damaged blocks zeroed, blocks passed unchecked).
+    reader: DiskReader
+
+
 async def chain_vhd(
-    datastore: Datastore, vm_uuid: str, point_id: str, key: str
-) -> tuple[int, AsyncIterator[bytes]]:
-    """The disk of a restore point as one dynamic VHD stream: (length, chunks).
+    datastore: Datastore, vm_uuid: str, point_id: str, key: str, *, salvage: bool = False
+) -> PointStream:
+    """The disk of a restore point as one dynamic VHD stream.
 
     A worker thread holds the VM's readers lock (merges wait) and produces
-    the stream block by block into a small queue, so memory stays flat.
+    the stream block by block into a small queue, so memory stays flat. Each
+    block is checked as it is read (:mod:`xenkeep.repo.reader`): a damaged one
+    ends the stream with :class:`~xenkeep.repo.errors.DamagedDataError` before
+    its data is sent, or with ``salvage`` goes as zeros and is listed.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue(4)
-    length_fut: asyncio.Future[int] = loop.create_future()
+    opened: asyncio.Future[tuple[int, DiskReader]] = loop.create_future()
     stop = threading.Event()
 
     def put(item: Any) -> None:
@@ -206,39 +231,34 @@ async def chain_vhd(
 
     def produce() -> None:
         try:
-            with datastore.reading(vm_uuid) as vmdir:
-                rec = vmdir.load_point(point_id).disk(key)
-                with vmdir.open_chain(key, rec.file) as chain:
-                    present: set[int] = set()
-                    for f in chain.files:
-                        present.update(i for i in f.present_blocks() if i < f.block_count)
-                    stream = VhdStream(
-                        chain.size,
-                        uuid=uuidlib.uuid4(),
-                        present=present,
-                        read_block=lambda i: (chain.read_block(i), None),
-                        timestamp=vhd_timestamp(time.time()),
-                        block_size=chain.block_size,
-                    )
-                    loop.call_soon_threadsafe(length_fut.set_result, stream.length)
-                    for piece in stream:
-                        if stop.is_set():
-                            return
-                        put(piece)
+            with datastore.open_point_disk(vm_uuid, point_id, key, salvage=salvage) as reader:
+                stream = VhdStream(
+                    reader.size,
+                    uuid=uuidlib.uuid4(),
+                    present=reader.present_blocks(),
+                    read_block=lambda i: (reader.block(i), None),
+                    timestamp=vhd_timestamp(time.time()),
+                    block_size=reader.block_size,
+                )
+                loop.call_soon_threadsafe(opened.set_result, (stream.length, reader))
+                for piece in stream:
+                    if stop.is_set():
+                        return
+                    put(piece)
             put(_END)
         except BaseException as exc:
             failure = exc
 
-            def fail_length() -> None:
-                if not length_fut.done():
-                    length_fut.set_exception(failure)
+            def fail_open() -> None:
+                if not opened.done():
+                    opened.set_exception(failure)
 
-            loop.call_soon_threadsafe(fail_length)
+            loop.call_soon_threadsafe(fail_open)
             put(exc)
 
     worker = asyncio.create_task(asyncio.to_thread(produce))
     try:
-        length = await length_fut
+        length, reader = await opened
     except BaseException:
         stop.set()
         with contextlib.suppress(BaseException):
@@ -261,7 +281,7 @@ async def chain_vhd(
             with contextlib.suppress(BaseException):
                 await worker
 
-    return length, chunks()
+    return PointStream(length, chunks(), reader)
 
 
 def vm_create_record(point: RestorePoint, name: str) -> dict[str, Any]:
@@ -292,6 +312,9 @@ class RestoreRun(RunBase):
         super().__init__(ctx=ctx, client=client, datastore=datastore)
         self.req = request
         self.created: dict[str, Any] = {}
+        #: Per disk, what a salvaging restore met: damaged blocks (zeroed)
+        #: and blocks whose checksums could not be read (passed unchecked).
+        self.damage: dict[str, dict[str, Any]] = {}
 
     async def execute(self) -> dict[str, Any]:
         """Restore; returns the report (new VM/VDI refs, bytes, seconds)."""
@@ -300,6 +323,12 @@ class RestoreRun(RunBase):
             lambda: self.datastore.vmdir(req.vm_uuid).load_point(req.point_id)
         )
         disks = [point.disk(req.disk)] if req.disk else list(point.disks)
+        if not req.salvage:
+            # Damage an earlier read or verify found refuses the restore before
+            # anything is created; what no one found yet stops it on the way.
+            await asyncio.to_thread(
+                self.datastore.check_point, req.vm_uuid, point.id, [d.key for d in disks]
+            )
         sr = str(await client.call("SR.get_by_uuid", req.sr_uuid))
         vm_name = str(point.vm.get("name_label", req.vm_uuid))
         task_id = await self._new_task(vm_uuid=req.vm_uuid, vm_name=vm_name, stage=Stage.CREATE)
@@ -376,7 +405,7 @@ class RestoreRun(RunBase):
             finished_at=time.time(),
             point_id=point.id,
         )
-        return {
+        report = {
             "vm_uuid": req.vm_uuid,
             "vm_name": vm_name,
             "point_id": point.id,
@@ -388,7 +417,12 @@ class RestoreRun(RunBase):
             "bytes": moved,
             "seconds": round(seconds, 3),
             "speed": round(moved / seconds, 1) if seconds > 0 else 0.0,
+            "salvage": req.salvage,
         }
+        if self.damage:
+            report["damage"] = [self.damage[k] for k in sorted(self.damage)]
+            report["damage_summary"] = damage_summary(point.id, report["damage"])
+        return report
 
     async def _restore_disk(
         self,
@@ -438,7 +472,10 @@ class RestoreRun(RunBase):
                 await self.ctx.progress(before + p.done)
 
             for attempt in range(1, IMPORT_ATTEMPTS + 1):
-                length, chunks = await chain_vhd(self.datastore, point.vm_uuid, point.id, key)
+                stream = await chain_vhd(
+                    self.datastore, point.vm_uuid, point.id, key, salvage=self.req.salvage
+                )
+                length, chunks = stream.length, stream.chunks
                 progress = Progress(flush)
                 progress.total = length
                 try:
@@ -479,6 +516,7 @@ class RestoreRun(RunBase):
             raise
         await progress.finish()
         self.created.setdefault("per_disk", {})[key] = done.bytes
+        await self._note_damage(point, key, stream.reader, vm_task)
         await self._update_task(
             disk_task,
             status=RunStatus.SUCCESS.value,
@@ -495,6 +533,45 @@ class RestoreRun(RunBase):
             task_id=vm_task,
         )
         return vdi, vdi_uuid
+
+    async def _note_damage(
+        self, point: RestorePoint, key: str, reader: DiskReader, vm_task: int
+    ) -> None:
+        """What a salvaging read of disk ``key`` met, in the log and the report."""
+        findings, unchecked = reader.findings, reader.unchecked
+        if not reader.zeroed and not unchecked:
+            return
+        zeroed = sorted(reader.zeroed)
+        where = ""
+        if zeroed:
+            where = await asyncio.to_thread(
+                self.datastore.intact_elsewhere,
+                point.vm_uuid,
+                point.id,
+                key,
+                [f for f in findings if f.blocks],
+            )
+        self.damage[key] = {
+            "disk": key,
+            "zeroed": zeroed,
+            "unchecked": unchecked,
+            "findings": [dataclasses.asdict(f) for f in findings],
+            "intact_copies": where,
+        }
+        if zeroed:
+            await self._log(
+                f"disk {key}: damaged blocks {number_ranges(zeroed)} were restored as zeros "
+                f"({describe_findings([f for f in findings if f.blocks])}); {where}",
+                level="error",
+                task_id=vm_task,
+            )
+        for file, blocks in unchecked.items():
+            await self._log(
+                f"disk {key}: blocks {number_ranges(blocks)} of {file}.vhd were restored "
+                "unchecked: its checksums cannot be read",
+                level="error",
+                task_id=vm_task,
+            )
 
     async def _vifs(self, point: RestorePoint, vm: str, task_id: int) -> None:
         meta = point.vm.get("xenkeep") or {}
@@ -531,3 +608,22 @@ class RestoreRun(RunBase):
         if vm is not None:
             with contextlib.suppress(XapiFailure):
                 await self.client.call("VM.destroy", vm)
+
+
+def damage_summary(point_id: str, damage: list[dict[str, Any]]) -> str:
+    """The error of a restore that restored what could be read: which point,
+    disks and blocks, and where intact copies are."""
+    parts = []
+    for d in damage:
+        if d["zeroed"]:
+            blocks = number_ranges(d["zeroed"])
+            part = f"disk {d['disk']} blocks {blocks} damaged, restored as zeros"
+            if d.get("intact_copies"):
+                part += f" ({d['intact_copies']})"
+            parts.append(part)
+        for file, blocks in (d.get("unchecked") or {}).items():
+            parts.append(
+                f"disk {d['disk']} blocks {number_ranges(blocks)} restored unchecked "
+                f"(the checksums of {file}.vhd cannot be read)"
+            )
+    return f"restored what could be read from restore point {point_id}: " + "; ".join(parts)

@@ -563,6 +563,9 @@ class BackupRun(RunBase):
                 f"{s.blocks_copied} copied)",
                 task_id=task_id,
             )
+        if pruned.damaged:
+            result.error = f"merge refused: {pruned.damaged}"
+            await self._log(f"{vm.name}: {result.error}", level="error", task_id=task_id)
         if pruned.plan.blocked:
             await self._log(f"{vm.name}: retention: {pruned.plan.blocked}", level="warning")
         if pruned.deferred:

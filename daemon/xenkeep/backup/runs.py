@@ -265,6 +265,12 @@ class BackupRuns:
                 await ctx.log(f"restore failed: {error}", level="error")
                 return Outcome(status=RunStatus.FAILED, error=error)
             await ctx.log(restore_log_line(report))
+            if report.get("damage"):
+                # What could be read was restored and kept, at the
+                # administrator's request; the restore is still not whole.
+                error = str(report["damage_summary"])
+                await ctx.log(error, level="error")
+                return Outcome(report=report, status=RunStatus.FAILED, error=error)
             return Outcome(report=report)
 
         name = point.vm.get("name_label", req.vm_uuid)

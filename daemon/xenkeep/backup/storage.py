@@ -20,6 +20,8 @@ from xenkeep.ops import OperationContext, OperationKind, Operations
 from xenkeep.ops.manager import Outcome
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.errors import NoDatastoreError, RepoError
+from xenkeep.repo.layout import RestorePoint
+from xenkeep.repo.verify import DamagedPoint
 from xenkeep.store import Database
 
 from .disks import DiskService, check_erase_confirmation
@@ -244,8 +246,20 @@ class BackupStorage:
         return await asyncio.to_thread(gather)
 
     async def points(self, vm_uuid: str) -> list[dict[str, Any]]:
-        """Restore points of a VM, oldest first (only committed ones exist)."""
-        pts = await asyncio.to_thread(self.datastore.points, vm_uuid)
+        """Restore points of a VM, oldest first (only committed ones exist),
+        each with the damage a read of it meets (``damage``: disk, file,
+        reason, block numbers; empty when none was found)."""
+        ds = self.datastore
+
+        def gather() -> tuple[list[RestorePoint], list[DamagedPoint]]:
+            return ds.points(vm_uuid), ds.damage(vm_uuid)
+
+        pts, damaged = await asyncio.to_thread(gather)
+        found: dict[str, list[dict[str, Any]]] = {}
+        for d in damaged:
+            found.setdefault(d.point_id, []).append(
+                {"disk": d.disk, "file": d.file, "reason": d.reason, "blocks": list(d.blocks)}
+            )
         return [
             {
                 "id": p.id,
@@ -263,6 +277,7 @@ class BackupStorage:
                     }
                     for d in p.disks
                 ],
+                "damage": found.get(p.id, []),
             }
             for p in pts
         ]

@@ -113,6 +113,7 @@ def backup_restore(api: Api, args: argparse.Namespace) -> int:
         "sr_uuid": args.sr,
         "name": args.name or "",
         "disk": args.disk,
+        "salvage": bool(args.salvage),
     }
     run_id = int(api.post("/api/v1/backup/restore", body)["run_id"])
     if args.no_wait:
@@ -168,6 +169,13 @@ def backup_arguments(backup: argparse.ArgumentParser) -> None:
     restore.add_argument("--name", help="name of the new VM")
     restore.add_argument("--disk", metavar="N", help="restore only this disk (its userdevice)")
     restore.add_argument("--pool", metavar="ID", help="pool id or name (default: the VM's)")
+    restore.add_argument(
+        "--salvage",
+        action="store_true",
+        help="restore what can be read from a damaged restore point: damaged blocks are "
+        "written as zeros and listed, and the restore ends failed (without it, a restore "
+        "stops before a damaged block reaches the pool)",
+    )
     restore.add_argument("--no-wait", action="store_true", help="print the run id and return")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from xenkeep.backup.const import RunStatus
 from xenkeep.backup.report import mail_body
-from xenkeep.units import clock_duration, human_bytes, local_time, log_time
+from xenkeep.units import clock_duration, human_bytes, local_time, log_time, number_ranges
 
 
 def emit(text: str) -> None:
@@ -96,7 +96,15 @@ def point_type(point: Mapping[str, Any]) -> str:
 
 
 def verified(point: Mapping[str, Any], vm_uuid: str, verify: Mapping[str, Any], zone: str) -> str:
-    """The last verify's word on a point: ok, damaged, or not verified."""
+    """The word on a point: DAMAGED (with the blocks) when a read or a verify
+    found damage it meets, else the last verify's: ok, not yet, or —."""
+    damage = point.get("damage") or []
+    if damage:
+        return "DAMAGED " + "; ".join(
+            f"disk {d.get('disk')} "
+            + (f"blocks {number_ranges(d['blocks'])}" if d.get("blocks") else "whole file")
+            for d in damage
+        )
     if verify.get("status") not in ("ok", "damaged"):
         return "—"
     if verify.get("vm_uuid") not in (None, "", vm_uuid):
@@ -185,6 +193,16 @@ def restore_summary(run: Mapping[str, Any]) -> str:
             f"transferred:   {human_bytes(report['bytes'])} in {report['seconds']:.1f} s"
             f" ({human_bytes(report.get('speed') or 0)}/s)"
         )
+    for d in report.get("damage") or []:
+        if d.get("zeroed"):
+            lines.append(
+                f"damaged:       disk {d['disk']} blocks {number_ranges(d['zeroed'])} "
+                "written as zeros"
+            )
+        for file, blocks in (d.get("unchecked") or {}).items():
+            lines.append(
+                f"unchecked:     disk {d['disk']} blocks {number_ranges(blocks)} of {file}.vhd"
+            )
     if run.get("error"):
         lines.append(f"error: {run['error']}")
     lines.append(f"result: {run.get('status')}")

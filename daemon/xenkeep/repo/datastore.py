@@ -14,18 +14,21 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Final
 
 from xenkeep.formats.errors import VhdFormatError
-from xenkeep.formats.vhd import VhdFile
+from xenkeep.units import number_ranges
 
+from . import damage as damage_flags
+from .damage import FileDamage, flagged_files
 from .errors import (
     ChainBrokenError,
     ChainBusyError,
+    DamagedDataError,
     NotADatastoreError,
     PointNotFoundError,
     RepoError,
@@ -34,9 +37,10 @@ from .fsutil import allocated_bytes, atomic_write, durable_unlink, probe_reflink
 from .layout import RestorePoint, VmDir, check_uuid, vm_dirs
 from .lock import ChainLock, LockOwner, ReadersLock
 from .merge import MergeStats, merge_oldest, pending_journal, run_journal
+from .reader import DiskReader, describe_findings, intact_copies, open_disk, reaching, stored_bytes
 from .restore import SynthStats, iter_raw, synthesize_full
 from .retention import MergeStep, PointSummary, RetentionPlan, plan_retention
-from .verify import DamagedPoint, VerifyReport, flagged_files, verify_vm
+from .verify import DamagedPoint, VerifyReport, verify_vm
 from .writer import PointWriter
 
 log = logging.getLogger(__name__)
@@ -97,6 +101,8 @@ class PruneResult:
     stats: MergeStats = field(default_factory=MergeStats)
     deferred: str | None = None
     recovery: Recovery | None = None
+    #: A merge refused because what it would fold in is damaged (the message).
+    damaged: str | None = None
 
 
 @dataclass
@@ -176,8 +182,8 @@ class Datastore:
                 with contextlib.suppress(FileNotFoundError):
                     allocated += allocated_bytes(path)
                 if name.endswith(".vhd"):
-                    with contextlib.suppress(OSError, VhdFormatError), VhdFile.open(path) as v:
-                        stored += sum(1 for _ in v.present_blocks()) * v.block_size
+                    with contextlib.suppress(OSError, VhdFormatError):
+                        stored += stored_bytes(path)
         points = vmdir.list_points()
         name = str(points[-1].vm.get("name_label", "")) if points else ""
         return VmUsage(vmdir.vm_uuid, len(points), allocated, stored, name)
@@ -195,24 +201,14 @@ class Datastore:
         return self.vmdir(vm_uuid).list_points()
 
     def damage(self, vm_uuid: str) -> list[DamagedPoint]:
-        """Restore points whose chain holds a file the last verify flagged."""
+        """Restore points a read would find damaged: their chain cannot be
+        read, or reaches a block flagged damaged (by verify, a restore or a
+        merge's check) that no newer file of the chain replaces."""
         vmdir = self.vmdir(vm_uuid)
         flags = flagged_files(vmdir)
         out = []
         for p in vmdir.list_points():
-            for d in p.disks:
-                try:
-                    chain = vmdir.chain_files(d.key, d.file)
-                except ChainBrokenError as exc:
-                    out.append(DamagedPoint(vmdir.vm_uuid, p.id, d.key, d.file, exc.message))
-                    continue
-                for f in chain:
-                    if f in flags:
-                        fd = flags[f]
-                        out.append(
-                            DamagedPoint(vmdir.vm_uuid, p.id, d.key, f, fd.reason, fd.blocks)
-                        )
-                        break
+            out.extend(_point_damage(vmdir, p, flags))
         return out
 
     def chain_status(self, vm_uuid: str, key: str) -> ChainStatus:
@@ -231,15 +227,13 @@ class Datastore:
         except PointNotFoundError:
             return ChainStatus(latest, False, f"disk {key} is not in restore point {latest.id}")
         try:
-            chain = vmdir.chain_files(key, rec.file)
+            found = reaching(vmdir, key, rec.file, flagged_files(vmdir))
         except ChainBrokenError as exc:
             return ChainStatus(latest, False, f"chain damaged: {exc.message}")
-        flags = flagged_files(vmdir)
-        for f in chain:
-            if f in flags:
-                return ChainStatus(
-                    latest, False, f"verify flagged {f}.vhd as damaged: {flags[f].reason}"
-                )
+        if found:
+            return ChainStatus(
+                latest, False, f"{found[0].file}.vhd is damaged: {describe_findings(found)}"
+            )
         return ChainStatus(latest, True, None)
 
     # ------------------------------------------------------------ recovery
@@ -295,7 +289,7 @@ class Datastore:
             for disk_dir in vmdir.disks.iterdir():
                 for path in disk_dir.iterdir():
                     name = path.name
-                    temp = name.endswith((".part", ".merge")) or ".tmp-" in name
+                    temp = name.endswith((".part", ".merge", ".plan")) or ".tmp-" in name
                     stem = name.split(".", 1)[0]
                     orphan = (
                         referenced is not None
@@ -424,7 +418,12 @@ class Datastore:
                     for step in plan.merges:
                         old = vmdir.load_point(step.retire)
                         new = vmdir.load_point(step.into)
-                        result.stats.add(merge_oldest(vmdir, old, new, reflink=reflink))
+                        try:
+                            result.stats.add(merge_oldest(vmdir, old, new, reflink=reflink))
+                        except DamagedDataError as exc:
+                            # Recorded; the points stay as they were.
+                            result.damaged = exc.message
+                            break
                         result.merged.append(step)
                 finally:
                     readers.release()
@@ -494,16 +493,10 @@ class Datastore:
 
     def _summaries(self, vmdir: VmDir) -> list[PointSummary]:
         flags = flagged_files(vmdir)
-        out = []
-        for p in vmdir.list_points():
-            damaged = False
-            for d in p.disks:
-                try:
-                    damaged |= any(f in flags for f in vmdir.chain_files(d.key, d.file))
-                except ChainBrokenError:
-                    damaged = True
-            out.append(PointSummary(p.id, p.seq, damaged))
-        return out
+        return [
+            PointSummary(p.id, p.seq, bool(_point_damage(vmdir, p, flags)))
+            for p in vmdir.list_points()
+        ]
 
     # ------------------------------------------------------------- readers
 
@@ -527,39 +520,136 @@ class Datastore:
             self.recover(vm_uuid)
         raise ChainBusyError(f"VM {vm_uuid}: could not settle an interrupted merge")
 
-    async def read_disk(self, vm_uuid: str, point_id: str, key: str) -> AsyncIterator[bytes]:
-        """The raw disk of a restore point (newest block wins), 2 MiB at a time."""
-        loop_sentinel = object()
-        # The readers lock and the point's record are files: taken off the loop.
-        reading = self.reading(vm_uuid)
-        vmdir = await asyncio.to_thread(reading.__enter__)
-        try:
-            rec = (await asyncio.to_thread(vmdir.load_point, point_id)).disk(key)
-            it = iter_raw(vmdir, key, rec.file)  # a generator: close() releases its files
+    @contextlib.contextmanager
+    def open_point_disk(
+        self, vm_uuid: str, point_id: str, key: str, *, salvage: bool = False
+    ) -> Iterator[DiskReader]:
+        """The checked reader of one disk of a restore point (:mod:`.reader`),
+        with the VM's readers lock held; blocking, for a worker thread.
+
+        Whatever it finds damaged is recorded in the datastore (the point
+        shows it). A strict read's refusal (:class:`DamagedDataError`) also
+        says which other restore points hold those blocks intact.
+        """
+        with self.reading(vm_uuid) as vmdir:
+            rec = vmdir.load_point(point_id).disk(key)
             try:
-                while True:
-                    item = await asyncio.to_thread(next, it, loop_sentinel)
-                    if item is loop_sentinel:
-                        return
-                    assert isinstance(item, bytes)
-                    yield item
-            finally:
-                close = getattr(it, "close", None)
-                if close is not None:
-                    close()
-        finally:
-            reading.__exit__(None, None, None)  # closes the lock's descriptor: no I/O wait
+                with open_disk(vmdir, key, rec.file, point_id=point_id, salvage=salvage) as reader:
+                    try:
+                        yield reader
+                    finally:
+                        damage_flags.record(vmdir, reader.findings, by="read")
+            except DamagedDataError as exc:
+                damage_flags.record(vmdir, exc.findings, by="read")
+                elsewhere = self._copies_note(vmdir, point_id, key, exc.findings)
+                raise DamagedDataError(
+                    f"{exc.message}; {elsewhere}",
+                    findings=exc.findings,
+                    hint="restore an intact restore point, or choose to restore what can be "
+                    "read (damaged blocks become zeros and are listed)",
+                ) from None
+
+    def check_point(self, vm_uuid: str, point_id: str, keys: list[str]) -> None:
+        """Refuse a point whose disks ``keys`` a read is already known to meet
+        damage in (flagged by an earlier read or verify): DamagedDataError
+        naming the blocks and where intact copies are; blocking."""
+        with self.reading(vm_uuid) as vmdir:
+            point = vmdir.load_point(point_id)
+            flags = flagged_files(vmdir)
+            for disk in point.disks:
+                if disk.key not in keys:
+                    continue
+                found = [
+                    FileDamage(d.disk, d.file, d.reason, d.blocks)
+                    for d in _point_damage(vmdir, point, flags)
+                    if d.disk == disk.key
+                ]
+                if not found:
+                    continue
+                raise DamagedDataError(
+                    f"restore point {point_id} of VM {vmdir.vm_uuid} disk {disk.key} is "
+                    f"damaged: {describe_findings(found)}; "
+                    + self._copies_note(vmdir, point_id, disk.key, found),
+                    findings=found,
+                    hint="restore an intact restore point, or choose to restore what can be "
+                    "read (damaged blocks become zeros and are listed)",
+                )
+
+    def intact_elsewhere(
+        self, vm_uuid: str, point_id: str, key: str, findings: list[FileDamage]
+    ) -> str:
+        """Which other restore points hold what ``findings`` name of disk
+        ``key`` intact, in words (each block involved is read and checked);
+        blocking."""
+        with self.reading(vm_uuid) as vmdir:
+            return self._copies_note(vmdir, point_id, key, findings)
+
+    def _copies_note(
+        self, vmdir: VmDir, point_id: str, key: str, findings: Sequence[FileDamage]
+    ) -> str:
+        points = vmdir.list_points()
+        notes = []
+        blocks = sorted({b for f in findings for b in f.blocks})
+        if blocks:
+            copies = intact_copies(vmdir, key, blocks, points, exclude=point_id)
+            notes.append(describe_copies(point_id, points, copies, len(blocks)))
+        whole = {f.file for f in findings if not f.blocks}
+        if whole:
+            # A file that cannot be checked at all: the points not built on it.
+            others = []
+            for p in points:
+                if p.id == point_id:
+                    continue
+                with contextlib.suppress(PointNotFoundError, ChainBrokenError):
+                    if not whole & set(vmdir.chain_files(key, p.disk(key).file)):
+                        others.append(p)
+            names = ", ".join(sorted(f"{f}.vhd" for f in whole))
+            if others:
+                notes.append(
+                    f"restore points not built on {names}: "
+                    + describe_points(point_id, points, [p.id for p in others])
+                )
+            else:
+                notes.append(f"every other restore point is built on {names}")
+        return "; ".join(notes)
+
+    async def read_disk(
+        self, vm_uuid: str, point_id: str, key: str, *, salvage: bool = False
+    ) -> AsyncIterator[bytes]:
+        """The raw disk of a restore point (newest block wins), 2 MiB at a time,
+        every block checked (see :meth:`open_point_disk`)."""
+        loop_sentinel = object()
+        # The readers lock and the files are taken and read off the loop.
+        opening = self.open_point_disk(vm_uuid, point_id, key, salvage=salvage)
+        reader = await asyncio.to_thread(opening.__enter__)
+        it = iter_raw(reader)
+        try:
+            while True:
+                item = await asyncio.to_thread(next, it, loop_sentinel)
+                if item is loop_sentinel:
+                    break
+                assert isinstance(item, bytes)
+                yield item
+        except BaseException as exc:
+            # Leaving the reader records what it found and, for a refusal,
+            # looks for intact copies: file work, off the loop too.
+            failure = None if isinstance(exc, GeneratorExit) else exc
+            args = (type(failure), failure, exc.__traceback__) if failure else (None, None, None)
+            if not await asyncio.to_thread(opening.__exit__, *args) or failure is None:
+                raise
+            return
+        await asyncio.to_thread(opening.__exit__, None, None, None)
 
     async def synthesize_full(
-        self, vm_uuid: str, point_id: str, key: str, dest: Path
+        self, vm_uuid: str, point_id: str, key: str, dest: Path, *, salvage: bool = False
     ) -> SynthStats:
         """Write the disk of a restore point as one dynamic VHD at ``dest``
-        (sharing extents with the chain where the filesystem allows)."""
+        (sharing extents with the chain where the filesystem allows), every
+        block checked."""
 
         def run() -> SynthStats:
-            with self.reading(vm_uuid) as vmdir:
-                rec = vmdir.load_point(point_id).disk(key)
-                return synthesize_full(vmdir, key, rec.file, Path(dest), reflink=self.reflink)
+            with self.open_point_disk(vm_uuid, point_id, key, salvage=salvage) as reader:
+                return synthesize_full(reader, Path(dest), reflink=self.reflink)
 
         return await asyncio.to_thread(run)
 
@@ -593,3 +683,49 @@ class Datastore:
             return sum(self.vm_usage(v).stored for v in ([vm_uuid] if vm_uuid else self.vms()))
 
         return await asyncio.to_thread(count)
+
+
+def _point_damage(
+    vmdir: VmDir, point: RestorePoint, flags: dict[str, FileDamage]
+) -> list[DamagedPoint]:
+    """The damage a read of ``point`` meets, per disk and file."""
+    out = []
+    for d in point.disks:
+        try:
+            found = reaching(vmdir, d.key, d.file, flags)
+        except ChainBrokenError as exc:
+            out.append(DamagedPoint(vmdir.vm_uuid, point.id, d.key, d.file, exc.message))
+            continue
+        out.extend(
+            DamagedPoint(vmdir.vm_uuid, point.id, d.key, f.file, f.reason, f.blocks) for f in found
+        )
+    return out
+
+
+def describe_points(point_id: str, points: list[RestorePoint], ids: list[str]) -> str:
+    """``X (older), Y (newer)``: other points named relative to ``point_id``."""
+    seqs = {p.id: p.seq for p in points}
+    mine = seqs.get(point_id, 0)
+    return ", ".join(f"{i} ({'older' if seqs.get(i, 0) < mine else 'newer'})" for i in ids)
+
+
+def describe_copies(
+    point_id: str, points: list[RestorePoint], copies: dict[int, list[str]], wanted: int
+) -> str:
+    """Where intact copies of damaged blocks are, in words: ``an intact copy
+    of block 5: restore point X (older)``."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for block, holders in sorted(copies.items()):
+        groups.setdefault(tuple(holders), []).append(block)
+    parts = []
+    for group, blocks in groups.items():
+        what = f"block{'s' if len(blocks) > 1 else ''} {number_ranges(blocks)}"
+        if group:
+            named = describe_points(point_id, points, list(group))
+            parts.append(f"an intact copy of {what}: restore point {named}")
+        else:
+            parts.append(f"no other restore point holds {what} intact")
+    note = "; ".join(parts)
+    if wanted > len(copies):
+        note += f" (looked for the first {len(copies)} of {wanted} damaged blocks)"
+    return note

@@ -6,7 +6,13 @@ the ones a user can act on are also an HTTP kind (see :mod:`xenkeep.errors`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from xenkeep.errors import ConflictError, NotFoundError, XenKeepError
+
+if TYPE_CHECKING:
+    from .damage import FileDamage
 
 
 class RepoError(XenKeepError):
@@ -55,3 +61,21 @@ class ChecksumFileError(RepoError):
     """A checksum (.sums) file is malformed or does not match its contents."""
 
     code = "checksum_file_damaged"
+
+
+class DamagedDataError(RepoError, ConflictError):
+    """Stored blocks do not match their checksums, or their checksums cannot be
+    read: what was asked would hand damaged bytes on, so it is refused.
+
+    ``findings`` names each damaged file and its blocks
+    (:class:`~xenkeep.repo.damage.FileDamage`); they are also recorded in the
+    datastore, so the restore points show them.
+    """
+
+    code = "damaged_data"
+
+    def __init__(
+        self, message: str, *, findings: Sequence[FileDamage] = (), hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.findings = tuple(findings)

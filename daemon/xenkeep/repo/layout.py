@@ -22,8 +22,6 @@ from xenkeep.formats.vhd import (
     DISK_DIFFERENCING,
     FOOTER_SIZE,
     HEADER_SIZE,
-    VhdChain,
-    VhdFile,
     VhdFooter,
     VhdHeader,
 )
@@ -231,26 +229,6 @@ class VmDir:
                 raise ChainBrokenError(f"VM {self.vm_uuid} disk {key}: chain loops at {current}")
             seen.add(current)
             out.append(current)
-
-    @contextlib.contextmanager
-    def open_chain(self, key: str, file: str) -> Iterator[VhdChain]:
-        """The validated VHD chain of one disk of a point (parent links checked)."""
-        with contextlib.ExitStack() as stack:
-            files = []
-            for f in self.chain_files(key, file):
-                path = self.vhd_path(key, f)
-                try:
-                    fh = stack.enter_context(path.open("rb"))
-                    files.append(VhdFile(fh, name=path.name))
-                except (OSError, VhdFormatError) as exc:
-                    raise ChainBrokenError(
-                        f"VM {self.vm_uuid} disk {key}: cannot open {path.name}: {exc}"
-                    ) from None
-            try:
-                chain = VhdChain(files)
-            except VhdFormatError as exc:
-                raise ChainBrokenError(f"VM {self.vm_uuid} disk {key}: {exc}") from None
-            yield chain
 
 
 def parent_of(path: Path) -> uuidlib.UUID | None:

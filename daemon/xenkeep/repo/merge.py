@@ -52,20 +52,29 @@ from xenkeep.formats.vhd import (
     DISK_DIFFERENCING,
     FOOTER_SIZE,
     SECTOR,
-    VhdFile,
     VhdFooter,
     VhdUpdater,
     bitmap_size,
 )
 
-from .errors import ChainBrokenError, PointNotFoundError, RepoError
+from . import damage
+from .damage import FileDamage
+from .errors import (
+    ChainBrokenError,
+    ChecksumFileError,
+    DamagedDataError,
+    PointNotFoundError,
+    RepoError,
+)
 from .fsutil import atomic_write, copy_range, durable_rename, durable_unlink, share_range
 from .layout import RestorePoint, VmDir
-from .sums import block_digest, read_sums, write_sums
+from .reader import matches, merge_digests, open_stored
+from .sums import read_sums, write_sums
 
 #: Tests set this (in a subprocess) to kill the merge at a chosen event.
 fault_hook: Callable[[str], None] | None = None
 JOURNAL_VERSION: Final = 1
+MERGED_DIFFERS: Final = "merged blocks differ from the checksums planned from checked reads"
 
 
 def _event(name: str) -> None:
@@ -204,8 +213,37 @@ def merge_oldest(
     The caller holds the VM's chain lock and the readers lock exclusively.
     """
     journal = plan_merge(vmdir, old, new)
+    _prepare(vmdir, journal)
     _save(vmdir, journal)
     return run_journal(vmdir, journal, reflink=reflink)
+
+
+def _prepare(vmdir: VmDir, journal: Journal) -> None:
+    """Before anything changes: read every block the merge folds in, check it,
+    and write the checksums the merged blocks will have (``<D>.sums.plan``).
+
+    A damaged block (of the delta, or of the full under one of the delta's
+    partial blocks) or an unreadable checksum file stops the merge here,
+    with nothing changed: the finding is recorded and the error names both
+    points, the disk and the blocks.
+    """
+    written: list[Path] = []
+    try:
+        for disk in journal.disks:
+            bs, digests = merge_digests(vmdir, disk.key, disk.full, disk.delta)
+            plan = _plan_path(vmdir, disk)
+            write_sums(plan, bs, sorted(digests.items()))
+            written.append(plan)
+    except DamagedDataError as exc:
+        for path in written:
+            durable_unlink(path)
+        damage.record(vmdir, exc.findings, by="merge")
+        raise DamagedDataError(
+            f"restore point {journal.retire} of VM {vmdir.vm_uuid} was not merged into "
+            f"{journal.into}: {exc.message}; nothing was changed",
+            findings=exc.findings,
+            hint="run a verify; restore what you need from an intact restore point",
+        ) from None
 
 
 def pending_journal(vmdir: VmDir) -> Journal | None:
@@ -250,6 +288,19 @@ def run_journal(vmdir: VmDir, journal: Journal, *, reflink: bool) -> MergeStats:
 
 def _merge_sums_path(vmdir: VmDir, disk: DiskMerge) -> Path:
     return vmdir.sums_path(disk.key, disk.delta).with_suffix(".sums.merge")
+
+
+def _plan_path(vmdir: VmDir, disk: DiskMerge) -> Path:
+    return vmdir.sums_path(disk.key, disk.delta).with_suffix(".sums.plan")
+
+
+def _planned_digests(vmdir: VmDir, disk: DiskMerge) -> dict[int, bytes]:
+    """The checksums :func:`_prepare` planned; a journal left by a version
+    without plans gets them now (its delta is unchanged until the swap)."""
+    try:
+        return read_sums(_plan_path(vmdir, disk))[1]
+    except ChecksumFileError:
+        return merge_digests(vmdir, disk.key, disk.full, disk.delta)[1]
 
 
 def _bit_runs(bitmap: bytes) -> Iterator[tuple[int, int]]:
@@ -300,25 +351,29 @@ def _copy_disk(vmdir: VmDir, disk: DiskMerge, *, reflink: bool) -> MergeStats:
     fpath = vmdir.vhd_path(disk.key, disk.full)
     dpath = vmdir.vhd_path(disk.key, disk.delta)
     repair_tail(fpath)
+    planned = _planned_digests(vmdir, disk)
+    suspect: list[int] = []
     try:
         with fpath.open("r+b", buffering=0) as ff:
-            _trim(ff, VhdFile(ff, name=fpath.name))
-        with fpath.open("r+b", buffering=0) as ff, dpath.open("rb", buffering=0) as df:
+            _trim(ff, VhdUpdater(ff, name=fpath.name))
+        with fpath.open("r+b", buffering=0) as ff, contextlib.ExitStack() as stack:
             upd = VhdUpdater(ff, name=fpath.name)
-            dv = VhdFile(df, name=dpath.name)
+            # The delta's blocks were read and checked by _prepare; here only
+            # their place and bitmaps are looked at, and the data moves
+            # between files without passing through this process.
+            dv = open_stored(stack, vmdir, disk.key, disk.delta)
             fv = upd.vhd
             if dv.size != fv.size or dv.block_size != fv.block_size:
                 raise ChainBrokenError(
                     f"{dpath.name}: size or block size differs from its parent {fpath.name}"
                 )
             _, f_sums = read_sums(vmdir.sums_path(disk.key, disk.full))
-            _, d_sums = read_sums(vmdir.sums_path(disk.key, disk.delta))
             bs = fv.block_size
             ones = b"\xff" * (bs // SECTOR // 8)
             # F a delta itself (a point deleted in the middle of the chain):
             # its bitmaps say which sectors it holds, the rest is its parent's.
             layered = fv.disk_type == DISK_DIFFERENCING
-            ffd, dfd = ff.fileno(), df.fileno()
+            ffd, dfd = ff.fileno(), dv.fileno()
             present = list(dv.present_blocks())
             bm = bitmap_size(bs)
             for index in present:
@@ -333,6 +388,11 @@ def _copy_disk(vmdir: VmDir, disk: DiskMerge, *, reflink: bool) -> MergeStats:
                 assert bitmap is not None and d_off is not None
                 if not any(bitmap):
                     continue
+                digest = planned.get(index)
+                if digest is None:
+                    raise ChainBrokenError(
+                        f"{dpath.name}: block {index} was not planned for the merge"
+                    )
                 f_off = upd.block_data_offset(index)
                 f_bitmap = ones
                 if f_off is None:
@@ -352,9 +412,6 @@ def _copy_disk(vmdir: VmDir, disk: DiskMerge, *, reflink: bool) -> MergeStats:
                         copy_range(dfd, d_off, bs, ffd, f_off)
                         stats.blocks_copied += 1
                         stats.bytes_copied += bs
-                    digest = d_sums.get(index)
-                    if digest is None:
-                        digest = block_digest(ones, os.pread(ffd, bs, f_off))
                     f_bitmap = ones
                 else:
                     for first, count in _bit_runs(bitmap):
@@ -362,7 +419,11 @@ def _copy_disk(vmdir: VmDir, disk: DiskMerge, *, reflink: bool) -> MergeStats:
                         copy_range(dfd, d_off + at, count * SECTOR, ffd, f_off + at)
                         stats.bytes_copied += count * SECTOR
                     stats.blocks_copied += 1
-                    digest = block_digest(f_bitmap, os.pread(ffd, bs, f_off))
+                    # The merged block against the checksum planned from
+                    # checked reads: anything that changed since is damage,
+                    # flagged, never given a checksum of its own.
+                    if not matches(ffd, f_off, bs, f_bitmap, digest):
+                        suspect.append(index)
                 if layered:
                     # After the data: until the journal says ``copied``, D
                     # still answers for every sector these bits add.
@@ -373,16 +434,24 @@ def _copy_disk(vmdir: VmDir, disk: DiskMerge, *, reflink: bool) -> MergeStats:
             # One commit at the end: a killed run's appended blocks are never
             # linked, and the replay trims them off before starting again.
             upd.commit()
-            _trim(ff, fv)
+            _trim(ff, upd)
     except VhdFormatError as exc:
         raise ChainBrokenError(f"VM {vmdir.vm_uuid} disk {disk.key}: {exc}") from exc
+    if suspect:
+        # The merged file takes D's name at the swap: the flag is about it.
+        damage.record(
+            vmdir,
+            [FileDamage(disk.key, disk.delta, MERGED_DIFFERS, tuple(suspect))],
+            by="merge",
+        )
     write_sums(_merge_sums_path(vmdir, disk), bs, sorted(f_sums.items()))
     _event("sums")
     return stats
 
 
-def _trim(f: Any, vhd: VhdFile) -> None:
+def _trim(f: Any, upd: VhdUpdater) -> None:
     """Drop space a killed earlier attempt appended but never linked into the BAT."""
+    vhd = upd.vhd
     fd = f.fileno()
     used = [s for s in vhd.bat if s != 0xFFFFFFFF]
     if not used:
@@ -422,3 +491,4 @@ def _swap_disk(vmdir: VmDir, disk: DiskMerge) -> None:
         durable_rename(merged, vmdir.sums_path(disk.key, disk.delta))
     with contextlib.suppress(FileNotFoundError):
         durable_unlink(vmdir.sums_path(disk.key, disk.full))
+    durable_unlink(_plan_path(vmdir, disk))

@@ -1,9 +1,10 @@
-"""Reading restore points back: the raw disk, or a synthetic full VHD.
+"""Exports of a restore point: the raw disk, or a synthetic full VHD.
 
-Chain resolution is the VHD rule: each sector comes from the newest file of
-the chain that holds it. A synthetic full shares whole blocks with the files
-they come from when the filesystem allows, so building one costs metadata,
-not a copy of the disk.
+Both read through the checked reader (:mod:`.reader`): each sector comes from
+the newest file of the chain that holds it, and every stored block is
+checked against its checksum on the way. A synthetic full shares whole
+blocks with the files they come from when the filesystem allows, so
+building one costs a read of the point (the check), not a copy of the disk.
 """
 
 from __future__ import annotations
@@ -15,17 +16,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from xenkeep.formats.vhd import DISK_DIFFERENCING, SECTOR, VhdWriter, vhd_timestamp
+from xenkeep.formats.vhd import VhdWriter, vhd_timestamp
 
 from .fsutil import durable_rename, share_range
-from .layout import VmDir
+from .reader import DiskReader
 
 
-def iter_raw(vmdir: VmDir, key: str, file: str) -> Iterator[bytes]:
+def iter_raw(reader: DiskReader) -> Iterator[bytes]:
     """The raw disk of a point, one block (2 MiB) at a time."""
-    with vmdir.open_chain(key, file) as chain:
-        for _index, data in chain.iter_blocks():
-            yield data
+    for _index, data in reader.blocks():
+        yield data
 
 
 @dataclass
@@ -37,49 +37,35 @@ class SynthStats:
     blocks_copied: int = 0
 
 
-def synthesize_full(vmdir: VmDir, key: str, file: str, dest: Path, *, reflink: bool) -> SynthStats:
+def synthesize_full(reader: DiskReader, dest: Path, *, reflink: bool) -> SynthStats:
     """Write the disk of a point as one dynamic VHD at ``dest`` (atomically)."""
     stats = SynthStats()
     tmp = dest.with_name(f".{dest.name}.part")
-    with vmdir.open_chain(key, file) as chain, tmp.open("w+b", buffering=0) as out:
+    zero = bytes(reader.block_size)
+    with tmp.open("w+b", buffering=0) as out:
         writer = VhdWriter(
             out,
-            chain.size,
+            reader.size,
             uuid=uuidlib.uuid4(),
             timestamp=vhd_timestamp(time.time()),
-            block_size=chain.block_size,
+            block_size=reader.block_size,
         )
-        bs = chain.block_size
-        ones = b"\xff" * (bs // SECTOR // 8)
-        for index in range(writer.block_count):
-            owner = None
-            for f in chain.files:
-                if index < f.block_count and f.block_present(index):
-                    owner = f
-                    break
-            if owner is None:
+        for index in reader.present_blocks():
+            data = reader.block(index)  # checked: damage never reaches the copy
+            if data == zero:
                 continue
             stats.blocks += 1
-            whole = owner.disk_type != DISK_DIFFERENCING or owner.read_bitmap(index) == ones
-            src_off = owner.block_data_offset(index)
-            if whole and reflink and src_off is not None:
+            source = reader.block_source(index) if reflink and index not in reader.zeroed else None
+            if source is not None:
+                vhd, src_off = source
                 off = writer.allocate_block(index)
-                src_fd = os.open(vmdir.disk_dir(key) / owner.name, os.O_RDONLY)
-                try:
-                    if share_range(src_fd, src_off, bs, out.fileno(), off):
-                        stats.blocks_shared += 1
-                        continue
-                finally:
-                    os.close(src_fd)
-                got = owner.read_block(index)
-                assert got is not None
-                os.pwrite(out.fileno(), got[1], off)
-                stats.blocks_copied += 1
-                continue
-            data = chain.read_block(index)
-            if data != bytes(bs):
+                if share_range(vhd.fileno(), src_off, reader.block_size, out.fileno(), off):
+                    stats.blocks_shared += 1
+                    continue
+                os.pwrite(out.fileno(), data, off)
+            else:
                 writer.write_block(index, data)
-                stats.blocks_copied += 1
+            stats.blocks_copied += 1
         writer.close()
         os.fsync(out.fileno())
     durable_rename(tmp, dest)

@@ -10,28 +10,15 @@ partial restore.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-from xenkeep.formats.errors import VhdFormatError
-from xenkeep.formats.vhd import VhdFile
-
-from .errors import ChainBrokenError, ChecksumFileError, RepoError
-from .fsutil import atomic_write, durable_unlink
+from . import damage
+from .damage import FileDamage
+from .errors import ChainBrokenError
 from .layout import VmDir
-from .sums import block_digest, read_sums
-
-
-@dataclass(frozen=True)
-class FileDamage:
-    """What is wrong with one VHD file."""
-
-    key: str
-    file: str
-    reason: str
-    blocks: tuple[int, ...] = ()
+from .reader import check_file, reaching
 
 
 @dataclass(frozen=True)
@@ -88,38 +75,11 @@ def verify_file(
     ``block(nbytes)`` is called after each block read (progress; it may
     raise to stop the verify).
     """
-    path = vmdir.vhd_path(key, file)
-    try:
-        _bs, sums = read_sums(vmdir.sums_path(key, file))
-    except ChecksumFileError as exc:
-        return FileDamage(key, file, str(exc))
-    bad: list[int] = []
-    try:
-        with VhdFile.open(path) as vhd:
-            nbytes = vhd.block_size // 512 // 8
-            present = set()
-            for index in vhd.present_blocks():
-                present.add(index)
-                got = vhd.read_block(index)
-                assert got is not None
-                bitmap, data = got
-                if report is not None:
-                    report.blocks += 1
-                    report.bytes_read += len(data)
-                if block is not None:
-                    block(len(data))
-                if sums.get(index) != block_digest(bitmap[:nbytes], data):
-                    bad.append(index)
-            missing = sorted(set(sums) - present)
-    except FileNotFoundError:
-        return FileDamage(key, file, f"{path.name} is missing")
-    except (OSError, VhdFormatError) as exc:
-        return FileDamage(key, file, f"{path.name} is unreadable: {exc}")
-    if missing:
-        return FileDamage(key, file, "blocks missing from the BAT", tuple(missing))
-    if bad:
-        return FileDamage(key, file, "blocks do not match their checksums", tuple(sorted(bad)))
-    return None
+    found, stats = check_file(vmdir, key, file, each=block)
+    if report is not None:
+        report.blocks += stats.blocks
+        report.bytes_read += stats.bytes
+    return found
 
 
 def verify_vm(
@@ -134,6 +94,7 @@ def verify_vm(
     started = time.monotonic()
     report = VerifyReport(vms=1)
     results: dict[tuple[str, str], FileDamage | None] = {}
+    chains: list[tuple[str, str, str]] = []
     for point in vmdir.list_points():
         report.points += 1
         for disk in point.disks:
@@ -144,41 +105,23 @@ def verify_vm(
                     DamagedPoint(vmdir.vm_uuid, point.id, disk.key, disk.file, exc.message)
                 )
                 continue
+            chains.append((point.id, disk.key, disk.file))
             for f in chain:
                 if (disk.key, f) not in results:
                     results[(disk.key, f)] = verify_file(vmdir, disk.key, f, report, block)
                     report.files += 1
                     if progress is not None:
                         progress(report.bytes_read)
-                damage = results[(disk.key, f)]
-                if damage is not None:
-                    report.damaged.append(
-                        DamagedPoint(
-                            vmdir.vm_uuid, point.id, disk.key, f, damage.reason, damage.blocks
-                        )
-                    )
-                    break
-    for (_key, file), damage in results.items():
-        flag = vmdir.damaged / f"{file}.json"
-        if damage is None:
-            durable_unlink(flag)
-            continue
-        vmdir.damaged.mkdir(parents=True, exist_ok=True)
-        body = asdict(damage) | {"found": time.time()}
-        atomic_write(flag, json.dumps(body, indent=1).encode())
+    # A point is damaged where its reads meet a damaged block: one that newer
+    # files of its chain replace entirely is not read for it.
+    for point_id, key, file in chains:
+        flags = {f: d for (k, f), d in results.items() if k == key and d is not None}
+        for hit in reaching(vmdir, key, file, flags):
+            report.damaged.append(
+                DamagedPoint(vmdir.vm_uuid, point_id, key, hit.file, hit.reason, hit.blocks)
+            )
+    # A whole-file check replaces what earlier reads flagged about the file.
+    for (_key, checked), result in results.items():
+        damage.replace(vmdir, checked, result, by="verify")
     report.seconds = time.monotonic() - started
     return report
-
-
-def flagged_files(vmdir: VmDir) -> dict[str, FileDamage]:
-    """Files flagged damaged by an earlier verify, by file uuid."""
-    out: dict[str, FileDamage] = {}
-    if not vmdir.damaged.is_dir():
-        return out
-    for p in vmdir.damaged.glob("*.json"):
-        try:
-            d = json.loads(p.read_bytes())
-            out[d["file"]] = FileDamage(d["key"], d["file"], d["reason"], tuple(d["blocks"]))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RepoError(f"{p}: unreadable damage flag: {exc}") from None
-    return out

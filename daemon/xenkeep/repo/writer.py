@@ -28,7 +28,6 @@ from xenkeep.formats.vhd import (
     DISK_DIFFERENCING,
     SECTOR,
     StreamBlock,
-    VhdFile,
     VhdParent,
     VhdStreamReader,
     VhdWriter,
@@ -39,6 +38,7 @@ from .errors import ChainBrokenError, PointNotFoundError, RepoError
 from .fsutil import atomic_write, durable_unlink, fsync_dir
 from .layout import DiskRecord, RestorePoint, VmDir, check_key
 from .lock import ChainLock
+from .reader import file_shape
 from .sums import SumsWriter, block_digest
 
 T = TypeVar("T")
@@ -365,25 +365,25 @@ class PointWriter:
             ) from exc
         path = self.vmdir.vhd_path(key, rec.file)
         try:
-            with VhdFile.open(path) as pv:
-                if pv.size != size:
-                    raise ChainBrokenError(
-                        f"VM {self.vmdir.vm_uuid} disk {key}: size changed from {pv.size} "
-                        f"to {size} bytes since restore point {self.parent.id}",
-                        hint="export a full",
-                    )
-                if pv.block_size != block_size:
-                    raise ChainBrokenError(
-                        f"VM {self.vmdir.vm_uuid} disk {key}: block size {block_size} differs "
-                        f"from the chain's {pv.block_size}",
-                        hint="export a full",
-                    )
-                return VhdParent(uuid=pv.uuid, timestamp=pv.footer.timestamp, name=path.name)
+            pv = file_shape(path)
         except (OSError, VhdFormatError) as exc:
             raise ChainBrokenError(
                 f"VM {self.vmdir.vm_uuid} disk {key}: previous file {path.name} unusable: {exc}",
                 hint="export a full",
             ) from exc
+        if pv.size != size:
+            raise ChainBrokenError(
+                f"VM {self.vmdir.vm_uuid} disk {key}: size changed from {pv.size} "
+                f"to {size} bytes since restore point {self.parent.id}",
+                hint="export a full",
+            )
+        if pv.block_size != block_size:
+            raise ChainBrokenError(
+                f"VM {self.vmdir.vm_uuid} disk {key}: block size {block_size} differs "
+                f"from the chain's {pv.block_size}",
+                hint="export a full",
+            )
+        return VhdParent(uuid=pv.uuid, timestamp=pv.timestamp, name=path.name)
 
     # ---------------------------------------------------------------- commit
 

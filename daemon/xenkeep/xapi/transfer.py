@@ -97,6 +97,12 @@ class _Eof:
 
 
 _EOF = _Eof()
+#: In an import's queue: the source raised (its error is the puller's).
+_SOURCE_FAILED = _Eof()
+
+
+class _SourceFailed(Exception):
+    """Stops an import's request body when its source failed."""
 
 
 async def _report(callback: ProgressCallback | None, done: int, total: int | None) -> None:
@@ -358,15 +364,34 @@ async def _import(
     sent = 0
 
     async def pull() -> None:
-        async for data in source:
-            if data:
-                await queue.put(bytes(data))
+        try:
+            async for data in source:
+                if data:
+                    await queue.put(bytes(data))
+        except Exception:
+            # The body must not wait for bytes that will never come: it stops
+            # the request, and the source's own error is what is raised.
+            await queue.put(_SOURCE_FAILED)
+            raise
         await queue.put(_EOF)
 
+    source_broke = False
+
+    async def source_failure() -> BaseException | None:
+        if source_broke:
+            # It put its marker and raises next: wait for that.
+            await asyncio.wait({puller})
+        if puller.done() and not puller.cancelled():
+            return puller.exception()
+        return None
+
     async def body() -> AsyncIterator[bytes]:
-        nonlocal sent
+        nonlocal sent, source_broke
         while True:
             item = await queue.get()
+            if item is _SOURCE_FAILED:
+                source_broke = True
+                raise _SourceFailed(f"{what}: the source failed after {sent} bytes")
             if isinstance(item, _Eof):
                 if size is not None and sent != size:
                     # The pool would wait for the missing bytes until the
@@ -400,8 +425,8 @@ async def _import(
                     raise await _http_failure(resp, what)
                 await resp.read()
         except _RETRYABLE as exc:
-            if puller.done() and puller.exception() is not None:
-                raise puller.exception() from None  # type: ignore[misc]
+            if (failed := await source_failure()) is not None:
+                raise failed from None
             await transfer.check_cancelled()
             # The pool may have refused the data and said why in the task.
             record: dict[str, Any] = {}
@@ -413,13 +438,15 @@ async def _import(
                 f"{client.translate(exc, what).message} after {sent} bytes",
                 hint="imports cannot resume; run the import again",
             ) from None
-        if puller.done() and puller.exception() is not None:
-            raise puller.exception() from None  # type: ignore[misc]
+        if (failed := await source_failure()) is not None:
+            raise failed from None
         assert transfer.task is not None
         result = await wait_task(client, transfer.task, poll_seconds=0.1, timeout=300)
         return TransferResult(sent, 1, time.monotonic() - started, result)
-    except BaseException:
+    except BaseException as exc:
         await transfer.cancel()
+        if isinstance(exc, Exception) and (failed := await source_failure()) is not None:
+            raise failed from None
         raise
     finally:
         if not puller.done():

@@ -70,10 +70,10 @@ def install(spec: str) -> None:
 
         writer.atomic_write = atomic_write  # type: ignore[assignment]
     elif kind == "verify":
-        from xenkeep.repo import verify
+        from xenkeep.repo import reader
 
         limit, seen = int(arg), [0]
-        original_digest = verify.block_digest
+        original_digest = reader.block_digest
 
         def block_digest(*a: Any, **kw: Any) -> Any:
             seen[0] += 1
@@ -81,7 +81,8 @@ def install(spec: str) -> None:
                 _die()
             return original_digest(*a, **kw)
 
-        verify.block_digest = block_digest  # type: ignore[assignment]
+        # Verify checks each block through the reader.
+        reader.block_digest = block_digest  # type: ignore[assignment]
     else:
         raise SystemExit(f"unknown XK_KILL_AT {spec!r}")
 

@@ -256,7 +256,21 @@ async def test_points_show_what_the_last_verify_found(appliance: Appliance) -> N
     assert (await manager.wait_verify() or {})["status"] == "damaged"
     code, out, err = await app.xenkeep("backup", "list", "cli-backup-01")
     assert code == 0, err
-    assert out.splitlines()[2].startswith(point.id) and out.splitlines()[2].endswith("DAMAGED")
+    row = out.splitlines()[2]
+    assert row.startswith(point.id) and row.endswith("DAMAGED disk 0 blocks 0"), out
+
+    # A restore of it stops at the damaged block and says so; with --salvage
+    # it restores what can be read and lists the zeroed block (still exit 1).
+    sr = await app.sr_uuid()
+    code, out, err = await app.xenkeep("backup", "restore", "cli-backup-01", "--sr", sr)
+    assert code == 1, out + err
+    assert f"restore point {point.id}" in out + err and "block 0 of" in out + err
+    code, out, err = await app.xenkeep(
+        "backup", "restore", "cli-backup-01", "--sr", sr, "--disk", "0", "--salvage"
+    )
+    assert code == 1, out + err
+    assert "damaged:       disk 0 blocks 0 written as zeros" in out, out
+    assert "restored what could be read" in out + err
 
     # A point newer than the last verify is not claimed either way.
     await app.vm.scribble()

@@ -20,6 +20,7 @@ from tests.unit.repo.repo_testlib import VM, MiB, RefDisk
 from xenkeep.formats.vhd import FOOTER_SIZE, VhdFile
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.merge import repair_tail
+from xenkeep.repo.reader import open_disk
 from xenkeep.repo.restore import iter_raw
 
 MERGER = textwrap.dedent(
@@ -99,7 +100,8 @@ def check_state(root: Path, disks: list[RefDisk], all_ids: list[str]) -> list[st
         for pid in listed:
             point = vmdir.load_point(pid)
             for d in disks:
-                got = b"".join(iter_raw(vmdir, d.key, point.disk(d.key).file))
+                with open_disk(vmdir, d.key, point.disk(d.key).file) as reader:
+                    got = b"".join(iter_raw(reader))
                 assert got == (d.dir / f"{pid}.raw").read_bytes(), f"point {pid} disk {d.key}"
     assert not vmdir.journal.exists()
     return listed
@@ -228,7 +230,8 @@ def check_listed(root: Path, disks: list[RefDisk], want: list[str]) -> None:
         for pid in want:
             point = vmdir.load_point(pid)
             for d in disks:
-                got = b"".join(iter_raw(vmdir, d.key, point.disk(d.key).file))
+                with open_disk(vmdir, d.key, point.disk(d.key).file) as reader:
+                    got = b"".join(iter_raw(reader))
                 assert got == (d.dir / f"{pid}.raw").read_bytes(), f"point {pid} disk {d.key}"
     assert not vmdir.journal.exists()
     report = asyncio.run(ds.verify(VM))

@@ -7,8 +7,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from tests.integration.backup.conftest import make_vm, storage_and_job, vdi_sha256
+from tests.integration.backup.conftest import TestVm, make_vm, storage_and_job, vdi_sha256
 from tests.support.web import Browser, complete_setup
+from tests.unit.repo.repo_testlib import rot_block
 from xapisim import RunningSimulator
 from xenkeep.app import database
 from xenkeep.config import Settings
@@ -19,6 +20,24 @@ from xenkeep.xapi.client import XapiClient
 
 async def wait_run(browser: Browser, run_id: int) -> dict[str, Any]:
     return await browser.until_finished(f"/api/v1/backup/runs/{run_id}", tries=600)
+
+
+async def backed_up(
+    browser: Browser,
+    admin_pool: tuple[Pool, XapiClient],
+    sim: RunningSimulator,
+    store: Path,
+    name: str,
+) -> tuple[TestVm, dict[str, Any]]:
+    """A new test VM named ``name``, ``store`` as the storage, a job over the
+    test VMs and its first run, done: (the VM, the job)."""
+    pool, client = admin_pool
+    vm = await make_vm(client, sim, name)
+    job = await storage_and_job(browser, pool.id, store, f"job of {name}")
+    status, started = await browser.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
+    assert status == 202, started
+    assert (await wait_run(browser, started["run_id"]))["status"] == "success"
+    return vm, job
 
 
 async def test_backup_and_restore_through_the_api_and_pages(
@@ -218,10 +237,7 @@ async def test_failed_runs_and_restores_render_their_cause(
     tmp_path: Path,
 ) -> None:
     pool, client = admin_pool
-    vm = await make_vm(client, pool_sim, "web-backup-02")
-    job = await storage_and_job(browser, pool.id, tmp_path / "store", "n")
-    status, started = await browser.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
-    assert (await wait_run(browser, started["run_id"]))["status"] == "success"
+    vm, job = await backed_up(browser, admin_pool, pool_sim, tmp_path / "store", "web-backup-02")
 
     # A backup whose snapshot the pool refuses.
     await client.call(
@@ -375,3 +391,69 @@ async def test_a_full_datastore_is_emptied_by_retention_and_deletion(
     assert status in (400, 404), body
     assert await listed() == [ids[2]]
     await all_restore()
+
+
+async def test_a_damaged_point_on_the_pages_the_api_and_the_salvage_choice(
+    browser: Browser,
+    pool_sim: RunningSimulator,
+    admin_pool: tuple[Pool, XapiClient],
+    tmp_path: Path,
+) -> None:
+    pool, client = admin_pool
+    vm, _job = await backed_up(browser, admin_pool, pool_sim, tmp_path / "store", "web-damage-01")
+    status, body = await browser.api("GET", f"/api/v1/backup/vms/{vm.uuid}/points")
+    [point] = body["points"]
+    assert point["damage"] == []
+    sr_ref = await client.call("pool.get_default_SR", (await client.call("pool.get_all"))[0])
+    sr = await client.call("SR.get_uuid", sr_ref)
+    request = {"pool_id": str(pool.id), "vm_uuid": vm.uuid, "point_id": point["id"]}
+
+    # The choice is a JSON boolean, nothing else.
+    status, bad = await browser.api(
+        "POST", "/api/v1/backup/restore", {**request, "sr_uuid": sr, "salvage": "yes"}
+    )
+    assert status == 400 and bad["error"]["field"] == "salvage", bad
+
+    # Block 0 of the stored full rots; a restore stops at it, and says where.
+    manager = keys.backup(browser.server.app)
+    ds = manager.datastore
+    full = ds.vmdir(vm.uuid).vhd_path("0", await asyncio.to_thread(first_file, ds, vm.uuid))
+    await asyncio.to_thread(rot_block, full, 0, at=31)
+    status, body = await browser.api("POST", "/api/v1/backup/restore", {**request, "sr_uuid": sr})
+    assert status == 202, body
+    failed = await wait_run(browser, body["run_id"])
+    assert failed["status"] == "failed"
+    assert f"restore point {point['id']}" in failed["error"] and "block 0 of" in failed["error"]
+
+    # The API and the restore page show the point damaged, with the block.
+    status, body = await browser.api("GET", f"/api/v1/backup/vms/{vm.uuid}/points")
+    [listed] = body["points"]
+    assert [(d["disk"], d["blocks"]) for d in listed["damage"]] == [("0", [0])]
+    status, html, _ = await browser.get(f"/backup/restore?vm={vm.uuid}")
+    assert status == 200 and "— DAMAGED" in html and 'data-damaged="true"' in html
+    assert "disk 0: block 0 of" in html and 'name="salvage"' in html
+
+    # Restore what can be read, through the form: kept, listed, still failed.
+    status, _text, resp = await browser.post_form(
+        "/backup/restore",
+        {
+            "vm_uuid": vm.uuid,
+            "point_id": point["id"],
+            "target": f"{pool.id}:{sr}",
+            "disk": "0",
+            "salvage": "on",
+        },
+    )
+    assert status == 303, _text
+    run_id = int(resp.headers["Location"].rsplit("/", 1)[1])
+    salvaged = await wait_run(browser, run_id)
+    assert salvaged["status"] == "failed", salvaged
+    assert salvaged["report"]["salvage"] is True
+    assert salvaged["report"]["damage"][0]["zeroed"] == [0]
+    status, html, _ = await browser.get(f"/backup/runs/{run_id}")
+    assert status == 200 and 'id="report-damage"' in html
+    assert "damaged blocks <span" in html and "were written as zeros" in html
+
+
+def first_file(ds: Any, vm_uuid: str) -> str:
+    return str(ds.points(vm_uuid)[0].disks[0].file)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xenkeep.cli.output import backup_summary, progress_line, table
+from xenkeep.cli.output import backup_summary, progress_line, restore_summary, table, verified
 
 MiB = 1 << 20
 
@@ -62,3 +62,30 @@ def test_partly_failed_run_says_so() -> None:
         "report": {"vms": [{"status": "success"}, {"status": "failed", "error": "boom"}]},
     }
     assert backup_summary(run).splitlines()[-1] == "result: partly failed (1 of 2 VMs failed)"
+
+
+def test_a_damaged_point_says_where_whatever_the_last_verify_said() -> None:
+    point = {
+        "id": "p1",
+        "created": 10.0,
+        "damage": [{"disk": "0", "blocks": [3, 4, 5, 9]}, {"disk": "1", "blocks": []}],
+    }
+    verify = {"status": "ok", "started": 20.0, "finished": 30.0}
+    assert verified(point, "vm", verify, "UTC") == "DAMAGED disk 0 blocks 3-5, 9; disk 1 whole file"
+    assert verified({**point, "damage": []}, "vm", verify, "UTC").startswith("ok ")
+
+
+def test_a_salvaged_restore_lists_what_it_zeroed_and_left_unchecked() -> None:
+    run = {
+        "job_name": "restore vm",
+        "status": "failed",
+        "error": "restored what could be read from restore point p1: ...",
+        "report": {
+            "point_id": "p1",
+            "damage": [{"disk": "0", "zeroed": [7, 8], "unchecked": {"f": [1, 2, 3]}}],
+        },
+    }
+    lines = restore_summary(run).splitlines()
+    assert "damaged:       disk 0 blocks 7-8 written as zeros" in lines
+    assert "unchecked:     disk 0 blocks 1-3 of f.vhd" in lines
+    assert lines[-1] == "result: failed"

@@ -12,7 +12,7 @@ from xenkeep.cli import COMMANDS, build_parser
 def test_every_command_of_the_table_parses() -> None:
     parser = build_parser()
     examples = {
-        "backup": ["backup", "restore", "vm", "--sr", "sr-uuid", "--disk", "1"],
+        "backup": ["backup", "restore", "vm", "--sr", "sr-uuid", "--disk", "1", "--salvage"],
     }
     for command in COMMANDS:
         args = parser.parse_args(examples.get(command.name, [command.name]))

@@ -368,6 +368,7 @@ async def restore_submit(request: web.Request) -> web.StreamResponse:
     of the pool restored into)."""
     form: dict[str, Any] = dict(await form_fields(request))
     form["with_networks"] = form.get("with_networks") == "on"
+    form["salvage"] = form.get("salvage") == "on"
     # The page picks pool and SR in one list; the service takes them apart.
     if "target" in form:
         form["pool_id"], _, form["sr_uuid"] = str(form.pop("target")).partition(":")
