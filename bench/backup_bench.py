@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from xenkeep.backup.manager import BackupManager
-from xenkeep.backup.pools import StaticPools
+from xenkeep.pools.access import StaticPools
 from xenkeep.store import open_database
 from xenkeep.xapi.client import XapiClient
 from xenkeep.xapi.transfer import export_raw_vdi

@@ -26,10 +26,10 @@ from xenkeep.auth.providers.service import ProviderService, load_catalog
 from xenkeep.auth.providers.store import ProviderStore
 from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
-from xenkeep.backup.pools import ManagedPools
 from xenkeep.config import Settings
 from xenkeep.errors import StoreError
 from xenkeep.ops import Operations, Scheduler
+from xenkeep.pools.access import ManagedPools
 from xenkeep.pools.manager import PoolManager
 from xenkeep.pools.registry import PoolRegistry
 from xenkeep.secretbox import KEY_NAME, SecretBox

@@ -8,13 +8,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from xenkeep.errors import ConflictError, XenKeepError
+from xenkeep.jobs.schedule import parse_schedule
+from xenkeep.jobs.vmselect import check_names
+from xenkeep.pools.access import PoolAccess
 
+from .const import Selector
 from .job import JobSpec, validate_job
 from .jobstore import JobRow, JobStore
-from .pools import PoolAccess
 from .prune import PruneService
 from .runs import BackupRuns
-from .schedule import parse_schedule
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +48,18 @@ class BackupJobs:
             return None
         return parse_schedule(spec.schedule, spec.timezone).next_timestamp(since)
 
+    async def _check(self, spec: JobSpec) -> None:
+        """What input alone cannot say: the pool exists, and every VM name the
+        job lists (to take or to exclude) is a VM of it now."""
+        pool_name = await self.pools.pool_name(spec.pool_id)
+        if spec.selector is Selector.NAME or spec.exclude:
+            client = await self.pools.client(spec.pool_id)
+            check_names(spec.selection, await client.call("VM.get_all_records"), pool_name)
+
     async def create(self, data: Mapping[str, Any]) -> JobRow:
         """Validate and store a new job."""
         spec = validate_job(data)
-        await self.pools.pool_name(spec.pool_id)
+        await self._check(spec)
         now = self._clock()
         job_id = await self.store.create_job(spec, self._next_run(spec, since=now), now=now)
         self._changed()
@@ -58,7 +68,7 @@ class BackupJobs:
     async def update(self, job_id: int, data: Mapping[str, Any]) -> JobRow:
         """Replace a job's settings; a lowered retention is applied at once."""
         spec = validate_job(data)
-        await self.pools.pool_name(spec.pool_id)
+        await self._check(spec)
         before = await self.store.job(job_id)
         await self.store.update_job(job_id, spec, self._next_run(spec, since=self._clock()))
         self._changed()

@@ -18,6 +18,7 @@ from typing import Any
 from xenkeep.errors import ValidationError
 from xenkeep.mail import MailSettings, SmtpSettings
 from xenkeep.ops import Operations, Scheduler
+from xenkeep.pools.access import PoolAccess
 from xenkeep.repo.datastore import Datastore
 from xenkeep.secretbox import SecretBox
 from xenkeep.store import Database
@@ -25,7 +26,6 @@ from xenkeep.store import Database
 from .disks import DiskService
 from .jobs import BackupJobs
 from .jobstore import JobRow, JobStore
-from .pools import PoolAccess
 from .prune import PruneService
 from .runs import BackupRuns, as_run
 from .storage import DATASTORE_KEY, BackupStorage

@@ -1,124 +1,14 @@
-"""Run reports and their e-mail. Building is pure; sending is :mod:`xenkeep.mail`'s.
+"""Texts of the backup domain's other reports: verify mails and restore log lines.
 
-A report says, per VM: status, what was transferred (full or delta per disk,
-and why), bytes, duration, speed, merge time, and the error with its cause.
+Run reports (backups and replications alike) are :mod:`xenkeep.jobs.report`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from xenkeep.mail import SmtpSettings, send_mail
 from xenkeep.units import human_bytes
-
-from .const import RunStatus
-
-
-def overall_status(vms: Sequence[Mapping[str, Any]], *, cancelled: bool) -> RunStatus:
-    """A run succeeds only if every VM did."""
-    if cancelled:
-        return RunStatus.CANCELLED
-    if any(v.get("status") != RunStatus.SUCCESS.value for v in vms):
-        return RunStatus.FAILED
-    return RunStatus.SUCCESS
-
-
-#: VMs named in a failed run's summary; the report lists every one.
-SUMMARY_VMS = 3
-
-
-def failure_summary(vms: Sequence[Mapping[str, Any]]) -> str:
-    """``2 of 3 VMs failed: web-01: <why>; db-01: <why>``: a failed run's error."""
-    failed = [v for v in vms if v.get("status") != RunStatus.SUCCESS.value]
-    if not failed:
-        return ""
-    parts = [
-        f"{v.get('vm_name') or v.get('vm_uuid') or 'a VM'}: {v.get('error') or v.get('status')}"
-        for v in failed[:SUMMARY_VMS]
-    ]
-    more = len(failed) - SUMMARY_VMS
-    tail = f"; and {more} more" if more > 0 else ""
-    return f"{len(failed)} of {len(vms)} VMs failed: {'; '.join(parts)}{tail}"
-
-
-def build_report(
-    *,
-    run_id: int,
-    job_name: str,
-    pool_name: str,
-    appliance: str,
-    started: float,
-    finished: float,
-    vms: Sequence[Mapping[str, Any]],
-    status: RunStatus,
-) -> dict[str, Any]:
-    """The report stored with a run and sent by mail."""
-    total = sum(int(v.get("bytes") or 0) for v in vms)
-    seconds = max(0.0, finished - started)
-    return {
-        "run_id": run_id,
-        "job": job_name,
-        "pool": pool_name,
-        "appliance": appliance,
-        "status": status.value,
-        "started": started,
-        "finished": finished,
-        "seconds": round(seconds, 3),
-        "bytes": total,
-        "speed": round(total / seconds, 1) if seconds > 0 else 0.0,
-        "vms": [dict(v) for v in vms],
-        "succeeded": sum(1 for v in vms if v.get("status") == RunStatus.SUCCESS.value),
-        "failed": sum(1 for v in vms if v.get("status") != RunStatus.SUCCESS.value),
-    }
-
-
-def mail_subject(report: Mapping[str, Any]) -> str:
-    """``[XenKeep appliance] Backup "job" on pool: success (3/3 VMs)``."""
-    return (
-        f'[XenKeep {report["appliance"]}] Backup "{report["job"]}" on {report["pool"]}: '
-        f"{report['status']} ({report['succeeded']}/{len(report['vms'])} VMs)"
-    )
-
-
-def mail_body(report: Mapping[str, Any]) -> str:
-    """A plain-text report."""
-    lines = [
-        f"Job: {report['job']}    Pool: {report['pool']}    Appliance: {report['appliance']}",
-        f"Status: {report['status']}    Duration: {report['seconds']:.1f} s    "
-        f"Transferred: {human_bytes(report['bytes'])} at {human_bytes(report['speed'])}/s",
-        "",
-    ]
-    for v in report["vms"]:
-        lines.append(f"* {v.get('vm_name')} ({v.get('vm_uuid')}): {v.get('status')}")
-        for key, kind in sorted((v.get("transfers") or {}).items()):
-            lines.append(f"    disk {key}: {kind} — {(v.get('reasons') or {}).get(key, '')}")
-        lines.append(
-            f"    {human_bytes(v.get('bytes') or 0)} in {v.get('seconds', 0):.1f} s "
-            f"({human_bytes(v.get('speed') or 0)}/s)"
-            + (f", merge {v['merge_seconds']:.2f} s" if v.get("merge_seconds") is not None else "")
-        )
-        if v.get("point_id"):
-            lines.append(f"    restore point {v['point_id']}")
-        if v.get("error"):
-            lines.append(f"    error: {v['error']}")
-    return "\n".join(lines) + "\n"
-
-
-async def send_report(
-    settings: SmtpSettings,
-    report: Mapping[str, Any],
-    *,
-    timeout: float = 30.0,  # noqa: ASYNC109
-) -> None:
-    """Mail a run report; raises OSError/smtplib errors for the caller to log."""
-    await send_mail(
-        settings,
-        mail_subject(report),
-        mail_body(report),
-        (f"xenkeep-run-{report['run_id']}.json", report),
-        timeout=timeout,
-    )
 
 
 def verify_subject(appliance: str, result: Mapping[str, Any]) -> str:

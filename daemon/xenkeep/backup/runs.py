@@ -16,26 +16,21 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from xenkeep.errors import ConflictError, NotFoundError, XenKeepError
+from xenkeep.jobs.report import build_report, failure_summary, overall_status, send_report
+from xenkeep.jobs.schedule import due, parse_schedule
+from xenkeep.jobs.snapshots import sweep, sweep_marked
 from xenkeep.mail import MailSettings
 from xenkeep.ops import OperationContext, Operations, OpKind
 from xenkeep.ops.claims import ClaimConflictError
 from xenkeep.ops.manager import Outcome
+from xenkeep.pools.access import PoolAccess
 
-from .const import RunStatus
+from .const import RESTORING_KEY, SNAPSHOT_KEY, SNAPSHOT_MARKER, RunStatus
 from .jobstore import JobRow, JobStore
 from .kinds import BACKUP, RESTORE, USES_STORAGE, BackupStage, job_target, one_run_per_job
-from .pools import PoolAccess
-from .report import (
-    build_report,
-    failure_summary,
-    overall_status,
-    restore_log_line,
-    send_report,
-)
+from .report import restore_log_line
 from .restore import RestoreRequest, RestoreRun
 from .runner import BackupRun, describe_error
-from .schedule import due, parse_schedule
-from .snapshots import sweep, sweep_restores
 from .storage import BackupStorage
 
 log = logging.getLogger(__name__)
@@ -209,9 +204,15 @@ class BackupRuns:
             try:
                 client = await self.pools.client(pool_id)
                 removed = await sweep(
-                    client, running=self.running_backups, references=self._reference_snapshot
+                    client,
+                    running=self.running_backups,
+                    references=self._reference_snapshot,
+                    marker=SNAPSHOT_MARKER,
+                    kept_key=SNAPSHOT_KEY,
                 )
-                removed += await sweep_restores(client, running=self.running_restores)
+                removed += await sweep_marked(
+                    client, key=RESTORING_KEY, running=self.running_restores, what="restore"
+                )
             except XenKeepError as exc:
                 log.info("pool %s: leftover snapshots not looked for yet: %s", pool_id, exc)
                 wait = SWEEP_RETRY

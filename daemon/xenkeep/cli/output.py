@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from xenkeep.backup.const import RunStatus
-from xenkeep.backup.report import mail_body
+from xenkeep.jobs.report import mail_body
 from xenkeep.units import clock_duration, human_bytes
 
 

@@ -34,6 +34,9 @@ class OpKind(StrEnum):
     DISK_ATTACH = "disk-attach"
     PRUNE = "prune"
     POINT_DELETE = "point-delete"
+    REPLICATION = "replication"
+    REPLICA_START = "replica-start"
+    FAILBACK = "failback"
 
 
 #: The message an operation cut by a daemon stop carries.

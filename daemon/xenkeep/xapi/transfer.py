@@ -40,6 +40,7 @@ from xenkeep.xapi.errors import (
     TaskCancelledError,
     TransferError,
     XapiError,
+    XapiFailure,
     failure_from,
 )
 from xenkeep.xapi.tasks import cancel_task, create_task, destroy_task, task_outcome, wait_task
@@ -97,6 +98,28 @@ class _Eof:
 
 
 _EOF = _Eof()
+
+
+def connection_broke(exc: BaseException) -> str | None:
+    """What broke, if ``exc`` is a stream cut on the way rather than the
+    pool's verdict on the data; else None.
+
+    The pool fails an import's task once its connection drops, so the
+    failure it reports then (``INTERNAL_ERROR``) follows the cut, and the
+    cut is what happened. A task that failed with a real reason (``SR_FULL``,
+    a bad VHD...) is the pool refusing, and no retry changes that.
+    """
+    if isinstance(exc, TransferError):
+        return exc.message
+    cut = exc.__context__
+    if (
+        isinstance(exc, XapiFailure)
+        and exc.xapi_code == "INTERNAL_ERROR"
+        and isinstance(cut, aiohttp.ClientError | OSError | asyncio.TimeoutError)
+    ):
+        reason = "; ".join(exc.params) or exc.xapi_code
+        return f"{type(cut).__name__}; the pool's import task then failed: {reason}"
+    return None
 
 
 async def _report(callback: ProgressCallback | None, done: int, total: int | None) -> None:
@@ -363,10 +386,20 @@ async def _import(
                 await queue.put(bytes(data))
         await queue.put(_EOF)
 
+    async def next_item() -> bytes | _Eof:
+        # A source that fails puts nothing more in the queue: its error ends
+        # the body at once, instead of a request waiting for bytes for ever.
+        getter = asyncio.ensure_future(queue.get())
+        await asyncio.wait({getter, puller}, return_when=asyncio.FIRST_COMPLETED)
+        if not getter.done() and puller.done() and puller.exception() is not None:
+            getter.cancel()
+            raise puller.exception()  # type: ignore[misc]
+        return await getter
+
     async def body() -> AsyncIterator[bytes]:
         nonlocal sent
         while True:
-            item = await queue.get()
+            item = await next_item()
             if isinstance(item, _Eof):
                 if size is not None and sent != size:
                     # The pool would wait for the missing bytes until the

@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 
 from xenkeep.backup.const import RunStatus
-from xenkeep.backup.report import (
+from xenkeep.errors import ValidationError
+from xenkeep.jobs.report import (
     build_report,
     failure_summary,
     mail_body,
     mail_subject,
     overall_status,
 )
-from xenkeep.errors import ValidationError
 from xenkeep.mail import SmtpSettings
 from xenkeep.mail.smtp import one_line
 
