@@ -32,6 +32,7 @@ from xenkeep.ops import Operations, Scheduler
 from xenkeep.pools.access import ManagedPools
 from xenkeep.pools.manager import PoolManager
 from xenkeep.pools.registry import PoolRegistry
+from xenkeep.replication.manager import ReplicationManager
 from xenkeep.secretbox import KEY_NAME, SecretBox
 from xenkeep.store import Database, open_database
 from xenkeep.system.identity import IdentityManager, known_timezones
@@ -168,6 +169,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.BACKUP] = backup
     await backup.start()
+    app[keys.REPLICATION] = ReplicationManager(
+        db,
+        ManagedPools(pools),
+        ops=ops,
+        scheduler=scheduler,
+        appliance_name=appliance_name,
+        secrets=secrets,
+    )
     # Every domain has registered what it schedules: one loop runs them all.
     scheduler.start()
     try:

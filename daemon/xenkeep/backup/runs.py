@@ -17,7 +17,7 @@ from typing import Any
 
 from xenkeep.errors import ConflictError, NotFoundError, XenKeepError
 from xenkeep.jobs.report import build_report, failure_summary, overall_status, send_report
-from xenkeep.jobs.schedule import due, parse_schedule
+from xenkeep.jobs.scheduling import JobKind, tick_jobs
 from xenkeep.jobs.snapshots import sweep, sweep_marked
 from xenkeep.mail import MailSettings
 from xenkeep.ops import OperationContext, Operations, OpKind
@@ -296,29 +296,18 @@ class BackupRuns:
 
     async def schedule_tick(self, now: float) -> float:
         """Start every due job; the seconds until the next look."""
-        wait = float("inf")
-        for row in await self.jobs.jobs():
-            spec = row.spec
-            if not spec.schedule or not spec.enabled:
-                continue
-            try:
-                d = due(
-                    parse_schedule(spec.schedule, spec.timezone),
-                    last_slot=row.last_slot,
-                    created=row.created_at,
-                    now=now,
-                )
-            except XenKeepError as exc:
-                log.error("job %s: bad schedule: %s", row.id, exc.message)
-                continue
-            if d.run_now and self.running_run(row.id) is None:
-                await self.jobs.set_schedule_state(row.id, last_slot=d.slot, next_run=d.next_run)
-                try:
-                    run_id = await self.run_job(row.id, trigger=f"schedule: {d.reason}")
-                    await self.ops.store.log(run_id, f"started by the scheduler ({d.reason})")
-                except XenKeepError as exc:
-                    log.error("job %s: scheduled run not started: %s", row.id, exc.message)
-            elif row.next_run != d.next_run and not d.run_now:
-                await self.jobs.set_schedule_state(row.id, last_slot=None, next_run=d.next_run)
-            wait = min(wait, max(0.5, d.next_run - now))
-        return wait
+
+        async def set_state(job_id: int, slot: float | None, next_run: float) -> None:
+            await self.jobs.set_schedule_state(job_id, last_slot=slot, next_run=next_run)
+
+        async def start(job_id: int, trigger: str) -> int:
+            return await self.run_job(job_id, trigger=trigger)
+
+        kind = JobKind(
+            noun="job",
+            running=lambda job_id: self.running_run(job_id) is not None,
+            start=start,
+            set_state=set_state,
+            note=lambda op_id, line: self.ops.store.log(op_id, line),
+        )
+        return await tick_jobs(await self.jobs.jobs(), now, kind)

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from xenkeep.errors import XenKeepError
 from xenkeep.jobs.streams import Pipe, PipeBroken, Progress, RateLimiter
@@ -91,7 +91,8 @@ async def _copy_once(
     reader = asyncio.create_task(export(), name=f"export {vdi}")
     try:
         # The import announces its length: wait for the export's first bytes.
-        await asyncio.wait({length, reader}, return_when=asyncio.FIRST_COMPLETED)
+        waiting: set[asyncio.Future[Any]] = {length, reader}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if reader.done() and reader.exception() is not None and not length.done():
             reader.result()
         size = await length

@@ -163,21 +163,22 @@ async def load(client: XapiClient, ref: str) -> Replica:
     return Replica(str(ref), str(record["uuid"]), record, await disks_of(client, ref), points)
 
 
-def _is_replica_of(rec: Mapping[str, Any], job_id: int, source_uuid: str) -> bool:
+def _is_replica_of(rec: Mapping[str, Any], job_id: int | None, source_uuid: str) -> bool:
     other = rec.get("other_config") or {}
     return (
         not rec.get("is_a_snapshot")
         and not rec.get("is_a_template")
         and other.get(REPLICA_OF_KEY) == source_uuid
-        and other.get(REPLICA_JOB_KEY) == str(job_id)
+        and (job_id is None or other.get(REPLICA_JOB_KEY) == str(job_id))
     )
 
 
 async def locate(
-    client: XapiClient, *, vm_uuid: str, job_id: int, source_uuid: str
+    client: XapiClient, *, vm_uuid: str, job_id: int | None, source_uuid: str
 ) -> Replica | None:
     """The replica of ``source_uuid`` kept by ``job_id``: by its known uuid,
-    else by its marks (a run killed before the database learnt its uuid)."""
+    else by its marks (a run killed before the database learnt its uuid).
+    Without a job (it was deleted) only the known uuid finds it."""
     if vm_uuid:
         try:
             ref = str(await client.call("VM.get_by_uuid", vm_uuid))
@@ -187,6 +188,8 @@ async def locate(
         else:
             if _is_replica_of(rec, job_id, source_uuid):
                 return await load(client, ref)
+    if job_id is None:
+        return None
     found = [
         ref
         for ref, rec in (await client.call("VM.get_all_records")).items()
@@ -268,3 +271,16 @@ def describe_points(points: list[Point]) -> str:
     if not points:
         return "no point"
     return f"{len(points)} point(s) (seq {points[0].seq}-{points[-1].seq})"
+
+
+async def block_start(client: XapiClient, vm: str, reason: str) -> None:
+    """Refuse ``start`` (and ``start_on``) of a VM, with the reason a person reads."""
+    for op in ("start", "start_on"):
+        await client.call("VM.remove_from_blocked_operations", vm, op)
+        await client.call("VM.add_to_blocked_operations", vm, op, reason)
+
+
+async def unblock_start(client: XapiClient, vm: str) -> None:
+    """Let a VM start again."""
+    for op in ("start", "start_on"):
+        await client.call("VM.remove_from_blocked_operations", vm, op)

@@ -570,8 +570,7 @@ class ReplicationRun:
         reason = start_blocked_reason(vm.name, self.source_pool_name)
         rec["blocked_operations"] = {
             **(rec.get("blocked_operations") or {}),
-            "start": reason,
-            "start_on": reason,
+            **dict.fromkeys(("start", "start_on"), reason),
         }
         ref = str(await target.call("VM.create", rec))
         work.created_vm = ref

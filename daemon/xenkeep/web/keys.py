@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from xenkeep.config import Settings
     from xenkeep.ops import Operations
     from xenkeep.pools.manager import PoolManager
+    from xenkeep.replication.manager import ReplicationManager
     from xenkeep.system.identity import IdentityManager
     from xenkeep.system.setup_state import SetupState
     from xenkeep.system.tls import TlsMaterial
@@ -34,6 +35,7 @@ TLS = "xenkeep.tls"
 WIZARD = "xenkeep.wizard"
 POOLS = "xenkeep.pools"
 BACKUP = "xenkeep.backup"
+REPLICATION = "xenkeep.replication"
 OPERATIONS = "xenkeep.operations"
 SETUP_STATE = "xenkeep.setup_state"
 ENROLMENT = "xenkeep.enrolment"
@@ -43,6 +45,11 @@ PROVIDERS = "xenkeep.providers"
 def backup(app: web.Application) -> BackupManager:
     """The backup service."""
     return cast("BackupManager", app[BACKUP])
+
+
+def replication(app: web.Application) -> ReplicationManager:
+    """The replication service."""
+    return cast("ReplicationManager", app[REPLICATION])
 
 
 def operations(app: web.Application) -> Operations:
