@@ -15,7 +15,7 @@ from typing import Any
 
 from xenkeep.errors import ConflictError, NotFoundError, XenKeepError
 from xenkeep.jobs.claims import overwrites_vm
-from xenkeep.jobs.schedule import parse_schedule
+from xenkeep.jobs.schedule import Schedule, parse_schedule
 from xenkeep.jobs.snapshots import destroy_snapshot
 from xenkeep.mail import MailSettings
 from xenkeep.ops import OperationContext, Operations, Scheduler
@@ -37,7 +37,7 @@ from .kinds import (
     one_run_per_job,
     replica_target,
 )
-from .rpo import interval, rpo
+from .rpo import rpo
 from .runs import ReplicationRuns
 from .store import JobRow, ReplicaRow, ReplicationStore
 
@@ -121,11 +121,12 @@ class ReplicationManager:
 
     # -------------------------------------------------------------- replicas
 
-    def _interval(self, spec: ReplicationSpec | None) -> float | None:
+    @staticmethod
+    def _schedule(spec: ReplicationSpec | None) -> Schedule | None:
         if spec is None or not spec.schedule or not spec.enabled:
             return None
         try:
-            return interval(parse_schedule(spec.schedule, spec.timezone), self._clock())
+            return parse_schedule(spec.schedule, spec.timezone)
         except XenKeepError:
             return None
 
@@ -137,13 +138,13 @@ class ReplicationManager:
                 specs[row.job_id] = None
         job = specs.get(row.job_id) if row.job_id is not None else None
         d = row.as_dict()
+        # A started replica is no longer kept current, nor one of a paused job.
+        kept = row.state is ReplicaState.REPLICATING and job is not None and not job.paused
         d["rpo"] = rpo(
             row.latest_point_at,
             self._clock(),
-            # A started replica is no longer kept current: no warning for it.
-            job_interval=self._interval(job.spec if job else None)
-            if row.state is ReplicaState.REPLICATING
-            else None,
+            schedule=self._schedule(job.spec) if kept and job else None,
+            since=row.created_at,
             last_duration=row.last_seconds,
         ).as_dict()
         d["job_paused"] = job.paused if job else ""

@@ -2,11 +2,12 @@
 too old. Pure.
 
 The RPO of a replica is the age of its latest point: how much a disaster on
-the source would lose now. Right after a run it is the run's duration (the
-point equals the snapshot taken at its start); just before the next run
-ends it is the interval plus that duration. So the warning comes when the
-age passes the job's interval plus the last run's duration plus a minute of
-slack: one missed or failed run is enough to raise it.
+the source would lose now. A point equals the source snapshot its run took
+at its start, so once a scheduled slot's run has had time to finish (the
+last run's duration, plus a minute), the latest point should be no older
+than that slot. When it is (a run failed, was missed, or is stuck), the RPO
+is exceeded: one missed or failed run is enough to raise it, and a schedule
+with a quiet night does not warn in the morning for the night's gap.
 """
 
 from __future__ import annotations
@@ -16,21 +17,36 @@ from typing import Any, Final
 
 from xenkeep.jobs.schedule import Schedule
 
-#: Slots looked at to find a schedule's interval (two days of a 10-minute job... or a week's).
-SAMPLES: Final = 64
-#: Slack added to the interval before an RPO is called exceeded.
+#: Slack added to the last run's duration before a slot's point is expected.
 SLACK_SECONDS: Final = 60.0
+#: How far back a slot is looked for: a day, a week, then the longest a
+#: five-field schedule can wait between slots (Feb 29 on a given weekday).
+_LOOKBACK: Final = (3600.0, 86400.0, 8 * 86400.0, 366 * 8 * 86400.0)
 
 
-def interval(schedule: Schedule, now: float, samples: int = SAMPLES) -> float:
-    """The longest gap between consecutive slots of ``schedule`` after ``now``."""
-    gaps = []
+def previous_slot(schedule: Schedule, t: float) -> float | None:
+    """The latest slot of ``schedule`` at or before ``t``, if any."""
+    for back in _LOOKBACK:
+        slot = schedule.next_timestamp(t - back)
+        if slot > t:
+            continue
+        while True:
+            after = schedule.next_timestamp(slot)
+            if after > t:
+                return slot
+            slot = after
+    return None
+
+
+def interval(schedule: Schedule, now: float, samples: int = 8) -> float:
+    """The gap between the slots around ``now`` (the next few, at most): for words."""
     slot = schedule.next_timestamp(now)
+    gaps = []
     for _ in range(samples):
         after = schedule.next_timestamp(slot)
         gaps.append(after - slot)
         slot = after
-    return max(gaps)
+    return min(gaps)
 
 
 @dataclass(frozen=True)
@@ -39,7 +55,7 @@ class Rpo:
 
     #: Seconds since the latest point's source snapshot; None without a point.
     age: float | None
-    #: The age past which it is exceeded; None when the job runs by hand only.
+    #: The age allowed now; None when the job runs by hand only (or not yet).
     limit: float | None
     exceeded: bool
 
@@ -56,16 +72,20 @@ def rpo(
     latest_point_at: float | None,
     now: float,
     *,
-    job_interval: float | None,
+    schedule: Schedule | None,
+    since: float,
     last_duration: float = 0.0,
 ) -> Rpo:
-    """The RPO of a replica whose latest point's source was taken at ``latest_point_at``.
-
-    A scheduled job's replica with no point yet is exceeded once the job has
-    existed longer than its limit; that is for the caller (no point, no age).
-    """
-    limit = None if job_interval is None else job_interval + max(0.0, last_duration) + SLACK_SECONDS
-    if latest_point_at is None:
-        return Rpo(None, limit, False)
-    age = max(0.0, now - latest_point_at)
-    return Rpo(age, limit, limit is not None and age > limit)
+    """The RPO of a replica whose latest point's source was taken at
+    ``latest_point_at``, kept by a job on ``schedule`` (None: by hand) whose
+    replica exists since ``since``."""
+    age = None if latest_point_at is None else max(0.0, now - latest_point_at)
+    if schedule is None:
+        return Rpo(age, None, False)
+    due = previous_slot(schedule, now - max(0.0, last_duration) - SLACK_SECONDS)
+    if due is None or due < since:
+        return Rpo(age, None, False)
+    limit = now - due
+    if age is None:
+        return Rpo(None, limit, True)
+    return Rpo(age, limit, age > limit)
