@@ -112,6 +112,8 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         # the Pools page's business, not a setup left undone.
         "wizard_pending": not await keys.setup_state(request.app).completed()
         and await wizard.current(request) is not None,
+        # Replicas older than their job's schedule allows: the badge's count.
+        "rpo_exceeded": len(await keys.replication(request.app).rpo_exceeded()),
     }
     return aiohttp_jinja2.render_template("dashboard.html", request, context)
 

@@ -17,10 +17,9 @@ from aiohttp import web
 from xenkeep.errors import XenKeepError
 from xenkeep.web import keys
 from xenkeep.web.access import admin
+from xenkeep.web.choices import pool_choices, restore_targets
 from xenkeep.web.flash import redirect_to
 from xenkeep.web.forms import FormError, attempt, form_fields, int_param
-
-from .choices import pool_choices, restore_targets
 
 #: How long a disk form waits for its operation before showing its progress page.
 FORM_WAIT: Final = 15.0

@@ -15,6 +15,9 @@ COLUMNS: Final = {
     OpKind.BACKUP.value: ("VM", "Disk"),
     OpKind.RESTORE.value: ("VM", "Disk"),
     OpKind.VERIFY.value: ("VM", "Disk"),
+    OpKind.REPLICATION.value: ("VM", "Disk"),
+    OpKind.REPLICA_START.value: ("VM", "Disk"),
+    OpKind.FAILBACK.value: ("VM", "Disk"),
 }
 DEFAULT_COLUMNS: Final = ("Item", "Part")
 KINDS: Final = frozenset(k.value for k in OpKind)

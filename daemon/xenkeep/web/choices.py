@@ -1,4 +1,4 @@
-"""The choices backup forms offer: pools, and the SRs a restore can write to."""
+"""The choices job and restore forms offer: pools, and the SRs a disk can be written to."""
 
 from __future__ import annotations
 
