@@ -153,8 +153,9 @@ def progress_line(run: Mapping[str, Any]) -> str:
     return "progress " + "  ".join(parts)
 
 
-def backup_summary(run: Mapping[str, Any]) -> str:
-    """The report of a finished backup run, as the mail shows it, and its result."""
+def run_summary(run: Mapping[str, Any]) -> str:
+    """The report of a finished run (a backup, a replication), as the mail shows it,
+    and its result."""
     report = run.get("report") or {}
     lines = []
     if report.get("vms") is not None and "seconds" in report:

@@ -54,6 +54,16 @@ ADMIN_ONLY_PREFIXES = (
 )
 # Reading pool state is for viewers; changing which pools are connected is not.
 ADMIN_WRITE_PREFIXES = ("/pools", "/api/v1/pools")
+# Replication is for administrators, but for what an operator may do too:
+# run a job now, start a replica (failover).
+REPLICATION_PREFIXES = ("/replication", "/api/v1/replication")
+REPLICATION_OPERATOR = {
+    ("POST", "/replication/jobs/{job_id}/run"),
+    ("POST", "/api/v1/replication/jobs/{job_id}/run"),
+    ("GET", "/replication/replicas/{replica_id}/start"),
+    ("POST", "/replication/replicas/{replica_id}/start"),
+    ("POST", "/api/v1/replication/replicas/{replica_id}/start"),
+}
 
 
 def concrete(path: str) -> str:
@@ -112,6 +122,9 @@ async def test_declared_levels_follow_the_policy(daemon: RunningServer) -> None:
             assert level is Access.ADMIN, f"{method} {path} must be for administrators"
         if method != "GET" and path.startswith(ADMIN_WRITE_PREFIXES):
             assert level is Access.ADMIN, f"{method} {path} must be for administrators"
+        if path.startswith(REPLICATION_PREFIXES):
+            want = Access.OPERATOR if (method, path) in REPLICATION_OPERATOR else Access.ADMIN
+            assert level is want, f"{method} {path} must be for {want}"
 
 
 async def test_anonymous_is_refused_everywhere_but_public_routes(browser: Browser) -> None:

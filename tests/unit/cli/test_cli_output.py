@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xenkeep.cli.output import backup_summary, progress_line, table
+from xenkeep.cli.output import progress_line, run_summary, table
 
 MiB = 1 << 20
 
@@ -61,4 +61,4 @@ def test_partly_failed_run_says_so() -> None:
         "status": "failed",
         "report": {"vms": [{"status": "success"}, {"status": "failed", "error": "boom"}]},
     }
-    assert backup_summary(run).splitlines()[-1] == "result: partly failed (1 of 2 VMs failed)"
+    assert run_summary(run).splitlines()[-1] == "result: partly failed (1 of 2 VMs failed)"
