@@ -35,13 +35,15 @@ boot: $(STAMP)
 	test -e out/xenkeep.raw || $(MAKE) image
 	$(PY) image/boot.py
 
-## Benchmarks -> out/bench.json: datastore merges (root: loop-mounted XFS/ext4)
-## and the simulator's export rate, each as ratios against a baseline of the same run.
+## Benchmarks -> out/bench*.json: datastore merges (root: loop-mounted XFS/ext4),
+## the simulator's export rate, backups and replication, each as ratios
+## against a baseline of the same run.
 bench: $(STAMP)
 	scripts/deps.sh test
 	$(PY) bench/merge_bench.py
 	$(PY) -m xapisim.bench --out out/bench.json
 	PYTHONPATH=. $(PY) bench/backup_bench.py --out out/bench-backup.json
+	PYTHONPATH=. $(PY) bench/replication_bench.py --out out/bench-replication.json
 
 ## ruff and mypy (the test suite runs them too, in tests/test_linters.py).
 lint: $(STAMP)
