@@ -40,13 +40,13 @@ MiB = 1 << 20
 POOL_ID = "1"
 
 
-def _port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-async def _write(client: XapiClient, vdi: str, offset: int, data: bytes) -> None:
+async def write_disk(client: XapiClient, vdi: str, offset: int, data: bytes) -> None:
     for at in range(0, len(data), 4 * MiB):
         piece = base64.b64encode(data[at : at + 4 * MiB]).decode()
         await client.call("sim.write_vdi", vdi, offset + at, piece, timeout=120)
@@ -80,7 +80,7 @@ def workspace(size_mib: int) -> Iterator[tuple[Path, str]]:
 async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
     rng = random.Random(1)
     with workspace(data_mib * 4) as (tmp, filesystem):
-        port = _port()
+        port = free_port()
         sim = subprocess.Popen(
             [
                 sys.executable,
@@ -109,7 +109,7 @@ async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
             # Data in 1 MiB extents spread over the disk; the rest holes.
             stride = size_mib // data_mib
             for i in range(data_mib):
-                await _write(client, vm.vdi, i * stride * MiB, rng.randbytes(MiB))
+                await write_disk(client, vm.vdi, i * stride * MiB, rng.randbytes(MiB))
             snap = await client.call("VM.snapshot", vm.ref, "bench export")
             vbd = (await client.call("VM.get_VBDs", snap))[0]
             svdi = await client.call("VBD.get_VDI", vbd)
@@ -145,7 +145,7 @@ async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
             # 1 % of the data changes: whole 2 MiB blocks.
             changed = max(1, data_mib // 100)
             for i in range(changed):
-                await _write(client, vm.vdi, i * stride * MiB, rng.randbytes(MiB))
+                await write_disk(client, vm.vdi, i * stride * MiB, rng.randbytes(MiB))
             delta = await m.wait(await m.run_job(job.id))
             assert delta["status"] == "success", delta
             drow = delta["report"]["vms"][0]

@@ -22,19 +22,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
-import os
 import random
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+from bench.backup_bench import free_port, workspace, write_disk
 
 from xenkeep.ops import Operations, Scheduler
 from xenkeep.pools.access import StaticPools
@@ -47,44 +45,10 @@ MiB = 1 << 20
 BLOCK = 2 * MiB
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _write(client: XapiClient, vdi: str, offset: int, data: bytes) -> None:
-    for at in range(0, len(data), 4 * MiB):
-        piece = base64.b64encode(data[at : at + 4 * MiB]).decode()
-        await client.call("sim.write_vdi", vdi, offset + at, piece, timeout=120)
-
-
-@contextlib.contextmanager
-def workspace(size_mib: int) -> Iterator[tuple[Path, str]]:
-    """Where both pools' disks live: XFS with reflink when root (a real SR
-    snapshots in constant time; a plain copy would bill the bench machine's
-    storage to the replication)."""
-    with tempfile.TemporaryDirectory(prefix="xk-rbench-") as tmp_name:
-        tmp = Path(tmp_name)
-        if os.geteuid() != 0:
-            yield tmp, "tmp (not root: no XFS loop mount)"
-            return
-        img, mnt = tmp / "xfs.img", tmp / "mnt"
-        mnt.mkdir()
-        with img.open("wb") as f:
-            f.truncate(max(8 << 30, 8 * size_mib * MiB))
-        subprocess.run(["mkfs.xfs", "-q", "-f", "-m", "reflink=1", str(img)], check=True)
-        subprocess.run(["mount", "-o", "loop", str(img), str(mnt)], check=True)
-        try:
-            yield mnt, "xfs (reflink)"
-        finally:
-            subprocess.run(["umount", str(mnt)], check=True)
-
-
 @contextlib.asynccontextmanager
 async def simulator(state: Path) -> AsyncIterator[XapiClient]:
     """A simulator process with a demo pool, and a client of it."""
-    port = _port()
+    port = free_port()
     argv = [sys.executable, "-m", "xapisim", "--state", str(state), "--demo"]
     proc = subprocess.Popen(
         [*argv, "--listen", f"127.0.0.1:{port}"],
@@ -116,7 +80,7 @@ async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
             vm = await make_vm(a, None, "bench-vm", size=size_mib * MiB)  # type: ignore[arg-type]
             stride = size_mib // data_mib
             for i in range(data_mib):
-                await _write(a, vm.vdi, i * stride * MiB, rng.randbytes(MiB))
+                await write_disk(a, vm.vdi, i * stride * MiB, rng.randbytes(MiB))
             snap = await a.call("VM.snapshot", vm.ref, "bench export")
             vbd = (await a.call("VM.get_VBDs", snap))[0]
             svdi = await a.call("VBD.get_VDI", vbd)
@@ -162,7 +126,7 @@ async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
             blocks = size_mib * MiB // BLOCK
             changed = sorted(rng.sample(range(blocks), max(1, blocks // 100)))
             for index in changed:
-                await _write(a, vm.vdi, index * BLOCK + 4096, rng.randbytes(64 * 1024))
+                await write_disk(a, vm.vdi, index * BLOCK + 4096, rng.randbytes(64 * 1024))
             await a.call("sim.reset_transfer_stats")
             await b.call("sim.reset_transfer_stats")
             started = time.perf_counter()

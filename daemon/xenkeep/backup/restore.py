@@ -28,7 +28,7 @@ from xenkeep.repo.layout import RestorePoint, check_key, check_uuid
 from xenkeep.units import human_bytes
 from xenkeep.xapi.client import XapiClient
 from xenkeep.xapi.errors import TransferError, XapiFailure
-from xenkeep.xapi.records import new_vdi, new_vif, vm_create_fields
+from xenkeep.xapi.records import disk_vbd, new_vdi, new_vif, vm_create_fields
 from xenkeep.xapi.transfer import connection_broke, import_raw_vdi
 
 from .const import RESTORING_KEY, RunStatus, Stage
@@ -259,22 +259,7 @@ class RestoreRun(RunBase):
                 new_vdis.append(vdi)
                 vdi_uuids.append(vdi_uuid)
                 if new_vm is not None:
-                    await client.call(
-                        "VBD.create",
-                        {
-                            "VM": new_vm,
-                            "VDI": vdi,
-                            "userdevice": d.key,
-                            "bootable": d.key == "0",
-                            "mode": "RW",
-                            "type": "Disk",
-                            "empty": False,
-                            "unpluggable": False,
-                            "other_config": {"owner": "true"},
-                            "qos_algorithm_type": "",
-                            "qos_algorithm_params": {},
-                        },
-                    )
+                    await client.call("VBD.create", disk_vbd(new_vm, vdi, d.key))
             if new_vm is not None and req.with_networks:
                 await self._vifs(point, new_vm, task_id)
             # Complete: no longer a leftover for the sweep after a kill.

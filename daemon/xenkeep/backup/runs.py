@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from xenkeep.errors import ConflictError, NotFoundError, XenKeepError
-from xenkeep.jobs.report import build_report, failure_summary, overall_status, send_report
+from xenkeep.jobs.conclude import finish_run
 from xenkeep.jobs.scheduling import JobKind, tick_jobs
 from xenkeep.jobs.snapshots import sweep, sweep_marked
 from xenkeep.mail import MailSettings
@@ -149,46 +149,19 @@ class BackupRuns:
             log.exception("run %s failed", ctx.id)
             await ctx.log(f"run failed: {error}", level="error")
         await asyncio.shield(ctx.stage(BackupStage.REPORT))
-        results = [r.as_dict() for r in runner.results] if runner is not None else []
-        status = overall_status(results, cancelled=cancelled)
-        if error:
-            status = RunStatus.FAILED
-        elif status is RunStatus.FAILED:
-            # The run's own error says why, not only its VM rows and log.
-            error = failure_summary(results)
-        if cancelled and self.ops.stopping:
-            status, error = RunStatus.INTERRUPTED, "the daemon stopped during this run"
-        report = build_report(
-            run_id=ctx.id,
+        return await finish_run(
+            ctx,
+            vms=[r.as_dict() for r in runner.results] if runner is not None else [],
+            error=error,
+            cancelled=cancelled,
+            stopping=self.ops.stopping,
+            mail=self.mail,
+            describe=describe_error,
             job_name=row.spec.name,
             pool_name=pool_name,
             appliance=await asyncio.shield(self._appliance_name()),
             started=started,
-            finished=time.time(),
-            vms=results,
-            status=status,
         )
-        report["error"] = error
-        await asyncio.shield(ctx.progress(int(report["bytes"]), force=True))
-        await asyncio.shield(self._mail(ctx, report))
-        if cancelled:
-            await asyncio.shield(ctx.log("run cancelled", level="warning"))
-        return Outcome(
-            report=report, status=status, error=error or ("cancelled" if cancelled else "")
-        )
-
-    async def _mail(self, ctx: OperationContext, report: dict[str, Any]) -> None:
-        smtp = await self.mail.get()
-        if smtp is None:
-            return
-        try:
-            await send_report(smtp, report)
-            await ctx.log(f"report mailed to {', '.join(smtp.recipients)}")
-        except Exception as exc:  # a mail failure must not fail the backup
-            # ...but must not pass unseen either: the log and the report say it.
-            error = f"mail server {smtp.host}:{smtp.port}: {describe_error(exc)}"
-            report["mail_error"] = error
-            await ctx.log(f"could not mail the report: {error}", level="warning")
 
     # ------------------------------------------------------ orphan snapshots
 

@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from xenkeep.errors import ConflictError, NotFoundError, XenKeepError
-from xenkeep.jobs.report import build_report, failure_summary, overall_status, send_report
+from xenkeep.jobs.conclude import finish_run
 from xenkeep.jobs.scheduling import JobKind, tick_jobs
 from xenkeep.jobs.snapshots import sweep, sweep_marked
 from xenkeep.mail import MailSettings
-from xenkeep.ops import OperationContext, Operations, OpKind, OpStatus
+from xenkeep.ops import OperationContext, Operations, OpKind
 from xenkeep.ops.claims import ClaimConflictError
 from xenkeep.ops.manager import Outcome
 from xenkeep.pools.access import PoolAccess
@@ -143,46 +143,21 @@ class ReplicationRuns:
             log.exception("replication run %s failed", ctx.id)
             await ctx.log(f"run failed: {error}", level="error")
         await asyncio.shield(ctx.stage(ReplicationStage.REPORT))
-        results = [r.as_dict() for r in runner.results] if runner is not None else []
-        status = overall_status(results, cancelled=cancelled)
-        if error:
-            status = OpStatus.FAILED
-        elif status is OpStatus.FAILED:
-            error = failure_summary(results)
-        if cancelled and self.ops.stopping:
-            status, error = OpStatus.INTERRUPTED, "the daemon stopped during this run"
-        report = build_report(
-            run_id=ctx.id,
+        return await finish_run(
+            ctx,
+            vms=[r.as_dict() for r in runner.results] if runner is not None else [],
+            error=error,
+            cancelled=cancelled,
+            stopping=self.ops.stopping,
+            mail=self.mail,
+            describe=describe_error,
             job_name=spec.name,
             pool_name=source_name,
             appliance=await asyncio.shield(self._appliance_name()),
             started=started,
-            finished=time.time(),
-            vms=results,
-            status=status,
             kind="replication",
             target=f"SR {spec.target_sr_uuid} of {target_name}",
         )
-        report["error"] = error
-        await asyncio.shield(ctx.progress(int(report["bytes"]), force=True))
-        await asyncio.shield(self._mail(ctx, report))
-        if cancelled:
-            await asyncio.shield(ctx.log("run cancelled", level="warning"))
-        return Outcome(
-            report=report, status=status, error=error or ("cancelled" if cancelled else "")
-        )
-
-    async def _mail(self, ctx: OperationContext, report: dict[str, Any]) -> None:
-        smtp = await self.mail.get()
-        if smtp is None:
-            return
-        try:
-            await send_report(smtp, report)
-            await ctx.log(f"report mailed to {', '.join(smtp.recipients)}")
-        except Exception as exc:  # a mail failure must not fail the run
-            error = f"mail server {smtp.host}:{smtp.port}: {describe_error(exc)}"
-            report["mail_error"] = error
-            await ctx.log(f"could not mail the report: {error}", level="warning")
 
     # ----------------------------------------------------------------- sweep
 
