@@ -77,15 +77,16 @@ def rpo(
     last_duration: float = 0.0,
 ) -> Rpo:
     """The RPO of a replica whose latest point's source was taken at
-    ``latest_point_at``, kept by a job on ``schedule`` (None: by hand) whose
-    replica exists since ``since``."""
+    ``latest_point_at`` (None: no point yet), kept by a job on ``schedule``
+    (None: by hand); the replica exists since ``since``."""
     age = None if latest_point_at is None else max(0.0, now - latest_point_at)
     if schedule is None:
         return Rpo(age, None, False)
     due = previous_slot(schedule, now - max(0.0, last_duration) - SLACK_SECONDS)
-    if due is None or due < since:
+    if due is None:
         return Rpo(age, None, False)
     limit = now - due
     if age is None:
-        return Rpo(None, limit, True)
+        # No point yet: late only once a slot after the replica's start has passed.
+        return Rpo(None, limit, due >= since)
     return Rpo(age, limit, age > limit)

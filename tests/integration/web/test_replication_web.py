@@ -113,6 +113,20 @@ async def test_a_job_its_run_replicas_failover_and_failback(
     )
     assert status == 400 and "no VM named" in text and "no-such-vm" in text
 
+    # A replica older than its schedule allows: its job, its row and the dashboard say so.
+    status, text, _ = await browser.get("/")
+    assert 'id="rpo-badge"' not in text
+    store = keys.replication(browser.server.app).store
+    fresh = replica["latest_point_at"]
+    await store.update_replica(replica["id"], latest_point_at=fresh - 3 * 3600)
+    status, text, _ = await browser.get("/")
+    assert 'id="rpo-badge"' in text and "1 replica older than its job" in text
+    status, text, _ = await browser.get("/replication")
+    assert "RPO exceeded" in text
+    status, listed = await browser.api("GET", f"/api/v1/replication/replicas/{replica['id']}")
+    assert listed["rpo"]["exceeded"] is True and listed["rpo"]["age"] > 3 * 3600 - 60
+    await store.update_replica(replica["id"], latest_point_at=fresh)
+
     # Failover from the page: refused without the box ticked, then started.
     start = f"/replication/replicas/{replica['id']}/start"
     status, text, _ = await browser.get(start)
