@@ -18,12 +18,13 @@ from typing import Any
 from xenkeep.errors import ConflictError, NotFoundError, XenKeepError
 from xenkeep.jobs.conclude import finish_run
 from xenkeep.jobs.scheduling import JobKind, tick_jobs
-from xenkeep.jobs.snapshots import sweep, sweep_marked
+from xenkeep.jobs.snapshots import SweepOnce, sweep, sweep_marked
 from xenkeep.mail import MailSettings
 from xenkeep.ops import OperationContext, Operations, OpKind
 from xenkeep.ops.claims import ClaimConflictError
 from xenkeep.ops.manager import Outcome
 from xenkeep.pools.access import PoolAccess
+from xenkeep.xapi.client import XapiClient
 
 from .const import RESTORING_KEY, SNAPSHOT_KEY, SNAPSHOT_MARKER, RunStatus
 from .jobstore import JobRow, JobStore
@@ -36,8 +37,6 @@ from .storage import BackupStorage
 log = logging.getLogger(__name__)
 
 _JOB_PREFIX = "backup-job:"
-#: Seconds before a pool that could not be swept for leftover snapshots is tried again.
-SWEEP_RETRY = 60.0
 RUN_KINDS = (OpKind.BACKUP.value, OpKind.RESTORE.value)
 
 
@@ -77,8 +76,7 @@ class BackupRuns:
         self.ops = ops
         self.mail = mail
         self._appliance_name = appliance_name
-        #: Pools looked at for leftover snapshots since the daemon started.
-        self._swept: set[str] = set()
+        self._sweep = SweepOnce(pools, self._sweep_pool, what="leftover snapshot(s)")
 
     # ------------------------------------------------------------------ runs
 
@@ -167,33 +165,22 @@ class BackupRuns:
 
     async def sweep_tick(self, now: float) -> float:
         """Once per pool after the daemon starts: destroy the snapshots of
-        runs and the VMs and VDIs of restores that died (see :mod:`.snapshots`);
-        a pool not reachable yet is tried again a minute later."""
-        del now
-        wait = float("inf")
-        for pool_id in await self.pools.pool_ids():
-            if pool_id in self._swept:
-                continue
-            try:
-                client = await self.pools.client(pool_id)
-                removed = await sweep(
-                    client,
-                    running=self.running_backups,
-                    references=self._reference_snapshot,
-                    marker=SNAPSHOT_MARKER,
-                    kept_key=SNAPSHOT_KEY,
-                )
-                removed += await sweep_marked(
-                    client, key=RESTORING_KEY, running=self.running_restores, what="restore"
-                )
-            except XenKeepError as exc:
-                log.info("pool %s: leftover snapshots not looked for yet: %s", pool_id, exc)
-                wait = SWEEP_RETRY
-                continue
-            self._swept.add(pool_id)
-            if removed:
-                log.warning("pool %s: removed %d leftover snapshot(s)", pool_id, len(removed))
-        return wait
+        runs and the VMs and VDIs of restores that died (see
+        :mod:`xenkeep.jobs.snapshots`)."""
+        return await self._sweep.tick(now)
+
+    async def _sweep_pool(self, client: XapiClient) -> list[str]:
+        removed = await sweep(
+            client,
+            running=self.running_backups,
+            references=self._reference_snapshot,
+            marker=SNAPSHOT_MARKER,
+            kept_key=SNAPSHOT_KEY,
+        )
+        removed += await sweep_marked(
+            client, key=RESTORING_KEY, running=self.running_restores, what="restore"
+        )
+        return removed
 
     async def _reference_snapshot(self, vm_uuid: str) -> str | None:
         """The snapshot uuid the VM's newest restore point was exported from."""

@@ -29,12 +29,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import cache
 from typing import Any, Final
 
+from xenkeep.errors import XenKeepError
+from xenkeep.pools.access import PoolAccess
 from xenkeep.xapi.client import XapiClient
 from xenkeep.xapi.errors import XapiError, XapiFailure
 
 log = logging.getLogger(__name__)
 
 NULL_REF: Final = "OpaqueRef:NULL"
+#: Seconds before a pool that could not be swept is tried again.
+SWEEP_RETRY: Final = 60.0
 
 
 def snapshot_name(job_name: str, stamp: str, run_id: int, *, marker: str) -> str:
@@ -205,3 +209,39 @@ async def sweep_marked(
             log.warning("removed VDI %s, left by %s %s that died", rec.get("uuid"), what, run)
             removed.append(str(rec.get("name_label", ref)))
     return removed
+
+
+class SweepOnce:
+    """A scheduler source that sweeps every pool once after the daemon starts
+    (what runs killed with it left), and tries a pool not reachable yet again
+    a minute later."""
+
+    def __init__(
+        self,
+        pools: PoolAccess,
+        sweep_pool: Callable[[XapiClient], Awaitable[list[str]]],
+        *,
+        what: str,
+    ) -> None:
+        self.pools = pools
+        self._sweep_pool = sweep_pool
+        self._what = what
+        self._swept: set[str] = set()
+
+    async def tick(self, now: float) -> float:
+        """Sweep the pools not swept yet; the seconds until the next look."""
+        del now
+        wait = float("inf")
+        for pool_id in await self.pools.pool_ids():
+            if pool_id in self._swept:
+                continue
+            try:
+                removed = await self._sweep_pool(await self.pools.client(pool_id))
+            except XenKeepError as exc:
+                log.info("pool %s: %s not looked for yet: %s", pool_id, self._what, exc)
+                wait = SWEEP_RETRY
+                continue
+            self._swept.add(pool_id)
+            if removed:
+                log.warning("pool %s: removed %d %s", pool_id, len(removed), self._what)
+        return wait

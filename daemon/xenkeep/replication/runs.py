@@ -14,12 +14,13 @@ from typing import Any, Final
 from xenkeep.errors import ConflictError, NotFoundError, XenKeepError
 from xenkeep.jobs.conclude import finish_run
 from xenkeep.jobs.scheduling import JobKind, tick_jobs
-from xenkeep.jobs.snapshots import sweep, sweep_marked
+from xenkeep.jobs.snapshots import SweepOnce, sweep, sweep_marked
 from xenkeep.mail import MailSettings
 from xenkeep.ops import OperationContext, Operations, OpKind
 from xenkeep.ops.claims import ClaimConflictError
 from xenkeep.ops.manager import Outcome
 from xenkeep.pools.access import PoolAccess
+from xenkeep.xapi.client import XapiClient
 
 from .const import CREATING_KEY, MARKER, REFERENCE_KEY
 from .kinds import (
@@ -36,8 +37,6 @@ from .store import JobRow, ReplicationStore
 
 log = logging.getLogger(__name__)
 
-#: Seconds before a pool that could not be swept is tried again.
-SWEEP_RETRY: Final = 60.0
 #: The operation kinds of the domain (runs, starts, failbacks).
 KINDS: Final = (
     OpKind.REPLICATION.value,
@@ -69,7 +68,7 @@ class ReplicationRuns:
         self.ops = ops
         self.mail = mail
         self._appliance_name = appliance_name
-        self._swept: set[str] = set()
+        self._sweep = SweepOnce(pools, self._sweep_pool, what="replication leftover(s)")
 
     def running_operations(self) -> frozenset[int]:
         """Ids of every operation running now (a marked snapshot of one is not an orphan)."""
@@ -163,32 +162,17 @@ class ReplicationRuns:
 
     async def sweep_tick(self, now: float) -> float:
         """Once per pool after the daemon starts: destroy the marked source
-        snapshots and the half-made replicas and disks of runs that died; a
-        pool not reachable yet is tried again a minute later."""
-        del now
-        wait = float("inf")
-        for pool_id in await self.pools.pool_ids():
-            if pool_id in self._swept:
-                continue
-            try:
-                client = await self.pools.client(pool_id)
-                removed = await sweep(
-                    client,
-                    running=self.running_operations,
-                    marker=MARKER,
-                    kept_key=REFERENCE_KEY,
-                )
-                removed += await sweep_marked(
-                    client, key=CREATING_KEY, running=self.running_operations, what="replication"
-                )
-            except XenKeepError as exc:
-                log.info("pool %s: replication leftovers not looked for yet: %s", pool_id, exc)
-                wait = SWEEP_RETRY
-                continue
-            self._swept.add(pool_id)
-            if removed:
-                log.warning("pool %s: removed %d replication leftover(s)", pool_id, len(removed))
-        return wait
+        snapshots and the half-made replicas and disks of runs that died."""
+        return await self._sweep.tick(now)
+
+    async def _sweep_pool(self, client: XapiClient) -> list[str]:
+        removed = await sweep(
+            client, running=self.running_operations, marker=MARKER, kept_key=REFERENCE_KEY
+        )
+        removed += await sweep_marked(
+            client, key=CREATING_KEY, running=self.running_operations, what="replication"
+        )
+        return removed
 
     # ------------------------------------------------------------------ read
 
