@@ -36,7 +36,7 @@ from . import replica as replicas
 from .const import MARKER, REFERENCE_KEY, ReplicaState
 from .copy import Retrying, copy_disk
 from .failover import ReplicaUnusableError, replica_in_pool
-from .kinds import FailbackStage
+from .kinds import FailbackStage, close_failed
 from .replica import Disk, Point, Replica
 from .runner import point_name, start_blocked_reason, utc_stamp
 from .store import ReplicaRow, ReplicationStore
@@ -132,6 +132,15 @@ class Failback:
                 await asyncio.shield(self._undo(undo))
             raise
         return report
+
+    async def run(self) -> dict[str, Any]:
+        """:meth:`execute`, its sub-task closed however it ends."""
+        try:
+            return await self.execute()
+        except BaseException as exc:
+            if self._task:
+                await close_failed(self.ctx, self._task, exc)
+            raise
 
     async def _fail_back(
         self,

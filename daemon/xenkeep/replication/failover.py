@@ -33,7 +33,7 @@ from .const import (
     TAKEN_KEY,
     ReplicaState,
 )
-from .kinds import StartStage
+from .kinds import StartStage, close_failed
 from .replica import Point, Replica
 from .runner import start_blocked_reason, utc_stamp
 from .store import ReplicaRow, ReplicationStore
@@ -99,10 +99,37 @@ async def start_replica(
     point_uuid: str | None,
 ) -> dict[str, Any]:
     """Start the replica (or a clone of an older point); the report."""
+    task = await ctx.task(subject=row.source_vm_uuid, name=row.source_vm_name, stage="check")
+    try:
+        return await _start(
+            ctx,
+            task,
+            row=row,
+            client=client,
+            pool_name=pool_name,
+            source_pool_name=source_pool_name,
+            store=store,
+            point_uuid=point_uuid,
+        )
+    except BaseException as exc:
+        await close_failed(ctx, task, exc)
+        raise
+
+
+async def _start(
+    ctx: OperationContext,
+    task: int,
+    *,
+    row: ReplicaRow,
+    client: XapiClient,
+    pool_name: str,
+    source_pool_name: str,
+    store: ReplicationStore,
+    point_uuid: str | None,
+) -> dict[str, Any]:
     await ctx.stage(StartStage.CHECK)
     replica = await replica_in_pool(client, row, pool_name)
     point = choose_point(replica, point_uuid)
-    task = await ctx.task(subject=row.source_vm_uuid, name=row.source_vm_name, stage="check")
     if replica.power_state != "Halted":
         raise ReplicaUnusableError(
             f"the replica {replica.name!r} is already {replica.power_state.lower()}"

@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from enum import StrEnum
 from typing import Final
 
 from xenkeep.errors import XenKeepError
-from xenkeep.ops import Claim, OperationKind, OpKind
+from xenkeep.ops import Claim, OperationContext, OperationKind, OpKind, OpStatus
 from xenkeep.xapi.errors import XapiFailure
 
 JOB_PREFIX: Final = "replication-job:"
@@ -28,6 +30,19 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, XenKeepError):
         return exc.message + (f" — {exc.hint}" if exc.hint else "")
     return f"{type(exc).__name__}: {exc}"
+
+
+async def close_failed(ctx: OperationContext, task_id: int, exc: BaseException) -> None:
+    """Mark a sub-task as ended by ``exc`` (failed, or cancelled), whatever else is cut."""
+    cancelled = isinstance(exc, asyncio.CancelledError)
+    await asyncio.shield(
+        ctx.update_task(
+            task_id,
+            status=OpStatus.CANCELLED.value if cancelled else OpStatus.FAILED.value,
+            error=describe_error(exc) if isinstance(exc, Exception) else "cancelled",
+            finished_at=time.time(),
+        )
+    )
 
 
 def job_target(job_id: int) -> str:

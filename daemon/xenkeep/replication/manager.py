@@ -262,7 +262,7 @@ class ReplicationManager:
                 bandwidth_limit=job.spec.bandwidth_limit if job else None,
                 start_source=start_source,
             )
-            return Outcome(report=await runner.execute())
+            return Outcome(report=await runner.run())
 
         claims = [one_change_per_replica(replica_id), overwrites_vm(row.source_vm_uuid)]
         if row.job_id is not None:

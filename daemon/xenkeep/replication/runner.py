@@ -60,7 +60,7 @@ from .const import (
 )
 from .copy import copy_disk
 from .decide import ChainDisk, Decision, SourceDisk, decide
-from .kinds import describe_error, one_change_per_replica
+from .kinds import close_failed, describe_error, one_change_per_replica
 from .networks import target_network
 from .replica import Disk, Replica
 from .store import JobRow, ReplicaRow, ReplicationStore
@@ -698,14 +698,7 @@ class ReplicationRun:
                 if work.created_vm is None:
                     work.dirty = True
         except BaseException as exc:
-            await self.ctx.update_task(
-                disk_task,
-                status=RunStatus.CANCELLED.value
-                if isinstance(exc, asyncio.CancelledError)
-                else RunStatus.FAILED.value,
-                error=describe_error(exc) if isinstance(exc, Exception) else "cancelled",
-                finished_at=time.time(),
-            )
+            await close_failed(self.ctx, disk_task, exc)
             raise
         result.bytes += done.bytes
         self._bytes_done[disk_task] = done.bytes

@@ -166,6 +166,7 @@ async def test_failback_refuses_while_the_source_runs(sites: Sites, vm: TestVm) 
     op = await sites.wait(await m.failback(replica["id"]))
     assert op["status"] == "failed"
     assert "rep-test-01 is running on pool Site A" in op["error"], _show(op)
+    assert [t["status"] for t in op["tasks"]] == ["failed"]
     # Nothing changed: still started on B, still running on A, nothing new on A.
     assert (await m.replica(replica["id"]))["state"] == "started"
     assert await a.call("VM.get_power_state", vm.ref) == "Running"
