@@ -1,6 +1,12 @@
 import pytest
 
-from xenkeep.auth.passwords import check_policy, hash_password, verify_password
+from xenkeep.auth.passwords import (
+    DUMMY_HASH,
+    check_policy,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
 from xenkeep.errors import ValidationError
 
 
@@ -26,3 +32,12 @@ def test_argon2id_round_trip() -> None:
     assert not verify_password(stored, "correct horse battery stapl")
     assert not verify_password(None, "anything at all here")
     assert not verify_password("garbage", "anything at all here")
+
+
+def test_the_dummy_hash_costs_what_a_real_one_does() -> None:
+    # Unknown accounts are checked against DUMMY_HASH: with other parameters
+    # than the hasher's, that check would take another time than a real one.
+    assert not needs_rehash(DUMMY_HASH)
+    assert DUMMY_HASH.split("$")[3] == hash_password("x" * 16).split("$")[3]
+    # The dummy string itself opens nothing: an account without a hash never matches.
+    assert verify_password(None, "xenkeep-dummy-password-for-timing") is False
