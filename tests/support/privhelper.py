@@ -200,6 +200,15 @@ async def appliance(tmp_path: Path, loop_disks: Callable[[], str]) -> AsyncItera
         yield Appliance(path, root, mountpoint, systemd, loop_disks)
 
 
+async def change_and_keep(op: str, args: dict[str, object], path: Path) -> dict[str, object]:
+    """Make a network or NTP change over the helper's socket and confirm it at once."""
+    pending = (await call(op, args, path=path))["pending"]
+    result: dict[str, object] = await call(
+        "network.confirm", {"checkpoint": pending["id"]}, path=path
+    )
+    return result
+
+
 @contextlib.asynccontextmanager
 async def serving(server: Server, path: Path) -> AsyncIterator[Path]:
     """``server`` answering on a unix socket at ``path`` until the block ends."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.privhelper import serving
+from tests.support.privhelper import change_and_keep, serving
 from xenkeep.privhelper.applier import Applier
 from xenkeep.privhelper.server import Server
 from xenkeep.system.blockdev import BlockDevError, render_mount_unit
@@ -111,17 +111,17 @@ async def test_every_field_over_the_socket(
 
 async def test_good_values_still_pass(as_root: tuple[Path, Recorder, Path]) -> None:
     path, _rec, root = as_root
-    await call("network.static", {**GOOD_STATIC, "dns": [" 192.0.2.53 "]}, path=path)
+    await change_and_keep("network.static", {**GOOD_STATIC, "dns": [" 192.0.2.53 "]}, path=path)
     text = (root / "etc/systemd/network/10-xenkeep.network").read_text()
     assert "DNS=192.0.2.53\n" in text
-    await call(
+    await change_and_keep(
         "network.static",
         {"address": "2001:db8::10/64", "gateway": "fe80::1", "dns": ["2001:db8::53"]},
         path=path,
     )
     text = (root / "etc/systemd/network/10-xenkeep.network").read_text()
     assert "Gateway=fe80::1\n" in text and "DNS=2001:db8::53\n" in text
-    await call("ntp.set", {"servers": ["ntp.example.org", "2001:db8::123"]}, path=path)
+    await change_and_keep("ntp.set", {"servers": ["ntp.example.org", "2001:db8::123"]}, path=path)
     conf = (root / "etc/systemd/timesyncd.conf.d/50-xenkeep.conf").read_text()
     assert "NTP=ntp.example.org 2001:db8::123\n" in conf
 
