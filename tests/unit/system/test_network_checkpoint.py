@@ -82,7 +82,7 @@ class Helper:
         return path.read_text() if path.exists() else None
 
     async def until(self, done: Callable[[], bool]) -> None:
-        """Poll (off nothing: these are small stats) until ``done``; the deadline is the helper's."""
+        """Poll until ``done``: the deadline being tested is the helper's, not ours."""
         while not done():
             await asyncio.sleep(0.1)
 
