@@ -53,6 +53,11 @@ class AuditEvent(StrEnum):
     API_TOKEN_CREATED = "api_token_created"
     API_TOKEN_REVOKED = "api_token_revoked"
     CSRF_REJECTED = "csrf_rejected"
+    # The appliance's network or NTP settings: a change (a checkpoint that
+    # undoes itself unless kept), its confirmation, an explicit revert.
+    NETWORK_CHANGED = "network_changed"
+    NETWORK_KEPT = "network_kept"
+    NETWORK_REVERTED = "network_reverted"
 
 
 SESSION_COOKIE = "xk_session"

@@ -80,7 +80,7 @@ class Applier:
         self.files = NetworkFiles(self._path, run, live=live, sys_class_net=sys_class_net)
         self.checkpoints = Checkpoints(
             self.files,
-            self._path(STATE_DIR) if state_dir is None else state_dir,
+            self._path(PurePosixPath(STATE_DIR)) if state_dir is None else state_dir,
             boot_id=boot_id,
             live=read_live if live else None,
         )

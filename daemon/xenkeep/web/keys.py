@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from xenkeep.ops import Operations
     from xenkeep.pools.manager import PoolManager
     from xenkeep.system.identity import IdentityManager
+    from xenkeep.system.network import NetworkService
     from xenkeep.system.setup_state import SetupState
     from xenkeep.system.tls import TlsMaterial
     from xenkeep.web.wizard import Wizard
@@ -36,6 +37,7 @@ BACKUP = "xenkeep.backup"
 OPERATIONS = "xenkeep.operations"
 SETUP_STATE = "xenkeep.setup_state"
 ENROLMENT = "xenkeep.enrolment"
+NETWORK = "xenkeep.network"
 
 
 def backup(app: web.Application) -> BackupManager:
@@ -93,6 +95,11 @@ def pools(app: web.Application) -> PoolManager:
     return cast("PoolManager", app[POOLS])
 
 
+def network(app: web.Application) -> NetworkService:
+    """The appliance's network and NTP settings (through the privileged helper)."""
+    return cast("NetworkService", app[NETWORK])
+
+
 def current_user(request: web.Request) -> User | None:
     """Who is asking (set by the auth middleware), or None."""
     return cast("User | None", request.get("xk_user"))
@@ -113,3 +120,9 @@ def current_session(request: web.Request) -> Session | None:
 def client_ip(request: web.Request) -> str:
     """The peer address (the appliance is reached directly, no proxy)."""
     return request.remote or ""
+
+
+def local_address(request: web.Request) -> str:
+    """The appliance's own address the request came to (an empty string if unknown)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return str(sockname[0]) if sockname else ""

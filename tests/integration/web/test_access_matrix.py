@@ -41,6 +41,8 @@ ADMIN_ONLY_PREFIXES = (
     "/api/v1/users",
     "/api/v1/audit",
     "/api/v1/appliance",
+    # The appliance's address, DNS and NTP (the page is under /admin/).
+    "/api/v1/network",
     "/backup",
     "/api/v1/backup",
     # Operations of every kind (backups, restores, verifies, disk formats).
