@@ -63,7 +63,6 @@ class Applier:
         mountinfo: Path = Path("/proc/self/mountinfo"),
         state_dir: Path | None = None,
         boot_id: Path = BOOT_ID,
-        sys_class_net: Path = Path("/sys/class/net"),
         read_live: Callable[[], Awaitable[dict[str, Any]]] = _read_live,
     ):
         self._root = root
@@ -77,7 +76,7 @@ class Applier:
             owner=owner,
             mountinfo=mountinfo,
         )
-        self.files = NetworkFiles(self._path, run, live=live, sys_class_net=sys_class_net)
+        self.files = NetworkFiles(self._path, run, live=live)
         self.checkpoints = Checkpoints(
             self.files,
             self._path(PurePosixPath(STATE_DIR)) if state_dir is None else state_dir,

@@ -4,8 +4,10 @@ The two *parts* a change can touch, each one file and the service that
 reads it (:data:`PARTS`):
 
 - ``network``: ``/etc/systemd/network/10-xenkeep.network`` (absent: DHCP,
-  from the image's ``90-xenkeep-dhcp.network``), then ``networkctl reload``
-  and ``networkctl reconfigure`` of the Ethernet interfaces;
+  from the image's ``90-xenkeep-dhcp.network``), then ``networkctl reload``,
+  which reconfigures every interface whose ``.network`` file is new, changed
+  or gone (networkd 244 and later): one reconfiguration, where an explicit
+  ``networkctl reconfigure`` after it would drop the addresses a second time;
 - ``ntp``: ``/etc/systemd/timesyncd.conf.d/50-xenkeep.conf`` (absent: the
   image's default servers), then ``systemctl try-restart
   systemd-timesyncd.service``.
@@ -43,8 +45,8 @@ NETWORK: Final = "network"
 NTP: Final = "ntp"
 #: Each part a change can touch and the file that holds it.
 PARTS: Final[Mapping[str, PurePosixPath]] = {NETWORK: NETWORK_FILE, NTP: TIMESYNCD_FILE}
-#: What networkctl reconfigures: the appliance's one NIC (enX0 under
-#: XenServer, enp0s*/ens* under QEMU, eth* on old kernels), as MATCH_NAMES.
+#: The appliance's one NIC: enX0 under XenServer, enp0s*/ens* under QEMU,
+#: eth* on old kernels (as netconf.MATCH_NAMES).
 NIC_PREFIXES: Final = ("en", "eth")
 
 #: A part's file as a checkpoint keeps it: its text, or None when absent.
@@ -57,21 +59,13 @@ class NetworkFiles:
     ``path`` maps an absolute path of the appliance to where it is (``root``
     joined, see :class:`~xenkeep.privhelper.applier.Applier`); ``live`` says
     whether running services are told (the first boot writes before they
-    start); ``sys_class_net`` lists the interfaces to reconfigure.
+    start).
     """
 
-    def __init__(
-        self,
-        path: Callable[[PurePosixPath], Path],
-        run: Run,
-        *,
-        live: bool,
-        sys_class_net: Path = Path("/sys/class/net"),
-    ) -> None:
+    def __init__(self, path: Callable[[PurePosixPath], Path], run: Run, *, live: bool) -> None:
         self._path = path
         self._run = run
         self._live = live
-        self._sys_class_net = sys_class_net
 
     async def read(self) -> tuple[NetworkSettings, list[str]]:
         """The settings the files hold, and the paths of those edited by hand.
@@ -134,9 +128,6 @@ class NetworkFiles:
         wanted = set(parts)
         if NETWORK in wanted:
             await self._run(["networkctl", "reload"], None)
-            interfaces = await asyncio.to_thread(self._interfaces)
-            if interfaces:
-                await self._run(["networkctl", "reconfigure", *interfaces], None)
         if NTP in wanted:
             no_block = [] if block else ["--no-block"]
             await self._run(
@@ -159,10 +150,3 @@ class NetworkFiles:
                 path.unlink(missing_ok=True)
             else:
                 write_atomic(path, text)
-
-    def _interfaces(self) -> list[str]:
-        try:
-            names = [p.name for p in self._sys_class_net.iterdir()]
-        except FileNotFoundError:
-            return []
-        return sorted(n for n in names if n.startswith(NIC_PREFIXES))

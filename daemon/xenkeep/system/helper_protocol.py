@@ -126,7 +126,7 @@ CALL_TIMEOUTS: Final[Mapping[str, float]] = {
     "ping": 10.0,
     # Reading the files, the interfaces and networkd's state.
     "network.show": 30.0,
-    # networkctl reload, then reconfigure (when applied at once, delay 0),
+    # networkctl reload (when applied at once, delay 0),
     # and on failure the same again to put the old files back.
     "network.dhcp": 4 * COMMAND_TIMEOUT + 10,
     "network.static": 4 * COMMAND_TIMEOUT + 10,

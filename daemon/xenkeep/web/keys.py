@@ -8,6 +8,7 @@ root keeps it, see :func:`xenkeep.app.database`).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING, cast
 
 from aiohttp import web
@@ -123,6 +124,17 @@ def client_ip(request: web.Request) -> str:
 
 
 def local_address(request: web.Request) -> str:
-    """The appliance's own address the request came to (an empty string if unknown)."""
+    """The appliance's own address the request came to (an empty string if unknown).
+
+    An IPv4 address as such, though the dual-stack listener on "::" sees it
+    as ``::ffff:192.0.2.10``.
+    """
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
-    return str(sockname[0]) if sockname else ""
+    if not sockname:
+        return ""
+    try:
+        ip = ipaddress.ip_address(str(sockname[0]).split("%")[0])
+    except ValueError:
+        return str(sockname[0])
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped or ip)

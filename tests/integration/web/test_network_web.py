@@ -52,7 +52,7 @@ async def helper(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[Path
     """The helper on the daemon's socket path, with the daemon's rights."""
     rec = Recorder()
     root = tmp_path / "root"
-    applier = Applier(root, rec, live=True, read_live=no_live, sys_class_net=tmp_path / "none")
+    applier = Applier(root, rec, live=True, read_live=no_live)
     await asyncio.to_thread(settings.privhelper_socket.parent.mkdir, parents=True, exist_ok=True)
     server = Server(applier, {0: DAEMON_OPERATIONS})
     async with serving(server, settings.privhelper_socket):

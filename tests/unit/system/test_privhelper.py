@@ -103,7 +103,7 @@ async def test_static_then_dhcp(tmp_path: Path) -> None:
 async def test_ntp(tmp_path: Path) -> None:
     rec = Recorder()
     applier = Applier(tmp_path, rec, live=True, read_live=no_live)
-    pending = (await applier.apply(parse_request(req("ntp.set", servers=["ntp.example.org"]))))
+    pending = await applier.apply(parse_request(req("ntp.set", servers=["ntp.example.org"])))
     conf = tmp_path / "etc/systemd/timesyncd.conf.d/50-xenkeep.conf"
     assert "NTP=ntp.example.org\n" in conf.read_text()
     await applier.apply(parse_request(req("network.confirm", checkpoint=pending["pending"]["id"])))
