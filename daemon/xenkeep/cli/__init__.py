@@ -3,7 +3,8 @@
 It reads the daemon's settings, then talks to the running daemon over
 HTTPS (pinned to the appliance's own certificate) or opens its state
 directory directly. The parser is built from the command table below; each
-command module (:mod:`~xenkeep.cli.admin`, :mod:`~xenkeep.cli.backup`)
+command module (:mod:`~xenkeep.cli.admin`, :mod:`~xenkeep.cli.network`,
+:mod:`~xenkeep.cli.backup`)
 contributes its rows.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from xenkeep.cli import admin, backup
+from xenkeep.cli import admin, backup, network
 from xenkeep.cli.command import Command
 from xenkeep.cli.context import Context
 from xenkeep.cli.errors import EXIT_FAILED, ConsoleError
@@ -22,7 +23,7 @@ from xenkeep.cli.output import error
 from xenkeep.errors import XenKeepError
 
 #: Every ``xenkeep`` subcommand, in the order ``--help`` lists them.
-COMMANDS: Final[tuple[Command, ...]] = (*admin.COMMANDS, *backup.COMMANDS)
+COMMANDS: Final[tuple[Command, ...]] = (*admin.COMMANDS, *network.COMMANDS, *backup.COMMANDS)
 
 
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
