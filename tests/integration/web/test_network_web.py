@@ -223,3 +223,18 @@ async def test_the_page_changes_reverts_and_refuses(
     # Without the CSRF token nothing is even asked.
     status, _, _ = await browser.post_form("/admin/network", {"mode": "dhcp"}, csrf=False)
     assert status == 403
+
+
+async def test_racing_changes_one_wins(
+    browser: Browser, settings: Settings, helper: tuple[Path, Recorder]
+) -> None:
+    await admin(browser, settings)
+    bodies = [
+        {**STATIC, "address": f"192.0.2.{n}/24", "dns": ["192.0.2.53"]} for n in range(10, 16)
+    ]
+    answers = await asyncio.gather(*(browser.api("PUT", "/api/v1/network", b) for b in bodies))
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [202] + [409] * 5, answers
+    _, shown = await browser.api("GET", "/api/v1/network")
+    (won,) = [body for status, body in answers if status == 202]
+    assert shown["pending"]["id"] == won["pending"]["id"]
