@@ -31,6 +31,26 @@ DISK_SIZE = 300 * 1024 * 1024
 OWNER = "nobody"
 
 
+class CommandRecorder:
+    """Records the commands an Applier would run, and runs none (no appliance here).
+
+    ``fail`` makes the commands starting with those words fail as a command
+    that exits 1 does (RuntimeError).
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.fail: tuple[str, ...] = ()
+
+    async def __call__(
+        self, argv: list[str], stdin: bytes | None = None, *, timeout: float = 60.0
+    ) -> str:
+        self.calls.append(argv)
+        if self.fail and tuple(argv[: len(self.fail)]) == self.fail:
+            raise RuntimeError(f"{argv[0]} failed: exit status 1 (recorded)")
+        return ""
+
+
 class SystemctlMountMock:
     """Runs every command for real, except ``systemctl``, which it plays.
 

@@ -40,9 +40,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from xenkeep.privhelper.files import remove_durable, write_durable
+from xenkeep.privhelper.files import write_atomic
 from xenkeep.privhelper.netfiles import NETWORK, NTP, PARTS, NetworkFiles
 from xenkeep.privhelper.request import Request
+from xenkeep.repo.fsutil import durable_unlink
 from xenkeep.system.helper_protocol import CONFLICT, RequestError
 from xenkeep.system.netconf import NetworkSettings
 
@@ -234,7 +235,7 @@ class Checkpoints:
                     field="checkpoint",
                     kind=CONFLICT,
                 )
-            await asyncio.to_thread(remove_durable, self._state / CHECKPOINT_NAME)
+            await asyncio.to_thread(durable_unlink, self._state / CHECKPOINT_NAME)
             self._pending = None
             await self._record(cp, KEPT, "confirmed")
             log.info("checkpoint %s kept: %s", cp.id, cp.summary)
@@ -363,7 +364,7 @@ class Checkpoints:
         except (RuntimeError, OSError) as exc:
             log.error("checkpoint %s: the previous files are back, but: %s", cp.id, exc)
             why += f" (telling the services failed: {exc})"
-        await asyncio.to_thread(remove_durable, self._state / CHECKPOINT_NAME)
+        await asyncio.to_thread(durable_unlink, self._state / CHECKPOINT_NAME)
         if self._pending is cp:
             self._pending = None
         await self._record(cp, outcome, why)
@@ -378,12 +379,12 @@ class Checkpoints:
             "at": time.time(),
         }
         await asyncio.to_thread(
-            write_durable, self._state / OUTCOME_NAME, json.dumps(last) + "\n", 0o644
+            write_atomic, self._state / OUTCOME_NAME, json.dumps(last) + "\n", 0o644
         )
 
     async def _save(self, cp: Checkpoint) -> None:
         await asyncio.to_thread(
-            write_durable, self._state / CHECKPOINT_NAME, json.dumps(asdict(cp)) + "\n"
+            write_atomic, self._state / CHECKPOINT_NAME, json.dumps(asdict(cp)) + "\n", 0o600
         )
 
     async def _load(self) -> Checkpoint | None:

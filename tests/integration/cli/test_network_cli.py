@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.privhelper import serving
+from tests.support.privhelper import CommandRecorder, serving
 from xenkeep.privhelper.applier import Applier
 from xenkeep.privhelper.server import Server
 from xenkeep.system.helper_protocol import DAEMON_OPERATIONS, MIN_CONFIRM_SECONDS, OPERATIONS
@@ -31,13 +31,6 @@ from xenkeep.system.helper_protocol import DAEMON_OPERATIONS, MIN_CONFIRM_SECOND
 NETWORK = "etc/systemd/network/10-xenkeep.network"
 TIMESYNCD = "etc/systemd/timesyncd.conf.d/50-xenkeep.conf"
 STATIC = ["static", "192.0.2.10/24", "--gateway", "192.0.2.1", "--dns", "192.0.2.53"]
-
-
-class Recorder:
-    async def __call__(
-        self, argv: list[str], stdin: bytes | None = None, *, timeout: float = 60.0
-    ) -> str:
-        return ""
 
 
 async def eth0() -> dict[str, object]:
@@ -95,7 +88,7 @@ async def helper_for(base: Path, rights: frozenset[str]) -> AsyncIterator[Consol
         f'state_dir = "{base / "state"}"\nrun_dir = "{base / "run"}"\n'
         f'privhelper_socket = "{sock}"\n',
     )
-    applier = Applier(base / "root", Recorder(), live=True, read_live=eth0)
+    applier = Applier(base / "root", CommandRecorder(), live=True, read_live=eth0)
     async with serving(Server(applier, {os.getuid(): rights}), sock):
         yield Console(config, base / "root")
     await applier.close(revert_pending=False)

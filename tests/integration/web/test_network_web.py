@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.privhelper import serving
+from tests.support.privhelper import CommandRecorder, serving
 from tests.support.web import Browser, complete_setup
 from xenkeep.config import Settings
 from xenkeep.privhelper.applier import Applier
@@ -26,17 +26,6 @@ from xenkeep.system.helper_protocol import DAEMON_OPERATIONS, MIN_CONFIRM_SECOND
 
 NETWORK = "etc/systemd/network/10-xenkeep.network"
 STATIC = {"mode": "static", "address": "192.0.2.10/24", "gateway": "192.0.2.1"}
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-
-    async def __call__(
-        self, argv: list[str], stdin: bytes | None = None, *, timeout: float = 60.0
-    ) -> str:
-        self.calls.append(argv)
-        return ""
 
 
 async def no_live() -> dict[str, object]:
@@ -48,9 +37,9 @@ async def no_live() -> dict[str, object]:
 
 
 @pytest.fixture
-async def helper(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[Path, Recorder]]:
+async def helper(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[Path, CommandRecorder]]:
     """The helper on the daemon's socket path, with the daemon's rights."""
-    rec = Recorder()
+    rec = CommandRecorder()
     root = tmp_path / "root"
     applier = Applier(root, rec, live=True, read_live=no_live)
     await asyncio.to_thread(settings.privhelper_socket.parent.mkdir, parents=True, exist_ok=True)
@@ -108,7 +97,7 @@ async def test_without_a_helper_the_page_and_the_api_say_so(
 async def test_bad_input_is_refused_before_anything_changes(
     browser: Browser,
     settings: Settings,
-    helper: tuple[Path, Recorder],
+    helper: tuple[Path, CommandRecorder],
     body: dict[str, object],
     field: str,
     words: str,
@@ -127,7 +116,7 @@ async def test_bad_input_is_refused_before_anything_changes(
 
 
 async def test_change_then_keep_through_the_api(
-    browser: Browser, settings: Settings, helper: tuple[Path, Recorder]
+    browser: Browser, settings: Settings, helper: tuple[Path, CommandRecorder]
 ) -> None:
     root, rec = helper
     await admin(browser, settings)
@@ -163,7 +152,7 @@ async def test_change_then_keep_through_the_api(
 
 
 async def test_ntp_change_expires_by_itself(
-    browser: Browser, settings: Settings, helper: tuple[Path, Recorder]
+    browser: Browser, settings: Settings, helper: tuple[Path, CommandRecorder]
 ) -> None:
     _root, _ = helper
     await admin(browser, settings)
@@ -185,7 +174,7 @@ async def test_ntp_change_expires_by_itself(
 
 
 async def test_the_page_changes_reverts_and_refuses(
-    browser: Browser, settings: Settings, helper: tuple[Path, Recorder]
+    browser: Browser, settings: Settings, helper: tuple[Path, CommandRecorder]
 ) -> None:
     root, _ = helper
     await admin(browser, settings)
@@ -226,7 +215,7 @@ async def test_the_page_changes_reverts_and_refuses(
 
 
 async def test_racing_changes_one_wins(
-    browser: Browser, settings: Settings, helper: tuple[Path, Recorder]
+    browser: Browser, settings: Settings, helper: tuple[Path, CommandRecorder]
 ) -> None:
     await admin(browser, settings)
     bodies = [

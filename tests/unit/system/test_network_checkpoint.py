@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.privhelper import CommandRecorder
 from xenkeep.privhelper.applier import Applier
 from xenkeep.privhelper.request import parse_request
 from xenkeep.system.helper_protocol import MIN_CONFIRM_SECONDS, RequestError
@@ -23,22 +24,6 @@ NETWORK = "etc/systemd/network/10-xenkeep.network"
 TIMESYNCD = "etc/systemd/timesyncd.conf.d/50-xenkeep.conf"
 STATE = "var/lib/xenkeep-privhelper"
 STATIC = {"address": "192.0.2.10/24", "gateway": "192.0.2.1", "dns": ["192.0.2.53"]}
-
-
-class Recorder:
-    """Records the commands; ``fail`` makes the commands starting with it fail."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-        self.fail: tuple[str, ...] = ()
-
-    async def __call__(
-        self, argv: list[str], stdin: bytes | None = None, *, timeout: float = 60.0
-    ) -> str:
-        self.calls.append(argv)
-        if self.fail and tuple(argv[: len(self.fail)]) == self.fail:
-            raise RuntimeError(f"{argv[0]} failed: exit status 1 (recorded)")
-        return ""
 
 
 async def no_live() -> dict[str, object]:
@@ -55,7 +40,7 @@ class Helper:
     def __init__(self, root: Path, boot_id: Path) -> None:
         self.root = root
         self.boot_id = boot_id
-        self.rec = Recorder()
+        self.rec = CommandRecorder()
         self.applier = self.restart()
 
     def restart(self) -> Applier:
@@ -283,7 +268,7 @@ async def test_a_hand_edited_file_is_shown_as_such(helper: Helper) -> None:
 
 
 async def test_first_boot_seeds_write_without_a_checkpoint(tmp_path: Path) -> None:
-    rec = Recorder()
+    rec = CommandRecorder()
     applier = Applier(tmp_path, rec, live=True)
     parsed = parse_request(req("network.static", **STATIC)).network
     await applier.seed(parsed, ("ntp.example.org",))

@@ -74,26 +74,23 @@ async def api_network_ntp_put(request: web.Request) -> web.StreamResponse:
     return web.json_response(result, status=202)
 
 
+async def _decide(request: web.Request, keep: bool) -> web.StreamResponse:
+    checkpoint = text_field(await json_body(request), "checkpoint", max_length=64)
+    service = keys.network(request.app)
+    actor, ip = keys.require_user(request).username, keys.client_ip(request)
+    if keep:
+        via = keys.local_address(request)
+        return web.json_response(await service.keep(checkpoint, actor=actor, ip=ip, via=via))
+    return web.json_response(await service.revert(checkpoint, actor=actor, ip=ip))
+
+
 @admin
 async def api_network_confirm(request: web.Request) -> web.StreamResponse:
     """``{"checkpoint": id}``: keep the change waiting; the settings kept."""
-    body = await json_body(request)
-    result = await keys.network(request.app).keep(
-        text_field(body, "checkpoint", max_length=64),
-        actor=keys.require_user(request).username,
-        ip=keys.client_ip(request),
-        via=keys.local_address(request),
-    )
-    return web.json_response(result)
+    return await _decide(request, keep=True)
 
 
 @admin
 async def api_network_revert(request: web.Request) -> web.StreamResponse:
     """``{"checkpoint": id}``: the previous settings back now."""
-    body = await json_body(request)
-    result = await keys.network(request.app).revert(
-        text_field(body, "checkpoint", max_length=64),
-        actor=keys.require_user(request).username,
-        ip=keys.client_ip(request),
-    )
-    return web.json_response(result)
+    return await _decide(request, keep=False)

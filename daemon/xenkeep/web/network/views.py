@@ -137,34 +137,30 @@ async def network_ntp_submit(request: web.Request) -> web.StreamResponse:
     redirect_to(request, "network", _where_to_keep(request, done["pending"]), "success")
 
 
+async def _decide(request: web.Request, keep: bool) -> web.StreamResponse:
+    form = await form_fields(request)
+    service = keys.network(request.app)
+    who = keys.require_user(request).username, keys.client_ip(request)
+    checkpoint = form.get("checkpoint", "")
+    if keep:
+        work = service.keep(checkpoint, actor=who[0], ip=who[1], via=keys.local_address(request))
+    else:
+        work = service.revert(checkpoint, actor=who[0], ip=who[1])
+    done = await attempt(work)
+    if isinstance(done, FormError):
+        return await _page(request, error=done)
+    if keep:
+        redirect_to(request, "network", "Kept: these are the appliance's settings now.", "success")
+    redirect_to(request, "network", "The previous settings are back.", "success")
+
+
 @admin
 async def network_keep(request: web.Request) -> web.StreamResponse:
     """Keep the change waiting for confirmation."""
-    form = await form_fields(request)
-    done = await attempt(
-        keys.network(request.app).keep(
-            form.get("checkpoint", ""),
-            actor=keys.require_user(request).username,
-            ip=keys.client_ip(request),
-            via=keys.local_address(request),
-        )
-    )
-    if isinstance(done, FormError):
-        return await _page(request, error=done)
-    redirect_to(request, "network", "Kept: these are the appliance's settings now.", "success")
+    return await _decide(request, keep=True)
 
 
 @admin
 async def network_revert(request: web.Request) -> web.StreamResponse:
     """Put the previous settings back now."""
-    form = await form_fields(request)
-    done = await attempt(
-        keys.network(request.app).revert(
-            form.get("checkpoint", ""),
-            actor=keys.require_user(request).username,
-            ip=keys.client_ip(request),
-        )
-    )
-    if isinstance(done, FormError):
-        return await _page(request, error=done)
-    redirect_to(request, "network", "The previous settings are back.", "success")
+    return await _decide(request, keep=False)
