@@ -335,7 +335,7 @@ class Checkpoints:
                 await self._apply(cp, wanted)  # a failure is logged and recorded
 
     async def _watch(self, cp: Checkpoint) -> None:
-        while True:
+        while self._pending is cp:  # kept or reverted meanwhile: nothing left to watch
             left = cp.deadline_boot - boottime()
             if left <= 0:
                 async with self._lock:
