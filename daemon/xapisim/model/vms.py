@@ -178,6 +178,10 @@ class Vms:
                 "resident_on": NULL_REF,
                 "domid": -1,
                 "current_operations": {},
+                # As xen-api's copy_vm_record (xapi_vm_clone.ml): a snapshot,
+                # clone or copy starts with no blocked operations of its own.
+                # A block it carries was put there on it afterwards.
+                "blocked_operations": {},
                 "is_control_domain": False,
                 "is_a_snapshot": mode == "snapshot",
                 "snapshot_of": vm_ref if mode == "snapshot" else NULL_REF,

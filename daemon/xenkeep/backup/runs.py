@@ -30,6 +30,7 @@ from .report import (
     failure_summary,
     overall_status,
     restore_log_line,
+    run_warnings,
     send_report,
 )
 from .restore import RestoreRequest, RestoreRun
@@ -155,7 +156,8 @@ class BackupRuns:
             await ctx.log(f"run failed: {error}", level="error")
         await asyncio.shield(ctx.stage(BackupStage.REPORT))
         results = [r.as_dict() for r in runner.results] if runner is not None else []
-        status = overall_status(results, cancelled=cancelled)
+        warnings = run_warnings(results, runner.warnings if runner is not None else ())
+        status = overall_status(results, cancelled=cancelled, warnings=warnings)
         if error:
             status = RunStatus.FAILED
         elif status is RunStatus.FAILED:
@@ -172,6 +174,7 @@ class BackupRuns:
             finished=time.time(),
             vms=results,
             status=status,
+            warnings=warnings,
         )
         report["error"] = error
         await asyncio.shield(ctx.progress(int(report["bytes"]), force=True))
@@ -179,7 +182,10 @@ class BackupRuns:
         if cancelled:
             await asyncio.shield(ctx.log("run cancelled", level="warning"))
         return Outcome(
-            report=report, status=status, error=error or ("cancelled" if cancelled else "")
+            report=report,
+            status=status,
+            error=error or ("cancelled" if cancelled else ""),
+            warnings=warnings,
         )
 
     async def _mail(self, ctx: OperationContext, report: dict[str, Any]) -> None:
@@ -208,10 +214,12 @@ class BackupRuns:
                 continue
             try:
                 client = await self.pools.client(pool_id)
-                removed = await sweep(
+                swept = await sweep(
                     client, running=self.running_backups, references=self._reference_snapshot
                 )
-                removed += await sweep_restores(client, running=self.running_restores)
+                removed = swept.removed + await sweep_restores(
+                    client, running=self.running_restores
+                )
             except XenKeepError as exc:
                 log.info("pool %s: leftover snapshots not looked for yet: %s", pool_id, exc)
                 wait = SWEEP_RETRY

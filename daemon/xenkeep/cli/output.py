@@ -86,13 +86,12 @@ def storage_line(storage: Mapping[str, Any]) -> str:
 
 
 def point_type(point: Mapping[str, Any]) -> str:
-    """full, delta, or the mix of a restore point's disks."""
-    kinds = {str(d.get("transfer")) for d in point.get("disks") or []}
-    if kinds == {"full"}:
-        return "full"
-    if kinds == {"delta"}:
-        return "delta"
-    return "+".join(sorted(kinds)) or "?"
+    """What a restore point is now (full, delta, or the mix of its disks) and,
+    when a merge changed it, how it was taken: ``full (taken as delta)``."""
+    now = str(point.get("type") or "?")
+    taken = sorted({str(d.get("transfer")) for d in point.get("disks") or []})
+    was = "+".join(taken)
+    return now if not was or was == now else f"{now} (taken as {was})"
 
 
 def verified(point: Mapping[str, Any], vm_uuid: str, verify: Mapping[str, Any], zone: str) -> str:

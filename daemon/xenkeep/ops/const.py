@@ -12,6 +12,9 @@ class OpStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     SUCCESS = "success"
+    #: Done, but something needs a look: a leftover the work could not remove,
+    #: a VM the selection no longer finds... The work's outcome names each.
+    WARNING = "warning"
     FAILED = "failed"
     CANCELLED = "cancelled"
     #: Cut by a stop of the daemon; marked so at the next start.
@@ -19,8 +22,17 @@ class OpStatus(StrEnum):
 
 
 FINISHED: Final = frozenset(
-    {OpStatus.SUCCESS, OpStatus.FAILED, OpStatus.CANCELLED, OpStatus.INTERRUPTED}
+    {
+        OpStatus.SUCCESS,
+        OpStatus.WARNING,
+        OpStatus.FAILED,
+        OpStatus.CANCELLED,
+        OpStatus.INTERRUPTED,
+    }
 )
+#: Finished with its work done (a warning says something needs a look, not
+#: that the work is missing): what a caller waiting for the result accepts.
+DONE: Final = frozenset({OpStatus.SUCCESS, OpStatus.WARNING})
 
 
 class OpKind(StrEnum):
