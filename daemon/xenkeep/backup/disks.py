@@ -20,15 +20,14 @@ from typing import Any
 from xenkeep.errors import UnavailableError, ValidationError
 from xenkeep.system import helper
 
+from .confirm import require_typed
+
 Call = Callable[..., Awaitable[Any]]
 
 
 def check_erase_confirmation(device: str, confirm: str) -> None:
     """The typed confirmation of an erase must repeat the device's name."""
-    if confirm.strip() != device:
-        raise ValidationError(
-            f"type {device} to confirm that everything on it is erased", field="confirm"
-        )
+    require_typed(device, confirm, "everything on it is erased")
 
 
 class DiskService:

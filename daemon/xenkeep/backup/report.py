@@ -135,9 +135,10 @@ async def send_report(
     report: Mapping[str, Any],
     *,
     timeout: float = 30.0,  # noqa: ASYNC109
-) -> None:
-    """Mail a run report; raises OSError/smtplib errors for the caller to log."""
-    await send_mail(
+) -> str:
+    """Mail a run report; the server's answer. Raises OSError/smtplib errors
+    for the caller to log."""
+    return await send_mail(
         settings,
         mail_subject(report),
         mail_body(report),

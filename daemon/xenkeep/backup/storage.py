@@ -21,7 +21,7 @@ from xenkeep.ops import OperationContext, OperationKind, Operations
 from xenkeep.ops.manager import Outcome
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.errors import NoDatastoreError, RepoError
-from xenkeep.repo.layout import DiskRecord, VmDir, parent_of
+from xenkeep.repo.layout import DiskRecord, RestorePoint, VmDir, parent_of
 from xenkeep.store import Database
 
 from .disks import DiskService, check_erase_confirmation
@@ -304,6 +304,15 @@ class BackupStorage:
 
         return await asyncio.to_thread(gather)
 
+    async def point(self, vm_uuid: str, point_id: str) -> RestorePoint:
+        """One restore point, or PointNotFoundError (ValidationError for an id
+        that cannot be one)."""
+        ds = self.datastore
+        try:
+            return await asyncio.to_thread(lambda: ds.vmdir(vm_uuid).load_point(point_id))
+        except ValueError as exc:
+            raise ValidationError(str(exc), field="point_id") from None
+
     async def backed_up_vms(self) -> list[dict[str, Any]]:
         """VMs with restore points, with their newest name and point count."""
         ds = self.datastore
@@ -313,12 +322,17 @@ class BackupStorage:
             for v in ds.vms():
                 pts = ds.points(v)
                 if pts:
+                    newest = pts[-1]
                     out.append(
                         {
                             "vm_uuid": v,
-                            "name": pts[-1].vm.get("name_label", ""),
+                            "name": newest.vm.get("name_label", ""),
                             "points": len(pts),
-                            "newest": pts[-1].created,
+                            "newest": newest.created,
+                            "newest_id": newest.id,
+                            # The job that made the newest point (it may be gone).
+                            "job_id": newest.job_id,
+                            "job_name": str(newest.vm.get("xenkeep", {}).get("job_name", "")),
                         }
                     )
             return out

@@ -46,6 +46,10 @@ class OpKind(StrEnum):
     DISK_ATTACH = "disk-attach"
     PRUNE = "prune"
     POINT_DELETE = "point-delete"
+    #: Every restore point of one VM deleted (a VM whose job is gone).
+    POINTS_DELETE = "points-delete"
+    #: A restore point restored, started and checked for a live guest.
+    HEALTH_CHECK = "health-check"
     #: A run of the appliance's health checks (:mod:`xenkeep.diagnostics`).
     DIAGNOSTICS = "diagnostics"
 

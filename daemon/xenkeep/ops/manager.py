@@ -220,10 +220,10 @@ class Operations:
             outcome.status = OpStatus.WARNING
         if outcome.status is OpStatus.WARNING and not outcome.error:
             outcome.error = summary_line(outcome.warnings) or "finished with warnings"
-        if outcome.status is not OpStatus.SUCCESS:
-            await self.store.close_open_tasks(ctx.id, outcome.status, outcome.error)
         if outcome.status is OpStatus.FAILED and not outcome.error:
             outcome.error = await self._failure_cause(ctx.id)
+        if outcome.status is not OpStatus.SUCCESS:
+            await self.store.close_open_tasks(ctx.id, outcome.status, outcome.error)
         finished = time.time()
         outcome.report.setdefault("status", outcome.status.value)
         outcome.report.setdefault("error", outcome.error)
