@@ -41,14 +41,14 @@ from xenkeep.system.identity import IdentityManager, known_timezones
 from xenkeep.system.journal import Journal
 from xenkeep.system.setup_state import SetupState
 from xenkeep.system.tls import ensure_certificate
-from xenkeep.units import clock_duration, human_bytes
+from xenkeep.units import ago, clock_duration, human_bytes
 from xenkeep.web import keys
 from xenkeep.web.middleware import auth_middleware, error_middleware, headers_middleware
 from xenkeep.web.pools.step import register_pool_step
 from xenkeep.web.routes import setup_routes
 from xenkeep.web.setup import register_core_steps
 from xenkeep.web.sse import end_event_streams
-from xenkeep.web.templating import base_context, log_time, when
+from xenkeep.web.templating import base_context, log_time, power_badge, status_badge, when
 from xenkeep.web.wizard import Wizard
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,9 @@ def create_app(settings: Settings) -> web.Application:
     env.filters["log_time"] = log_time
     env.filters["bytes"] = human_bytes
     env.filters["clock"] = clock_duration
+    env.filters["status"] = status_badge
+    env.filters["power"] = power_badge
+    env.filters["ago"] = ago
     app["static_root_url"] = "/static"
     setup_routes(app, ui / "static")
     app.cleanup_ctx.append(_services)

@@ -608,12 +608,19 @@ class AuthManager:
     # --- API tokens -------------------------------------------------------------
 
     async def create_api_token(
-        self, user: User, name: str, *, ip: str = "", lifetime: float | None = None
+        self,
+        user: User,
+        name: str,
+        *,
+        ip: str = "",
+        lifetime: float | None = None,
+        audit: bool = True,
     ) -> str:
         """Make an API token for ``user``; the caller shows it once.
 
         With ``lifetime`` (seconds) the token stops working after it and is
-        deleted at the next look-up of any token.
+        deleted at the next look-up of any token. ``audit=False``: the caller
+        records the entry that says what the token is for (a console command).
         """
         name = name.strip()
         if not 1 <= len(name) <= 64:
@@ -625,7 +632,8 @@ class AuthManager:
             "VALUES (?, ?, ?, ?, ?)",
             (user.id, name, token_hash(token), now, None if lifetime is None else now + lifetime),
         )
-        await self.audit(AuditEvent.API_TOKEN_CREATED, username=user.username, ip=ip, name=name)
+        if audit:
+            await self.audit(AuditEvent.API_TOKEN_CREATED, username=user.username, ip=ip, name=name)
         return token
 
     async def list_api_tokens(self, user: User) -> list[ApiToken]:
@@ -638,14 +646,19 @@ class AuthManager:
             ApiToken(int(r["id"]), str(r["name"]), r["created_at"], r["last_used"]) for r in rows
         ]
 
-    async def revoke_api_token(self, user: User, token_id: int, *, ip: str = "") -> None:
-        """Delete one of the user's tokens."""
+    async def revoke_api_token(
+        self, user: User, token_id: int, *, ip: str = "", audit: bool = True
+    ) -> None:
+        """Delete one of the user's tokens (``audit=False``: as for its creation)."""
         count = await self._db.execute(
             "DELETE FROM api_tokens WHERE id = ? AND user_id = ?", (token_id, user.id)
         )
         if not count:
             raise ApiTokenNotFoundError(f"no API token {token_id}")
-        await self.audit(AuditEvent.API_TOKEN_REVOKED, username=user.username, ip=ip, id=token_id)
+        if audit:
+            await self.audit(
+                AuditEvent.API_TOKEN_REVOKED, username=user.username, ip=ip, id=token_id
+            )
 
     async def user_for_api_token(self, token: str) -> User | None:
         """The enabled user an API token belongs to (None for an expired token)."""

@@ -213,6 +213,10 @@ class BackupManager:
         """One job."""
         return await self.backup_jobs.job(job_id)
 
+    async def jobs_of_pool(self, pool_id: str) -> list[dict[str, Any]]:
+        """The jobs that back up VMs of a pool."""
+        return [j for j in await self.jobs() if str(j["pool_id"]) == pool_id]
+
     # ------------------------------------------------------ runs and restore
 
     async def run_job(self, job_id: int, *, trigger: str = "manual") -> int:

@@ -170,7 +170,7 @@ class BackupOverview:
                     **vm,
                     "job": None if row is None else {"id": row.id, "name": row.spec.name},
                     "age": age,
-                    "result": vm_result(vm["vm_uuid"], runs_of.get(owner or -1, [])),
+                    "result": vm_result(vm["vm_uuid"], runs_of.get(owner, []) if owner else []),
                     "rpo": rpo,
                     "rpo_exceeded": rpo is not None and age > rpo,
                 }
@@ -190,8 +190,13 @@ class BackupOverview:
         for vm in vms:
             vm["points"] = await self.points(vm["vm_uuid"])
         finished = [r for r in runs if r["status"] in FINISHED and r["kind"] == "backup"]
+        try:
+            pool_name = await self.runs.pools.pool_name(row.spec.pool_id)
+        except XenKeepError:
+            pool_name = f"{row.spec.pool_id} (not connected)"
         return {
             "job": row.as_dict(),
+            "pool_name": pool_name,
             "runs": runs,
             "running_run": self.runs.running_run(job_id),
             "last_run": finished[0] if finished else None,

@@ -15,11 +15,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from xenkeep.errors import ConflictError, NotFoundError, XenKeepError
+from xenkeep.errors import ConflictError, NotFoundError, ValidationError, XenKeepError
 from xenkeep.mail import MailSettings, describe_smtp_error
 from xenkeep.ops import OperationContext, Operations, OpKind
 from xenkeep.ops.claims import ClaimConflictError
 from xenkeep.ops.manager import Outcome
+from xenkeep.xapi.client import XapiClient
+from xenkeep.xapi.errors import XapiFailure
 
 from .const import RunStatus
 from .health import CheckTarget, HealthChecks, sweep_health_checks
@@ -308,6 +310,7 @@ class BackupRuns:
         if req.disk is not None:
             point.disk(req.disk)
         client = await self.pools.client(req.pool_id)
+        await self._check_sr(client, req)
 
         async def work(ctx: OperationContext) -> Outcome:
             runner = RestoreRun(ctx=ctx, request=req, client=client, datastore=ds)
@@ -334,6 +337,28 @@ class BackupRuns:
             params=req.as_dict(),
             claims=[USES_STORAGE],
         )
+
+    async def _check_sr(self, client: XapiClient, req: RestoreRequest) -> None:
+        """Refuse, before any run exists, an SR the pool does not have or
+        that holds no VM disks (an ISO library)."""
+        try:
+            sr = await client.call("SR.get_by_uuid", req.sr_uuid)
+            record = await client.call("SR.get_record", sr)
+        except XapiFailure as exc:
+            if exc.xapi_code not in ("UUID_INVALID", "HANDLE_INVALID"):
+                raise
+            pool = await self.pools.pool_name(req.pool_id)
+            raise ValidationError(
+                f"pool {pool} has no SR {req.sr_uuid}",
+                field="sr_uuid",
+                hint="`xenkeep pools` lists each pool's SRs with their free space",
+            ) from None
+        if record.get("content_type") == "iso" or record.get("type") in ("iso", "udev"):
+            raise ValidationError(
+                f"SR {record.get('name_label') or req.sr_uuid} holds no VM disks "
+                f"({record.get('type')})",
+                field="sr_uuid",
+            )
 
     # ------------------------------------------------------------------ read
 

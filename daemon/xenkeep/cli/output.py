@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from xenkeep.backup.const import RunStatus
-from xenkeep.backup.report import mail_body
+from xenkeep.backup.report import BACKED_UP, mail_body
 from xenkeep.units import clock_duration, human_bytes, local_time, log_time
 
 
@@ -94,18 +94,15 @@ def point_type(point: Mapping[str, Any]) -> str:
     return now if not was or was == now else f"{now} (taken as {was})"
 
 
-def verified(point: Mapping[str, Any], vm_uuid: str, verify: Mapping[str, Any], zone: str) -> str:
-    """The last verify's word on a point: ok, damaged, or not verified."""
-    if verify.get("status") not in ("ok", "damaged"):
-        return "—"
-    if verify.get("vm_uuid") not in (None, "", vm_uuid):
-        return "—"
-    if float(point.get("created") or 0) > float(verify.get("started") or 0):
-        return "not yet"
-    for d in verify.get("damaged") or []:
-        if d.get("vm_uuid") == vm_uuid and d.get("point_id") == point.get("id"):
-            return "DAMAGED"
-    return f"ok {when(verify.get('finished'), zone)}"
+def verified(point: Mapping[str, Any], zone: str) -> str:
+    """What the verifies found of a point: ok (when), DAMAGED, or not yet."""
+    found = point.get("verified") or {}
+    state = found.get("state")
+    if state == "ok":
+        return f"ok {when(found.get('at'), zone)}"
+    if state == "damaged":
+        return "DAMAGED"
+    return "not yet"
 
 
 # --- runs ----------------------------------------------------------------------------------
@@ -156,11 +153,14 @@ def backup_summary(run: Mapping[str, Any]) -> str:
     if report.get("vms") is not None and "seconds" in report:
         lines.append(mail_body(report).rstrip("\n"))
     cause = report.get("error") or run.get("error")
-    if cause:
-        lines.append(f"error: {cause}")
-    vms = report.get("vms") or []
-    failed = sum(1 for v in vms if v.get("status") != RunStatus.SUCCESS.value)
     result = str(run.get("status"))
+    if cause and result != RunStatus.WARNING.value:
+        lines.append(f"error: {cause}")
+    for warning in report.get("warnings") or ([cause] if cause else []):
+        if result == RunStatus.WARNING.value:
+            lines.append(f"warning: {warning}")
+    vms = report.get("vms") or []
+    failed = sum(1 for v in vms if v.get("status") not in BACKED_UP)
     if result == RunStatus.FAILED.value and vms and failed < len(vms):
         result = f"partly failed ({failed} of {len(vms)} VMs failed)"
     elif vms:

@@ -107,8 +107,11 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     user = keys.require_user(request)
     # Administrators (and support staff) see when a health check fails.
     health = await keys.diagnostics(request.app).summary() if user.role == "admin" else None
+    # Each backed-up VM: last backup, age, result, and whether its RPO is exceeded.
+    backups = await keys.backup(request.app).vm_overview() if user.role == "admin" else []
     context: dict[str, Any] = {
         "health": health,
+        "backups": backups,
         "identity": await keys.identity(request.app).get(),
         "fingerprint": keys.tls(request.app).fingerprint,
         "version": __version__,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from xenkeep.auth.const import AuditEvent
 from xenkeep.web.access import admin
+from xenkeep.web.audit import audit
 from xenkeep.web.forms import int_param, int_query
 from xenkeep.web.sse import KEEPALIVE_SECONDS, send_watch
 
@@ -46,5 +48,7 @@ async def api_operation_events(request: web.Request) -> web.StreamResponse:
 @admin
 async def api_operation_cancel(request: web.Request) -> web.StreamResponse:
     """Cancel a running operation of any kind."""
-    await ops_of(request).cancel(int_param(request, "op_id"))
+    op_id = int_param(request, "op_id")
+    await ops_of(request).cancel(op_id)
+    await audit(request, AuditEvent.OPERATION_CANCELLED, operation=op_id)
     return web.json_response({"ok": True}, status=202)

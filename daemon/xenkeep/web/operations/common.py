@@ -15,6 +15,7 @@ COLUMNS: Final = {
     OpKind.BACKUP.value: ("VM", "Disk"),
     OpKind.RESTORE.value: ("VM", "Disk"),
     OpKind.VERIFY.value: ("VM", "Disk"),
+    OpKind.HEALTH_CHECK.value: ("VM", "Disk"),
     OpKind.DIAGNOSTICS.value: ("Check", ""),
 }
 DEFAULT_COLUMNS: Final = ("Item", "Part")

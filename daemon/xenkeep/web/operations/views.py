@@ -7,7 +7,9 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
+from xenkeep.auth.const import AuditEvent
 from xenkeep.web.access import admin
+from xenkeep.web.audit import audit
 from xenkeep.web.flash import redirect_to
 from xenkeep.web.forms import int_param
 
@@ -47,4 +49,5 @@ async def operation_cancel(request: web.Request) -> web.StreamResponse:
     """Cancel from the operation's page."""
     op_id = int_param(request, "op_id")
     await ops_of(request).cancel(op_id)
+    await audit(request, AuditEvent.OPERATION_CANCELLED, operation=op_id)
     redirect_to(request, "operation", "Cancel requested.", op_id=op_id)
