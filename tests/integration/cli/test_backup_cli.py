@@ -136,14 +136,14 @@ async def test_clear_errors_and_no_token_left(appliance: Appliance) -> None:
     assert code == 1 and "has no disk '7'" in err and "its disks: 0" in err
 
     # A restore to an SR the pool does not have is refused before any run.
-    status, before = await app.browser.api("GET", "/api/v1/backup/runs")
+    _, before = await app.browser.api("GET", "/api/v1/backup/runs")
     code, out, err = await app.xenkeep(
         "backup", "restore", "cli-backup-01", "--sr", "00000000-0000-0000-0000-000000000000"
     )
     assert code == 1 and out == "", out + err
     assert "has no SR 00000000-0000-0000-0000-000000000000" in err, err
     assert "hint: `xenkeep pools` lists each pool's SRs" in err
-    status, after = await app.browser.api("GET", "/api/v1/backup/runs")
+    _, after = await app.browser.api("GET", "/api/v1/backup/runs")
     assert after["runs"] == before["runs"]
     assert await app.token_count() == 0
 
