@@ -113,8 +113,8 @@ def _targets(raw: Any) -> tuple[str, ...]:
 
 
 def health_check_wait(data: Mapping[str, Any]) -> int:
-    """``health_check_timeout`` of user input: 30 s to an hour, the default when empty."""
-    wait = _int(data, "health_check_timeout", DEFAULT_HEALTH_CHECK_TIMEOUT, 30, 3600)
+    """``health_check_timeout`` of user input: 10 s to an hour, the default when empty."""
+    wait = _int(data, "health_check_timeout", DEFAULT_HEALTH_CHECK_TIMEOUT, 10, 3600)
     return DEFAULT_HEALTH_CHECK_TIMEOUT if wait is None else wait
 
 
