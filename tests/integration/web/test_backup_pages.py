@@ -251,9 +251,9 @@ async def test_mail_test_only_on_problems_and_subjects(
     assert mailed["Subject"] == (
         f'[XenKeep {identity.name}] Backup "mailed" on {pool.name}: warning (1/1 VMs)'
     )
-    body_text = next(
-        p for p in mailed.walk() if p.get_content_type() == "text/plain"
-    ).get_payload(decode=True)
+    body_text = next(p for p in mailed.walk() if p.get_content_type() == "text/plain").get_payload(
+        decode=True
+    )
     assert isinstance(body_text, bytes) and b"Warnings:" in body_text
 
     events = [e for e, _ in await audited(browser)]
@@ -268,7 +268,7 @@ async def test_the_dashboard_shows_each_vms_last_backup_and_rpo(
     tmp_path: Path,
 ) -> None:
     pool, client = admin_pool
-    vm = await make_vm(client, pool_sim, "page-vm-05")
+    await make_vm(client, pool_sim, "page-vm-05")
     store = tmp_path / "store"
     job = await storage_and_job(browser, pool.id, store, "hourly", rpo_hours=1)
     assert (await run_job(browser, job["id"]))["status"] == "success"
