@@ -220,7 +220,7 @@ async def test_mail_test_only_on_problems_and_subjects(
     assert test["Subject"].startswith("[XenKeep ") and test["Subject"].endswith("] Test mail")
     # A server that is not there: its words, not a traceback.
     status, html, _ = await browser.post_form("/backup/mail/test", {**form, "port": "1"})
-    assert status == 502 and "could not reach it" in html and "refused" in html.lower(), html
+    assert status == 400 and "could not reach it" in html and "refused" in html.lower(), html
     status, body = await browser.api("POST", "/api/v1/backup/smtp/test", {**form, "port": 1})
     assert status == 502 and "could not reach it" in body["error"]["message"], body
 

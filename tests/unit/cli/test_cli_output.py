@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from xenkeep.cli.output import backup_summary, progress_line, table
+from xenkeep.cli.follow import exit_code
+from xenkeep.cli.output import backup_summary, point_type, progress_line, table, verified
 
 MiB = 1 << 20
 
@@ -62,3 +63,30 @@ def test_partly_failed_run_says_so() -> None:
         "report": {"vms": [{"status": "success"}, {"status": "failed", "error": "boom"}]},
     }
     assert backup_summary(run).splitlines()[-1] == "result: partly failed (1 of 2 VMs failed)"
+
+
+def test_a_run_with_warnings_prints_them_and_exits_2() -> None:
+    run = {
+        "status": "warning",
+        "error": "web: snapshot S stays in the pool",
+        "report": {"warnings": ["web: snapshot S stays in the pool"], "vms": []},
+    }
+    text = backup_summary(run)
+    assert "warning: web: snapshot S stays in the pool" in text and "error:" not in text
+    assert text.endswith("result: warning")
+    assert [exit_code({"status": s}) for s in ("success", "warning", "failed", "cancelled")] == [
+        0,
+        2,
+        1,
+        1,
+    ]
+
+
+def test_a_point_says_what_it_is_and_how_it_was_taken() -> None:
+    merged = {"type": "full", "disks": [{"transfer": "delta"}]}
+    assert point_type(merged) == "full (taken as delta)"
+    assert point_type({"type": "delta", "disks": [{"transfer": "delta"}]}) == "delta"
+    ok = {"verified": {"state": "ok", "at": 1764644400.0}}
+    assert verified(ok, "Europe/Paris") == "ok 2025-12-02 04:00 CET"
+    assert verified({"verified": {"state": "damaged"}}, "UTC") == "DAMAGED"
+    assert verified({}, "UTC") == "not yet"
