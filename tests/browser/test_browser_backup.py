@@ -23,6 +23,16 @@ PASSWORD = "correct horse battery staple"
 PROGRESS_TEXT = re.compile(r"[\d.]+ [KMG]?i?B of [\d.]+ [KMG]?i?B \(\d+ %\)")
 
 
+def signed_in_with_pool(ui: UI, sim: SimulatorThread) -> int:
+    """First boot through the API from the page, then the simulator's pool; its id."""
+    ui.set_up_through_api("alice", PASSWORD)
+    status, body = ui.fetch_json(
+        "POST", "/api/v1/pools", {"url": sim.url, "username": "root", "password": "demo"}
+    )
+    assert status == 201, body
+    return int(body["pool"]["id"])
+
+
 def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Path) -> None:
     with SimulatorThread(tmp_path / "pool", demo=True) as sim:
 
@@ -46,13 +56,7 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
             finally:
                 await client.close()
 
-        # First boot through the API from the page, then the pool.
-        ui.set_up_through_api("alice", PASSWORD)
-        status, body = ui.fetch_json(
-            "POST", "/api/v1/pools", {"url": sim.url, "username": "root", "password": "demo"}
-        )
-        assert status == 201, body
-        pool_id = body["pool"]["id"]
+        pool_id = signed_in_with_pool(ui, sim)
 
         # Backup storage on an existing directory.
         store = tmp_path / "store"
@@ -147,12 +151,7 @@ def test_the_job_page_and_deleting_a_point(ui: UI, xenkeepd: Daemon, tmp_path: P
                 await client.close()
 
         vm_uuid = sim.run(prepare())
-        ui.set_up_through_api("alice", PASSWORD)
-        status, body = ui.fetch_json(
-            "POST", "/api/v1/pools", {"url": sim.url, "username": "root", "password": "demo"}
-        )
-        assert status == 201, body
-        pool_id = body["pool"]["id"]
+        pool_id = signed_in_with_pool(ui, sim)
         store = tmp_path / "store"
         store.mkdir()
         status, body = ui.fetch_json("POST", "/api/v1/backup/storage", {"path": str(store)})

@@ -15,7 +15,7 @@ async def test_pools_lists_each_pools_srs_with_free_space(appliance: Appliance) 
     code, out, err = await app.xenkeep("pools")
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0] == f"pool {app.pool_id}  Demo pool  connected  {app.sim.url}", lines[0]
+    assert lines[0] == f"pool {app.pool_id}  Demo pool  connected  {app.sim.url.rstrip('/')}"
     header = lines[1]
     assert header.split() == ["SR", "NAME", "TYPE", "FREE", "SIZE"]
     default = await app.sr_uuid()

@@ -19,16 +19,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 
 from tests.integration.backup.conftest import make_vm, storage_and_job
+from tests.integration.web.test_backup_web import wait_run
 from tests.support.web import Browser
 from xapisim import RunningSimulator
 from xenkeep.auth.const import AuditEvent
 from xenkeep.pools.pool import Pool
 from xenkeep.web import keys
 from xenkeep.xapi.client import XapiClient
-
-
-async def wait_run(browser: Browser, run_id: int) -> dict[str, Any]:
-    return await browser.until_finished(f"/api/v1/backup/runs/{run_id}", tries=600)
 
 
 async def run_job(browser: Browser, job_id: int) -> dict[str, Any]:
