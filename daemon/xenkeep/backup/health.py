@@ -119,7 +119,9 @@ class HealthChecks:
         client = await self.pools.client(pool_id)
         try:
             await client.call("SR.get_by_uuid", sr_uuid)
-        except XapiFailure:
+        except XapiFailure as exc:
+            if exc.xapi_code != "UUID_INVALID":
+                raise
             raise ValidationError(
                 f"the pool has no SR {sr_uuid}", field="health_check_sr"
             ) from None
