@@ -61,7 +61,6 @@
   function badge(status) {
     const span = document.createElement("span");
     span.className = "status status-" + (status ? String(status).toLowerCase() : "none");
-    span.dataset.status = status || "";
     span.textContent = status || "—";
     return span;
   }
