@@ -68,6 +68,13 @@ async def test_the_job_page_and_deleting_with_confirmation(
     status, body = await browser.api("GET", f"/api/v1/backup/jobs/{job['id']}/overview")
     assert status == 200 and body["rpo"] == 30 * 3600 and len(body["vms"][0]["points"]) == 2
 
+    # Removing the pool asks first, naming the job that uses it.
+    status, html, _ = await browser.get(f"/pools/{pool.id}/remove")
+    assert status == 200 and 'id="pool-jobs"' in html and "daily" in html, html
+    assert "every restore point of its VMs stays" in html
+    status, html, _ = await browser.get("/pools")
+    assert f'href="/pools/{pool.id}/remove"' in html
+
     # Deleting the job asks first, on a page that says the points stay.
     status, html, _ = await browser.get(f"/backup/jobs/{job['id']}/delete")
     assert status == 200 and "restore point it made stay" in html, html
