@@ -255,6 +255,8 @@ def _load(
         conn.execute("BEGIN")
         seen_begin = seen_end = False
         with path.open("rb") as f:
+            # The header was read already (through another handle): past it.
+            f.seek(len(header.preamble))
             try:
                 reader = SealReader(cast(BinaryIO, f), key, header)
             except SealedWrongKeyError:
