@@ -41,10 +41,16 @@ class Rule:
     #: For SECRET_IN_JSON: the member of the JSON object holding the token.
     member: str = ""
     why: str = ""
+    #: Carried, but its change alone is not a change of the configuration
+    #: (a time stamp, a schedule's last slot): it neither starts a copy nor
+    #: makes one differ from the last.
+    noise: bool = False
 
 
 AS_IS: Final = Rule(Carry.AS_IS)
 SECRET: Final = Rule(Carry.SECRET)
+#: Carried as is, but moves without the configuration changing.
+NOISE: Final = Rule(Carry.AS_IS, noise=True)
 
 
 def secret_in_json(member: str) -> Rule:
@@ -78,6 +84,10 @@ class Table:
         """Columns that travel, in declaration order."""
         return [c for c, r in self.columns.items() if r.carry is not Carry.LEFT_OUT]
 
+    def meaningful_columns(self) -> list[str]:
+        """Carried columns whose change is a change of the configuration."""
+        return [c for c in self.carried_columns() if not self.columns[c].noise]
+
 
 def carried(name: str, columns: Mapping[str, Rule], *, key_column: str = "") -> Table:
     """A table whose carried columns travel (in this order: parents before children)."""
@@ -96,7 +106,7 @@ _ACTIVITY: Final = "activity, not configuration"
 TABLES: Final[tuple[Table, ...]] = (
     carried(
         "settings",
-        {"key": AS_IS, "value": AS_IS, "updated_at": AS_IS},
+        {"key": AS_IS, "value": AS_IS, "updated_at": NOISE},
         key_column="key",
     ),
     carried(
@@ -111,7 +121,7 @@ TABLES: Final[tuple[Table, ...]] = (
             "config": AS_IS,
             "secrets_enc": SECRET,
             "created_at": AS_IS,
-            "updated_at": AS_IS,
+            "updated_at": NOISE,
         },
     ),
     carried(
@@ -157,7 +167,8 @@ TABLES: Final[tuple[Table, ...]] = (
     ),
     carried(
         "group_members",
-        {"group_id": AS_IS, "user_id": AS_IS, "source": AS_IS, "added_at": AS_IS},
+        # A provider's memberships are written again at each sign-in through it.
+        {"group_id": AS_IS, "user_id": AS_IS, "source": AS_IS, "added_at": NOISE},
     ),
     carried(
         "group_mappings",
@@ -186,7 +197,7 @@ TABLES: Final[tuple[Table, ...]] = (
             "password_enc": SECRET,
             "fingerprint": AS_IS,
             "created_at": AS_IS,
-            "updated_at": AS_IS,
+            "updated_at": NOISE,
             "last_error": left_out("the connection's state, found again at the next connection"),
             "last_error_at": left_out("the connection's state"),
             "last_connected_at": left_out("the connection's state"),
@@ -199,10 +210,10 @@ TABLES: Final[tuple[Table, ...]] = (
             "name": AS_IS,
             "spec": AS_IS,
             "created_at": AS_IS,
-            "updated_at": AS_IS,
+            "updated_at": NOISE,
             # The slot last run: a slot missed while the appliance was lost
-            # runs once, as after any downtime.
-            "last_slot": AS_IS,
+            # runs once, as after any downtime. Moves at every scheduled run.
+            "last_slot": NOISE,
             "next_run": left_out("recomputed by the scheduler from the schedule"),
         },
     ),
@@ -230,6 +241,7 @@ SETTINGS: Final[Mapping[str, Rule]] = {
     "wizard.totp_skipped.": AS_IS,
     "backup.datastore": left_out("where this appliance keeps its backups: the disk attached here"),
     "appliance_backup.key": left_out("the backup key itself, set on each appliance"),
+    "appliance_backup.content_mac": left_out("what the last copy held, to skip an identical one"),
     "wizard.": left_out("the first-boot wizard of this appliance"),
     "setup.": left_out("the first-boot setup token of this appliance"),
     "totp.pending.": left_out("an enrolment under way"),

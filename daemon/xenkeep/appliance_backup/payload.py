@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -44,7 +45,8 @@ class ExportResult:
 
     schema_version: int
     rows: dict[str, int] = field(default_factory=dict)
-    #: SHA-256 of the plaintext: tells an unchanged configuration.
+    #: HMAC of the rows without their noise columns (see :class:`~.catalog.Rule`):
+    #: equal for two copies of the same configuration, whatever their time stamps.
     digest: str = ""
     #: What the catalog misses in this schema (tables or columns not declared).
     warnings: list[str] = field(default_factory=list)
@@ -125,22 +127,22 @@ def write_config(
     write: Callable[[bytes], None],
     box: SecretBox,
     *,
+    mac_key: bytes = b"",
     check: Callable[[], None] = lambda: None,
 ) -> ExportResult:
     """Write the configuration ``conn`` sees as JSON lines through ``write``.
 
     ``conn`` is a snapshot (:func:`xenkeep.store.db.read_snapshot`);
-    ``check`` is called between rows and raises to stop (a cancel).
+    ``mac_key`` keys the content digest; ``check`` is called between rows
+    and raises to stop (a cancel).
     """
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     facts = schema_facts(conn)
     result = ExportResult(version, warnings=coverage(facts))
-    digest = hashlib.sha256()
+    digest = hmac.new(mac_key, b"xenkeep configuration v1", hashlib.sha256)
 
     def emit(record: dict[str, Any]) -> None:
-        data = _line(record)
-        digest.update(data)
-        write(data)
+        write(_line(record))
 
     tables = [t for t in carried_tables() if t.name in facts]
     emit({"kind": "begin", "schema_version": version, "tables": [t.name for t in tables]})
@@ -162,6 +164,8 @@ def write_config(
             rules = rules_of(t, columns, key)
             values = {c: _encode(open_secret(rules[c], row[c], box)) for c in columns}
             emit({"kind": "row", "table": t.name, "row": values})
+            meaningful = {c: v for c, v in values.items() if not rules[c].noise}
+            digest.update(_line({"table": t.name, "row": meaningful}))
             count += 1
         result.rows[t.name] = count
     emit({"kind": "end", "rows": result.rows})

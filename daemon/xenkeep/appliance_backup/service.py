@@ -65,6 +65,8 @@ from .restore import CopySummary, apply_copy, load_copy, remove_scratch
 log = logging.getLogger(__name__)
 
 KEY_SETTING: Final = "appliance_backup.key"
+#: The digest of the last copy's contents (an HMAC under the backup key).
+MAC_SETTING: Final = "appliance_backup.content_mac"
 RETENTION_SETTING: Final = "appliance_backup.retention"
 DEFAULT_RETENTION: Final = 30
 MAX_RETENTION: Final = 1000
@@ -123,7 +125,7 @@ class _Opened:
 def watched_tables() -> list[WatchedTable]:
     """The writes that change the configuration: the catalog's carried columns."""
     return [
-        WatchedTable(t.name, tuple(t.carried_columns()), t.key_column) for t in carried_tables()
+        WatchedTable(t.name, tuple(t.meaningful_columns()), t.key_column) for t in carried_tables()
     ]
 
 
@@ -167,8 +169,6 @@ class ApplianceBackup:
         self._dirty_at = 0.0
         self._next_daily: float | None = None
         self._running: int | None = None
-        #: SHA-256 of the last configuration written, to skip an identical copy.
-        self._last_digest = ""
         self._opened: dict[str, _Opened] = {}
 
     # ------------------------------------------------------------- lifecycle
@@ -216,10 +216,30 @@ class ApplianceBackup:
         if self._dirty_since is not None:
             quiet, waited = now - self._dirty_at, now - self._dirty_since
             if quiet >= self.debounce or waited >= self.max_delay:
-                await self._start_due("configuration changed", pools=False, now=now)
+                await self._copy_if_changed(now)
                 return 5.0
             wait = min(wait, self.debounce - quiet, self.max_delay - waited)
         return max(0.1, wait)
+
+    async def _copy_if_changed(self, now: float) -> None:
+        """A copy, unless the configuration is what the last copy holds (a
+        sign-in through a provider writes its group memberships again; a
+        value set to what it was)."""
+        key = await self.stored_key()
+        if key is None:
+            return
+        since = self._dirty_since
+        self._dirty_since = None
+        try:
+            mac = await asyncio.to_thread(self._content_mac, key)
+        except XenKeepError as exc:
+            log.error("the configuration cannot be read for a copy: %s", exc.message)
+            mac = ""
+        if mac and mac == await self.db.get_setting(MAC_SETTING):
+            log.debug("configuration written but unchanged since the last copy")
+            return
+        self._dirty_since = since
+        await self._start_due("configuration changed", pools=False, now=now)
 
     async def _start_due(self, trigger: str, *, pools: bool, now: float) -> None:
         if pools:
@@ -393,21 +413,15 @@ class ApplianceBackup:
             **self._header(key, name, trigger),
             "schema_version": version,
         }
-        # A change-triggered copy identical to the last one is not kept.
-        skip_same = trigger == "configuration changed"
-        config = await ctx.in_thread(
-            lambda w: self._write_config_copy(w, root, key, header, skip_same)
-        )
+        config = await ctx.in_thread(lambda w: self._write_config_copy(w, root, key, header))
+        await self.db.set_setting(MAC_SETTING, config.pop("digest"))
         for warning in config.pop("warnings"):
             await ctx.log(f"catalog: {warning}", level="warning")
-        if config["unchanged"]:
-            await ctx.log("the configuration is the same as in the last copy: no new copy")
-        else:
-            await ctx.log(
-                f"configuration copy {config['copy_id']} written ({config['size']} bytes; "
-                + ", ".join(f"{n} {t}" for t, n in config["rows"].items() if n)
-                + ")"
-            )
+        await ctx.log(
+            f"configuration copy {config['copy_id']} written ({config['size']} bytes; "
+            + ", ".join(f"{n} {t}" for t, n in config["rows"].items() if n)
+            + ")"
+        )
         report: dict[str, Any] = {"config": config, "pools": []}
         failed: list[str] = []
         if pools:
@@ -431,39 +445,38 @@ class ApplianceBackup:
             self._next_daily = self._clock() + self.daily
         return Outcome(report)
 
+    def _snapshot_path(self) -> Path:
+        if self.db.path is None:
+            raise StoreError("the database has no file to copy")
+        return self.db.path
+
     def _write_config_copy(
-        self, work: ThreadWork, root: Path, key: BackupKey, header: dict[str, Any], skip_same: bool
+        self, work: ThreadWork, root: Path, key: BackupKey, header: dict[str, Any]
     ) -> dict[str, Any]:
         copy_id = copies.new_copy_id(float(header["created"]))
         writer = CopyWriter(config_copies_dir(root), copy_id, CONFIG_SUFFIX, key.key, header)
         try:
-            path = self.db.path
-            if path is None:
-                raise StoreError("the database has no file to copy")
-            with read_snapshot(path) as conn:
-                result = write_config(conn, writer.write, self._box, check=work.check)
-            if skip_same and result.digest == self._last_digest:
-                writer.abort()
-                return {
-                    "copy_id": "",
-                    "unchanged": True,
-                    "rows": result.rows,
-                    "size": 0,
-                    "warnings": result.warnings,
-                }
+            with read_snapshot(self._snapshot_path()) as conn:
+                result = write_config(
+                    conn, writer.write, self._box, mac_key=key.key, check=work.check
+                )
             size = writer.commit()
         except BaseException:
             writer.abort()
             raise
-        self._last_digest = result.digest
         return {
             "copy_id": copy_id,
-            "unchanged": False,
             "rows": result.rows,
             "size": size,
             "leftovers": writer.leftovers,
             "warnings": result.warnings,
+            "digest": result.digest,
         }
+
+    def _content_mac(self, key: BackupKey) -> str:
+        """What a copy written now would hold, as its digest (nothing is written)."""
+        with read_snapshot(self._snapshot_path()) as conn:
+            return write_config(conn, lambda _data: None, self._box, mac_key=key.key).digest
 
     async def _dump_pool(
         self, ctx: OperationContext, pool: Pool, root: Path, key: BackupKey, name: str
@@ -614,7 +627,7 @@ class ApplianceBackup:
         path = copies.copy_path(directory, copy_id, CONFIG_SUFFIX)
         if not await asyncio.to_thread(path.exists):
             raise CopyNotFoundError(f"there is no copy {copy_id}")
-        self.discard(owner)
+        await self.discard(owner)
         scratch = self._scratch_dir / self._scratch_name(owner)
         loaded = await asyncio.to_thread(load_copy, path, secret, self._box, scratch)
         spec = loaded.header.fields.get("key") or {}
@@ -626,21 +639,21 @@ class ApplianceBackup:
         )
         return summary.as_dict()
 
-    def opened(self, owner: str) -> dict[str, Any] | None:
+    async def opened(self, owner: str) -> dict[str, Any] | None:
         """The copy ``owner`` opened and has not restored yet, or None."""
         opened = self._opened.get(owner)
         if opened is None:
             return None
         if opened.expires < self._clock():
-            self.discard(owner)
+            await self.discard(owner)
             return None
         return opened.summary.as_dict()
 
-    def discard(self, owner: str) -> None:
+    async def discard(self, owner: str) -> None:
         """Forget the copy ``owner`` opened."""
         opened = self._opened.pop(owner, None)
         if opened is not None:
-            remove_scratch(opened.scratch)
+            await asyncio.to_thread(remove_scratch, opened.scratch)
 
     async def restore(
         self,
@@ -661,7 +674,7 @@ class ApplianceBackup:
             raise RestoreConfirmationError(
                 f"type {RESTORE_WORD} to replace this appliance's configuration", field="confirm"
             )
-        if self.opened(owner) is None:
+        if await self.opened(owner) is None:
             raise CopyNotFoundError(
                 "open a copy with its passphrase first (an opened copy waits 15 minutes)"
             )
@@ -670,9 +683,8 @@ class ApplianceBackup:
             [REPLACES_CONFIGURATION], action="replace the configuration", noun="restore"
         ):
             rows = await apply_copy(self.db, opened.scratch)
-        self.discard(owner)
         for other in list(self._opened):
-            self.discard(other)
+            await self.discard(other)
         if await self.stored_key() is None:
             # A new appliance goes on with the key its configuration came with.
             await self._store_key(opened.key)

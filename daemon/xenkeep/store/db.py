@@ -149,7 +149,7 @@ def _identifier(name: str) -> str:
 
 @dataclass(frozen=True)
 class WatchedTable:
-    """Writes to watch: any insert or delete of ``name``, updates of ``columns``."""
+    """Writes to watch: any insert or delete of ``name``, updates that change ``columns``."""
 
     name: str
     columns: tuple[str, ...]
@@ -170,10 +170,13 @@ def _watch_triggers(table: WatchedTable) -> list[str]:
         f"BEGIN SELECT {_CHANGED_FUNCTION}({literal}, {key_old}); END",
     ]
     if table.columns:
-        columns = ", ".join(_identifier(c) for c in table.columns)
+        quoted = [_identifier(c) for c in table.columns]
+        # Only a value that differs: a write of the same value changes nothing.
+        differs = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in quoted)
         statements.append(
-            f"CREATE TEMP TRIGGER IF NOT EXISTS {prefix}_update AFTER UPDATE OF {columns} "
-            f"ON main.{t} BEGIN SELECT {_CHANGED_FUNCTION}({literal}, {key_new}); END"
+            f"CREATE TEMP TRIGGER IF NOT EXISTS {prefix}_update AFTER UPDATE OF "
+            f"{', '.join(quoted)} ON main.{t} WHEN {differs} "
+            f"BEGIN SELECT {_CHANGED_FUNCTION}({literal}, {key_new}); END"
         )
     return statements
 

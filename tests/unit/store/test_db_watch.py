@@ -55,6 +55,18 @@ async def test_writes_are_reported_after_commit_with_their_keys(db: Database) ->
     ]
 
 
+async def test_a_write_of_the_same_value_is_not_reported(db: Database) -> None:
+    seen = await watch(db)
+    await db.execute("INSERT INTO settings (key, value, updated_at) VALUES ('k', 'v', 1)")
+    pool = await add_pool(db)
+    seen.clear()
+    await db.execute("UPDATE settings SET value = 'v', updated_at = 2 WHERE key = 'k'")
+    await db.execute("UPDATE pools SET name = 'p', url = 'https://a' WHERE id = ?", (pool,))
+    assert seen == []
+    await db.execute("UPDATE settings SET value = 'w' WHERE key = 'k'")
+    assert seen == [frozenset({("settings", "k")})]
+
+
 async def test_state_columns_are_not_reported(db: Database) -> None:
     seen = await watch(db)
     pool = await add_pool(db)

@@ -37,7 +37,7 @@ async def _step_context(request: web.Request) -> dict[str, Any]:
         "storage": await manager.storage_status(),
         "disks": disks,
         "copies": await service.copies(),
-        "opened": service.opened(owner(request)) if user else None,
+        "opened": await service.opened(owner(request)) if user else None,
     }
 
 
@@ -46,7 +46,7 @@ async def _step_submit(request: web.Request, form: Mapping[str, str]) -> None:
     service = keys.appliance_backup(request.app)
     manager = keys.backup(request.app)
     if action == "skip":
-        service.discard(owner(request))
+        await service.discard(owner(request))
         await keys.setup_state(request.app).skip(STEP_NAME)
     elif action == "attach":
         await manager.attach_disk(form.get("device", ""))
@@ -55,7 +55,7 @@ async def _step_submit(request: web.Request, form: Mapping[str, str]) -> None:
     elif action == "open":
         await service.open_copy(owner(request), form.get("copy", ""), form.get("secret", ""))
     elif action == "discard":
-        service.discard(owner(request))
+        await service.discard(owner(request))
     elif action == "restore":
         user = keys.require_user(request)
         summary = await service.restore(

@@ -28,7 +28,7 @@ async def _page(
     service = keys.appliance_backup(request.app)
     context: dict[str, Any] = {
         "status": await service.status(),
-        "opened": service.opened(owner(request)),
+        "opened": await service.opened(owner(request)),
         "error": error,
         "error_section": error_section,
         "recovery_key": recovery_key,
@@ -122,7 +122,7 @@ async def open_submit(request: web.Request) -> web.StreamResponse:
 @admin
 async def discard_submit(request: web.Request) -> web.StreamResponse:
     """Close the opened copy without restoring it."""
-    keys.appliance_backup(request.app).discard(owner(request))
+    await keys.appliance_backup(request.app).discard(owner(request))
     redirect_to(request, "appliance_backup", "The copy was closed; nothing changed.")
 
 
