@@ -186,7 +186,7 @@ async def test_restore_replaces_the_configuration_and_ends_sessions(
 ) -> None:
     b = configured.browser
     await set_passphrase(b)
-    [op] = await copies_done(b)
+    await copies_done(b)
     [copy] = await copies(b)
 
     # What happens after the copy, undone by the restore.
