@@ -74,8 +74,13 @@ async def test_lost_appliance_comes_back_on_a_new_one(
             status, job = await b.api(
                 "POST",
                 "/api/v1/backup/jobs",
-                {"name": "nightly", "selector": "tag", "targets": ["xk-test"],
-                 "pool_id": str(pool.id), "retention": 5},
+                {
+                    "name": "nightly",
+                    "selector": "tag",
+                    "targets": ["xk-test"],
+                    "pool_id": str(pool.id),
+                    "retention": 5,
+                },
             )
             assert status == 201, job
             status, body = await b.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
@@ -153,8 +158,7 @@ async def test_lost_appliance_comes_back_on_a_new_one(
             status, body = await b.api(
                 "POST",
                 "/api/v1/session",
-                {"username": "alice", "password": ADMIN_PASSWORD,
-                 "code": pyotp.TOTP(secret).now()},
+                {"username": "alice", "password": ADMIN_PASSWORD, "code": pyotp.TOTP(secret).now()},
             )
             assert status in (200, 201), body
             status, _, resp = await b.get("/setup")
@@ -189,7 +193,8 @@ async def test_lost_appliance_comes_back_on_a_new_one(
             run = await wait_run(b, body["run_id"])
             assert run["report"]["vms"][0]["transfers"] == {"0": "delta"}, run
             [event] = [
-                e for e in (await b.api("GET", "/api/v1/audit?limit=200"))[1]["entries"]
+                e
+                for e in (await b.api("GET", "/api/v1/audit?limit=200"))[1]["entries"]
                 if e["event"] == "config_restored"
             ]
             assert event["username"] == "bob" and event["detail"]["where"] == "wizard"
