@@ -39,3 +39,4 @@ def test_dump_needs_credentials(sim: SimulatorThread) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         fetch(sim, "wrong")
     assert info.value.code == 401
+    info.value.close()
