@@ -37,7 +37,13 @@ from xenkeep.store import Database, latest_schema_version, migrate_sync
 from xenkeep.store.db import Transaction
 
 from .catalog import AS_IS, Table, carried_tables, setting_carried, table
-from .errors import CopyDamagedError, CopyTooNewError, WrongBackupKeyError
+from .errors import (
+    BackupKeyError,
+    CopyDamagedError,
+    CopyNotFoundError,
+    CopyTooNewError,
+    WrongBackupKeyError,
+)
 from .keys import KdfParams, KeyMode, derive, parse_recovery_key
 from .payload import decode_value, read_records, rules_of, seal_secret
 
@@ -91,6 +97,8 @@ def header_of(path: Path) -> SealedHeader:
     try:
         with path.open("rb") as f:
             return read_header(cast(BinaryIO, f))
+    except FileNotFoundError:
+        raise CopyNotFoundError(f"there is no copy {path.name} (removed by retention?)") from None
     except SealedFormatError as exc:
         raise CopyDamagedError(f"this copy cannot be read: {exc}") from None
 
@@ -100,7 +108,13 @@ def key_for(header: SealedHeader, secret: str) -> bytes:
     spec = header.fields.get("key")
     mode = spec.get("mode") if isinstance(spec, dict) else None
     if mode == KeyMode.RECOVERY_KEY:
-        return parse_recovery_key(secret)
+        try:
+            return parse_recovery_key(secret)
+        except BackupKeyError as exc:
+            raise BackupKeyError(
+                f"this copy was sealed with a recovery key, not a passphrase: {exc.message}",
+                field="secret",
+            ) from None
     if mode == KeyMode.PASSPHRASE and isinstance(spec, dict):
         return derive(secret, KdfParams.from_json(spec.get("kdf")))
     raise CopyDamagedError("the copy does not say how its key is made")
