@@ -14,7 +14,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from tests.browser.ui import UI, Daemon
-from tests.integration.appliance_backup.conftest import PASSPHRASE
+from tests.integration.appliance_backup.conftest import PASSPHRASE, first_copy
 from tests.support.web import Browser, complete_setup, make_settings
 from xapisim.testing import SimulatorThread
 from xenkeep.app import create_app
@@ -49,18 +49,7 @@ async def lost_appliance(root: Path, pool_url: str, store: Path) -> None:
                 },
             )
             assert status == 201, body
-            status, body = await b.api(
-                "PUT",
-                "/api/v1/appliance-backup/passphrase",
-                {"passphrase": PASSPHRASE, "confirm": PASSPHRASE},
-            )
-            assert status == 200, body
-            for _ in range(600):
-                status, body = await b.api("GET", "/api/v1/operations?kind=appliance-backup")
-                if body["operations"] and body["operations"][0]["status"] == "success":
-                    break
-                await asyncio.sleep(0.1)
-            assert body["operations"][0]["status"] == "success", body
+            await first_copy(b)
         finally:
             await b.close()
     shutil.rmtree(root)

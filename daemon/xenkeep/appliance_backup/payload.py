@@ -69,35 +69,29 @@ def decode_value(value: Any) -> Any:
     return value
 
 
-def open_secret(rule: Rule, value: Any, box: SecretBox) -> Any:
-    """A column's value as it travels: secrets opened with the appliance's key."""
-    if value is None or value == "":
+def _secrets_in(rule: Rule, value: Any, change: Callable[[str], str]) -> Any:
+    """``value`` with the secrets ``rule`` says it holds passed through ``change``."""
+    if value is None or value == "" or rule.carry not in (Carry.SECRET, Carry.SECRET_IN_JSON):
         return value
     if rule.carry is Carry.SECRET:
-        return box.decrypt(str(value))
-    if rule.carry is Carry.SECRET_IN_JSON:
+        return change(str(value))
+    try:
         data = json.loads(str(value))
-        if isinstance(data, dict) and data.get(rule.member):
-            data[rule.member] = box.decrypt(str(data[rule.member]))
-        return json.dumps(data)
-    return value
+    except ValueError:
+        raise CopyDamagedError("a JSON value holding a secret is not JSON") from None
+    if isinstance(data, dict) and data.get(rule.member):
+        data[rule.member] = change(str(data[rule.member]))
+    return json.dumps(data)
+
+
+def open_secret(rule: Rule, value: Any, box: SecretBox) -> Any:
+    """A column's value as it travels: secrets opened with the appliance's key."""
+    return _secrets_in(rule, value, box.decrypt)
 
 
 def seal_secret(rule: Rule, value: Any, box: SecretBox) -> Any:
     """A column's value as it is stored again: secrets sealed with the appliance's key."""
-    if value is None or value == "":
-        return value
-    if rule.carry is Carry.SECRET:
-        return box.encrypt(str(value))
-    if rule.carry is Carry.SECRET_IN_JSON:
-        try:
-            data = json.loads(str(value))
-        except ValueError:
-            raise CopyDamagedError("a JSON value of the copy is not JSON") from None
-        if isinstance(data, dict) and data.get(rule.member):
-            data[rule.member] = box.encrypt(str(data[rule.member]))
-        return json.dumps(data)
-    return value
+    return _secrets_in(rule, value, box.encrypt)
 
 
 def rules_of(table: Table, columns: Iterable[str], key: Any = None) -> dict[str, Rule]:

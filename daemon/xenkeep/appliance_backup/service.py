@@ -170,6 +170,9 @@ class ApplianceBackup:
         self._next_daily: float | None = None
         self._running: int | None = None
         self._opened: dict[str, _Opened] = {}
+        # argon2id takes 64 MiB and a core for a quarter of a second: one at a
+        # time, however many forms are sent at once.
+        self._kdf = asyncio.Semaphore(1)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -291,7 +294,8 @@ class ApplianceBackup:
                 exc.message.replace("password", "passphrase"), field="passphrase", hint=exc.hint
             ) from None
         params = KdfParams.new()
-        key = await asyncio.to_thread(derive, passphrase, params)
+        async with self._kdf:
+            key = await asyncio.to_thread(derive, passphrase, params)
         await self._adopt(BackupKey(KeyMode.PASSPHRASE, key, params, self._clock()), actor, ip)
         return await self.key_status()
 
@@ -629,7 +633,8 @@ class ApplianceBackup:
             raise CopyNotFoundError(f"there is no copy {copy_id}")
         await self.discard(owner)
         scratch = self._scratch_dir / self._scratch_name(owner)
-        loaded = await asyncio.to_thread(load_copy, path, secret, self._box, scratch)
+        async with self._kdf:
+            loaded = await asyncio.to_thread(load_copy, path, secret, self._box, scratch)
         spec = loaded.header.fields.get("key") or {}
         kdf = KdfParams.from_json(spec["kdf"]) if spec.get("kdf") else None
         key = BackupKey(KeyMode(str(spec.get("mode", ""))), loaded.key, kdf, self._clock())

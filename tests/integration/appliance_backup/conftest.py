@@ -5,9 +5,10 @@ storage and a job; helpers to wait for copies."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -62,8 +63,14 @@ async def configured(
     return Configured(browser, settings, pool.id, job, vm, store)
 
 
-async def set_passphrase(browser: Browser, passphrase: str = PASSPHRASE) -> None:
-    status, body = await browser.api(
+class ApiClient(Protocol):
+    """A signed-in client of a daemon's API: an in-process one or a subprocess's."""
+
+    def api(self, method: str, path: str, body: Any = None, /) -> Awaitable[tuple[int, Any]]: ...
+
+
+async def set_passphrase(client: ApiClient, passphrase: str = PASSPHRASE) -> None:
+    status, body = await client.api(
         "PUT",
         "/api/v1/appliance-backup/passphrase",
         {"passphrase": passphrase, "confirm": passphrase},
@@ -71,10 +78,10 @@ async def set_passphrase(browser: Browser, passphrase: str = PASSPHRASE) -> None
     assert status == 200, body
 
 
-async def copies_done(browser: Browser, *, after: int = 0) -> list[dict[str, Any]]:
+async def copies_done(client: ApiClient, *, after: int = 0) -> list[dict[str, Any]]:
     """The appliance backup operations newer than ``after``, once none runs."""
     for _ in range(600):
-        status, body = await browser.api("GET", "/api/v1/operations?kind=appliance-backup")
+        status, body = await client.api("GET", "/api/v1/operations?kind=appliance-backup")
         assert status == 200, body
         ops = [o for o in body["operations"] if o["id"] > after]
         if ops and all(o["status"] not in ("pending", "running") for o in ops):
@@ -83,7 +90,16 @@ async def copies_done(browser: Browser, *, after: int = 0) -> list[dict[str, Any
     raise AssertionError("no appliance backup finished")
 
 
-async def copies(browser: Browser) -> list[dict[str, Any]]:
-    status, body = await browser.api("GET", "/api/v1/appliance-backup/copies")
+async def copies(client: ApiClient) -> list[dict[str, Any]]:
+    status, body = await client.api("GET", "/api/v1/appliance-backup/copies")
     assert status == 200, body
     return list(body["copies"])
+
+
+async def first_copy(client: ApiClient) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Set the passphrase and wait for the copy that follows: (its operation, the copy)."""
+    await set_passphrase(client)
+    [op] = await copies_done(client)
+    assert op["status"] == "success", op
+    [copy] = await copies(client)
+    return op, copy

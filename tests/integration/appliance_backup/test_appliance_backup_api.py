@@ -17,6 +17,7 @@ from tests.integration.appliance_backup.conftest import (
     Configured,
     copies,
     copies_done,
+    first_copy,
     set_passphrase,
 )
 from tests.support.web import ADMIN_PASSWORD, Browser
@@ -93,8 +94,7 @@ async def test_a_change_of_configuration_and_only_that_writes_a_copy(
     configured: Configured,
 ) -> None:
     b = configured.browser
-    await set_passphrase(b)
-    [first] = await copies_done(b)
+    first, _ = await first_copy(b)
     service = keys.appliance_backup(b.server.app)
     assert not service.change_pending
 
@@ -185,9 +185,7 @@ async def test_restore_replaces_the_configuration_and_ends_sessions(
     configured: Configured,
 ) -> None:
     b = configured.browser
-    await set_passphrase(b)
-    await copies_done(b)
-    [copy] = await copies(b)
+    _, copy = await first_copy(b)
 
     # What happens after the copy, undone by the restore.
     status, extra = await b.api(
@@ -272,9 +270,7 @@ async def test_damaged_and_newer_copies_are_refused_and_change_nothing(
     configured: Configured,
 ) -> None:
     b = configured.browser
-    await set_passphrase(b)
-    await copies_done(b)
-    [copy] = await copies(b)
+    _, copy = await first_copy(b)
     path = f"/api/v1/appliance-backup/copies/{copy['id']}/open"
     [file] = list(configured.store.glob(f"appliance/config/{copy['id']}.xkconfig"))
     original = await asyncio.to_thread(file.read_bytes)

@@ -8,23 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.integration.appliance_backup.conftest import PASSPHRASE
+from tests.integration.appliance_backup.conftest import PASSPHRASE, copies_done, first_copy
 from tests.integration.backup.test_backup_kill import Daemon
-
-
-async def finished_copies(d: Daemon, *, after: int = 0) -> list[dict[str, Any]]:
-    for _ in range(600):
-        status, body = await d.api("GET", "/api/v1/operations?kind=appliance-backup")
-        assert status == 200, body
-        ops = [o for o in body["operations"] if o["id"] > after]
-        if ops and all(o["status"] not in ("pending", "running") for o in ops):
-            return list(ops)
-        await asyncio.sleep(0.1)
-    raise AssertionError("no appliance backup finished")
 
 
 def leftovers(store: Path) -> list[str]:
@@ -42,16 +30,7 @@ async def test_kill_while_a_copy_is_written(tmp_path: Path, kill_at: str) -> Non
         await d.setup()
         status, body = await d.api("POST", "/api/v1/backup/storage", {"path": str(store)})
         assert status == 200, body
-        status, body = await d.api(
-            "PUT",
-            "/api/v1/appliance-backup/passphrase",
-            {"passphrase": PASSPHRASE, "confirm": PASSPHRASE},
-        )
-        assert status == 200, body
-        [first] = await finished_copies(d)
-        assert first["status"] == "success", first
-        status, body = await d.api("GET", "/api/v1/appliance-backup/copies")
-        [kept] = body["copies"]
+        first, kept = await first_copy(d)
 
         await asyncio.to_thread(d.armed.touch)
         status, body = await d.api("POST", "/api/v1/appliance-backup/run")
@@ -75,7 +54,7 @@ async def test_kill_while_a_copy_is_written(tmp_path: Path, kill_at: str) -> Non
         # The next copy clears what the killed one left.
         status, body = await d.api("POST", "/api/v1/appliance-backup/run")
         assert status == 202, body
-        [done] = await finished_copies(d, after=first["id"] + 1)
+        [done] = await copies_done(d, after=first["id"] + 1)
         assert done["status"] == "success", done
         assert await asyncio.to_thread(leftovers, store) == []
         status, body = await d.api("GET", "/api/v1/appliance-backup/copies")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from tests.integration.appliance_backup.conftest import PASSPHRASE, copies, copies_done
+from tests.integration.appliance_backup.conftest import PASSPHRASE, first_copy
 from tests.integration.backup.conftest import make_vm
 from tests.support.privhelper import Appliance
 from tests.support.web import ADMIN_PASSWORD, Browser, complete_setup, make_settings
@@ -31,6 +31,12 @@ from xenkeep.web.server import start_server
 from xenkeep.xapi.client import XapiClient
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+async def appliance_settings(root: Path, appliance: Appliance) -> Settings:
+    """An appliance's settings under ``root``, with the test's privileged helper."""
+    await asyncio.to_thread(root.mkdir)
+    return await asyncio.to_thread(make_settings, root, privhelper_socket=appliance.socket)
 
 
 async def wait_run(b: Browser, run_id: int) -> dict[str, object]:
@@ -46,10 +52,7 @@ async def test_lost_appliance_comes_back_on_a_new_one(
     disk = await asyncio.to_thread(appliance.new_disk)
 
     # --- the first appliance, configured and backing up ------------------------------
-    await asyncio.to_thread((tmp_path / "old").mkdir)
-    old: Settings = await asyncio.to_thread(
-        make_settings, tmp_path / "old", privhelper_socket=appliance.socket
-    )
+    old = await appliance_settings(tmp_path / "old", appliance)
     async with start_server(create_app(old)) as server:
         b = Browser(server)
         try:
@@ -91,15 +94,8 @@ async def test_lost_appliance_comes_back_on_a_new_one(
             points = [p["id"] for p in body["points"]]
             assert len(points) == 1
 
-            status, body = await b.api(
-                "PUT",
-                "/api/v1/appliance-backup/passphrase",
-                {"passphrase": PASSPHRASE, "confirm": PASSPHRASE},
-            )
-            assert status == 200, body
-            [daily] = await copies_done(b)
-            assert daily["status"] == "success" and daily["report"]["pools"], daily
-            [copy] = await copies(b)
+            daily, copy = await first_copy(b)
+            assert daily["trigger"] == "daily" and daily["report"]["pools"], daily
         finally:
             await b.close()
     # The appliance is lost: its state (database, keys, certificate) is gone, and
@@ -108,10 +104,7 @@ async def test_lost_appliance_comes_back_on_a_new_one(
     await appliance.call("storage.detach")
 
     # --- a fresh appliance, restoring in its wizard -----------------------------------
-    await asyncio.to_thread((tmp_path / "new").mkdir)
-    new = await asyncio.to_thread(
-        make_settings, tmp_path / "new", privhelper_socket=appliance.socket
-    )
+    new = await appliance_settings(tmp_path / "new", appliance)
     async with start_server(create_app(new)) as server:
         b = Browser(server)
         try:
