@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import FormatError
+from .streams import read_upto
 
 MAGIC: Final = b"XKSEALED"
 VERSION: Final = 1
@@ -123,22 +124,9 @@ class SealedHeader:
         return salt
 
 
-def _read_exactly(f: BinaryIO, n: int) -> bytes:
-    """``n`` bytes, or fewer only at the end of the file."""
-    chunks = []
-    left = n
-    while left:
-        data = f.read(left)
-        if not data:
-            break
-        chunks.append(data)
-        left -= len(data)
-    return b"".join(chunks)
-
-
 def read_header(f: BinaryIO) -> SealedHeader:
     """The header of the sealed file ``f`` is positioned at the start of."""
-    raw = _read_exactly(f, _PREAMBLE.size)
+    raw = read_upto(f, _PREAMBLE.size)
     if len(raw) < _PREAMBLE.size:
         if MAGIC.startswith(raw[: len(MAGIC)]) and raw:
             raise SealedTruncatedError("the file ends inside its header")
@@ -150,7 +138,7 @@ def read_header(f: BinaryIO) -> SealedHeader:
         raise SealedFormatError(f"sealed file format {version} is not supported (only {VERSION})")
     if length > MAX_HEADER:
         raise SealedDamagedError(f"the header claims {length} bytes, more than {MAX_HEADER}")
-    body = _read_exactly(f, length)
+    body = read_upto(f, length)
     if len(body) < length:
         raise SealedTruncatedError("the file ends inside its header")
     try:
@@ -234,7 +222,7 @@ class SealReader:
     def __iter__(self) -> Iterator[bytes]:
         counter = 0
         while True:
-            raw = _read_exactly(self._f, _LENGTH.size)
+            raw = read_upto(self._f, _LENGTH.size)
             if len(raw) < _LENGTH.size:
                 raise SealedTruncatedError(
                     f"the file ends after {counter} segment(s), before its final one"
@@ -242,7 +230,7 @@ class SealReader:
             (length,) = _LENGTH.unpack(raw)
             if not _TAG <= length <= SEGMENT + _TAG:
                 raise SealedDamagedError(f"segment {counter} has an impossible length {length}")
-            sealed = _read_exactly(self._f, length)
+            sealed = read_upto(self._f, length)
             if len(sealed) < length:
                 raise SealedTruncatedError(f"the file ends inside segment {counter}")
             plain, last = self._open(counter, sealed)
