@@ -22,8 +22,9 @@ import contextlib
 import json
 import logging
 import re
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final, cast
@@ -193,13 +194,8 @@ class ApplianceBackup:
                 p.unlink()
 
     def _on_write(self, changes: Changes) -> None:
-        if not changes_configuration(changes):
-            return
-        now = self._clock()
-        self._dirty_at = now
-        if self._dirty_since is None:
-            self._dirty_since = now
-        self.scheduler.wake()
+        if changes_configuration(changes):
+            self._mark_dirty(now=self._clock())
 
     @property
     def change_pending(self) -> bool:
@@ -235,8 +231,9 @@ class ApplianceBackup:
         self._dirty_since = None
         try:
             mac = await asyncio.to_thread(self._content_mac, key)
-        except XenKeepError as exc:
-            log.error("the configuration cannot be read for a copy: %s", exc.message)
+        except (XenKeepError, sqlite3.Error, OSError) as exc:
+            # The copy's own operation meets it again and says so on its page.
+            log.error("the configuration cannot be read for a copy: %s", exc)
             mac = ""
         if mac and mac == await self.db.get_setting(MAC_SETTING):
             log.debug("configuration written but unchanged since the last copy")
@@ -584,7 +581,7 @@ class ApplianceBackup:
             "recent": recent,
         }
 
-    async def pool_dump(self, pool_uuid: str, copy_id: str) -> AsyncIterator[bytes]:
+    async def pool_dump(self, pool_uuid: str, copy_id: str) -> AsyncGenerator[bytes, None]:
         """A pool database dump, decrypted with the appliance's backup key, piece by piece.
 
         The first piece is read before this returns: a wrong key or a
@@ -715,7 +712,7 @@ class ApplianceBackup:
         return summary
 
 
-async def _pieces(f: Any, reader: Any, first: bytes) -> AsyncIterator[bytes]:
+async def _pieces(f: Any, reader: Any, first: bytes) -> AsyncGenerator[bytes, None]:
     try:
         piece = first
         while piece:

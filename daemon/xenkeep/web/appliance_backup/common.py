@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiohttp import web
 
 from xenkeep.web import keys
@@ -25,7 +27,10 @@ async def send_pool_dump(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    async for piece in pieces:
-        await response.write(piece)
+    # Closed however the download ends (a browser that goes away included):
+    # the file is let go at once.
+    async with contextlib.aclosing(pieces):
+        async for piece in pieces:
+            await response.write(piece)
     await response.write_eof()
     return response
