@@ -177,20 +177,32 @@ class SealWriter:
 
     def _seal(self, data: bytes, *, last: bool) -> None:
         sealed = self._aead.encrypt(_nonce(self._counter, last), data, self._aad)
-        self._out.write(_LENGTH.pack(len(sealed)) + sealed)
+        self._out.write(_LENGTH.pack(len(sealed)))
+        self._out.write(sealed)
         self._counter += 1
 
     def write(self, data: bytes) -> None:
         """Add plaintext; full segments are sealed and written as they fill."""
         if self._closed:
             raise ValueError("the sealed file is closed")
-        self._buffer += data
         self.plaintext_bytes += len(data)
-        # Keep at least one byte back: the final segment must hold the end,
-        # and whether more comes is known only at close().
-        while len(self._buffer) > SEGMENT:
-            self._seal(bytes(self._buffer[:SEGMENT]), last=False)
-            del self._buffer[:SEGMENT]
+        with memoryview(data) as view:
+            if self._buffer:
+                # Fill the segment begun by earlier writes first.
+                take = SEGMENT - len(self._buffer)
+                self._buffer += view[:take]
+                view = view[take:]
+                if not view:
+                    return
+                self._seal(bytes(self._buffer), last=False)
+                self._buffer.clear()
+            # Keep at least one byte back: the final segment must hold the
+            # end, and whether more comes is known only at close().
+            end = (len(view) - 1) // SEGMENT * SEGMENT
+            for at in range(0, end, SEGMENT):
+                # (The AEAD of this cryptography takes bytes only: one copy.)
+                self._seal(bytes(view[at : at + SEGMENT]), last=False)
+            self._buffer += view[end:]
 
     def close(self) -> None:
         """Seal the final segment. The caller flushes and syncs ``out``."""

@@ -28,12 +28,12 @@ KEY = bytes(range(32))
 OTHER = bytes(32)
 
 
-def seal(data: bytes, key: bytes = KEY, **fields: object) -> bytes:
+def seal(data: bytes, key: bytes = KEY, piece: int = 7000, **fields: object) -> bytes:
     out = io.BytesIO()
     w = SealWriter(cast(BinaryIO, out), key, {"kind": "test", **fields})
     # In uneven pieces: segment boundaries must not depend on the writes.
-    for at in range(0, len(data), 7000):
-        w.write(data[at : at + 7000])
+    for at in range(0, len(data), piece):
+        w.write(data[at : at + piece])
     w.close()
     return out.getvalue()
 
@@ -46,6 +46,15 @@ def unseal(blob: bytes, key: bytes = KEY) -> bytes:
 def test_round_trip_at_segment_boundaries(size: int) -> None:
     data = os.urandom(size)
     assert unseal(seal(data)) == data
+
+
+@pytest.mark.parametrize("piece", [1, 4095, SEGMENT, SEGMENT + 1, 1 << 20])
+def test_the_same_file_whatever_the_writes(piece: int) -> None:
+    data = os.urandom(2 * SEGMENT + 333)
+    blob = seal(data, piece=piece)
+    assert unseal(blob) == data
+    # Same segmentation as one write: full segments, then the final one.
+    assert len(blob) == len(seal(data, piece=len(data)))
 
 
 @settings(max_examples=30, deadline=None)
