@@ -249,6 +249,27 @@ class UI:
         links = self.driver.find_elements(By.CSS_SELECTOR, "header nav a[href='/account']")
         return str(links[0].text) if links else None
 
+    def first_boot_with_pool(self, password: str, pool_url: str) -> dict[str, Any]:
+        """The wizard's token and administrator steps through the API from the
+        page (leaving the browser signed in as ``alice``), then the simulator's
+        pool; the pool as the API answers it."""
+        self.open("/login")
+        status, body = self.fetch_json(
+            "POST", "/api/v1/setup/token", {"token": self.daemon.setup_token()}
+        )
+        assert status == 200, body
+        status, body = self.fetch_json(
+            "POST",
+            "/api/v1/setup/admin",
+            {"username": "alice", "password": password, "confirm": password},
+        )
+        assert status == 201, body
+        status, body = self.fetch_json(
+            "POST", "/api/v1/pools", {"url": pool_url, "username": "root", "password": "demo"}
+        )
+        assert status == 201, body
+        return dict(body["pool"])
+
     def fetch_json(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """Call the JSON API from the page, with the browser's cookies and a CSRF token."""
         script = """
