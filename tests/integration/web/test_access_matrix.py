@@ -384,7 +384,9 @@ async def call(b: Browser, method: str, path: str, body: dict[str, str]) -> tupl
         kwargs = {"json": body} if path.startswith("/api/") else {"data": body}
     async with b.session.request(method, b.url(path), allow_redirects=False, **kwargs) as resp:
         code = ""
-        if resp.content_type != "text/event-stream":  # a live stream is not read to its end
+        # A live stream is not read to its end; a download (the support
+        # bundle's gzip) has no error code to look for.
+        if resp.content_type in ("application/json", "text/html", "text/plain"):
             text = await resp.text()
             if resp.content_type == "application/json":
                 data = json.loads(text)
