@@ -17,10 +17,14 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from xenkeep.auth.accounts import Accounts
 from xenkeep.auth.audit import AuditLog
 from xenkeep.auth.enrolment import TotpEnrolment
 from xenkeep.auth.external import ExternalAccounts
+from xenkeep.auth.grants import Grants
+from xenkeep.auth.groups import Groups
 from xenkeep.auth.manager import AuthManager
+from xenkeep.auth.places import JobFacts, Places
 from xenkeep.auth.providers.service import ProviderService
 from xenkeep.auth.providers.store import ProviderStore
 from xenkeep.backup.disks import DiskService
@@ -30,10 +34,11 @@ from xenkeep.config import Settings
 from xenkeep.diagnostics import DiagnosticsService, Sources
 from xenkeep.diagnostics.bundle import SupportBundle
 from xenkeep.diagnostics.host import SystemdHost
-from xenkeep.errors import StoreError
+from xenkeep.errors import NotFoundError, StoreError
 from xenkeep.ops import Operations, Scheduler
 from xenkeep.pools.manager import PoolManager
 from xenkeep.pools.registry import PoolRegistry
+from xenkeep.pools.tree import PoolTree
 from xenkeep.secretbox import KEY_NAME, SecretBox
 from xenkeep.store import Database, open_database
 from xenkeep.system.dbus import SystemBus
@@ -171,6 +176,25 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.BACKUP] = backup
     await backup.start()
+
+    async def jobs() -> dict[int, JobFacts]:
+        return {
+            row.id: JobFacts(row.spec.name, row.spec.pool_id) for row in await backup.job_rows()
+        }
+
+    async def operation_target(op_id: int) -> str | None:
+        try:
+            return str((await ops.get(op_id))["target"])
+        except NotFoundError:
+            return None
+
+    tree = PoolTree(pools)
+    app[keys.POOL_TREE] = tree
+    places = Places(tree, jobs, operation_target)
+    app[keys.PLACES] = places
+    app[keys.GRANTS] = Grants(db, audit, places)
+    app[keys.GROUPS] = Groups(db, audit)
+    app[keys.ACCOUNTS] = Accounts(db, auth, audit)
     journal = Journal(Path(settings.journal_dir) if settings.journal_dir else None)
     app[keys.JOURNAL] = journal
     diagnostics = DiagnosticsService(

@@ -48,11 +48,7 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
 
         # First boot through the API from the page, then the pool.
         ui.set_up_through_api("alice", PASSWORD)
-        status, body = ui.fetch_json(
-            "POST", "/api/v1/pools", {"url": sim.url, "username": "root", "password": "demo"}
-        )
-        assert status == 201, body
-        pool_id = body["pool"]["id"]
+        pool_id = ui.add_pool(sim.url)["id"]
 
         # Backup storage on an existing directory.
         store = tmp_path / "store"

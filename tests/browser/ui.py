@@ -249,6 +249,14 @@ class UI:
         links = self.driver.find_elements(By.CSS_SELECTOR, "header nav a[href='/account']")
         return str(links[0].text) if links else None
 
+    def add_pool(self, pool_url: str) -> dict[str, Any]:
+        """Register the simulator's pool through the API from a page; the pool."""
+        status, body = self.fetch_json(
+            "POST", "/api/v1/pools", {"url": pool_url, "username": "root", "password": "demo"}
+        )
+        assert status == 201, body
+        return dict(body["pool"])
+
     def fetch_json(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """Call the JSON API from the page, with the browser's cookies and a CSRF token."""
         script = """

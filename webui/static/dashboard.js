@@ -61,22 +61,28 @@
       el("td", { text: v.vcpus + " vCPU, " + bytes(v.memory) }),
       usage(v.disk_used, v.disk_size, v.disk_used_percent),
     ]));
-    return el("section", { class: "card pool", "data-pool-id": String(pool.id) }, [
+    // A pool seen only in part (no URL) shows only the parts it has.
+    const whole = Boolean(pool.url);
+    const parts = [
       el("h2", { text: pool.name + state }),
-      el("p", { class: "help", text: pool.url + " · " + pool.running + " of " + pool.vms.length + " VMs running" }),
-      el("h3", { text: "Hosts" }),
-      table("hosts-" + pool.id, ["Host", "Address", "State"], hosts),
-      el("h3", { text: "Storage" }),
-      table("srs-" + pool.id, ["SR", "Type", "Usage"], srs),
-      el("h3", { text: "VMs" }),
-      table("vms-" + pool.id, ["VM", "Power", "Host", "Size", "Disk usage"], vms),
-    ]);
+      el("p", { class: "help", text: (whole ? pool.url + " · " : "") + pool.running + " of " + pool.vms.length + " VMs running" }),
+    ];
+    for (const [title, id, headers, rows] of [
+      ["Hosts", "hosts-", ["Host", "Address", "State"], hosts],
+      ["Storage", "srs-", ["SR", "Type", "Usage"], srs],
+      ["VMs", "vms-", ["VM", "Power", "Host", "Size", "Disk usage"], vms],
+    ]) {
+      if (whole || rows.length) {
+        parts.push(el("h3", { text: title }), table(id + pool.id, headers, rows));
+      }
+    }
+    return el("section", { class: "card pool", "data-pool-id": String(pool.id) }, parts);
   }
 
   function render() {
     const nodes = [];
     if (pools.size === 0) {
-      nodes.push(el("p", { class: "help", text: "No pool is connected yet." }));
+      nodes.push(el("p", { class: "help", id: "pools-empty", text: root.dataset.empty || "No pool is connected yet." }));
     }
     for (const pool of pools.values()) { nodes.push(renderPool(pool)); }
     root.replaceChildren(...nodes);

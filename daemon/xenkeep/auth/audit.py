@@ -43,6 +43,7 @@ REPEATABLE: Final = frozenset(
         AuditEvent.SIGN_IN_FAILED,
         AuditEvent.SIGN_IN_THROTTLED,
         AuditEvent.SETUP_TOKEN_REJECTED,
+        AuditEvent.PERMISSION_DENIED,
         AuditEvent.PROVIDER_SIGN_IN_FAILED,
     }
 )

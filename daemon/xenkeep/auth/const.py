@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 
 
 class Role(StrEnum):
-    """What a user may do, from most to least powerful."""
+    """A user's global role (``users.role``); what they may do on pool
+    objects comes from grants (see :mod:`xenkeep.auth.permissions`)."""
 
+    #: The super-administrator: people, groups, grants, sign-in providers and
+    #: everything of the appliance; every pool object.
     ADMIN = "admin"
-    OPERATOR = "operator"
-    VIEWER = "viewer"
+    #: Diagnostics and logs, nothing else.
+    SUPPORT = "support"
+    #: Only what grants give.
     USER = "user"
-
-
-class Access(IntEnum):
-    """What a route requires. Higher values include the lower ones."""
-
-    PUBLIC = 0
-    SIGNED_IN = 1
-    VIEWER = 2
-    OPERATOR = 3
-    ADMIN = 4
-
-
-ROLE_ACCESS: dict[Role, Access] = {
-    Role.USER: Access.SIGNED_IN,
-    Role.VIEWER: Access.VIEWER,
-    Role.OPERATOR: Access.OPERATOR,
-    Role.ADMIN: Access.ADMIN,
-}
 
 
 class AuditEvent(StrEnum):
@@ -49,6 +35,24 @@ class AuditEvent(StrEnum):
     USER_CREATED = "user_created"
     ADMIN_RESET = "admin_reset"
     TOTP_ENABLED = "totp_enabled"
+    RECOVERY_CODES_CREATED = "recovery_codes_created"
+    RECOVERY_CODE_USED = "recovery_code_used"
+    PASSWORD_CHANGED = "password_changed"
+    PASSWORD_RESET = "password_reset"
+    USER_CHANGED = "user_changed"
+    USER_DISABLED = "user_disabled"
+    USER_ENABLED = "user_enabled"
+    USER_DELETED = "user_deleted"
+    SESSION_REVOKED = "session_revoked"
+    GROUP_CREATED = "group_created"
+    GROUP_CHANGED = "group_changed"
+    GROUP_DELETED = "group_deleted"
+    GROUP_MEMBER_ADDED = "group_member_added"
+    GROUP_MEMBER_REMOVED = "group_member_removed"
+    GRANT_ADDED = "grant_added"
+    GRANT_CHANGED = "grant_changed"
+    GRANT_REMOVED = "grant_removed"
+    PERMISSION_DENIED = "permission_denied"
     SETTINGS_CHANGED = "settings_changed"
     API_TOKEN_CREATED = "api_token_created"
     API_TOKEN_REVOKED = "api_token_revoked"

@@ -58,8 +58,21 @@ class TotpEnrolment:
         uri = totp.provisioning_uri(secret, user.username, issuer)
         return TotpOffer(secret, uri, totp.qr_svg(uri))
 
-    async def confirm(self, user: User, code: str, *, ip: str = "") -> None:
-        """Switch the second factor on once ``code`` matches the waiting secret."""
+    async def confirm(
+        self, user: User, code: str, *, password: str | None = None, ip: str = ""
+    ) -> None:
+        """Switch the second factor on once ``code`` matches the waiting secret.
+
+        Replacing an authenticator already enrolled also takes the account's
+        password: a session left open must not be enough to take over the
+        second factor.
+        """
+        if user.totp_enabled:
+            if not password:
+                raise AccountInputError(
+                    "enter your password to replace your authenticator", field="password"
+                )
+            await self._auth.check_own_password(user, password, ip=ip)
         secret = await self._pending(user)
         if secret is None:
             raise AccountInputError(

@@ -11,6 +11,7 @@ from xenkeep.errors import (
     AuthenticationError,
     ConflictError,
     NotFoundError,
+    PermissionDeniedError,
     RateLimitedError,
     UnavailableError,
     ValidationError,
@@ -44,6 +45,48 @@ class AccountInputError(AuthError, ValidationError):
 
 class SetupAlreadyDoneError(AuthError, ConflictError):
     """The setup token was used by another request a moment ago: one administrator only."""
+
+
+class CurrentPasswordError(AuthError, ValidationError):
+    """The current password given to change it is not the right one."""
+
+
+class NoLocalPasswordError(AuthError, ConflictError):
+    """The account signs in through a provider: it has no password here."""
+
+
+class SessionNotFoundError(AuthError, NotFoundError):
+    """No such session of this user."""
+
+
+class AccountNotFoundError(AuthError, NotFoundError):
+    """No account with that id."""
+
+
+class GroupNotFoundError(AuthError, NotFoundError):
+    """No group with that id."""
+
+
+class GroupExistsError(AuthError, ConflictError):
+    """A group of that name already exists."""
+
+
+class GrantNotFoundError(AuthError, NotFoundError):
+    """No grant with that id."""
+
+
+class GrantInputError(AuthError, ValidationError):
+    """A grant whose subject, object or role does not fit."""
+
+
+class LastAdministratorError(AuthError, ConflictError):
+    """The change would leave no enabled super-administrator."""
+
+
+class PasswordChangeRequiredError(AuthError, PermissionDeniedError):
+    """Signed in with a temporary password: only changing it is allowed."""
+
+    code = "password_change_required"
 
 
 class ProviderNotFoundError(AuthError, NotFoundError):

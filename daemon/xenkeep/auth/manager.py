@@ -25,8 +25,13 @@ from xenkeep.auth.errors import (
     ApiTokenNotFoundError,
     AttemptsThrottledError,
     CredentialsRejectedError,
+    CurrentPasswordError,
+    NoLocalPasswordError,
+    SessionNotFoundError,
     SetupAlreadyDoneError,
 )
+from xenkeep.auth.permissions import ObjectRole
+from xenkeep.auth.recovery import RecoveryCodes, looks_like_code
 from xenkeep.auth.secrets import (
     new_api_token,
     new_setup_token,
@@ -58,9 +63,15 @@ class User:
     username: str
     display_name: str
     role: Role
+    #: 'local' (a password here) or the kind of sign-in provider that brought them.
     source: str
     totp_enabled: bool
     disabled: bool
+    email: str = ""
+    #: Signed in with a temporary password: nothing but changing it until done.
+    must_change_password: bool = False
+    last_sign_in: float | None = None
+    created_at: float = 0.0
 
     @classmethod
     def from_row(cls, row: Row) -> User:
@@ -73,7 +84,16 @@ class User:
             source=str(row["source"]),
             totp_enabled=row["totp_secret"] is not None,
             disabled=bool(row["disabled"]),
+            email=str(row["email"]),
+            must_change_password=bool(row["must_change_password"]),
+            last_sign_in=row["last_sign_in"],
+            created_at=float(row["created_at"]),
         )
+
+    @property
+    def is_local(self) -> bool:
+        """True for an account with a password here (not brought by a provider)."""
+        return self.source == "local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +120,28 @@ class Session:
     created_at: float
     last_seen: float
 
+    @property
+    def handle(self) -> str:
+        """How the owner names this session to end it (never the cookie, nor its hash)."""
+        return session_handle(self.id_hash)
+
+
+def session_handle(id_hash: str) -> str:
+    """A short public name of a session, derived from the hash of its cookie."""
+    return token_hash(f"session-handle:{id_hash}")[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One of a user's sessions, as their account page lists it."""
+
+    handle: str
+    ip: str
+    user_agent: str
+    created_at: float
+    last_seen: float
+    current: bool
+
 
 @dataclass(frozen=True, slots=True)
 class ApiToken:
@@ -109,6 +151,17 @@ class ApiToken:
     name: str
     created_at: float
     last_used: float | None
+    #: At most this role on any object (None: the owner's rights).
+    max_role: ObjectRole | None = None
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUse:
+    """Who an API token acts for, and the ceiling it carries."""
+
+    user: User
+    max_role: ObjectRole | None
 
 
 def _write_token_file(path: Path, token: str | None) -> None:
@@ -140,6 +193,7 @@ class AuthManager:
         self._audit = audit
         self._settings = settings
         self._clock = clock
+        self.recovery = RecoveryCodes(db, clock)
 
     async def audit(
         self, event: AuditEvent, *, username: str = "", ip: str = "", **detail: Any
@@ -406,9 +460,22 @@ class AuthManager:
             )
 
     async def create_user(
-        self, username: str, password: str, role: Role, *, actor: str = "", ip: str = ""
+        self,
+        username: str,
+        password: str,
+        role: Role,
+        *,
+        display_name: str = "",
+        email: str = "",
+        must_change_password: bool = False,
+        actor: str = "",
+        ip: str = "",
     ) -> User:
-        """Create a local account (the wizard creates the first admin)."""
+        """Create a local account (the wizard creates the first admin).
+
+        ``must_change_password``: the password is a temporary one, which
+        only lets its owner choose their own (see the auth middleware).
+        """
         username = username.strip()
         self._check_username(username)
         await passwords.check_new_password(password, username)
@@ -418,12 +485,27 @@ class AuthManager:
             if await tx.fetchone("SELECT id FROM users WHERE username = ?", (username,)):
                 raise AccountExistsError(f"an account named {username!r} already exists")
             user_id = await tx.insert(
-                "INSERT INTO users (username, password_hash, role, created_at, "
-                "password_changed_at) VALUES (?, ?, ?, ?, ?)",
-                (username, password_hash, str(role), now, now),
+                "INSERT INTO users (username, display_name, email, password_hash, role, "
+                "created_at, password_changed_at, must_change_password) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    username,
+                    display_name,
+                    email,
+                    password_hash,
+                    str(Role(role)),
+                    now,
+                    now,
+                    int(must_change_password),
+                ),
             )
         await self.audit(
-            AuditEvent.USER_CREATED, username=actor, ip=ip, account=username, role=str(role)
+            AuditEvent.USER_CREATED,
+            username=actor,
+            ip=ip,
+            account=username,
+            role=str(role),
+            temporary_password=must_change_password,
         )
         user = await self.get_user(user_id)
         assert user is not None
@@ -465,8 +547,10 @@ class AuthManager:
         )
         stored = None if row is None else row["password_hash"]
         ok = await asyncio.to_thread(passwords.verify_password, stored, password)
+        used_recovery = False
         if ok and row is not None and has_totp:
-            ok = await self.accept_totp(int(row["id"]), str(row["totp_secret"]), code)
+            ok = await self._second_factor(int(row["id"]), str(row["totp_secret"]), code)
+            used_recovery = ok and looks_like_code(code)
         if not ok or row is None or row["disabled"]:
             # The reservation stays: it is this failure's count.
             await self.audit(AuditEvent.SIGN_IN_FAILED, username=username, ip=ip)
@@ -480,6 +564,13 @@ class AuthManager:
             raise CredentialsRejectedError("wrong user name, password or code")
         await self._release_attempt(counters)
         user = User.from_row(row)
+        if used_recovery:
+            await self.audit(
+                AuditEvent.RECOVERY_CODE_USED,
+                username=user.username,
+                ip=ip,
+                remaining=await self.recovery.remaining(user.id),
+            )
         failed = await self._failures_since_last_sign_in(user)
         if failed:
             await self.audit(
@@ -516,6 +607,12 @@ class AuthManager:
         )
         return 0 if row is None else int(row["n"])
 
+    async def _second_factor(self, user_id: int, secret: str, code: str) -> bool:
+        """A TOTP code, or in its place one of the user's recovery codes (each once)."""
+        if looks_like_code(code):
+            return await self.recovery.use(user_id, code)
+        return await self.accept_totp(user_id, secret, code)
+
     async def accept_totp(self, user_id: int, secret: str, code: str) -> bool:
         """Check a code and burn its time step: each code works once.
 
@@ -544,17 +641,41 @@ class AuthManager:
         await self._db.execute("UPDATE users SET totp_secret = ? WHERE id = ?", (secret, user.id))
         await self.audit(AuditEvent.TOTP_ENABLED, username=user.username, ip=ip)
 
+    async def new_recovery_codes(self, user: User, password: str, *, ip: str = "") -> list[str]:
+        """A new set of recovery codes (the old set stops working), shown once.
+
+        Only for an account with an authenticator (the codes stand in for
+        it), and with the account's password: codes made from a session
+        left open would be a second factor for whoever sat down at it.
+        """
+        if not user.totp_enabled:
+            raise AccountInputError("recovery codes stand in for an authenticator: enrol one first")
+        await self.check_own_password(user, password, ip=ip)
+        codes = await self.recovery.replace(user.id)
+        await self.audit(
+            AuditEvent.RECOVERY_CODES_CREATED, username=user.username, ip=ip, codes=len(codes)
+        )
+        return codes
+
     # --- sessions -------------------------------------------------------------
 
     async def create_session(self, user: User, *, ip: str = "", user_agent: str = "") -> str:
-        """Start a session; return the cookie value (only its hash is kept)."""
+        """Start a session; return the cookie value (only its hash is kept).
+
+        Always a new random id, whatever cookie the browser came with: a
+        session id planted before sign-in never becomes a signed-in one.
+        Every sign-in (local or through a provider) comes through here, so
+        this is where the account's last sign-in is kept.
+        """
         cookie = random_token()
         now = self._clock()
-        await self._db.insert(
-            "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen, ip, "
-            "user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (token_hash(cookie), user.id, random_token(), now, now, ip, user_agent[:200]),
-        )
+        async with self._db.transaction() as tx:
+            await tx.insert(
+                "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen, ip, "
+                "user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (token_hash(cookie), user.id, random_token(), now, now, ip, user_agent[:200]),
+            )
+            await tx.execute("UPDATE users SET last_sign_in = ? WHERE id = ?", (now, user.id))
         await self.audit(AuditEvent.SIGN_IN, username=user.username, ip=ip)
         return cookie
 
@@ -564,7 +685,8 @@ class AuthManager:
             return None
         id_hash = token_hash(cookie)
         row = await self._db.fetchone(
-            "SELECT s.id_hash, s.csrf_token, s.created_at, s.last_seen, u.* FROM sessions s "
+            "SELECT u.*, s.csrf_token, s.created_at AS session_created_at, "
+            "s.last_seen AS session_last_seen FROM sessions s "
             "JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?",
             (id_hash,),
         )
@@ -575,14 +697,14 @@ class AuthManager:
         absolute = self._settings.session_absolute_hours * 3600
         if (
             row["disabled"]
-            or now - float(row["last_seen"]) > idle
-            or now - float(row["created_at"]) > absolute
+            or now - float(row["session_last_seen"]) > idle
+            or now - float(row["session_created_at"]) > absolute
         ):
             await self._db.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
             return None
         # Writing last_seen on every request costs a fsync; a minute of
         # precision is plenty for an idle timeout.
-        if now - float(row["last_seen"]) > 60:
+        if now - float(row["session_last_seen"]) > 60:
             await self._db.execute(
                 "UPDATE sessions SET last_seen = ? WHERE id_hash = ?", (now, id_hash)
             )
@@ -590,7 +712,7 @@ class AuthManager:
             id_hash=id_hash,
             user=User.from_row(row),
             csrf_token=str(row["csrf_token"]),
-            created_at=float(row["created_at"]),
+            created_at=float(row["session_created_at"]),
             last_seen=now,
         )
 
@@ -605,37 +727,188 @@ class AuthManager:
         await self.audit(AuditEvent.SIGN_OUT_ALL, username=user.username, ip=ip, sessions=count)
         return count
 
+    async def list_sessions(self, user: User, current: Session | None = None) -> list[SessionInfo]:
+        """The user's live sessions, the most recently seen first."""
+        rows = await self._db.fetchall(
+            "SELECT id_hash, ip, user_agent, created_at, last_seen FROM sessions "
+            "WHERE user_id = ? ORDER BY last_seen DESC",
+            (user.id,),
+        )
+        now = self._clock()
+        idle = self._settings.session_idle_minutes * 60
+        absolute = self._settings.session_absolute_hours * 3600
+        return [
+            SessionInfo(
+                handle=session_handle(str(r["id_hash"])),
+                ip=str(r["ip"]),
+                user_agent=str(r["user_agent"]),
+                created_at=float(r["created_at"]),
+                last_seen=float(r["last_seen"]),
+                current=current is not None and r["id_hash"] == current.id_hash,
+            )
+            for r in rows
+            if now - float(r["last_seen"]) <= idle and now - float(r["created_at"]) <= absolute
+        ]
+
+    async def revoke_session(self, user: User, handle: str, *, ip: str = "") -> None:
+        """End one of the user's sessions, named by its handle."""
+        rows = await self._db.fetchall(
+            "SELECT id_hash, ip FROM sessions WHERE user_id = ?", (user.id,)
+        )
+        found = [r for r in rows if same(session_handle(str(r["id_hash"])), handle)]
+        if not found:
+            raise SessionNotFoundError("no such session of yours (it may have ended already)")
+        await self._db.execute("DELETE FROM sessions WHERE id_hash = ?", (found[0]["id_hash"],))
+        await self.audit(
+            AuditEvent.SESSION_REVOKED, username=user.username, ip=ip, session_ip=found[0]["ip"]
+        )
+
+    # --- passwords --------------------------------------------------------------
+
+    async def change_password(
+        self,
+        user: User,
+        old: str,
+        new: str,
+        confirm: str,
+        *,
+        keep: Session | None = None,
+        ip: str = "",
+    ) -> None:
+        """The owner changes their own password; the old one is required.
+
+        Throttled like a sign-in (the old password is a guess otherwise).
+        Every other session of the user ends: whoever else was signed in
+        with the old password is signed out. A temporary password stops
+        being one.
+        """
+        if not user.is_local:
+            raise NoLocalPasswordError(
+                f"your account signs in through {user.source}: there is no password "
+                "to change here; change it where you sign in"
+            )
+        if new != confirm:
+            raise AccountInputError("the two new passwords differ", field="confirm")
+        if new == old:
+            raise AccountInputError("choose a password other than the current one", field="new")
+        await passwords.check_new_password(new, user.username, user.display_name)
+        await self.check_own_password(user, old, ip=ip, field="old")
+        new_hash = await asyncio.to_thread(passwords.hash_password, new)
+        await self._set_password(user, new_hash, temporary=False, keep=keep)
+        await self.audit(AuditEvent.PASSWORD_CHANGED, username=user.username, ip=ip)
+
+    async def check_own_password(
+        self, user: User, password: str, *, ip: str = "", field: str = "password"
+    ) -> None:
+        """CurrentPasswordError unless ``password`` is the user's own, before a
+        change a stolen session alone must not make (a new password, a new
+        authenticator). Throttled like a sign-in: it is a guess otherwise."""
+        counters = [("ip", ip), ("account", user.username.lower())]
+        await self._reserve_attempt(counters, username=user.username, ip=ip)
+        row = await self._db.fetchone(
+            "SELECT password_hash FROM users WHERE id = ? AND disabled = 0 AND source = 'local'",
+            (user.id,),
+        )
+        stored = None if row is None else row["password_hash"]
+        if not await asyncio.to_thread(passwords.verify_password, stored, password):
+            await self.audit(
+                AuditEvent.SIGN_IN_FAILED, username=user.username, ip=ip, why="own password"
+            )
+            raise CurrentPasswordError("the current password is not right", field=field)
+        await self._release_attempt(counters)
+
+    async def _set_password(
+        self, user: User, password_hash: str, *, temporary: bool, keep: Session | None
+    ) -> int:
+        """Store a password hash; end the user's sessions but ``keep``; how many ended."""
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE users SET password_hash = ?, password_changed_at = ?, "
+                "must_change_password = ? WHERE id = ?",
+                (password_hash, self._clock(), int(temporary), user.id),
+            )
+            return await tx.execute(
+                "DELETE FROM sessions WHERE user_id = ? AND id_hash != ?",
+                (user.id, keep.id_hash if keep else ""),
+            )
+
+    async def set_temporary_password(self, user: User, password: str) -> int:
+        """An administrator's reset: a temporary password to be changed at the
+        next sign-in; every session of the user ends. How many sessions ended."""
+        if not user.is_local:
+            raise NoLocalPasswordError(
+                f"{user.username} signs in through {user.source}: there is no password here"
+            )
+        # Made by the appliance (100 random bits): the length and character
+        # rules are the whole check it needs.
+        passwords.check_policy(password, user.username)
+        new_hash = await asyncio.to_thread(passwords.hash_password, password)
+        return await self._set_password(user, new_hash, temporary=True, keep=None)
+
     # --- API tokens -------------------------------------------------------------
 
     async def create_api_token(
-        self, user: User, name: str, *, ip: str = "", lifetime: float | None = None
+        self,
+        user: User,
+        name: str,
+        *,
+        ip: str = "",
+        lifetime: float | None = None,
+        max_role: ObjectRole | None = None,
     ) -> str:
         """Make an API token for ``user``; the caller shows it once.
 
         With ``lifetime`` (seconds) the token stops working after it and is
-        deleted at the next look-up of any token.
+        deleted at the next look-up of any token. With ``max_role`` it acts
+        with at most that role on the objects its owner reaches, and on
+        nothing appliance-wide (see :class:`~.permissions.Principal`).
         """
         name = name.strip()
-        if not 1 <= len(name) <= 64:
-            raise AccountInputError("a token name is 1 to 64 characters", field="name")
+        if not 1 <= len(name) <= 64 or not name.isprintable():
+            raise AccountInputError(
+                "a token name is 1 to 64 characters, none of them a control character",
+                field="name",
+            )
         token = new_api_token()
         now = self._clock()
         await self._db.insert(
-            "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (user.id, name, token_hash(token), now, None if lifetime is None else now + lifetime),
+            "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at, "
+            "max_role) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                user.id,
+                name,
+                token_hash(token),
+                now,
+                None if lifetime is None else now + lifetime,
+                None if max_role is None else str(max_role),
+            ),
         )
-        await self.audit(AuditEvent.API_TOKEN_CREATED, username=user.username, ip=ip, name=name)
+        await self.audit(
+            AuditEvent.API_TOKEN_CREATED,
+            username=user.username,
+            ip=ip,
+            name=name,
+            max_role=None if max_role is None else str(max_role),
+        )
         return token
 
     async def list_api_tokens(self, user: User) -> list[ApiToken]:
         """The user's tokens (names and dates only)."""
         rows = await self._db.fetchall(
-            "SELECT id, name, created_at, last_used FROM api_tokens WHERE user_id = ? ORDER BY id",
+            "SELECT id, name, created_at, last_used, max_role, expires_at FROM api_tokens "
+            "WHERE user_id = ? ORDER BY id",
             (user.id,),
         )
         return [
-            ApiToken(int(r["id"]), str(r["name"]), r["created_at"], r["last_used"]) for r in rows
+            ApiToken(
+                int(r["id"]),
+                str(r["name"]),
+                r["created_at"],
+                r["last_used"],
+                None if r["max_role"] is None else ObjectRole(r["max_role"]),
+                r["expires_at"],
+            )
+            for r in rows
         ]
 
     async def revoke_api_token(self, user: User, token_id: int, *, ip: str = "") -> None:
@@ -647,15 +920,16 @@ class AuthManager:
             raise ApiTokenNotFoundError(f"no API token {token_id}")
         await self.audit(AuditEvent.API_TOKEN_REVOKED, username=user.username, ip=ip, id=token_id)
 
-    async def user_for_api_token(self, token: str) -> User | None:
-        """The enabled user an API token belongs to (None for an expired token)."""
+    async def user_for_api_token(self, token: str) -> TokenUse | None:
+        """The enabled user an API token acts for, and its ceiling (None for
+        an unknown or expired token)."""
         await self._db.execute(
             "DELETE FROM api_tokens WHERE expires_at IS NOT NULL AND expires_at <= ?",
             (self._clock(),),
         )
         row = await self._db.fetchone(
-            "SELECT u.*, t.id AS token_id FROM api_tokens t JOIN users u ON u.id = t.user_id "
-            "WHERE t.token_hash = ?",
+            "SELECT u.*, t.id AS token_id, t.max_role AS token_max_role FROM api_tokens t "
+            "JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
             (token_hash(token),),
         )
         if row is None or row["disabled"]:
@@ -663,7 +937,8 @@ class AuthManager:
         await self._db.execute(
             "UPDATE api_tokens SET last_used = ? WHERE id = ?", (self._clock(), row["token_id"])
         )
-        return User.from_row(row)
+        cap = row["token_max_role"]
+        return TokenUse(User.from_row(row), None if cap is None else ObjectRole(cap))
 
     # --- throttling for other ways of signing in --------------------------------
 

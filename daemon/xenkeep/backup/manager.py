@@ -17,7 +17,7 @@ from typing import Any
 
 from xenkeep.errors import ValidationError
 from xenkeep.mail import MailSettings, SmtpSettings
-from xenkeep.ops import Operations, Scheduler
+from xenkeep.ops import Operations, Scheduler, TargetFilter
 from xenkeep.repo.datastore import Datastore
 from xenkeep.secretbox import SecretBox
 from xenkeep.store import Database
@@ -196,6 +196,10 @@ class BackupManager:
         """One job."""
         return await self.backup_jobs.job(job_id)
 
+    async def job_rows(self) -> list[JobRow]:
+        """Every job's stored settings (no run looked at)."""
+        return await self.backup_runs.jobs.jobs()
+
     # ------------------------------------------------------ runs and restore
 
     async def run_job(self, job_id: int, *, trigger: str = "manual") -> int:
@@ -232,9 +236,11 @@ class BackupManager:
         async for detail in self.ops.watch(run_id, log_after=log_after, keepalive=keepalive):
             yield None if detail is None else as_run(detail)
 
-    async def runs(self, *, job_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """Recent runs and restores."""
-        return await self.backup_runs.runs(job_id=job_id, limit=limit)
+    async def runs(
+        self, *, job_id: int | None = None, only: TargetFilter | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Recent runs and restores (``only``: on the targets it allows)."""
+        return await self.backup_runs.runs(job_id=job_id, only=only, limit=limit)
 
     async def leftover_snapshots(self, pool_id: str) -> list[str]:
         """Snapshots of runs that died, still in the pool (names)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from xenkeep.errors import ConflictError, NotFoundError, XenKeepError
 from xenkeep.mail import MailSettings
-from xenkeep.ops import OperationContext, Operations, OpKind
+from xenkeep.ops import OperationContext, Operations, OpKind, TargetFilter
 from xenkeep.ops.claims import ClaimConflictError
 from xenkeep.ops.manager import Outcome
 
@@ -286,10 +286,12 @@ class BackupRuns:
 
     # ------------------------------------------------------------------ read
 
-    async def runs(self, *, job_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """Recent runs and restores, newest first."""
+    async def runs(
+        self, *, job_id: int | None = None, only: TargetFilter | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Recent runs and restores, newest first (``only``: on the targets it allows)."""
         target = job_target(job_id) if job_id is not None else None
-        ops = await self.ops.find(kinds=RUN_KINDS, target=target, limit=limit)
+        ops = await self.ops.find(kinds=RUN_KINDS, target=target, only=only, limit=limit)
         return [as_run(op) for op in ops]
 
     async def run(self, run_id: int) -> dict[str, Any]:

@@ -9,7 +9,7 @@ add a kind.
 """
 
 from .claims import Claim
-from .const import FINISHED, OpKind, OpStatus
+from .const import FINISHED, OpKind, OpStatus, TargetFilter
 from .context import OperationContext, ThreadWork
 from .manager import OperationKind, Operations
 from .scheduler import Scheduler
@@ -23,5 +23,6 @@ __all__ = [
     "OperationKind",
     "Operations",
     "Scheduler",
+    "TargetFilter",
     "ThreadWork",
 ]

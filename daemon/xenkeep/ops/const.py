@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
@@ -40,3 +41,13 @@ class OpKind(StrEnum):
 
 #: The message an operation cut by a daemon stop carries.
 INTERRUPTED_MESSAGE: Final = "the daemon stopped during this operation"
+
+
+@dataclass(frozen=True)
+class TargetFilter:
+    """Only the operations on some targets (what a person may see): those
+    whose target is one of ``targets``, or names an object of one of
+    ``kinds`` (``"vm"`` for every ``vm:<uuid>``)."""
+
+    kinds: frozenset[str] = field(default_factory=frozenset)
+    targets: frozenset[str] = field(default_factory=frozenset)

@@ -25,7 +25,7 @@ from xenkeep.errors import ConflictError, XenKeepError
 from xenkeep.store import Database
 
 from .claims import Claim, ClaimConflictError, ClaimTable, Holder
-from .const import FINISHED, INTERRUPTED_MESSAGE, OpKind, OpStatus
+from .const import FINISHED, INTERRUPTED_MESSAGE, OpKind, OpStatus, TargetFilter
 from .context import OperationCancelledError, OperationContext
 from .store import OperationStore
 
@@ -268,10 +268,13 @@ class Operations:
         kinds: Sequence[str] = (),
         statuses: Sequence[str] = (),
         target: str | None = None,
+        only: TargetFilter | None = None,
         limit: int = 50,
     ) -> list[dict[str, Any]]:
-        """Recent operations, newest first."""
-        return await self.store.find(kinds=kinds, statuses=statuses, target=target, limit=limit)
+        """Recent operations, newest first (``only``: on the targets it allows)."""
+        return await self.store.find(
+            kinds=kinds, statuses=statuses, target=target, only=only, limit=limit
+        )
 
     async def detail(self, op_id: int, *, log_after: int = 0) -> dict[str, Any]:
         """An operation with its sub-tasks (live progress) and log lines."""

@@ -16,7 +16,7 @@ from typing import Any, Final
 from xenkeep.errors import NotFoundError
 from xenkeep.store import Database
 
-from .const import INTERRUPTED_MESSAGE, OpStatus
+from .const import INTERRUPTED_MESSAGE, OpStatus, TargetFilter
 
 _OP_COLUMNS: Final = frozenset(
     {
@@ -131,9 +131,11 @@ class OperationStore:
         kinds: Sequence[str] = (),
         statuses: Sequence[str] = (),
         target: str | None = None,
+        only: TargetFilter | None = None,
         limit: int = 50,
     ) -> list[dict[str, Any]]:
-        """Recent operations, newest first, filtered by kind, status and target."""
+        """Recent operations, newest first, filtered by kind, status and
+        target, and with ``only`` to the targets it allows."""
         where: list[str] = []
         params: list[Any] = []
         for column, values in (("kind", kinds), ("status", statuses)):
@@ -143,6 +145,14 @@ class OperationStore:
         if target is not None:
             where.append("target = ?")
             params.append(target)
+        if only is not None:
+            # One JSON parameter each: a person may see thousands of VMs.
+            where.append(
+                "(target IN (SELECT value FROM json_each(?)) OR "
+                "(instr(target, ':') > 0 AND substr(target, 1, instr(target, ':') - 1) "
+                "IN (SELECT value FROM json_each(?))))"
+            )
+            params += [json.dumps(sorted(only.targets)), json.dumps(sorted(only.kinds))]
         sql = "SELECT * FROM operations"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from xenkeep.auth.audit import AuditLog
 from xenkeep.auth.const import AuditEvent
+from xenkeep.auth.permissions import Path
 from xenkeep.errors import XenKeepError
 from xenkeep.pools.const import PENDING_SECONDS
 from xenkeep.pools.errors import PoolExistsError, PoolInputError, PoolNotFoundError
 from xenkeep.pools.pool import Pending, Pool, PoolFacts, Probe
 from xenkeep.pools.registry import PoolRegistry
+from xenkeep.pools.tree import live_pool_uuid, visible_entry
 from xenkeep.pools.validate import clean_field, pool_url, require_password
 from xenkeep.secretbox import SecretBox
 from xenkeep.xapi.client import XapiClient, parse_fingerprint, probe_fingerprint
@@ -135,8 +139,12 @@ class PoolManager:
             await conn.close()
 
     async def _record_states(self, sub: Subscription) -> None:
-        """Keep each pool's last error and last connection in the database."""
+        """Keep each pool's last error, last connection and uuid in the database."""
         async for change in sub:
+            if change.operation == "resync" and change.source:
+                with contextlib.suppress(Exception):
+                    await self._record_uuid(int(change.source))
+                continue
             if change.operation != "state" or not change.source or change.record is None:
                 continue
             pool_id = int(change.source)
@@ -145,6 +153,35 @@ class PoolManager:
                     await self._registry.record_connected(pool_id)
                 elif change.record.get("state") == WatchState.RECONNECTING:
                     await self._registry.record_error(pool_id, str(change.record.get("error", "")))
+
+    async def _record_uuid(self, pool_id: int) -> None:
+        """After a full sync: the uuid the pool reports is the one grants name.
+
+        A registration made before pools had uuids gets its uuid here; a URL
+        that now reaches another pool gets that pool's uuid, so grants on the
+        old pool never apply to the new one.
+        """
+        conn = self._connections.get(pool_id)
+        if conn is None:
+            return
+        uuid = live_pool_uuid(conn.watcher.cache)
+        if not uuid or uuid == conn.pool.uuid:
+            return
+        if conn.pool.uuid:
+            log.warning(
+                "pool %s (%s) now answers as pool %s, not %s: its grants no longer apply",
+                conn.pool.name,
+                conn.pool.url,
+                uuid,
+                conn.pool.uuid,
+            )
+        try:
+            await self._registry.record_uuid(pool_id, uuid)
+        except XenKeepError as exc:
+            log.error("pool %s (%s): %s", conn.pool.name, conn.pool.url, exc.message)
+            await self._registry.record_error(pool_id, exc.message)
+            return
+        conn.pool = dataclasses.replace(conn.pool, uuid=uuid)
 
     # -- queries ---------------------------------------------------------------
     async def pools(self) -> list[Pool]:
@@ -184,20 +221,36 @@ class PoolManager:
             return {"name": "", "hosts": [], "srs": [], "vms": [], "running": 0}
         return pool_summary(conn.watcher.cache)
 
-    async def overview(self) -> list[dict[str, Any]]:
-        """Every pool with its status and summary, for the dashboard."""
+    def connections(self) -> list[PoolConnection]:
+        """The live connections, one per connected pool."""
+        return list(self._connections.values())
+
+    async def overview(self, visible: Callable[[Path], bool] | None = None) -> list[dict[str, Any]]:
+        """Every pool with its status and summary, for the dashboard.
+
+        With ``visible`` (whether a path may be seen), only what it allows:
+        a pool whose objects are all hidden is left out, and one seen only
+        in part shows only those parts (see :func:`.tree.visible_entry`).
+        """
         out = []
         for pool in await self.pools():
             summary = self.summary(pool.id)
-            out.append(
-                {
-                    "id": pool.id,
-                    "name": summary["name"] or pool.name,
-                    "url": pool.url,
-                    "status": self.status(pool.id),
-                    **{k: summary[k] for k in ("hosts", "srs", "vms", "running")},
-                }
-            )
+            entry = {
+                "id": pool.id,
+                "name": summary["name"] or pool.name,
+                "url": pool.url,
+                "status": self.status(pool.id),
+                **{k: summary[k] for k in ("hosts", "srs", "vms", "running")},
+            }
+            if visible is not None:
+                conn = self._connections.get(pool.id)
+                shown = visible_entry(
+                    entry, pool.uuid, conn.watcher.cache if conn else None, visible
+                )
+                if shown is None:
+                    continue
+                entry = shown
+            out.append(entry)
         return out
 
     def subscribe(self) -> Subscription:
@@ -278,7 +331,14 @@ class PoolManager:
             pool = next(iter(pools.values()))
             master = await client.call("host.get_name_label", pool["master"])
             hosts = await client.call("host.get_all")
-        return PoolFacts(base, str(pool["name_label"]), str(master), len(hosts), fingerprint)
+        return PoolFacts(
+            base,
+            str(pool.get("uuid", "")),
+            str(pool["name_label"]),
+            str(master),
+            len(hosts),
+            fingerprint,
+        )
 
     async def add(
         self,
@@ -295,7 +355,14 @@ class PoolManager:
         if await self._registry.has_url(base):
             raise PoolExistsError(f"{base} is already connected")
         facts = await self.test(base, username, password, fingerprint)
+        same = await self._registry.has_uuid(facts.uuid) if facts.uuid else None
+        if same is not None:
+            raise PoolExistsError(
+                f"this pool is already connected, as {same.name} ({same.url})",
+                hint="one pool is registered once, whichever host's URL reaches it",
+            )
         pool_id = await self._registry.add(
+            uuid=facts.uuid,
             name=facts.name or base,
             url=base,
             username=username.strip(),

@@ -12,6 +12,8 @@ class Pool:
     """A registered pool as the rest of the daemon sees it (no password)."""
 
     id: int
+    #: The pool's XAPI uuid, as grants name it ("" until first connected).
+    uuid: str
     name: str
     url: str
     username: str
@@ -27,6 +29,7 @@ class Pool:
         """Build from a ``pools`` row."""
         return cls(
             id=int(row["id"]),
+            uuid=str(row["uuid"]),
             name=str(row["name"]),
             url=str(row["url"]),
             username=str(row["username"]),
@@ -53,6 +56,7 @@ class PoolFacts:
     """What a successful test login learned about a pool."""
 
     url: str
+    uuid: str
     name: str
     master: str
     hosts: int

@@ -42,20 +42,46 @@ class PoolRegistry:
         row = await self._db.fetchone("SELECT password_enc FROM pools WHERE id = ?", (pool_id,))
         return None if row is None else str(row["password_enc"])
 
+    async def has_uuid(self, uuid: str) -> Pool | None:
+        """The registration of the pool with this XAPI uuid, if any."""
+        row = await self._db.fetchone("SELECT * FROM pools WHERE uuid = ? AND uuid != ''", (uuid,))
+        return None if row is None else Pool.from_row(row)
+
     async def add(
-        self, *, name: str, url: str, username: str, password_enc: str, fingerprint: str
+        self,
+        *,
+        uuid: str,
+        name: str,
+        url: str,
+        username: str,
+        password_enc: str,
+        fingerprint: str,
     ) -> int:
-        """Insert a pool; PoolExistsError when its URL is taken."""
+        """Insert a pool; PoolExistsError when its URL or its uuid is taken."""
         now = time.time()
         try:
             return await self._db.insert(
-                "INSERT INTO pools (name, url, username, password_enc, fingerprint, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (name, url, username, password_enc, fingerprint, now, now),
+                "INSERT INTO pools (uuid, name, url, username, password_enc, fingerprint, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (uuid, name, url, username, password_enc, fingerprint, now, now),
             )
-        except sqlite3.IntegrityError as exc:  # the UNIQUE url lost a race
+        except sqlite3.IntegrityError as exc:  # a UNIQUE url or uuid lost a race
             if "UNIQUE" in str(exc):
-                raise PoolExistsError(f"{url} is already connected") from None
+                raise PoolExistsError(f"{url} (pool {uuid}) is already connected") from None
+            raise
+
+    async def record_uuid(self, pool_id: int, uuid: str) -> None:
+        """Keep the pool's XAPI uuid as its connection reports it."""
+        try:
+            await self._db.execute(
+                "UPDATE pools SET uuid = ?, updated_at = ? WHERE id = ?",
+                (uuid, time.time(), pool_id),
+            )
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):
+                raise PoolExistsError(
+                    f"pool {uuid} is registered twice (under two URLs); remove one"
+                ) from None
             raise
 
     async def remove(self, pool_id: int) -> None:

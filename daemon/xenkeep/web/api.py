@@ -11,9 +11,11 @@ from aiohttp import web
 
 from xenkeep import __version__
 from xenkeep.auth.const import CSRF_COOKIE, SETUP_COOKIE
+from xenkeep.auth.grants import parse_role
 from xenkeep.auth.manager import User
 from xenkeep.web import keys
-from xenkeep.web.access import admin, public, signed_in
+from xenkeep.web.access import admin, public, signed_in, while_password_change
+from xenkeep.web.account.common import token_json
 from xenkeep.web.cookies import clear_auth_cookies, set_cookie, set_session_cookie
 from xenkeep.web.forms import (
     MAX_PASSWORD_INPUT,
@@ -27,15 +29,19 @@ from xenkeep.web.forms import (
 
 
 def user_json(user: User) -> dict[str, Any]:
-    """A user as the API shows it."""
+    """A user as the API shows it (never a secret)."""
     return {
         "id": user.id,
         "username": user.username,
         "display_name": user.display_name,
+        "email": user.email,
         "role": str(user.role),
         "source": user.source,
         "totp_enabled": user.totp_enabled,
         "disabled": user.disabled,
+        "must_change_password": user.must_change_password,
+        "last_sign_in": user.last_sign_in,
+        "created_at": user.created_at,
     }
 
 
@@ -131,6 +137,7 @@ async def session_create(request: web.Request) -> web.StreamResponse:
 
 
 @signed_in
+@while_password_change
 async def session_get(request: web.Request) -> web.StreamResponse:
     """Who is signed in, and the session's CSRF token."""
     return web.json_response(
@@ -139,6 +146,7 @@ async def session_get(request: web.Request) -> web.StreamResponse:
 
 
 @signed_in
+@while_password_change
 async def session_delete(request: web.Request) -> web.StreamResponse:
     """Sign out this session."""
     session = keys.current_session(request)
@@ -164,22 +172,24 @@ async def sessions_delete_all(request: web.Request) -> web.StreamResponse:
 async def tokens_list(request: web.Request) -> web.StreamResponse:
     """The user's API tokens (never the tokens themselves)."""
     tokens = await keys.auth(request.app).list_api_tokens(keys.require_user(request))
-    return web.json_response(
-        {
-            "tokens": [
-                {"id": t.id, "name": t.name, "created_at": t.created_at, "last_used": t.last_used}
-                for t in tokens
-            ]
-        }
-    )
+    return web.json_response({"tokens": [token_json(t) for t in tokens]})
 
 
 @signed_in
 async def tokens_create(request: web.Request) -> web.StreamResponse:
-    """Create an API token; the response is the only time it is shown."""
+    """Create an API token; the response is the only time it is shown.
+
+    ``{"name", "max_role"?}``: with ``max_role`` (viewer, operator, admin)
+    the token acts with at most that role on the objects its owner reaches,
+    and on nothing appliance-wide; without it, with the owner's rights.
+    """
     body = await json_body(request)
+    cap = text_field(body, "max_role", required=False)
     token = await keys.auth(request.app).create_api_token(
-        keys.require_user(request), text_field(body, "name"), ip=keys.client_ip(request)
+        keys.require_user(request),
+        text_field(body, "name", max_length=64),
+        ip=keys.client_ip(request),
+        max_role=parse_role(cap) if cap else None,
     )
     return web.json_response({"token": token}, status=201)
 
@@ -192,13 +202,6 @@ async def tokens_delete(request: web.Request) -> web.StreamResponse:
         keys.require_user(request), token_id, ip=keys.client_ip(request)
     )
     return web.json_response({"ok": True})
-
-
-@admin
-async def users_list(request: web.Request) -> web.StreamResponse:
-    """Every account."""
-    users = await keys.auth(request.app).list_users()
-    return web.json_response({"users": [user_json(u) for u in users]})
 
 
 #: The most audit entries one request returns; older ones by ``before``.

@@ -94,7 +94,8 @@ async def json_body(request: web.Request) -> dict[str, Any]:
 #: costs the hash real time.
 MAX_USERNAME_INPUT = 256
 MAX_PASSWORD_INPUT = 1024
-MAX_CODE_INPUT = 16
+#: A TOTP code, or a recovery code typed with its dashes (see auth.recovery).
+MAX_CODE_INPUT = 32
 
 
 def limited(value: str, name: str, limit: int) -> str:

@@ -13,9 +13,14 @@ from typing import TYPE_CHECKING, cast
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from xenkeep.auth.accounts import Accounts
     from xenkeep.auth.audit import AuditLog
     from xenkeep.auth.enrolment import TotpEnrolment
+    from xenkeep.auth.grants import Grants
+    from xenkeep.auth.groups import Groups
     from xenkeep.auth.manager import AuthManager, Session, User
+    from xenkeep.auth.permissions import Principal
+    from xenkeep.auth.places import Places
     from xenkeep.auth.providers.service import ProviderService
     from xenkeep.backup.manager import BackupManager
     from xenkeep.config import Settings
@@ -23,6 +28,7 @@ if TYPE_CHECKING:
     from xenkeep.diagnostics.bundle import SupportBundle
     from xenkeep.ops import Operations
     from xenkeep.pools.manager import PoolManager
+    from xenkeep.pools.tree import PoolTree
     from xenkeep.system.identity import IdentityManager
     from xenkeep.system.journal import Journal
     from xenkeep.system.setup_state import SetupState
@@ -40,6 +46,38 @@ BACKUP = "xenkeep.backup"
 OPERATIONS = "xenkeep.operations"
 SETUP_STATE = "xenkeep.setup_state"
 ENROLMENT = "xenkeep.enrolment"
+GRANTS = "xenkeep.grants"
+GROUPS = "xenkeep.groups"
+ACCOUNTS = "xenkeep.accounts"
+PLACES = "xenkeep.places"
+POOL_TREE = "xenkeep.pool_tree"
+
+
+def grants(app: web.Application) -> Grants:
+    """Grants, and the principal each request acts as."""
+    return cast("Grants", app[GRANTS])
+
+
+def groups(app: web.Application) -> Groups:
+    """Groups of users."""
+    return cast("Groups", app[GROUPS])
+
+
+def accounts(app: web.Application) -> Accounts:
+    """People, as a super-administrator manages them."""
+    return cast("Accounts", app[ACCOUNTS])
+
+
+def places(app: web.Application) -> Places:
+    """Where the objects requests name sit in the permission tree."""
+    return cast("Places", app[PLACES])
+
+
+def pool_tree(app: web.Application) -> PoolTree:
+    """The objects of the connected pools (paths and names)."""
+    return cast("PoolTree", app[POOL_TREE])
+
+
 PROVIDERS = "xenkeep.providers"
 DIAGNOSTICS = "xenkeep.diagnostics"
 JOURNAL = "xenkeep.journal"
@@ -131,6 +169,13 @@ def require_user(request: web.Request) -> User:
     user = current_user(request)
     assert user is not None, "route declared SIGNED_IN or above"
     return user
+
+
+def principal(request: web.Request) -> Principal:
+    """What the signed-in user may do (set by the auth middleware)."""
+    found = cast("Principal | None", request.get("xk_principal"))
+    assert found is not None, "route declared SIGNED_IN or above"
+    return found
 
 
 def current_session(request: web.Request) -> Session | None:

@@ -7,6 +7,7 @@ including an authorization refusal, is rendered by one place.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -18,11 +19,12 @@ from xenkeep.auth.const import (
     CSRF_COOKIE,
     CSRF_FIELD,
     CSRF_HEADER,
-    ROLE_ACCESS,
     SESSION_COOKIE,
-    Access,
     AuditEvent,
 )
+from xenkeep.auth.errors import PasswordChangeRequiredError
+from xenkeep.auth.manager import Session, User
+from xenkeep.auth.permissions import ObjectRole, Principal
 from xenkeep.auth.secrets import random_token, same
 from xenkeep.errors import (
     AuthenticationError,
@@ -32,8 +34,14 @@ from xenkeep.errors import (
     XenKeepError,
 )
 from xenkeep.web import keys
-from xenkeep.web.access import access_of, is_csrf_exempt
-from xenkeep.web.flash import FLASH_COOKIE
+from xenkeep.web.access import (
+    Need,
+    allowed_while_password_change,
+    authorize,
+    is_csrf_exempt,
+    permission_of,
+)
+from xenkeep.web.flash import FLASH_COOKIE, redirect_to
 from xenkeep.web.forms import in_read_time
 from xenkeep.web.templating import base_context
 
@@ -125,6 +133,52 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Identity:
+    """Who the credentials of a request stand for."""
+
+    user: User | None
+    session: Session | None = None
+    cap: ObjectRole | None = None
+    via_token: bool = False
+
+
+async def _identify(request: web.Request) -> _Identity:
+    """The API token (API routes) or else the session cookie of a request."""
+    auth = keys.auth(request.app)
+    bearer = request.headers.get("Authorization", "")
+    if is_api(request) and bearer.lower().startswith("bearer "):
+        use = await auth.user_for_api_token(bearer[7:].strip())
+        if use is None:
+            return _Identity(None, via_token=True)
+        return _Identity(use.user, cap=use.max_role, via_token=True)
+    session = await auth.load_session(request.cookies.get(SESSION_COOKIE))
+    return _Identity(session.user if session else None, session)
+
+
+async def principal_now(request: web.Request) -> Principal | None:
+    """For a long stream: who the request's credentials stand for now, with
+    their grants as they are now; None once the session or token has ended
+    (signed out, the account disabled or deleted)."""
+    identity = await _identify(request)
+    if identity.user is None or identity.user.must_change_password:
+        return None
+    return await keys.grants(request.app).principal(identity.user, identity.cap)
+
+
+async def still_authorized(request: web.Request) -> bool:
+    """For a long stream: whether the request would still be allowed now."""
+    principal = await principal_now(request)
+    permission = permission_of(request.match_info.handler)
+    if principal is None or permission is None:
+        return False
+    try:
+        await authorize(request, permission, principal, keys.places(request.app))
+    except PermissionDeniedError:
+        return False
+    return True
+
+
 async def _csrf_token_given(request: web.Request) -> str:
     header = request.headers.get(CSRF_HEADER)
     if header:
@@ -138,32 +192,31 @@ async def _csrf_token_given(request: web.Request) -> str:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Who is asking, may they, and did the request come from our own pages."""
+    """Who is asking, may they, and did the request come from our own pages.
+
+    The one place requests are allowed or refused: every route's declared
+    permission (see :mod:`xenkeep.web.access`) is checked here, before the
+    CSRF token, so a refusal changes nothing whatever the request carries.
+    """
     match_info = request.match_info
     if match_info.http_exception is not None:
         return await handler(request)
     resource = match_info.route.resource
     if isinstance(resource, web.StaticResource):
         return await handler(request)
-    level = access_of(match_info.handler)
-    if level is None:
-        log.error("route %s declares no access level; refusing", request.path)
+    permission = permission_of(match_info.handler)
+    if permission is None:
+        log.error("route %s declares no permission; refusing", request.path)
         raise PermissionDeniedError("this page is not available")
 
-    auth = keys.auth(request.app)
-    bearer = request.headers.get("Authorization", "")
-    via_token = False
-    if is_api(request) and bearer.lower().startswith("bearer "):
-        user = await auth.user_for_api_token(bearer[7:].strip())
-        if user is None:
-            raise AuthenticationError("the API token is not valid")
-        request["xk_user"] = user
-        via_token = True
-    else:
-        session = await auth.load_session(request.cookies.get(SESSION_COOKIE))
-        if session is not None:
-            request["xk_session"] = session
-            request["xk_user"] = session.user
+    identity = await _identify(request)
+    via_token = identity.via_token
+    if via_token and identity.user is None:
+        raise AuthenticationError("the API token is not valid")
+    if identity.user is not None:
+        request["xk_user"] = identity.user
+    if identity.session is not None:
+        request["xk_session"] = identity.session
 
     anon_csrf = request.cookies.get(CSRF_COOKIE) or ""
     new_anon_csrf = None
@@ -173,13 +226,36 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     request["xk_csrf"] = session.csrf_token if session else anon_csrf
 
     user = keys.current_user(request)
-    if level > Access.PUBLIC:
-        if user is None:
-            if is_api(request):
-                raise AuthenticationError("sign in first")
-            raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='')}")
-        if ROLE_ACCESS[user.role] < level:
-            raise PermissionDeniedError("your role does not allow this")
+    principal = None
+    if user is not None:
+        principal = await keys.grants(request.app).principal(user, identity.cap)
+        request["xk_principal"] = principal
+    if permission.need is not Need.PUBLIC and user is None:
+        if is_api(request):
+            raise AuthenticationError("sign in first")
+        raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='')}")
+    if (
+        user is not None
+        and user.must_change_password
+        and not allowed_while_password_change(match_info.handler)
+    ):
+        if is_api(request):
+            raise PasswordChangeRequiredError(
+                "you signed in with a temporary password: choose your own first",
+                hint="PUT /api/v1/account/password with old, new and confirm",
+            )
+        redirect_to(request, "account_password")
+    try:
+        await authorize(request, permission, principal, keys.places(request.app))
+    except PermissionDeniedError:
+        await keys.audit(request.app).record(
+            AuditEvent.PERMISSION_DENIED,
+            username=user.username if user else "",
+            ip=keys.client_ip(request),
+            method=request.method,
+            path=request.path,
+        )
+        raise
 
     if (
         request.method not in SAFE_METHODS

@@ -1,7 +1,8 @@
 """The route table: every route of the daemon, named, in one place.
 
-Each handler declares its access level where it is defined (deny by
-default, see :mod:`.access`); templates and redirects use the names.
+Each handler declares its permission where it is defined (deny by
+default, checked in one place: see :mod:`.access`); templates and
+redirects use the names.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pathlib import Path
 from aiohttp import web
 
 from xenkeep.web import api, setup, views
+from xenkeep.web.account import api as account_api
+from xenkeep.web.account import views as account_views
 from xenkeep.web.auth_providers import api as providers_api
 from xenkeep.web.auth_providers import views as providers_views
 from xenkeep.web.backup import api as backup_api
@@ -19,8 +22,124 @@ from xenkeep.web.diagnostics import api as diagnostics_api
 from xenkeep.web.diagnostics import views as diagnostics_views
 from xenkeep.web.operations import api as operations_api
 from xenkeep.web.operations import views as operations_views
+from xenkeep.web.people import api as people_api
+from xenkeep.web.people import views as people_views
 from xenkeep.web.pools import api as pools_api
 from xenkeep.web.pools import views as pools_views
+
+
+def _account_routes(r: web.UrlDispatcher) -> None:
+    """Every user's own account: password, two-factor, recovery codes, sessions, tokens."""
+    r.add_get("/account", account_views.account_page, name="account")
+    r.add_get("/account/password", account_views.account_password, name="account_password")
+    r.add_post(
+        "/account/password", account_views.account_password_submit, name="account_password_submit"
+    )
+    r.add_get("/account/totp", account_views.account_totp, name="account_totp")
+    r.add_post("/account/totp", account_views.account_totp_submit, name="account_totp_submit")
+    r.add_post(
+        "/account/recovery-codes",
+        account_views.account_recovery_codes,
+        name="account_recovery_codes",
+    )
+    r.add_post(
+        "/account/sessions/{session_id}/revoke",
+        account_views.account_session_revoke,
+        name="account_session_revoke",
+    )
+    r.add_post("/account/tokens", account_views.account_token_create, name="account_token_create")
+    r.add_post(
+        "/account/tokens/{token_id}/revoke",
+        account_views.account_token_revoke,
+        name="account_token_revoke",
+    )
+    r.add_post(
+        "/account/sign-out-all", account_views.account_sign_out_all, name="account_sign_out_all"
+    )
+    r.add_get("/api/v1/account", account_api.api_account, name="api_account")
+    r.add_put(
+        "/api/v1/account/password", account_api.api_account_password, name="api_account_password"
+    )
+    r.add_post("/api/v1/account/totp", account_api.api_account_totp, name="api_account_totp")
+    r.add_post(
+        "/api/v1/account/totp/confirm",
+        account_api.api_account_totp_confirm,
+        name="api_account_totp_confirm",
+    )
+    r.add_post(
+        "/api/v1/account/recovery-codes",
+        account_api.api_account_recovery_codes,
+        name="api_account_recovery_codes",
+    )
+    r.add_get(
+        "/api/v1/account/sessions", account_api.api_account_sessions, name="api_account_sessions"
+    )
+    r.add_delete(
+        "/api/v1/account/sessions/{session_id}",
+        account_api.api_account_session_delete,
+        name="api_account_session_delete",
+    )
+
+
+def _people_routes(r: web.UrlDispatcher) -> None:
+    """Users, groups and grants, for super-administrators."""
+    user = r"/admin/users/{user_id:\d+}"
+    group = r"/admin/groups/{group_id:\d+}"
+    r.add_get("/admin/users", people_views.users_page, name="people_users")
+    r.add_post("/admin/users", people_views.user_create, name="people_user_create")
+    r.add_get(user, people_views.user_page, name="people_user")
+    r.add_post(user, people_views.user_update, name="people_user_update")
+    r.add_post(user + "/disable", people_views.user_disable, name="people_user_disable")
+    r.add_post(user + "/enable", people_views.user_enable, name="people_user_enable")
+    r.add_post(user + "/password", people_views.user_password, name="people_user_password")
+    r.add_get(user + "/delete", people_views.user_delete_page, name="people_user_delete_page")
+    r.add_post(user + "/delete", people_views.user_delete, name="people_user_delete")
+    r.add_post(user + "/groups", people_views.user_group_add, name="people_user_group_add")
+    r.add_get("/admin/groups", people_views.groups_page, name="people_groups")
+    r.add_post("/admin/groups", people_views.group_create, name="people_group_create")
+    r.add_get(group, people_views.group_page, name="people_group")
+    r.add_post(group, people_views.group_update, name="people_group_update")
+    r.add_post(group + "/members", people_views.group_member_add, name="people_group_member_add")
+    r.add_post(
+        group + r"/members/{user_id:\d+}/remove",
+        people_views.group_member_remove,
+        name="people_group_member_remove",
+    )
+    r.add_get(group + "/delete", people_views.group_delete_page, name="people_group_delete_page")
+    r.add_post(group + "/delete", people_views.group_delete, name="people_group_delete")
+    r.add_get("/admin/grants", people_views.grants_page, name="people_grants")
+    r.add_post("/admin/grants", people_views.grant_create, name="people_grant_create")
+    r.add_post(
+        r"/admin/grants/{grant_id:\d+}/remove",
+        people_views.grant_remove,
+        name="people_grant_remove",
+    )
+
+    api_user = r"/api/v1/users/{user_id:\d+}"
+    api_group = r"/api/v1/groups/{group_id:\d+}"
+    r.add_get("/api/v1/users", people_api.api_users, name="api_users")
+    r.add_post("/api/v1/users", people_api.api_user_create, name="api_user_create")
+    r.add_get(api_user, people_api.api_user, name="api_user")
+    r.add_patch(api_user, people_api.api_user_update, name="api_user_update")
+    r.add_delete(api_user, people_api.api_user_delete, name="api_user_delete")
+    r.add_post(api_user + "/password", people_api.api_user_password, name="api_user_password")
+    r.add_get("/api/v1/groups", people_api.api_groups, name="api_groups")
+    r.add_post("/api/v1/groups", people_api.api_group_create, name="api_group_create")
+    r.add_get(api_group, people_api.api_group, name="api_group")
+    r.add_patch(api_group, people_api.api_group_update, name="api_group_update")
+    r.add_delete(api_group, people_api.api_group_delete, name="api_group_delete")
+    r.add_post(api_group + "/members", people_api.api_group_member_add, name="api_group_member_add")
+    r.add_delete(
+        api_group + r"/members/{user_id:\d+}",
+        people_api.api_group_member_delete,
+        name="api_group_member_delete",
+    )
+    r.add_get("/api/v1/grants", people_api.api_grants, name="api_grants")
+    r.add_post("/api/v1/grants", people_api.api_grant_create, name="api_grant_create")
+    r.add_get("/api/v1/grants/objects", people_api.api_grant_objects, name="api_grant_objects")
+    r.add_delete(
+        r"/api/v1/grants/{grant_id:\d+}", people_api.api_grant_delete, name="api_grant_delete"
+    )
 
 
 def setup_routes(app: web.Application, static_dir: Path) -> None:
@@ -33,14 +152,8 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_get("/setup", setup.setup_index, name="setup")
     r.add_get("/setup/{step}", setup.setup_step, name="setup_step")
     r.add_post("/setup/{step}", setup.setup_step_submit, name="setup_step_submit")
-    r.add_get("/account", views.account_page, name="account")
-    r.add_post("/account/tokens", views.account_token_create, name="account_token_create")
-    r.add_post(
-        "/account/tokens/{token_id}/revoke",
-        views.account_token_revoke,
-        name="account_token_revoke",
-    )
-    r.add_post("/account/sign-out-all", views.account_sign_out_all, name="account_sign_out_all")
+    _account_routes(r)
+    _people_routes(r)
     r.add_get("/admin/audit", views.audit_page, name="audit")
     r.add_get("/admin/settings", views.settings_page, name="settings")
     r.add_post("/admin/settings", views.settings_submit, name="settings_submit")
@@ -133,7 +246,6 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_get("/api/v1/tokens", api.tokens_list, name="api_tokens")
     r.add_post("/api/v1/tokens", api.tokens_create, name="api_tokens_create")
     r.add_delete("/api/v1/tokens/{token_id}", api.tokens_delete, name="api_tokens_delete")
-    r.add_get("/api/v1/users", api.users_list, name="api_users")
     r.add_get("/api/v1/audit", api.audit_list, name="api_audit")
     r.add_get("/api/v1/appliance", api.appliance_get, name="api_appliance")
     r.add_put("/api/v1/appliance", api.appliance_put, name="api_appliance_put")
@@ -196,7 +308,7 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
         name="backup_point_delete",
     )
     # A run is an operation: its page is the operation page.
-    r.add_get(r"/backup/runs/{run_id:\d+}", operations_views.operation_page, name="backup_run")
+    r.add_get(r"/backup/runs/{run_id:\d+}", operations_views.run_page, name="backup_run")
     r.add_post("/backup/runs/{run_id}/cancel", backup_views.run_cancel, name="backup_run_cancel")
     r.add_get("/backup/mail", backup_views.mail_page, name="backup_mail")
     r.add_post("/backup/mail", backup_views.mail_submit, name="backup_mail_submit")

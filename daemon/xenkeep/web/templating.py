@@ -38,7 +38,8 @@ async def appliance_timezone(request: web.Request) -> str:
 
 
 async def base_context(request: web.Request) -> dict[str, Any]:
-    """The signed-in user, CSRF token, appliance name, flash message."""
+    """The signed-in user and what they may do, CSRF token, appliance name,
+    flash message."""
     user = keys.current_user(request)
     try:
         name = (await keys.identity(request.app).get()).name
@@ -48,9 +49,12 @@ async def base_context(request: web.Request) -> dict[str, Any]:
     return {
         TIMEZONE: zone,
         "current_user": user,
+        # What the pages' links and buttons follow (the routes decide anyway).
+        "principal": request.get("xk_principal"),
         "csrf_token": request.get("xk_csrf", ""),
         "appliance_name": name,
         "version": __version__,
         "flash": read_flash(request),
         "path": request.path,
+        "path_qs": request.path_qs,
     }

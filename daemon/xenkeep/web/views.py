@@ -1,4 +1,5 @@
-"""HTML pages other than the wizard: sign-in, dashboard, account, admin."""
+"""HTML pages other than the wizard, the account and people: sign-in,
+dashboard, audit log, appliance settings."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from xenkeep import __version__
 from xenkeep.errors import AuthenticationError, NotFoundError, UnavailableError, ValidationError
 from xenkeep.system.identity import known_timezones
 from xenkeep.web import keys
-from xenkeep.web.access import admin, public, signed_in
+from xenkeep.web.access import admin, public, signed_in, while_password_change
 from xenkeep.web.auth_providers.views import password_sign_in
 from xenkeep.web.cookies import clear_auth_cookies, set_session_cookie
 from xenkeep.web.flash import redirect, redirect_to
@@ -23,7 +24,6 @@ from xenkeep.web.forms import (
     int_query,
     safe_next,
     sign_in_fields,
-    whole_number,
 )
 
 
@@ -80,6 +80,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     failed = sign_in.failed_since_last_visit
     # The first page after sign-in tells the owner of an attack on the account.
     notice = f"{failed} failed sign-ins since your last visit." if failed else None
+    if sign_in.user.must_change_password:
+        # A temporary password opens nothing else (see the auth middleware).
+        target = str(request.app.router["account_password"].url_for())
     try:
         redirect(target, notice, "error")
     except web.HTTPSeeOther as response:
@@ -88,6 +91,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 
 @signed_in
+@while_password_change
 async def logout(request: web.Request) -> web.StreamResponse:
     """End this browser's session."""
     session = keys.current_session(request)
@@ -104,9 +108,9 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     if await keys.auth(request.app).setup_required():
         redirect_to(request, "setup")
     wizard = keys.wizard(request.app)
-    user = keys.require_user(request)
-    # Administrators (and support staff) see when a health check fails.
-    health = await keys.diagnostics(request.app).summary() if user.role == "admin" else None
+    # Administrators and support staff see when a health check fails.
+    may_support = keys.principal(request).may_support
+    health = await keys.diagnostics(request.app).summary() if may_support else None
     context: dict[str, Any] = {
         "health": health,
         "identity": await keys.identity(request.app).get(),
@@ -118,62 +122,6 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         and await wizard.current(request) is not None,
     }
     return aiohttp_jinja2.render_template("dashboard.html", request, context)
-
-
-async def _account_context(request: web.Request, **extra: Any) -> dict[str, Any]:
-    user = keys.require_user(request)
-    context: dict[str, Any] = {
-        "tokens": await keys.auth(request.app).list_api_tokens(user),
-        "new_token": None,
-        "error": None,
-    }
-    context.update(extra)
-    return context
-
-
-@signed_in
-async def account_page(request: web.Request) -> web.StreamResponse:
-    """The user's own account: API tokens, sessions."""
-    return aiohttp_jinja2.render_template("account.html", request, await _account_context(request))
-
-
-@signed_in
-async def account_token_create(request: web.Request) -> web.StreamResponse:
-    """Create an API token and show it, once."""
-    user = keys.require_user(request)
-    form = await form_fields(request)
-    token = await attempt(
-        keys.auth(request.app).create_api_token(
-            user, form.get("name", ""), ip=keys.client_ip(request)
-        )
-    )
-    if isinstance(token, FormError):
-        context = await _account_context(request, error=token.message)
-        return aiohttp_jinja2.render_template("account.html", request, context, status=token.status)
-    return aiohttp_jinja2.render_template(
-        "account.html", request, await _account_context(request, new_token=token)
-    )
-
-
-@signed_in
-async def account_token_revoke(request: web.Request) -> web.StreamResponse:
-    """Revoke one of the user's API tokens."""
-    token_id = whole_number(request.match_info["token_id"], "token_id", "not a token id")
-    await keys.auth(request.app).revoke_api_token(
-        keys.require_user(request), token_id, ip=keys.client_ip(request)
-    )
-    redirect_to(request, "account", "The API token was revoked.", "success")
-
-
-@signed_in
-async def account_sign_out_all(request: web.Request) -> web.StreamResponse:
-    """End every session of this user, this one included."""
-    await keys.auth(request.app).end_all_sessions(
-        keys.require_user(request), ip=keys.client_ip(request)
-    )
-    response = web.HTTPSeeOther("/login")
-    clear_auth_cookies(response)
-    raise response
 
 
 #: Audit entries per page.

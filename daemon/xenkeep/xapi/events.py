@@ -73,10 +73,12 @@ RESYNC = Change("*", "resync")
 
 
 class ObjectCache:
-    """The records of a pool by class (lower-case, as events name them) and ref."""
+    """The records of a pool by class (lower-case, as events name them) and
+    ref, with an index by uuid (permissions name objects by uuid)."""
 
     def __init__(self) -> None:
         self._tables: dict[str, dict[str, Record]] = {}
+        self._uuids: dict[str, dict[str, str]] = {}
 
     def all(self, cls: str) -> dict[str, Record]:
         """Every cached object of a class, by ref (a copy of the index)."""
@@ -85,6 +87,10 @@ class ObjectCache:
     def get(self, cls: str, ref: str) -> Record | None:
         """One cached record, or None."""
         return self._tables.get(cls.lower(), {}).get(ref)
+
+    def ref_of(self, cls: str, uuid: str) -> str | None:
+        """The ref of the cached object of a class with this uuid, or None."""
+        return self._uuids.get(cls.lower(), {}).get(uuid)
 
     def count(self, cls: str) -> int:
         """How many objects of a class are cached."""
@@ -98,18 +104,24 @@ class ObjectCache:
         if not cls or not ref:
             return None
         table = self._tables.setdefault(cls, {})
-        if op == "del":
-            table.pop(ref, None)
-            return Change(cls, "del", ref, None)
+        uuids = self._uuids.setdefault(cls, {})
         snapshot = event.get("snapshot")
-        if not isinstance(snapshot, dict):
+        if op != "del" and not isinstance(snapshot, dict):
             return None
+        old = table.pop(ref, None)
+        if old is not None and uuids.get(str(old.get("uuid", ""))) == ref:
+            del uuids[str(old.get("uuid", ""))]
+        if op == "del" or not isinstance(snapshot, dict):
+            return Change(cls, "del", ref, None)
         table[ref] = snapshot
+        if snapshot.get("uuid"):
+            uuids[str(snapshot["uuid"])] = ref
         return Change(cls, op if op in ("add", "mod") else "mod", ref, snapshot)
 
     def replace(self, events: Iterable[dict[str, Any]], classes: Iterable[str]) -> None:
         """Rebuild from a full answer (every object of the watched classes)."""
         self._tables = {cls.lower(): {} for cls in classes}
+        self._uuids = {cls.lower(): {} for cls in classes}
         for event in events:
             self.apply(event)
 

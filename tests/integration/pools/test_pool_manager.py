@@ -18,6 +18,7 @@ from xenkeep.pools.manager import PoolManager
 from xenkeep.pools.registry import PoolRegistry
 from xenkeep.secretbox import SecretBox
 from xenkeep.store import Database, open_database
+from xenkeep.xapi.client import XapiClient
 from xenkeep.xapi.errors import XapiAuthenticationError
 
 __all__ = ["demo_state", "listener", "sim"]
@@ -157,3 +158,35 @@ async def test_a_plain_http_pool_is_not_connected_outside_development(
         assert "must start with https://" in (await manager.get(pool.id)).last_error
     finally:
         await manager.close()
+
+
+async def test_a_pool_is_named_by_its_uuid_and_registered_once(
+    db: Database, tmp_path: Path, sim: RunningSimulator
+) -> None:
+    manager = await make_manager(db, tmp_path)
+    await manager.start()
+    try:
+        pool = await manager.add(sim.url, "root", "demo")
+        client_uuid = await _pool_uuid(sim)
+        assert pool.uuid == client_uuid
+        # Another URL of the same master is the same pool.
+        other = sim.url.replace("127.0.0.1", "localhost")
+        with pytest.raises(ConflictError, match="already connected, as"):
+            await manager.add(other, "root", "demo")
+        # A registration made before pools had uuids gets it at its first sync.
+        await db.execute("UPDATE pools SET uuid = '' WHERE id = ?", (pool.id,))
+    finally:
+        await manager.close()
+    manager = await make_manager(db, tmp_path)
+    await manager.start()
+    try:
+        await until(lambda: manager.connections() and manager.connections()[0].pool.uuid)
+        assert (await manager.get(pool.id)).uuid == client_uuid
+    finally:
+        await manager.close()
+
+
+async def _pool_uuid(sim: RunningSimulator) -> str:
+    async with XapiClient(sim.url, "root", "demo") as client:
+        records = await client.call("pool.get_all_records")
+        return str(next(iter(records.values()))["uuid"])

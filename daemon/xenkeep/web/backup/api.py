@@ -7,11 +7,17 @@ from typing import Any
 
 from aiohttp import web
 
+from xenkeep.auth.permissions import Action, ObjectKind
+from xenkeep.auth.places import Via
 from xenkeep.errors import ValidationError
 from xenkeep.web import keys
-from xenkeep.web.access import admin
+from xenkeep.web.access import admin, listing, needs
 from xenkeep.web.forms import int_param, int_query, json_body, text_field
+from xenkeep.web.middleware import still_authorized
+from xenkeep.web.operations.common import visible_to
 from xenkeep.web.sse import KEEPALIVE_SECONDS, send_watch
+
+from .choices import visible_jobs, vms_for
 
 
 @admin
@@ -101,27 +107,31 @@ async def api_disk_detach(request: web.Request) -> web.StreamResponse:
     return web.json_response(await keys.backup(request.app).detach_disk())
 
 
-@admin
+@listing
 async def api_jobs(request: web.Request) -> web.StreamResponse:
-    """Every job with its last run."""
-    return web.json_response({"jobs": await keys.backup(request.app).jobs()})
+    """Every job the caller may view, with its last run."""
+    jobs = await visible_jobs(request)
+    for job in jobs:
+        del job["may_run"], job["may_manage"]
+    return web.json_response({"jobs": jobs})
 
 
-@admin
+@needs(Action.MANAGE, Via.POOL_ID, body="pool_id")
 async def api_job_create(request: web.Request) -> web.StreamResponse:
     """Create a job."""
     row = await keys.backup(request.app).create_job(await json_body(request))
     return web.json_response(row.as_dict(), status=201)
 
 
-@admin
+@needs(Action.VIEW, ObjectKind.BACKUP_JOB, match="job_id")
 async def api_job(request: web.Request) -> web.StreamResponse:
     """One job."""
     row = await keys.backup(request.app).job(int_param(request, "job_id"))
     return web.json_response(row.as_dict())
 
 
-@admin
+@needs(Action.MANAGE, ObjectKind.BACKUP_JOB, match="job_id")
+@needs(Action.MANAGE, Via.POOL_ID, body="pool_id")
 async def api_job_update(request: web.Request) -> web.StreamResponse:
     """Replace a job's settings."""
     row = await keys.backup(request.app).update_job(
@@ -130,33 +140,33 @@ async def api_job_update(request: web.Request) -> web.StreamResponse:
     return web.json_response(row.as_dict())
 
 
-@admin
+@needs(Action.MANAGE, ObjectKind.BACKUP_JOB, match="job_id")
 async def api_job_delete(request: web.Request) -> web.StreamResponse:
     """Delete a job (its restore points and history stay)."""
     await keys.backup(request.app).delete_job(int_param(request, "job_id"))
     return web.json_response({"ok": True})
 
 
-@admin
+@needs(Action.RUN, ObjectKind.BACKUP_JOB, match="job_id")
 async def api_job_run(request: web.Request) -> web.StreamResponse:
     """Start a run now."""
     run_id = await keys.backup(request.app).run_job(int_param(request, "job_id"))
     return web.json_response({"run_id": run_id}, status=202)
 
 
-@admin
+@listing
 async def api_runs(request: web.Request) -> web.StreamResponse:
-    """Recent runs and restores (``?job_id=`` to filter)."""
+    """Recent runs and restores the caller may view (``?job_id=`` to filter)."""
     job = request.query.get("job_id")
     try:
         job_id = int(job) if job else None
     except ValueError:
         raise ValidationError("job_id must be a number", field="job_id") from None
-    runs = await keys.backup(request.app).runs(job_id=job_id)
+    runs = await keys.backup(request.app).runs(job_id=job_id, only=await visible_to(request))
     return web.json_response({"runs": runs})
 
 
-@admin
+@needs(Action.VIEW, Via.OPERATION, match="run_id")
 async def api_run(request: web.Request) -> web.StreamResponse:
     """A run with its tasks (live progress) and log lines (``?log_after=``)."""
     after = int_query(request, "log_after", 0)
@@ -166,7 +176,7 @@ async def api_run(request: web.Request) -> web.StreamResponse:
     return web.json_response(detail)
 
 
-@admin
+@needs(Action.VIEW, Via.OPERATION, match="run_id")
 async def api_run_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: ``run`` (the detail, then new log lines only) after each
     change, until the run has finished. ``?log_after=`` as for the JSON."""
@@ -175,23 +185,25 @@ async def api_run_events(request: web.Request) -> web.StreamResponse:
     run_id = int_param(request, "run_id")
     await manager.run(run_id)  # 404 before the stream starts
     watch = manager.watch_run(run_id, log_after=after, keepalive=KEEPALIVE_SECONDS)
-    return await send_watch(request, "run", watch)
+    return await send_watch(request, "run", watch, lambda: still_authorized(request))
 
 
-@admin
+@needs(Action.RUN, Via.OPERATION, match="run_id")
 async def api_run_cancel(request: web.Request) -> web.StreamResponse:
     """Cancel a running run or restore."""
     await keys.backup(request.app).cancel(int_param(request, "run_id"))
     return web.json_response({"ok": True}, status=202)
 
 
-@admin
+@listing
 async def api_vms(request: web.Request) -> web.StreamResponse:
-    """VMs with restore points."""
-    return web.json_response({"vms": await keys.backup(request.app).backed_up_vms()})
+    """VMs with restore points, of those the caller may view."""
+    vms = await keys.backup(request.app).backed_up_vms()
+    view = await keys.places(request.app).view()
+    return web.json_response({"vms": vms_for(keys.principal(request), view, vms, Action.VIEW)})
 
 
-@admin
+@needs(Action.VIEW, ObjectKind.VM, match="vm_uuid")
 async def api_points(request: web.Request) -> web.StreamResponse:
     """Restore points of one VM, oldest first."""
     try:
@@ -201,7 +213,7 @@ async def api_points(request: web.Request) -> web.StreamResponse:
     return web.json_response({"points": points})
 
 
-@admin
+@needs(Action.MANAGE, ObjectKind.VM, match="vm_uuid")
 async def api_point_delete(request: web.Request) -> web.StreamResponse:
     """Start deleting one restore point (merged into the next one unless it is the newest)."""
     op_id = await keys.backup(request.app).delete_point(
@@ -210,16 +222,21 @@ async def api_point_delete(request: web.Request) -> web.StreamResponse:
     return web.json_response({"operation_id": op_id}, status=202)
 
 
-@admin
+@needs(Action.MANAGE, ObjectKind.BACKUP_JOB, match="job_id")
 async def api_job_prune(request: web.Request) -> web.StreamResponse:
     """Apply the job's retention now (a prune operation)."""
     op_id = await keys.backup(request.app).start_prune(int_param(request, "job_id"))
     return web.json_response({"operation_id": op_id}, status=202)
 
 
-@admin
+@needs(Action.RESTORE, ObjectKind.VM, body="vm_uuid")
+@needs(Action.MANAGE, Via.POOL_ID, body="pool_id")
 async def api_restore(request: web.Request) -> web.StreamResponse:
-    """Start a restore: ``pool_id, vm_uuid, point_id, sr_uuid[, name, disk, networks]``."""
+    """Start a restore: ``pool_id, vm_uuid, point_id, sr_uuid[, name, disk, networks]``.
+
+    Operator (or more) on the source VM, and administrator of the pool the
+    VM is restored into: a restore creates a VM and writes its disks there.
+    """
     run_id = await keys.backup(request.app).restore(await json_body(request))
     return web.json_response({"run_id": run_id}, status=202)
 

@@ -1,16 +1,29 @@
-"""The choices backup forms offer: pools, and the SRs a restore can write to."""
+"""What the backup pages and the API offer and list, cut to what the user
+may do: pools a job can be made in, SRs a restore can write to, the jobs,
+runs and backed-up VMs they may see."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from xenkeep.auth.permissions import Action, ObjectKind, ObjectRef, Principal
+from xenkeep.auth.places import PlaceView
+from xenkeep.pools.tree import pool_path
 from xenkeep.units import human_bytes
 from xenkeep.web import keys
 
 
 async def pool_choices(request: web.Request) -> list[tuple[str, str]]:
+    """The pools the user may create (or move) jobs in: (pool id, name)."""
+    principal = keys.principal(request)
     pools = keys.pools(request.app)
-    return [(str(p.id), p.name) for p in await pools.pools()]
+    return [
+        (str(p.id), p.name)
+        for p in await pools.pools()
+        if principal.may(Action.MANAGE, pool_path(p.uuid))
+    ]
 
 
 # SR types that hold no VM disks: ISO libraries and removable devices.
@@ -18,10 +31,14 @@ _NOT_FOR_DISKS = frozenset({"iso", "udev"})
 
 
 async def restore_targets(request: web.Request) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Per pool, the SRs a disk can be restored to: (``pool_id:sr_uuid``, label)."""
+    """Per pool the user administers, the SRs a disk can be restored to:
+    (``pool_id:sr_uuid``, label)."""
+    principal = keys.principal(request)
     pools = keys.pools(request.app)
     out = []
     for pool in await pools.pools():
+        if not principal.may(Action.MANAGE, pool_path(pool.uuid)):
+            continue
         srs = [sr for sr in pools.summary(pool.id)["srs"] if sr["type"] not in _NOT_FOR_DISKS]
         choices = [
             (
@@ -35,3 +52,42 @@ async def restore_targets(request: web.Request) -> list[tuple[str, list[tuple[st
         if choices:
             out.append((pool.name, choices))
     return out
+
+
+def pool_of_target(target: str) -> str:
+    """The pool id of a restore form's ``pool_id:sr_uuid`` choice."""
+    return target.partition(":")[0]
+
+
+def _job_ref(job: dict[str, Any]) -> ObjectRef:
+    return ObjectRef(ObjectKind.BACKUP_JOB, str(job["id"]))
+
+
+async def visible_jobs(request: web.Request) -> list[dict[str, Any]]:
+    """The jobs the user may view, each with what they may do on it
+    (``may_run``, ``may_manage``) for the page's buttons."""
+    principal = keys.principal(request)
+    view = await keys.places(request.app).view()
+    out = []
+    for job in await keys.backup(request.app).jobs():
+        path = view.path(_job_ref(job))
+        if principal.may(Action.VIEW, path):
+            out.append(
+                {
+                    **job,
+                    "may_run": principal.may(Action.RUN, path),
+                    "may_manage": principal.may(Action.MANAGE, path),
+                }
+            )
+    return out
+
+
+def vms_for(
+    principal: Principal, view: PlaceView, vms: list[dict[str, Any]], action: Action
+) -> list[dict[str, Any]]:
+    """The backed-up VMs (``vm_uuid``) on which the user may do ``action``."""
+    return [
+        vm
+        for vm in vms
+        if principal.may(action, view.path(ObjectRef(ObjectKind.VM, str(vm["vm_uuid"]))))
+    ]

@@ -14,26 +14,32 @@ from typing import Any, Final
 import aiohttp_jinja2
 from aiohttp import web
 
+from xenkeep.auth.permissions import Action, ObjectKind, ObjectRef
+from xenkeep.auth.places import Via
 from xenkeep.errors import XenKeepError
 from xenkeep.web import keys
-from xenkeep.web.access import admin
+from xenkeep.web.access import admin, listing, needs
 from xenkeep.web.flash import redirect_to
 from xenkeep.web.forms import FormError, attempt, form_fields, int_param
+from xenkeep.web.operations.common import visible_to
 
-from .choices import pool_choices, restore_targets
+from .choices import pool_choices, pool_of_target, restore_targets, visible_jobs, vms_for
 
 #: How long a disk form waits for its operation before showing its progress page.
 FORM_WAIT: Final = 15.0
 
 
-@admin
+@listing
 async def backup_page(request: web.Request) -> web.StreamResponse:
-    """Jobs, the storage summary and recent runs."""
+    """Jobs, the storage summary (super-administrators) and recent runs, of
+    what the user may see."""
     manager = keys.backup(request.app)
+    principal = keys.principal(request)
     context = {
-        "storage": await manager.storage_status(),
-        "jobs": await manager.jobs(),
-        "runs": await manager.runs(limit=20),
+        "storage": await manager.storage_status() if principal.is_super_admin else None,
+        "jobs": await visible_jobs(request),
+        "runs": await manager.runs(limit=20, only=await visible_to(request)),
+        "may_create_jobs": bool(await pool_choices(request)),
     }
     return aiohttp_jinja2.render_template("backup/index.html", request, context)
 
@@ -210,7 +216,7 @@ _NEW_JOB = {
 }
 
 
-@admin
+@listing
 async def job_new(request: web.Request) -> web.StreamResponse:
     """The form for a new job."""
     # A new job's schedule reads in the appliance's zone unless changed.
@@ -227,7 +233,7 @@ def _job_to_form(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@admin
+@needs(Action.MANAGE, ObjectKind.BACKUP_JOB, match="job_id")
 async def job_edit(request: web.Request) -> web.StreamResponse:
     """The form of an existing job."""
     job_id = int_param(request, "job_id")
@@ -249,40 +255,41 @@ async def _save_job(request: web.Request, job_id: int | None) -> web.StreamRespo
     redirect_to(request, "backup", f"Job {row.spec.name} saved.", "success")
 
 
-@admin
+@needs(Action.MANAGE, Via.POOL_ID, body="pool_id")
 async def job_create(request: web.Request) -> web.StreamResponse:
     """Create a job from the form."""
     return await _save_job(request, None)
 
 
-@admin
+@needs(Action.MANAGE, ObjectKind.BACKUP_JOB, match="job_id")
+@needs(Action.MANAGE, Via.POOL_ID, body="pool_id")
 async def job_update(request: web.Request) -> web.StreamResponse:
     """Save a job's form."""
     return await _save_job(request, int_param(request, "job_id"))
 
 
-@admin
+@needs(Action.MANAGE, ObjectKind.BACKUP_JOB, match="job_id")
 async def job_delete(request: web.Request) -> web.StreamResponse:
     """Delete a job."""
     await keys.backup(request.app).delete_job(int_param(request, "job_id"))
     redirect_to(request, "backup", "Job deleted; its restore points are kept.", "success")
 
 
-@admin
+@needs(Action.RUN, ObjectKind.BACKUP_JOB, match="job_id")
 async def job_run(request: web.Request) -> web.StreamResponse:
     """Run a job now and show its progress."""
     run_id = await keys.backup(request.app).run_job(int_param(request, "job_id"))
     redirect_to(request, "backup_run", run_id=run_id)
 
 
-@admin
+@needs(Action.MANAGE, ObjectKind.BACKUP_JOB, match="job_id")
 async def job_prune(request: web.Request) -> web.StreamResponse:
     """Apply a job's retention now and show the prune's progress."""
     op_id = await keys.backup(request.app).start_prune(int_param(request, "job_id"))
     redirect_to(request, "operation", op_id=op_id)
 
 
-@admin
+@needs(Action.MANAGE, ObjectKind.VM, match="vm_uuid")
 async def point_delete(request: web.Request) -> web.StreamResponse:
     """Delete one restore point, once the confirmation box is ticked."""
     form = await form_fields(request)
@@ -304,7 +311,7 @@ async def point_delete(request: web.Request) -> web.StreamResponse:
     redirect_to(request, "operation", op_id=op_id)
 
 
-@admin
+@needs(Action.RUN, Via.OPERATION, match="run_id")
 async def run_cancel(request: web.Request) -> web.StreamResponse:
     """Cancel a run from its page."""
     run_id = int_param(request, "run_id")
@@ -320,10 +327,16 @@ async def _restore_page(
     status: int = 200,
 ) -> web.Response:
     manager = keys.backup(request.app)
+    principal = keys.principal(request)
     storage = await manager.storage_status()
     vms = await manager.backed_up_vms() if storage.get("configured") else []
+    view = await keys.places(request.app).view()
+    vms = vms_for(principal, view, vms, Action.RESTORE)
     if vm_uuid is None:
         vm_uuid = request.query.get("vm", "")
+    if vm_uuid and vm_uuid not in {vm["vm_uuid"] for vm in vms}:
+        # Not one the user may restore: as if it had no restore point.
+        vm_uuid = ""
     points = []
     if vm_uuid:
         try:
@@ -331,6 +344,8 @@ async def _restore_page(
         except ValueError:
             error, status, vm_uuid = f"{vm_uuid!r} is not a VM uuid", 400, ""
     context = {
+        "may_delete_points": bool(vm_uuid)
+        and principal.may(Action.MANAGE, view.path(ObjectRef(ObjectKind.VM, vm_uuid))),
         "vms": vms,
         "vm_uuid": vm_uuid,
         "points": points,
@@ -340,15 +355,17 @@ async def _restore_page(
     return aiohttp_jinja2.render_template("backup/restore.html", request, context, status=status)
 
 
-@admin
+@listing
 async def restore_page(request: web.Request) -> web.StreamResponse:
     """Choose a VM, a restore point and where to restore it."""
     return await _restore_page(request)
 
 
-@admin
+@needs(Action.RESTORE, ObjectKind.VM, body="vm_uuid")
+@needs(Action.MANAGE, Via.POOL_ID, body="target", pick=pool_of_target)
 async def restore_submit(request: web.Request) -> web.StreamResponse:
-    """Start a restore and show its progress."""
+    """Start a restore and show its progress (operator of the VM, administrator
+    of the pool restored into)."""
     form: dict[str, Any] = dict(await form_fields(request))
     form["with_networks"] = form.get("with_networks") == "on"
     form["salvage"] = form.get("salvage") == "on"

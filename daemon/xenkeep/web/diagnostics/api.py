@@ -8,33 +8,33 @@ from typing import Any
 from aiohttp import web
 
 from xenkeep.web import keys
-from xenkeep.web.access import admin
+from xenkeep.web.access import support
 from xenkeep.web.sse import KEEPALIVE_SECONDS, send_watch
 
 from .common import log_query, send_bundle
 
 
-@admin  # support role
+@support
 async def api_diagnostics(request: web.Request) -> web.StreamResponse:
     """The latest result of each check (id, status, value, remedy), the summary
     and the run in progress."""
     return web.json_response(await keys.diagnostics(request.app).view())
 
 
-@admin  # support role
+@support
 async def api_diagnostics_run(request: web.Request) -> web.StreamResponse:
     """Run every check now; 202 with the operation's id."""
     op_id = await keys.diagnostics(request.app).start()
     return web.json_response({"operation_id": op_id}, status=202)
 
 
-@admin  # support role
+@support
 async def api_diagnostics_bundle(request: web.Request) -> web.StreamResponse:
     """The support bundle (tar.gz), streamed."""
     return await send_bundle(request)
 
 
-@admin  # support role
+@support
 async def api_logs(request: web.Request) -> web.StreamResponse:
     """Journal entries filtered by ``unit``, ``priority``, ``since``, ``until``
     and ``limit``; with ``follow=1`` server-sent events ``entries`` as they come."""

@@ -7,14 +7,14 @@ from aiohttp import web
 
 from xenkeep.system.journal import PRIORITIES
 from xenkeep.web import keys
-from xenkeep.web.access import admin
+from xenkeep.web.access import support
 from xenkeep.web.flash import redirect_to
 from xenkeep.web.forms import FormError, attempt
 
 from .common import log_query
 
 
-@admin  # support role
+@support
 async def diagnostics_page(request: web.Request) -> web.StreamResponse:
     """Every check's latest result, worst first in the summary; run, logs, bundle."""
     view = await keys.diagnostics(request.app).view()
@@ -24,7 +24,7 @@ async def diagnostics_page(request: web.Request) -> web.StreamResponse:
     )
 
 
-@admin  # support role
+@support
 async def diagnostics_run(request: web.Request) -> web.StreamResponse:
     """Start a run from the page and follow it on the operation's page."""
     started = await attempt(keys.diagnostics(request.app).start())
@@ -33,7 +33,7 @@ async def diagnostics_run(request: web.Request) -> web.StreamResponse:
     redirect_to(request, "operation", op_id=started)
 
 
-@admin  # support role
+@support
 async def logs_page(request: web.Request) -> web.StreamResponse:
     """The journal, filtered; the page follows new entries live with JavaScript."""
     query = await log_query(request, default_limit=200)

@@ -6,8 +6,9 @@ from typing import Final
 
 from aiohttp import web
 
+from xenkeep.auth.permissions import Action
 from xenkeep.errors import ValidationError
-from xenkeep.ops import Operations, OpKind, OpStatus
+from xenkeep.ops import Operations, OpKind, OpStatus, TargetFilter
 from xenkeep.web import keys
 
 #: What the sub-task columns are called, per kind (VM and disk for the backup side).
@@ -34,3 +35,9 @@ def choices(request: web.Request, name: str, allowed: frozenset[str]) -> list[st
             f"unknown {name} {', '.join(bad)}; one of {', '.join(sorted(allowed))}", field=name
         )
     return values
+
+
+async def visible_to(request: web.Request, action: Action = Action.VIEW) -> TargetFilter | None:
+    """The operations the caller may do ``action`` on (None: every one)."""
+    view = await keys.places(request.app).view()
+    return view.operation_filter(keys.principal(request), action)

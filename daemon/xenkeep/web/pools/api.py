@@ -7,15 +7,21 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
+from xenkeep.auth.permissions import Action
+from xenkeep.auth.places import Via
+from xenkeep.pools.tree import pool_path
 from xenkeep.web import keys
-from xenkeep.web.access import admin, viewer
+from xenkeep.web.access import admin, listing, needs
 from xenkeep.web.forms import json_body, text_field
+from xenkeep.web.middleware import principal_now
 from xenkeep.web.sse import KEEPALIVE, KEEPALIVE_SECONDS, open_event_stream, sse_event
 
-from .common import pool_id_param, pool_json
+from .common import pool_id_param, pool_json, visible_overview
 
 log = logging.getLogger(__name__)
 
@@ -23,15 +29,16 @@ log = logging.getLogger(__name__)
 COALESCE_SECONDS = 0.3
 
 
-@viewer
+@listing
 async def api_pools(request: web.Request) -> web.StreamResponse:
-    """Every pool with its connection state."""
+    """Every pool the caller may view, with its connection state."""
     manager = keys.pools(request.app)
-    pools = await manager.pools()
+    principal = keys.principal(request)
+    pools = [p for p in await manager.pools() if principal.may(Action.VIEW, pool_path(p.uuid))]
     return web.json_response({"pools": [pool_json(p, manager.status(p.id)) for p in pools]})
 
 
-@viewer
+@needs(Action.VIEW, Via.POOL_ID, match="pool_id")
 async def api_pool(request: web.Request) -> web.StreamResponse:
     """One pool with its hosts, SRs and VMs."""
     manager = keys.pools(request.app)
@@ -42,10 +49,13 @@ async def api_pool(request: web.Request) -> web.StreamResponse:
     return web.json_response(body)
 
 
-@viewer
+@listing
 async def api_overview(request: web.Request) -> web.StreamResponse:
-    """Every pool with its hosts, SRs and VMs: what the dashboard shows."""
-    return web.json_response({"pools": await keys.pools(request.app).overview()})
+    """Every pool with its hosts, SRs and VMs: what the dashboard shows, of
+    what the caller may view."""
+    return web.json_response(
+        {"pools": await visible_overview(request.app, keys.principal(request))}
+    )
 
 
 @admin
@@ -87,46 +97,84 @@ async def api_pools_delete(request: web.Request) -> web.StreamResponse:
     return web.json_response({"ok": True})
 
 
-@viewer
+@listing
 async def api_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: ``overview`` (every pool) first and after a resync,
-    then ``pool`` (one pool's new state) and ``removed`` as things change."""
-    manager = keys.pools(request.app)
-    sub = manager.subscribe()
+    then ``pool`` (one pool's new state) and ``removed`` as things change.
+
+    Only what the caller may view: each batch is cut for who they are at
+    that moment (a grant taken back hides its objects from the next one), a
+    pool nothing of which they see is sent as ``removed`` if it was shown,
+    and the stream ends once their session or token has ended.
+    """
+    app = request.app
+    sub = keys.pools(app).subscribe()
     response = await open_event_stream(request)
+
+    async def visible() -> dict[str, dict[str, Any]] | None:
+        principal = await principal_now(request)
+        if principal is None:
+            return None
+        return {str(p["id"]): p for p in await visible_overview(app, principal)}
+
     try:
-        await response.write(sse_event("overview", {"pools": await manager.overview()}))
-        while True:
-            try:
-                change = await asyncio.wait_for(sub.get(), KEEPALIVE_SECONDS)
-            except TimeoutError:
-                await response.write(KEEPALIVE)
-                continue
-            if change is None:
-                break
-            dirty = {change.source}
-            full = change.source == ""
-            deadline = time.monotonic() + COALESCE_SECONDS
-            while (left := deadline - time.monotonic()) > 0:
-                try:
-                    more = await asyncio.wait_for(sub.get(), left)
-                except TimeoutError:
-                    break
-                if more is None:
-                    break
-                dirty.add(more.source)
-                full = full or more.source == ""
-            if full:
-                await response.write(sse_event("overview", {"pools": await manager.overview()}))
-                continue
-            current = {str(p["id"]): p for p in await manager.overview()}
-            for source in sorted(dirty):
-                if source in current:
-                    await response.write(sse_event("pool", current[source]))
-                else:
-                    await response.write(sse_event("removed", {"id": int(source)}))
+        await _follow(response, lambda seconds: asyncio.wait_for(sub.get(), seconds), visible)
+    except ConnectionResetError:
+        pass  # the browser went away: nothing to tell it
     finally:
         sub.close()
     with contextlib.suppress(ConnectionResetError):
         await response.write_eof()
     return response
+
+
+async def _follow(
+    response: web.StreamResponse,
+    next_change: Callable[[float], Awaitable[Any]],
+    visible: Callable[[], Awaitable[dict[str, dict[str, Any]] | None]],
+) -> None:
+    """Send the overview, then what changes (``next_change(timeout)``; None
+    once the pools stop), until ``visible`` says the caller may no longer
+    see anything (None)."""
+    current = await visible()
+    if current is None:
+        return
+    await response.write(sse_event("overview", {"pools": list(current.values())}))
+    #: The pools (ids) this stream has shown and not removed since.
+    shown = set(current)
+    while True:
+        try:
+            change = await next_change(KEEPALIVE_SECONDS)
+        except TimeoutError:
+            if await visible() is None:
+                return
+            await response.write(KEEPALIVE)
+            continue
+        if change is None:
+            return
+        dirty = {change.source}
+        full = change.source == ""
+        deadline = time.monotonic() + COALESCE_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                more = await next_change(left)
+            except TimeoutError:
+                break
+            if more is None:
+                break
+            dirty.add(more.source)
+            full = full or more.source == ""
+        current = await visible()
+        if current is None:
+            return
+        if full:
+            await response.write(sse_event("overview", {"pools": list(current.values())}))
+            shown = set(current)
+            continue
+        for source in sorted(dirty):
+            if source in current:
+                await response.write(sse_event("pool", current[source]))
+                shown.add(source)
+            elif source in shown:
+                await response.write(sse_event("removed", {"id": int(source)}))
+                shown.discard(source)

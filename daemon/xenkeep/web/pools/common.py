@@ -3,12 +3,13 @@ the two-step registration form, who is asking."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from xenkeep.auth.const import Role
+from xenkeep.auth.permissions import Action, Principal
 from xenkeep.errors import ValidationError
 from xenkeep.pools.pool import Pending, Pool
 from xenkeep.web import keys
@@ -75,6 +76,6 @@ async def handle_form(request: web.Request, form: Mapping[str, str]) -> Pool | N
     return None
 
 
-def can_see_pools(role: Role) -> bool:
-    """Whether a role sees the pools on the dashboard."""
-    return role in (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
+async def visible_overview(app: web.Application, principal: Principal) -> list[dict[str, Any]]:
+    """The dashboard's pools, hosts, SRs and VMs, cut to what ``principal`` may view."""
+    return await keys.pools(app).overview(functools.partial(principal.may, Action.VIEW))
