@@ -17,6 +17,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from xenkeep.appliance_backup import ApplianceBackup
 from xenkeep.auth.accounts import Accounts
 from xenkeep.auth.audit import AuditLog
 from xenkeep.auth.enrolment import TotpEnrolment
@@ -48,6 +49,7 @@ from xenkeep.system.setup_state import SetupState
 from xenkeep.system.tls import ensure_certificate
 from xenkeep.units import clock_duration, human_bytes, number_ranges
 from xenkeep.web import keys
+from xenkeep.web.appliance_backup.step import register_restore_step
 from xenkeep.web.middleware import auth_middleware, error_middleware, headers_middleware
 from xenkeep.web.pools.step import register_pool_step
 from xenkeep.web.routes import setup_routes
@@ -85,6 +87,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SETTINGS] = settings
     wizard = Wizard()
     register_core_steps(wizard)
+    register_restore_step(wizard)
     register_pool_step(wizard)
     app[keys.WIZARD] = wizard
 
@@ -195,6 +198,19 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.GRANTS] = Grants(db, audit, places)
     app[keys.GROUPS] = Groups(db, audit)
     app[keys.ACCOUNTS] = Accounts(db, auth, audit)
+    appliance_backup = ApplianceBackup(
+        db=db,
+        box=secrets,
+        storage=backup.storage,
+        pools=pools,
+        ops=ops,
+        scheduler=scheduler,
+        audit=audit,
+        appliance_name=appliance_name,
+        state_dir=settings.state_dir,
+    )
+    app[keys.APPLIANCE_BACKUP] = appliance_backup
+    await appliance_backup.start()
     journal = Journal(Path(settings.journal_dir) if settings.journal_dir else None)
     app[keys.JOURNAL] = journal
     diagnostics = DiagnosticsService(

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ..errors import XapiError
 from ..pool import SimPool
-from . import vdi, xva
+from . import dbdump, vdi, xva
 from .guard import authenticate, route, unauthorized
 
 
@@ -46,5 +46,6 @@ def make_transfer_routes(pool: SimPool) -> list[web.RouteDef]:
         web.put("/import_raw_vdi", route(pool, vdi.import_raw_vdi)),
         web.get("/export", route(pool, xva.export_xva)),
         web.put("/import", route(pool, xva.import_xva)),
+        web.get("/pool/xmldbdump", route(pool, dbdump.pool_xmldbdump)),
         web.route("*", "/sim/faults", sim_faults),
     ]

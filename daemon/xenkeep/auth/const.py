@@ -65,6 +65,9 @@ class AuditEvent(StrEnum):
     PROVIDER_DELETED = "provider_deleted"
     PROVIDER_TESTED = "provider_tested"
     GROUP_MAPPINGS_CHANGED = "group_mappings_changed"
+    # The appliance's own backup: its key, and a configuration restored from a copy.
+    BACKUP_KEY_SET = "backup_key_set"
+    CONFIG_RESTORED = "config_restored"
 
 
 SESSION_COOKIE = "xk_session"

@@ -37,6 +37,8 @@ class OpKind(StrEnum):
     POINT_DELETE = "point-delete"
     #: A run of the appliance's health checks (:mod:`xenkeep.diagnostics`).
     DIAGNOSTICS = "diagnostics"
+    #: A copy of the appliance's configuration and pool databases (:mod:`xenkeep.appliance_backup`).
+    APPLIANCE_BACKUP = "appliance-backup"
 
 
 #: The message an operation cut by a daemon stop carries.

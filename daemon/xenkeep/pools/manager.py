@@ -85,6 +85,9 @@ class PoolManager:
         """Connect to every registered pool (in the background)."""
         self._recorder_sub = self.hub.subscribe()
         self._recorder = asyncio.create_task(self._record_states(self._recorder_sub))
+        await self._connect_all()
+
+    async def _connect_all(self) -> None:
         for pool in await self.pools():
             try:
                 await self._connect(pool)
@@ -93,6 +96,15 @@ class PoolManager:
                 # not keep the daemon, or the other pools, from starting.
                 log.error("pool %s (%s) not connected: %s", pool.name, pool.url, exc.message)
                 await self._registry.record_error(pool.id, exc.message)
+
+    async def reload(self) -> None:
+        """The registrations were replaced (a configuration restored from a
+        copy): drop every connection and connect to the pools registered now."""
+        for pool_id in list(self._connections):
+            await self._disconnect(pool_id)
+            self.hub.publish(Change("*", "removed", source=str(pool_id)))
+        self._pending.clear()
+        await self._connect_all()
 
     async def close(self) -> None:
         """Close every connection and end every subscription."""

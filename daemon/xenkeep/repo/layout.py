@@ -260,3 +260,37 @@ def vm_dirs(root: Path) -> Iterator[VmDir]:
                 yield VmDir(root, p.name)
             except ValueError:
                 continue
+
+
+#: The appliance's own backup: copies of its configuration and of its pools' databases.
+APPLIANCE: Final = "appliance"
+CONFIG_COPIES: Final = "config"
+POOL_COPIES: Final = "pools"
+#: A copy's name: its UTC time, then random hex (two in one second never clash).
+_COPY_ID_RE: Final = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+
+
+def check_copy_id(copy_id: str) -> str:
+    """``copy_id`` if it can name a copy (never a path elsewhere), else ValueError."""
+    if not _COPY_ID_RE.match(copy_id):
+        raise ValueError(f"invalid copy id {copy_id!r}")
+    return copy_id
+
+
+def config_copies_dir(root: Path) -> Path:
+    """``appliance/config/``: one sealed file per copy of the configuration."""
+    return root / APPLIANCE / CONFIG_COPIES
+
+
+def pool_copies_dir(root: Path, pool_uuid: str) -> Path:
+    """``appliance/pools/<pool uuid>/``: one sealed file per database dump of the pool."""
+    return root / APPLIANCE / POOL_COPIES / check_uuid(pool_uuid)
+
+
+def pool_copies_dirs(root: Path) -> Iterator[tuple[str, Path]]:
+    """Every pool with database dumps: (pool uuid, its directory)."""
+    base = root / APPLIANCE / POOL_COPIES
+    with contextlib.suppress(FileNotFoundError):
+        for p in sorted(base.iterdir()):
+            with contextlib.suppress(ValueError):
+                yield check_uuid(p.name), p

@@ -19,7 +19,8 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -61,12 +62,19 @@ def _configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA busy_timeout = 5000")
 
 
-def migrate_sync(conn: sqlite3.Connection, db_path: Path | None) -> int:
-    """Bring ``conn`` to the latest schema; return the version before.
+def migrate_sync(conn: sqlite3.Connection, db_path: Path | None, *, upto: int | None = None) -> int:
+    """Bring ``conn`` to the latest schema (or to schema ``upto``); return the
+    version before.
 
-    Runs on the connection's own thread (aiosqlite) or from the CLI.
+    Runs on the connection's own thread (aiosqlite) or from the CLI. ``upto``
+    builds a database as an older XenKeep had it (a restored copy of the
+    configuration is loaded at its own schema, then migrated).
     """
     migrations = _migrations()
+    if upto is not None:
+        if not 0 <= upto <= len(migrations):
+            raise StoreError(f"there is no schema version {upto}")
+        migrations = migrations[:upto]
     latest = len(migrations)
     try:
         current = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -123,6 +131,56 @@ def migrate_sync(conn: sqlite3.Connection, db_path: Path | None) -> int:
     return current
 
 
+#: Names of tables and columns that may appear in generated SQL.
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+#: The SQL function the write watchers' triggers call.
+_CHANGED_FUNCTION = "xenkeep_changed"
+
+#: What committed: (table, key) pairs; the key is the row's key column, or "".
+Changes = frozenset[tuple[str, str]]
+ChangeListener = Callable[[Changes], None]
+
+
+def _identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a table or column name: {name!r}")
+    return f'"{name}"'
+
+
+@dataclass(frozen=True)
+class WatchedTable:
+    """Writes to watch: any insert or delete of ``name``, updates that change ``columns``."""
+
+    name: str
+    columns: tuple[str, ...]
+    #: Reported with each change (the settings table's key), or "" for none.
+    key_column: str = ""
+
+
+def _watch_triggers(table: WatchedTable) -> list[str]:
+    t = _identifier(table.name)
+    key_new = f"NEW.{_identifier(table.key_column)}" if table.key_column else "''"
+    key_old = f"OLD.{_identifier(table.key_column)}" if table.key_column else "''"
+    literal = f"'{table.name}'"
+    prefix = f"xenkeep_watch_{table.name}"
+    statements = [
+        f"CREATE TEMP TRIGGER IF NOT EXISTS {prefix}_insert AFTER INSERT ON main.{t} "
+        f"BEGIN SELECT {_CHANGED_FUNCTION}({literal}, {key_new}); END",
+        f"CREATE TEMP TRIGGER IF NOT EXISTS {prefix}_delete AFTER DELETE ON main.{t} "
+        f"BEGIN SELECT {_CHANGED_FUNCTION}({literal}, {key_old}); END",
+    ]
+    if table.columns:
+        quoted = [_identifier(c) for c in table.columns]
+        # Only a value that differs: a write of the same value changes nothing.
+        differs = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in quoted)
+        statements.append(
+            f"CREATE TEMP TRIGGER IF NOT EXISTS {prefix}_update AFTER UPDATE OF "
+            f"{', '.join(quoted)} ON main.{t} WHEN {differs} "
+            f"BEGIN SELECT {_CHANGED_FUNCTION}({literal}, {key_new}); END"
+        )
+    return statements
+
+
 class Database:
     """Serialized async access to the daemon's SQLite database."""
 
@@ -130,10 +188,60 @@ class Database:
         self._conn = conn
         self.path = path
         self._lock = asyncio.Lock()
+        # Filled by the watch triggers, on the connection's thread, while a
+        # statement runs (under the lock); reported once it committed.
+        self._changes: set[tuple[str, str]] = set()
+        self._listeners: list[ChangeListener] = []
+
+    # ------------------------------------------------------------- watching
+
+    async def watch_writes(self, tables: Iterable[WatchedTable], listener: ChangeListener) -> None:
+        """Call ``listener`` after every commit that wrote one of ``tables``.
+
+        Seen by SQLite itself (temporary triggers on this connection), so every
+        write is seen whichever service makes it, cascades included; a
+        rolled-back transaction reports nothing. The listener runs on the
+        event loop, right after the commit: it must be quick (set a flag).
+        """
+        statements = [sql for t in tables for sql in _watch_triggers(t)]
+        async with self._lock:
+            await self._conn.create_function(_CHANGED_FUNCTION, 2, self._record_change)
+            for sql in statements:
+                await self._conn.execute(sql)
+            self._listeners.append(listener)
+            self._changes.clear()
+
+    def _record_change(self, table: str, key: object) -> None:
+        self._changes.add((str(table), "" if key is None else str(key)))
+
+    def _report_changes(self) -> None:
+        if not self._changes:
+            return
+        changes = frozenset(self._changes)
+        self._changes.clear()
+        for listener in self._listeners:
+            try:
+                listener(changes)
+            except Exception:
+                log.exception("a database write listener failed")
+
+    @contextlib.asynccontextmanager
+    async def _statement(self) -> AsyncIterator[None]:
+        """One statement in its own transaction: its writes are reported once done."""
+        async with self._lock:
+            try:
+                yield
+            except BaseException:
+                # A failed statement is rolled back: its writes never happened.
+                self._changes.clear()
+                raise
+            self._report_changes()
+
+    # ----------------------------------------------------------- statements
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement in its own transaction; return rows changed."""
-        async with self._lock:
+        async with self._statement():
             cursor = await self._conn.execute(sql, params)
             count = cursor.rowcount
             await cursor.close()
@@ -141,7 +249,7 @@ class Database:
 
     async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run an INSERT and return the new row id."""
-        async with self._lock:
+        async with self._statement():
             cursor = await self._conn.execute(sql, params)
             rowid = cursor.lastrowid
             await cursor.close()
@@ -149,7 +257,7 @@ class Database:
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         """The first row of a query, or None."""
-        async with self._lock:
+        async with self._statement():
             cursor = await self._conn.execute(sql, params)
             row = await cursor.fetchone()
             await cursor.close()
@@ -157,23 +265,40 @@ class Database:
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Every row of a query."""
-        async with self._lock:
+        async with self._statement():
             cursor = await self._conn.execute(sql, params)
             rows = await cursor.fetchall()
             await cursor.close()
             return list(rows)
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
-        """Several statements that commit together or not at all."""
+    async def transaction(
+        self, *, attach: Mapping[str, Path] | None = None
+    ) -> AsyncIterator[Transaction]:
+        """Several statements that commit together or not at all.
+
+        ``attach`` names other database files (alias → path) the statements
+        may read as ``alias.table`` for the length of the transaction.
+        """
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            attached: list[str] = []
             try:
-                yield Transaction(self._conn)
-            except BaseException:
-                await self._conn.rollback()
-                raise
-            await self._conn.commit()
+                for alias, path in (attach or {}).items():
+                    _identifier(alias)
+                    await self._conn.execute(f"ATTACH DATABASE ? AS {alias}", (str(path),))
+                    attached.append(alias)
+                await self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield Transaction(self._conn)
+                except BaseException:
+                    await self._conn.rollback()
+                    self._changes.clear()
+                    raise
+                await self._conn.commit()
+                self._report_changes()
+            finally:
+                for alias in attached:
+                    await self._conn.execute(f"DETACH DATABASE {alias}")
 
     async def schema_version(self) -> int:
         """The schema version the open database has (``PRAGMA user_version``)."""
@@ -269,3 +394,48 @@ async def open_database(path: Path) -> Database:
     ):
         await conn.execute(pragma)
     return Database(conn, path)
+
+
+@contextlib.contextmanager
+def read_snapshot(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection of its own, inside one read transaction.
+
+    For blocking readers in a thread (a copy of the configuration): every
+    query sees the database as it was at the first one, whatever the daemon
+    writes meanwhile, and the daemon's connection is never held up (WAL).
+    """
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("BEGIN")
+        yield conn
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """A column as ``PRAGMA table_info`` describes it."""
+
+    name: str
+    not_null: bool
+    has_default: bool
+    primary_key: bool
+
+
+def describe_schema(conn: sqlite3.Connection, schema: str = "main") -> dict[str, list[ColumnInfo]]:
+    """Every table of ``schema`` (SQLite's own excepted) and its columns."""
+    _identifier(schema)
+    rows = conn.execute(
+        f"SELECT name FROM {schema}.sqlite_master WHERE type = 'table' "  # noqa: S608 - checked
+        "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+    ).fetchall()
+    out: dict[str, list[ColumnInfo]] = {}
+    for (name,) in rows:
+        info = conn.execute(f"PRAGMA {schema}.table_info({_identifier(name)})").fetchall()
+        out[str(name)] = [
+            ColumnInfo(str(c[1]), bool(c[3]), c[4] is not None, bool(c[5])) for c in info
+        ]
+    return out

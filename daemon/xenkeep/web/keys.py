@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, cast
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from xenkeep.appliance_backup import ApplianceBackup
     from xenkeep.auth.accounts import Accounts
     from xenkeep.auth.audit import AuditLog
     from xenkeep.auth.enrolment import TotpEnrolment
@@ -82,6 +83,12 @@ PROVIDERS = "xenkeep.providers"
 DIAGNOSTICS = "xenkeep.diagnostics"
 JOURNAL = "xenkeep.journal"
 BUNDLE = "xenkeep.bundle"
+APPLIANCE_BACKUP = "xenkeep.appliance_backup"
+
+
+def appliance_backup(app: web.Application) -> ApplianceBackup:
+    """The appliance's own backup: copies of its configuration, and their restore."""
+    return cast("ApplianceBackup", app[APPLIANCE_BACKUP])
 
 
 def diagnostics(app: web.Application) -> DiagnosticsService:

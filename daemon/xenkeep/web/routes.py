@@ -14,6 +14,8 @@ from aiohttp import web
 from xenkeep.web import api, setup, views
 from xenkeep.web.account import api as account_api
 from xenkeep.web.account import views as account_views
+from xenkeep.web.appliance_backup import api as appliance_backup_api
+from xenkeep.web.appliance_backup import views as appliance_backup_views
 from xenkeep.web.auth_providers import api as providers_api
 from xenkeep.web.auth_providers import views as providers_views
 from xenkeep.web.backup import api as backup_api
@@ -384,6 +386,63 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_post("/api/v1/backup/restore", backup_api.api_restore, name="api_backup_restore")
     r.add_get("/api/v1/backup/smtp", backup_api.api_smtp, name="api_backup_smtp")
     r.add_put("/api/v1/backup/smtp", backup_api.api_smtp_put, name="api_backup_smtp_put")
+
+    # The appliance's own backup: its configuration and pool databases in the storage.
+    ab, ab_api = appliance_backup_views, appliance_backup_api
+    r.add_get("/backup/appliance", ab.appliance_backup_page, name="appliance_backup")
+    r.add_post(
+        "/backup/appliance/passphrase", ab.passphrase_submit, name="appliance_backup_passphrase"
+    )
+    r.add_post(
+        "/backup/appliance/recovery-key",
+        ab.recovery_key_submit,
+        name="appliance_backup_recovery_key",
+    )
+    r.add_post(
+        "/backup/appliance/retention", ab.retention_submit, name="appliance_backup_retention"
+    )
+    r.add_post("/backup/appliance/run", ab.run_submit, name="appliance_backup_run")
+    r.add_post("/backup/appliance/open", ab.open_submit, name="appliance_backup_open")
+    r.add_post("/backup/appliance/discard", ab.discard_submit, name="appliance_backup_discard")
+    r.add_post("/backup/appliance/restore", ab.restore_submit, name="appliance_backup_restore")
+    r.add_get(
+        "/backup/appliance/pools/{pool_uuid}/{copy_id}",
+        ab.pool_dump_download,
+        name="appliance_backup_pool_dump",
+    )
+    r.add_get("/api/v1/appliance-backup", ab_api.api_status, name="api_appliance_backup")
+    r.add_put(
+        "/api/v1/appliance-backup/passphrase",
+        ab_api.api_passphrase,
+        name="api_appliance_backup_passphrase",
+    )
+    r.add_post(
+        "/api/v1/appliance-backup/recovery-key",
+        ab_api.api_recovery_key,
+        name="api_appliance_backup_recovery_key",
+    )
+    r.add_put(
+        "/api/v1/appliance-backup/retention",
+        ab_api.api_retention,
+        name="api_appliance_backup_retention",
+    )
+    r.add_post("/api/v1/appliance-backup/run", ab_api.api_run, name="api_appliance_backup_run")
+    r.add_get(
+        "/api/v1/appliance-backup/copies", ab_api.api_copies, name="api_appliance_backup_copies"
+    )
+    r.add_post(
+        "/api/v1/appliance-backup/copies/{copy_id}/open",
+        ab_api.api_open,
+        name="api_appliance_backup_open",
+    )
+    r.add_post(
+        "/api/v1/appliance-backup/restore", ab_api.api_restore, name="api_appliance_backup_restore"
+    )
+    r.add_get(
+        "/api/v1/appliance-backup/pools/{pool_uuid}/{copy_id}",
+        ab_api.api_pool_dump,
+        name="api_appliance_backup_pool_dump",
+    )
 
     # Diagnostics: health checks, the journal, the support bundle.
     r.add_get("/diagnostics", diagnostics_views.diagnostics_page, name="diagnostics")

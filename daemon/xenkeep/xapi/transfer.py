@@ -6,7 +6,8 @@ updates and through which it can be cancelled:
 
 - ``GET /export_raw_vdi?vdi=&format=raw|vhd[&base=]`` and
   ``PUT /import_raw_vdi?vdi=&format=raw|vhd``;
-- ``GET /export?uuid=`` (a VM as XVA) and ``PUT /import[?sr_id=]``.
+- ``GET /export?uuid=`` (a VM as XVA) and ``PUT /import[?sr_id=]``;
+- ``GET /pool/xmldbdump`` (the pool's database as XML).
 
 Data never sits whole in memory: a reader task pulls the HTTP body in
 ``chunk_size`` pieces into a queue of ``buffer_chunks`` entries; when the
@@ -341,6 +342,30 @@ async def export_vm(
         params,
         sink,
         what=f"export of VM {vm_uuid}",
+        progress=progress,
+        options=options or TransferOptions(),
+        resumable=False,
+    )
+
+
+async def export_pool_database(
+    client: XapiClient,
+    sink: Sink,
+    *,
+    progress: ProgressCallback | None = None,
+    options: TransferOptions | None = None,
+) -> TransferResult:
+    """Stream the pool's database out of the master as XML (``GET
+    /pool/xmldbdump``, what ``xe pool-dump-database`` saves and
+    ``xe pool-restore-database`` reads back). Its length is not announced
+    and it changes from one call to the next, so it restarts only when no
+    byte was delivered yet."""
+    return await _export(
+        client,
+        "/pool/xmldbdump",
+        {},
+        sink,
+        what="dump of the pool database",
         progress=progress,
         options=options or TransferOptions(),
         resumable=False,

@@ -8,7 +8,10 @@
 ``commit``         a restore point's metadata file is about to be written
                    (every VHD of the point is already renamed into place);
 ``committed``      right after that file is written, before the run records it;
-``verify:<n>``     the n-th block a verify re-reads.
+``verify:<n>``     the n-th block a verify re-reads;
+``copy-write:<n>`` the n-th write into a copy of the appliance (configuration
+                   lines, then pool database chunks), before it is written;
+``copy-commit``    a copy of the appliance is sealed and synced, before its rename.
 
 The hook fires only while the file named by ``XK_KILL_ARMED`` exists, so a
 test can run normal backups first and arm the kill for one run. Production
@@ -83,6 +86,31 @@ def install(spec: str) -> None:
 
         # Verify checks each block through the reader.
         reader.block_digest = block_digest  # type: ignore[assignment]
+    elif kind in ("copy-write", "copy-commit"):
+        from xenkeep.appliance_backup.copies import CopyWriter
+
+        writes = [0]
+        original_copy_write, original_commit = CopyWriter.write, CopyWriter.commit
+
+        def copy_write(self: Any, data: bytes) -> None:
+            armed = os.environ.get("XK_KILL_ARMED", "")
+            if kind == "copy-write" and (not armed or Path(armed).exists()):
+                writes[0] += 1
+                if writes[0] >= int(arg):
+                    _die()
+            original_copy_write(self, data)
+
+        def commit(self: Any) -> int:
+            if kind == "copy-commit":
+                # Everything the commit does but the rename, then death.
+                self._sealer.close()
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                _die()
+            return original_commit(self)
+
+        CopyWriter.write = copy_write  # type: ignore[method-assign]
+        CopyWriter.commit = commit  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown XK_KILL_AT {spec!r}")
 

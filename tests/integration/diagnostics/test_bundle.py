@@ -8,6 +8,7 @@ for each: compressed, and extracted file by file."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import secrets
@@ -21,6 +22,7 @@ from tests.support.journal import Entry, write_journal
 from tests.support.web import ADMIN_PASSWORD, Browser, complete_setup, make_settings
 from xapisim import start_simulator
 from xenkeep.app import create_app, database
+from xenkeep.appliance_backup.keys import parse_recovery_key
 from xenkeep.auth.const import SESSION_COOKIE
 from xenkeep.secretbox import KEY_NAME, SecretBox
 from xenkeep.web import keys
@@ -97,6 +99,7 @@ async def test_no_secret_reaches_the_bundle(backup_demo_state: Path, tmp_path: P
             await db.execute(
                 "UPDATE users SET totp_secret = ? WHERE id = ?", (totp_secret, admin.id)
             )
+            recovery_key = await keys.appliance_backup(app).create_recovery_key()
             await keys.diagnostics(app).start()
             await keys.diagnostics(app).wait(keys.diagnostics(app).running or 0)
             session_cookie = next(
@@ -138,6 +141,8 @@ async def test_no_secret_reaches_the_bundle(backup_demo_state: Path, tmp_path: P
         "session cookie": session_cookie,
         "setup token": setup_token,
         "setup token (bare)": setup_token.replace("-", ""),
+        "backup recovery key": recovery_key,
+        "backup key": base64.b64encode(parse_recovery_key(recovery_key)).decode(),
         **{name: text.strip() for name, text in files.items()},
     }
     key_lines = [ln for t in files.values() for ln in t.splitlines() if len(ln) > 16]

@@ -228,6 +228,25 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("DELETE", "/api/v1/auth/providers/{provider_id}"): A,
     ("POST", "/api/v1/auth/providers/{provider_id}/test"): A,
     # Diagnostics, the journal and the support bundle: support staff too.
+    # The appliance's own backup: super-administrators only.
+    ("GET", "/backup/appliance"): A,
+    ("POST", "/backup/appliance/passphrase"): A,
+    ("POST", "/backup/appliance/recovery-key"): A,
+    ("POST", "/backup/appliance/retention"): A,
+    ("POST", "/backup/appliance/run"): A,
+    ("POST", "/backup/appliance/open"): A,
+    ("POST", "/backup/appliance/discard"): A,
+    ("POST", "/backup/appliance/restore"): A,
+    ("GET", "/backup/appliance/pools/{pool_uuid}/{copy_id}"): A,
+    ("GET", "/api/v1/appliance-backup"): A,
+    ("PUT", "/api/v1/appliance-backup/passphrase"): A,
+    ("POST", "/api/v1/appliance-backup/recovery-key"): A,
+    ("PUT", "/api/v1/appliance-backup/retention"): A,
+    ("POST", "/api/v1/appliance-backup/run"): A,
+    ("GET", "/api/v1/appliance-backup/copies"): A,
+    ("POST", "/api/v1/appliance-backup/copies/{copy_id}/open"): A,
+    ("POST", "/api/v1/appliance-backup/restore"): A,
+    ("GET", "/api/v1/appliance-backup/pools/{pool_uuid}/{copy_id}"): A,
     ("GET", "/diagnostics"): T,
     ("POST", "/diagnostics/run"): T,
     ("GET", "/diagnostics/logs"): T,
@@ -356,6 +375,8 @@ async def matrix(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Matr
             "step": "token",
             "slug": "no-such-provider",
             "provider_id": "999999",
+            "pool_uuid": "00000000-0000-4000-8000-000000000000",
+            "copy_id": "20260101T000000Z",
         }
         yield Matrix(w, params, objects, browsers)
 

@@ -129,6 +129,15 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "networks": {"a": "b"},
         "with_networks": True,
     },
+    ("PUT", "/api/v1/appliance-backup/passphrase"): {
+        "passphrase": "quiet orange tractor meadow",
+        "confirm": "quiet orange tractor meadow",
+    },
+    ("POST", "/api/v1/appliance-backup/recovery-key"): {},
+    ("PUT", "/api/v1/appliance-backup/retention"): {"retention": 5},
+    ("POST", "/api/v1/appliance-backup/run"): {},
+    ("POST", "/api/v1/appliance-backup/copies/{copy_id}/open"): {"secret": "a passphrase"},
+    ("POST", "/api/v1/appliance-backup/restore"): {"confirm": "RESTORE"},
     ("PUT", "/api/v1/backup/smtp"): {
         "host": "mail.example",
         "port": 587,

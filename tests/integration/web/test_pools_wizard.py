@@ -18,6 +18,9 @@ async def to_pool_step(browser: Browser, settings: Settings) -> None:
     await browser.get("/setup/totp")
     status, _, _ = await browser.post_form("/setup/totp", {"action": "skip"})
     assert status == 303
+    await browser.get("/setup/restore")
+    status, _, _ = await browser.post_form("/setup/restore", {"action": "skip"})
+    assert status == 303
     await browser.get("/setup/appliance")
     status, _, _ = await browser.post_form(
         "/setup/appliance", {"name": "Site A", "timezone": "UTC"}

@@ -91,6 +91,12 @@ async def test_full_wizard_through_forms(browser: Browser, settings: Settings) -
     )
     assert status == 303
 
+    # Nothing to restore on a first appliance (tests/integration/appliance_backup covers it).
+    status, html, _ = await browser.get("/setup/restore")
+    assert status == 200 and "Start with a new configuration" in html
+    status, _, _ = await browser.post_form("/setup/restore", {"action": "skip"})
+    assert status == 303
+
     await browser.get("/setup/appliance")
     status, html, _ = await browser.post_form(
         "/setup/appliance", {"name": "Backup <b>", "timezone": "Europe/Paris"}

@@ -38,7 +38,8 @@ One module per part: :mod:`.members` (member names and checksums),
 
 from __future__ import annotations
 
-from .members import CHUNK_SIZE, OVA_XML, ProgressFn, SupportsRead, chunk_name, xxhash_hex
+from ..streams import SupportsRead
+from .members import CHUNK_SIZE, OVA_XML, ProgressFn, chunk_name, xxhash_hex
 from .reader import XvaChunk, XvaSummary, extract_vdi, iter_xva, verify_xva
 from .records import (
     NULL_REF,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final
 
 import xxhash
 
@@ -33,14 +33,6 @@ ZERO_CHUNK: Final = bytes(CHUNK_SIZE)
 ProgressFn = Callable[[int], None]
 
 
-class SupportsRead(Protocol):
-    """Anything with a blocking ``read(n)``: a file, a socket file, an HTTP body."""
-
-    def read(self, size: int = -1, /) -> bytes:
-        """Up to ``size`` bytes; empty at the end of the stream."""
-        ...
-
-
 def chunk_name(vdi_id: str, index: int) -> str:
     """Member name of chunk ``index`` of VDI ``vdi_id`` (``Ref:2/00000003``)."""
     return f"{vdi_id}/{index:08d}"
@@ -54,16 +46,3 @@ def xxhash_hex(data: bytes) -> str:
 def sha1_hex(data: bytes) -> str:
     """The ``.checksum`` member content of older exports: SHA-1, lower-case hex."""
     return hashlib.sha1(data, usedforsecurity=False).hexdigest()
-
-
-def read_upto(src: SupportsRead, n: int) -> bytes:
-    """Exactly ``n`` bytes of ``src``, or fewer only at the end of the stream."""
-    parts: list[bytes] = []
-    remaining = n
-    while remaining:
-        piece = src.read(remaining)
-        if not piece:
-            break
-        parts.append(piece)
-        remaining -= len(piece)
-    return b"".join(parts)

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import XvaFormatError
+from ..streams import SupportsRead
 from .members import (
     CHUNK_RE,
     CHUNK_SIZE,
     MAX_OVA_XML,
     OVA_XML,
-    SupportsRead,
     chunk_name,
     sha1_hex,
     xxhash_hex,

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..errors import XvaFormatError
-from .members import CHUNK_SIZE, SupportsRead, read_upto
+from ..streams import SupportsRead, read_upto
+from .members import CHUNK_SIZE
 
 BLOCK: Final = 512
 _GZIP_MAGIC: Final = b"\x1f\x8b"

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ..streams import read_upto
 from .members import (
     CHUNK_RE,
     CHUNK_SIZE,
@@ -33,7 +34,6 @@ from .members import (
     ZERO_CHUNK,
     ProgressFn,
     chunk_name,
-    read_upto,
     xxhash_hex,
 )
 from .records import XvaHeader, XvaObject, XvaVersion, render_ova_xml

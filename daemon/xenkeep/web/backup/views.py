@@ -67,6 +67,7 @@ async def _storage_page(
         "verify": await manager.last_verify(),
         "verify_history": await manager.verify.history(),
         "storage_changes": await manager.storage.changes(),
+        "appliance_backup": await keys.appliance_backup(request.app).key_status(),
         "verify_schedule": verify_schedule,
         "form_schedule": verify_schedule["schedule"] if schedule is None else schedule,
         "schedule_error": schedule_error,

@@ -17,6 +17,7 @@ COLUMNS: Final = {
     OpKind.RESTORE.value: ("VM", "Disk"),
     OpKind.VERIFY.value: ("VM", "Disk"),
     OpKind.DIAGNOSTICS.value: ("Check", ""),
+    OpKind.APPLIANCE_BACKUP.value: ("Pool", ""),
 }
 DEFAULT_COLUMNS: Final = ("Item", "Part")
 KINDS: Final = frozenset(k.value for k in OpKind)

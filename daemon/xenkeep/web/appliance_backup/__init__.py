@@ -1,0 +1,1 @@
+"""Pages, API and wizard step of the appliance's own backup."""
