@@ -36,12 +36,15 @@ boot: $(STAMP)
 	$(PY) image/boot.py
 
 ## Benchmarks -> out/bench.json: datastore merges (root: loop-mounted XFS/ext4)
-## and the simulator's export rate, each as ratios against a baseline of the same run.
+## and the simulator's export rate, each as ratios against a baseline of the same run;
+## out/bench-boot.json: boot to the wizard beside a minimal image's boot (QEMU, TCG).
 bench: $(STAMP)
 	scripts/deps.sh test
+	scripts/deps.sh image
 	$(PY) bench/merge_bench.py
 	$(PY) -m xapisim.bench --out out/bench.json
 	PYTHONPATH=. $(PY) bench/backup_bench.py --out out/bench-backup.json
+	$(PY) bench/boot_bench.py --out out/bench-boot.json
 
 ## ruff and mypy (the test suite runs them too, in tests/test_linters.py).
 lint: $(STAMP)

@@ -260,6 +260,19 @@ class Vm:
         except urllib.error.HTTPError as exc:
             return int(exc.code), exc.read().decode("utf-8", errors="replace")
 
+    def wait_for_page(self, timeout: float = 900, path: str = "/") -> float:
+        """Wait until ``path`` answers 200 over HTTPS; the seconds since QEMU started."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"QEMU exited with {self.proc.returncode}; see {self.workdir}")
+            with contextlib.suppress(OSError, ConnectionError, ssl.SSLError):
+                status, _ = self.get(path, timeout=5)
+                if status == 200:
+                    return time.monotonic() - self.started
+            time.sleep(0.5)
+        raise TimeoutError(f"no answer within {timeout:.0f} s; console log: {self.console_log}")
+
     def wait_for_wizard(self, timeout: float = 900) -> float:
         """Wait until the wizard answers and the banner shows a token.
 
@@ -267,20 +280,15 @@ class Vm:
         wizard page.
         """
         deadline = time.monotonic() + timeout
-        answered: float | None = None
+        answered = self.wait_for_page(timeout)
         while time.monotonic() < deadline:
+            if self.setup_token():
+                return answered
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"QEMU exited with {self.proc.returncode}; see {self.workdir}")
-            if answered is None:
-                with contextlib.suppress(OSError, ConnectionError, ssl.SSLError):
-                    status, _ = self.get("/", timeout=5)
-                    if status == 200:
-                        answered = time.monotonic() - self.started
-            if answered is not None and self.setup_token():
-                return answered
-            time.sleep(1)
+            time.sleep(0.5)
         raise TimeoutError(
-            f"no wizard/token within {timeout:.0f} s; console log: {self.console_log}"
+            f"no setup token on the console within {timeout:.0f} s; console log: {self.console_log}"
         )
 
     def serial_session(

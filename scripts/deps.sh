@@ -8,9 +8,12 @@ set -euo pipefail
 role=${1:-test}
 
 run_pkgs=(python3-venv libsystemd-dev pkg-config gcc make git)
+# dbus, systemd (networkd) and systemd-timesyncd: the network-change tests run
+# the real daemons in network namespaces (tests/support/netns.py).
 test_pkgs=(qemu-utils curl xfsprogs btrfs-progs chromium chromium-driver slapd ldap-utils
            xmlsec1 mtools dosfstools iproute2 openssl tar xxhash util-linux sudo
-           dnsmasq-base simplesamlphp php-cli php-xml php-mbstring stunnel4)
+           dnsmasq-base simplesamlphp php-cli php-xml php-mbstring stunnel4
+           dbus systemd systemd-timesyncd)
 image_pkgs=(kmod cpio grub-pc-bin grub-common grub-efi-amd64-bin dosfstools mtools
             erofs-utils qemu-system-x86 qemu-utils zstd)
 backports_pkgs=(mkosi systemd systemd-container systemd-boot)

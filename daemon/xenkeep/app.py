@@ -45,6 +45,7 @@ from xenkeep.store import Database, open_database
 from xenkeep.system.dbus import SystemBus
 from xenkeep.system.identity import IdentityManager, known_timezones
 from xenkeep.system.journal import Journal
+from xenkeep.system.network import NetworkService
 from xenkeep.system.setup_state import SetupState
 from xenkeep.system.tls import ensure_certificate
 from xenkeep.units import clock_duration, human_bytes, number_ranges
@@ -127,6 +128,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     auth = AuthManager(db, audit, settings)
     app[keys.AUTH] = auth
     app[keys.IDENTITY] = IdentityManager(db, audit, settings.appliance_name)
+    app[keys.NETWORK] = NetworkService(settings.privhelper_socket, audit=audit)
     # The list of zones is a walk of tzdata: done once (it is cached), off the loop.
     await asyncio.to_thread(known_timezones)
     if await auth.ensure_setup_token() is not None:

@@ -7,7 +7,10 @@ certificate, the root filesystem grown to a larger disk, no failed unit and
 no prompt on the console. Then, through the wizard and the API like an
 administrator, a blank second disk becomes the backup storage: formatted by
 the privileged helper, mounted by its systemd unit, writable by the
-unprivileged daemon. The figures go to out/bench-boot.json.
+unprivileged daemon. A network change from the console comes back by
+itself when not kept; an NTP change is kept at the console's prompt. The
+figures go to out/image-test-boot.json (``make bench`` writes
+out/bench-boot.json, beside a minimal image's boot).
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ def booted(image_out: Path) -> Iterator[image_boot.Vm]:
         vm.boot_seconds = seconds  # type: ignore[attr-defined]
         # A figure for the closing note, not an assertion: the time depends
         # on the machine and its load.
-        (image_out / "bench-boot.json").write_text(
+        (image_out / "image-test-boot.json").write_text(
             json.dumps(
                 {
                     "boot_to_wizard_seconds": round(seconds, 1),
@@ -213,6 +216,62 @@ def test_a_blank_disk_becomes_the_backup_storage(booted: image_boot.Vm) -> None:
     assert fields.get("owner") == "xenkeep:750", out
     assert fields.get("marker") == "yes", out
     assert fields.get("failed") == "0", out
+
+
+def wait_until(booted: image_boot.Vm, answering: bool, timeout: float) -> None:
+    """Until the forwarded HTTPS port (to 10.0.2.50) answers, or stops answering."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            up = booted.get("/api/v1/health", timeout=3)[0] == 200
+        except OSError:
+            up = False
+        if up == answering:
+            return
+        time.sleep(1)
+    raise AssertionError(f"the appliance {'never answered' if answering else 'kept answering'}")
+
+
+def test_a_network_change_comes_back_unless_kept(booted: image_boot.Vm) -> None:
+    """The real helper (socket-activated, in its sandbox) and networkd of the image."""
+    out = booted.serial_session(
+        "xenkeep",
+        PASSWORD,
+        [
+            "xenkeep network show",
+            "xenkeep network static 10.0.2.51/24 --gateway 10.0.2.2 --dns 10.0.2.3"
+            " --timeout 30 --no-wait; echo rc=$?",
+        ],
+    )
+    assert f"configured:   static {STATIC_IP}/24 via 10.0.2.2, DNS 10.0.2.3" in out, out
+    assert "rc=0" in out and "applied: network:" in out, out
+    # The port forward points at 10.0.2.50: it goes away with the change, and
+    # comes back when the helper's deadline puts the old file back.
+    wait_until(booted, answering=False, timeout=120)
+    wait_until(booted, answering=True, timeout=600)
+    out = booted.serial_session(
+        "xenkeep",
+        PASSWORD,
+        [
+            "xenkeep network show",
+            "echo y | xenkeep ntp 10.0.2.2; echo rc=$?",
+            "echo ntp=$(timedatectl show-timesync -p SystemNTPServers --value)",
+        ],
+    )
+    assert f"configured:   static {STATIC_IP}/24" in out, out
+    assert "expired" in out and "not confirmed within 30 s" in out, out
+    assert "rc=0" in out and "ntp=10.0.2.2" in out, out
+    api = ApplianceApi(booted)
+    status, body = api.call(
+        "POST", "/api/v1/session", {"username": "keeper", "password": ADMIN_PASSWORD}
+    )
+    assert status in (200, 201), body
+    status, shown = api.call("GET", "/api/v1/network")
+    assert status == 200 and shown["available"] is True, shown
+    assert shown["settings"]["address"] == f"{STATIC_IP}/24" and shown["settings"]["ntp"] == [
+        "10.0.2.2"
+    ], shown
+    assert shown["last"]["outcome"] == "kept", shown
 
 
 def test_the_backup_disk_is_mounted_again_after_a_reboot(booted: image_boot.Vm) -> None:

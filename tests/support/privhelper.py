@@ -31,6 +31,26 @@ DISK_SIZE = 300 * 1024 * 1024
 OWNER = "nobody"
 
 
+class CommandRecorder:
+    """Records the commands an Applier would run, and runs none (no appliance here).
+
+    ``fail`` makes the commands starting with those words fail as a command
+    that exits 1 does (RuntimeError).
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.fail: tuple[str, ...] = ()
+
+    async def __call__(
+        self, argv: list[str], stdin: bytes | None = None, *, timeout: float = 60.0
+    ) -> str:
+        self.calls.append(argv)
+        if self.fail and tuple(argv[: len(self.fail)]) == self.fail:
+            raise RuntimeError(f"{argv[0]} failed: exit status 1 (recorded)")
+        return ""
+
+
 class SystemctlMountMock:
     """Runs every command for real, except ``systemctl``, which it plays.
 
@@ -198,6 +218,15 @@ async def appliance(tmp_path: Path, loop_disks: Callable[[], str]) -> AsyncItera
     callers = {os.getuid(): DAEMON_OPERATIONS}
     async with serving(Server(applier, callers), tmp_path / "helper.sock") as path:
         yield Appliance(path, root, mountpoint, systemd, loop_disks)
+
+
+async def change_and_keep(op: str, args: dict[str, object], path: Path) -> dict[str, object]:
+    """Make a network or NTP change over the helper's socket and confirm it at once."""
+    pending = (await call(op, args, path=path))["pending"]
+    result: dict[str, object] = await call(
+        "network.confirm", {"checkpoint": pending["id"]}, path=path
+    )
+    return result
 
 
 @contextlib.asynccontextmanager

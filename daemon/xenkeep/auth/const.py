@@ -68,6 +68,11 @@ class AuditEvent(StrEnum):
     # The appliance's own backup: its key, and a configuration restored from a copy.
     BACKUP_KEY_SET = "backup_key_set"
     CONFIG_RESTORED = "config_restored"
+    # The appliance's network or NTP settings: a change (a checkpoint that
+    # undoes itself unless kept), its confirmation, an explicit revert.
+    NETWORK_CHANGED = "network_changed"
+    NETWORK_KEPT = "network_kept"
+    NETWORK_REVERTED = "network_reverted"
 
 
 SESSION_COOKIE = "xk_session"

@@ -12,9 +12,14 @@ from xenkeep.auth.errors import AccountInputError
 
 _hasher = argon2.PasswordHasher(type=argon2.Type.ID)
 
-# Hashing a dummy on unknown accounts keeps sign-in time the same whether or
-# not the account exists.
-_DUMMY_HASH = _hasher.hash("xenkeep-dummy-password-for-timing")
+#: Checked against on unknown accounts, so sign-in takes as long whether or
+#: not the account exists. A constant, not hashed at import: one argon2id
+#: hash costs seconds under emulation (QEMU without KVM), on the daemon's
+#: start-up path. It is the hash of a public dummy string with the hasher's
+#: parameters (tests/unit/auth/test_passwords.py checks they still match, so
+#: its check costs what a real one does); no password can match it, as
+#: :func:`verify_password` also requires a stored hash.
+DUMMY_HASH = "$argon2id$v=19$m=102400,t=2,p=8$6xvZ6/1TutWOVSSwHVda6A$N46QBMxr+Auf1opxOSzH1A"
 
 _FORBIDDEN = {"admin", "administrator", "password", "xenkeep", "root", "changeme", "123456"}
 
@@ -83,7 +88,7 @@ def hash_password(password: str) -> str:
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """True when ``password`` matches; timing does not reveal a missing hash."""
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or DUMMY_HASH, password) and stored_hash is not None
     except (argon2.exceptions.VerifyMismatchError, argon2.exceptions.InvalidHash):
         return False
     except argon2.exceptions.VerificationError:

@@ -12,15 +12,13 @@ operation and the time waited.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from xenkeep.errors import UnavailableError, ValidationError
+from xenkeep.errors import ValidationError
 from xenkeep.system import helper
-
-Call = Callable[..., Awaitable[Any]]
+from xenkeep.system.helper import Call, HelperDoor
 
 
 def check_erase_confirmation(device: str, confirm: str) -> None:
@@ -38,9 +36,14 @@ class DiskService:
         self, socket: Path, call: Call = helper.call, *, timeout: float | None = None
     ) -> None:
         """``timeout`` (seconds) bounds every call; None: each operation's own default."""
-        self._socket = socket
-        self._call = call
-        self._timeout = timeout
+        self._door = HelperDoor(
+            socket,
+            call,
+            what="disk management",
+            hint="on a development machine, use an existing directory instead",
+            default_field="device",
+            timeout=timeout,
+        )
 
     @property
     def available(self) -> bool:
@@ -48,25 +51,14 @@ class DiskService:
 
         A blocking stat: from a coroutine, await :meth:`is_available` instead.
         """
-        return self._socket.exists()
+        return self._door.socket.exists()
 
     async def is_available(self) -> bool:
         """:attr:`available`, with the stat off the event loop."""
-        return await asyncio.to_thread(self._socket.exists)
+        return await self._door.is_available()
 
     async def _ask(self, op: str, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        if not await self.is_available():
-            raise UnavailableError(
-                "disk management needs the appliance's privileged helper, which is not running",
-                hint="on a development machine, use an existing directory instead",
-            )
-        try:
-            result = await self._call(op, args or {}, path=self._socket, timeout=self._timeout)
-        except helper.RequestError as exc:
-            raise ValidationError(str(exc), field=exc.field or "device") from None
-        except (OSError, ValueError) as exc:
-            raise UnavailableError(f"the privileged helper did not answer: {exc}") from None
-        return dict(result or {})
+        return await self._door.ask(op, args)
 
     async def listing(self) -> dict[str, Any]:
         """``{"disks": [...], "mountpoint": ..., "mounted": {...} | None}``."""

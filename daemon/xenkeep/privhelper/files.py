@@ -8,14 +8,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from xenkeep.repo.fsutil import atomic_write
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` (mode 0644): readers see the old file or the new."""
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``text``: readers see the old file or the new, and so
+    does the next boot after a power cut (the datastore's durable write: data,
+    then the rename, synced). A pending checkpoint must be on disk before the
+    change it undoes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o644)
-    tmp.replace(path)
+    atomic_write(path, text.encode(), mode)
 
 
 def owner_of(path: Path) -> tuple[int, int]:

@@ -9,21 +9,34 @@ command or user name comes from the caller: a disk is a bare kernel name
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from xenkeep.system.blockdev import DEVICE_NAME
-from xenkeep.system.helper_protocol import MAX_REQUEST, OPERATIONS, RequestError
+from xenkeep.system.helper_protocol import (
+    CONFIRM_SECONDS,
+    MAX_APPLY_DELAY,
+    MAX_CONFIRM_SECONDS,
+    MAX_REQUEST,
+    MIN_CONFIRM_SECONDS,
+    OPERATIONS,
+    RequestError,
+)
 from xenkeep.system.netconf import (
     NetconfError,
     StaticNetwork,
+    parse_address,
     parse_ntp_servers,
     parse_static_network,
 )
 
 #: Operations that take no argument at all.
-_NO_ARGS = frozenset({"ping", "network.dhcp", "storage.disks", "storage.detach"})
+_NO_ARGS = frozenset({"ping", "network.show", "storage.disks", "storage.detach"})
+#: What a checkpoint's id is made of (:mod:`.checkpoint` makes them).
+CHECKPOINT_ID = re.compile(r"[0-9a-f]{16}")
 
 
 class NotAllowedError(RequestError):
@@ -38,6 +51,11 @@ class Request:
     network: StaticNetwork | None = None
     ntp: tuple[str, ...] = ()
     device: str = ""
+    #: A change's time to be confirmed, and its wait before it is applied.
+    timeout: float = CONFIRM_SECONDS
+    delay: float = 0.0
+    #: The checkpoint a confirm or a revert is about.
+    checkpoint: str = ""
 
 
 def _args(raw: Mapping[str, Any], allowed: set[str]) -> Mapping[str, Any]:
@@ -63,6 +81,22 @@ def _string_list(args: Mapping[str, Any], name: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise RequestError(f"{name} must be a list of strings", field=name)
     return value
+
+
+def _seconds(args: Mapping[str, Any], name: str, default: float, low: float, high: float) -> float:
+    value = args.get(name, default)
+    # bool is an int to Python; true is no number of seconds.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RequestError(f"{name} must be a number of seconds", field=name)
+    if not low <= value <= high:
+        raise RequestError(f"{name} must be between {low:g} and {high:g} seconds", field=name)
+    return float(value)
+
+
+def _change(op: str, args: Mapping[str, Any], **values: Any) -> Request:
+    timeout = _seconds(args, "timeout", CONFIRM_SECONDS, MIN_CONFIRM_SECONDS, MAX_CONFIRM_SECONDS)
+    delay = _seconds(args, "delay", 0.0, 0.0, MAX_APPLY_DELAY)
+    return Request(op, timeout=timeout, delay=delay, **values)
 
 
 def _device(raw: Mapping[str, Any], *, confirm: bool) -> str:
@@ -112,19 +146,31 @@ def _parse_args(op: str, raw_args: Mapping[str, Any]) -> Request:
     if op in _NO_ARGS:
         _args(raw_args, set())
         return Request(op)
+    timing = {"timeout", "delay"}
+    if op == "network.dhcp":
+        return _change(op, _args(raw_args, timing))
     if op == "network.static":
-        args = _args(raw_args, {"address", "gateway", "dns"})
+        args = _args(raw_args, {"address", "gateway", "dns"} | timing)
         address = _string(args, "address")
         assert address is not None
-        ip, sep, prefix = address.partition("/")
-        if not sep:
-            raise RequestError("address needs a prefix length, e.g. 192.0.2.10/24", "address")
+        ip, prefix = parse_address(address)
         network = parse_static_network(
-            ip, prefix, _string(args, "gateway", required=False), _string_list(args, "dns")
+            ip,
+            prefix,
+            _string(args, "gateway", required=False),
+            _string_list(args, "dns"),
+            dns_required=True,
         )
-        return Request(op, network=network)
+        return _change(op, args, network=network)
     if op == "ntp.set":
-        args = _args(raw_args, {"servers"})
-        return Request(op, ntp=parse_ntp_servers(_string_list(args, "servers")))
+        args = _args(raw_args, {"servers"} | timing)
+        return _change(op, args, ntp=parse_ntp_servers(_string_list(args, "servers")))
+    if op in ("network.confirm", "network.revert"):
+        args = _args(raw_args, {"checkpoint"})
+        checkpoint = _string(args, "checkpoint")
+        assert checkpoint is not None
+        if not CHECKPOINT_ID.fullmatch(checkpoint):
+            raise RequestError(f"{checkpoint!r} is not a checkpoint id", field="checkpoint")
+        return Request(op, checkpoint=checkpoint)
     assert op in ("storage.format", "storage.attach"), op
     return Request(op, device=_device(raw_args, confirm=op == "storage.format"))

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import pwd
+import signal
 import socket
 import struct
 from collections.abc import Mapping
@@ -100,17 +101,17 @@ class Server:
             log.warning("uid %d refused: %s", uid, exc)
             return error_answer(str(exc), exc.field)
         except RequestError as exc:
-            return error_answer(str(exc), exc.field)
+            return error_answer(str(exc), exc.field, exc.kind)
         async with self._lock:
             try:
-                result = await self._applier.apply(req)
+                result = await self._applier.apply(req, uid)
             except RequestError as exc:
                 log.warning("%s refused: %s", req.op, exc)
-                return error_answer(str(exc), exc.field)
+                return error_answer(str(exc), exc.field, exc.kind)
             except (RuntimeError, OSError) as exc:
                 log.error("%s failed: %s", req.op, exc)
                 return error_answer(str(exc))
-        if req.op != "ping":
+        if req.op not in ("ping", "network.show", "storage.disks"):
             log.info("%s done for uid %d", req.op, uid)
         return ok_answer(result)
 
@@ -140,3 +141,19 @@ async def serve(sock: socket.socket, server: Server) -> None:
     srv = await asyncio.start_unix_server(server.handle, sock=sock, limit=MAX_REQUEST)
     async with srv:
         await srv.serve_forever()
+
+
+async def run_helper(sock: socket.socket, applier: Applier, callers: Callers) -> None:
+    """The helper's life: resume a pending checkpoint, serve until SIGTERM or
+    SIGINT, then undo a change still unconfirmed (its deadline dies with us)."""
+    await applier.start()
+    loop = asyncio.get_running_loop()
+    serving = asyncio.ensure_future(serve(sock, Server(applier, callers)))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, serving.cancel)
+    try:
+        await serving
+    except asyncio.CancelledError:
+        log.info("stopping")
+    finally:
+        await applier.close(revert_pending=True)

@@ -1,10 +1,11 @@
 """First boot: apply the vm-data seeds (network, NTP, console password).
 
 ``xenkeep-firstboot.service`` runs this once, as root, before
-systemd-networkd starts: it reads the keys from xenstore (or QEMU's fw_cfg),
+systemd-networkd starts (and, not to hold up the boot, alongside
+systemd-timesyncd, which an NTP seed restarts): it reads the keys from xenstore (or QEMU's fw_cfg),
 validates them (:func:`xenkeep.system.vmdata.parse_vm_data`) and applies them
 with the privileged helper's :class:`~xenkeep.privhelper.applier.Applier`, the
-same code the helper's network and NTP operations go through. The console
+same files the helper's network and NTP operations write. The console
 password is set here only: no operation of the helper's socket sets it.
 Without keys the appliance uses DHCP and the console account stays locked.
 A key with a bad value is reported on the console and ignored as a whole: a
@@ -24,7 +25,6 @@ import sys
 from pathlib import Path
 
 from xenkeep.privhelper.applier import Applier
-from xenkeep.privhelper.request import Request
 from xenkeep.system.vmdata import (
     FW_CFG_ROOT,
     FwCfgSource,
@@ -42,13 +42,10 @@ log = logging.getLogger("xenkeep.firstboot")
 async def apply_seed(data: VmData, applier: Applier) -> list[str]:
     """Apply ``data``; return what was done, for the log."""
     done = []
-    if data.network is not None:
-        await applier.apply(Request("network.static", network=data.network))
-        done.append(f"static network {data.network.address}")
-    else:
-        done.append("DHCP")
+    if data.network is not None or data.ntp:
+        await applier.seed(data.network, data.ntp)
+    done.append("DHCP" if data.network is None else f"static network {data.network.address}")
     if data.ntp:
-        await applier.set_ntp(data.ntp)
         done.append(f"NTP {' '.join(data.ntp)}")
     if data.password is not None:
         await applier.set_console_password(data.password)
@@ -82,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="xenkeep-firstboot: %(message)s", stream=sys.stdout
     )
-    applier = Applier(ns.root, live=False)
+    # Told of the files: only the services of this system (timesyncd may be
+    # running already; networkd has not started and reads them at its start).
+    applier = Applier(ns.root, live=ns.root == Path("/"))
     return asyncio.run(first_boot([XenstoreSource(), FwCfgSource(ns.fw_cfg)], applier))
 
 

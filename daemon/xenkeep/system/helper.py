@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from xenkeep.errors import UnavailableError
+from xenkeep.errors import ConflictError, UnavailableError, ValidationError
 from xenkeep.system.helper_protocol import (
     CALL_TIMEOUTS,
+    CONFLICT,
     DEFAULT_CALL_TIMEOUT,
     MAX_ANSWER,
     SOCKET_PATH,
@@ -25,7 +26,9 @@ from xenkeep.system.helper_protocol import (
     encode_request,
 )
 
-__all__ = ["HelperTimeoutError", "RequestError", "call"]
+__all__ = ["HelperDoor", "HelperTimeoutError", "RequestError", "call"]
+
+Call = Callable[..., Awaitable[Any]]
 
 
 class HelperTimeoutError(UnavailableError):
@@ -86,3 +89,53 @@ def _duration(seconds: float) -> str:
     if seconds >= 120 and seconds % 60 == 0:
         return f"{seconds / 60:g} min"
     return f"{seconds:g} s"
+
+
+class HelperDoor:
+    """One domain's way to the helper: its answers, and its refusals in the daemon's errors.
+
+    ``what`` names the domain for the error when no helper runs (development,
+    ``make run``); ``hint`` says what to do then. A refusal of bad input is a
+    ValidationError naming the field (``default_field`` when the helper names
+    none), one of the system's state (kind conflict) a ConflictError; a helper
+    that cannot be reached or does not answer in time is an UnavailableError.
+    """
+
+    def __init__(
+        self,
+        socket: Path,
+        call: Call = call,
+        *,
+        what: str,
+        hint: str,
+        default_field: str = "",
+        timeout: float | None = None,
+    ) -> None:
+        """``timeout`` (seconds) bounds every call; None: each operation's own default."""
+        self.socket = socket
+        self._call = call
+        self._what = what
+        self._hint = hint
+        self._default_field = default_field
+        self._timeout = timeout
+
+    async def is_available(self) -> bool:
+        """Whether the helper's socket exists (it does on the appliance); off the loop."""
+        return await asyncio.to_thread(self.socket.exists)
+
+    async def ask(self, op: str, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The result of ``op``, or the daemon's error for its refusal."""
+        if not await self.is_available():
+            raise UnavailableError(
+                f"{self._what} needs the appliance's privileged helper, which is not running",
+                hint=self._hint,
+            )
+        try:
+            result = await self._call(op, dict(args or {}), path=self.socket, timeout=self._timeout)
+        except RequestError as exc:
+            if exc.kind == CONFLICT:
+                raise ConflictError(str(exc)) from None
+            raise ValidationError(str(exc), field=exc.field or self._default_field) from None
+        except (OSError, ValueError) as exc:  # HelperTimeoutError passes: it says more
+            raise UnavailableError(f"the privileged helper did not answer: {exc}") from None
+        return dict(result or {})

@@ -21,6 +21,11 @@ Files:
   sorts before the image's ``/usr/lib/systemd/network/90-xenkeep-dhcp.network``
   and networkd uses the first file that matches, so removing it means DHCP.
 - ``/etc/systemd/timesyncd.conf.d/50-xenkeep.conf``: NTP servers.
+
+What those files say, read back (:func:`read_network_file`,
+:func:`read_timesyncd_file`), is a :class:`NetworkSettings`: the one
+description of the appliance's network and time settings that the helper,
+the daemon and the console show and change.
 """
 
 from __future__ import annotations
@@ -130,13 +135,21 @@ def _prefix_length(netmask: str, version: int) -> int:
 
 
 def parse_static_network(
-    ip: str, netmask: str, gateway: str | None = None, dns: str | list[str] = ""
+    ip: str,
+    netmask: str,
+    gateway: str | None = None,
+    dns: str | list[str] = "",
+    *,
+    dns_required: bool = False,
 ) -> StaticNetwork:
     """Validate a static configuration given as text; raise NetconfError.
 
     ``netmask`` is dotted (255.255.255.0) or a prefix length (24, /24). The
     gateway must be inside the network; DNS is a list or text separated by
-    commas or spaces, at most three servers.
+    commas or spaces, at most three servers, at least one when
+    ``dns_required`` (a change made from the web UI or the console: without
+    a resolver the appliance reaches no NTP or mail server by name; vm-data
+    seeds keep the old leniency, deploy scripts omit the key).
     """
     address = _parse_ip("ip", ip)
     if address.is_unspecified or address.is_multicast or address.is_loopback:
@@ -163,10 +176,20 @@ def parse_static_network(
         if gw == address:
             raise NetconfError("gateway", "the gateway is the appliance's own address")
     servers = _items("dns", dns)
+    if dns_required and not servers:
+        raise NetconfError("dns", "a static configuration needs at least one DNS server")
     if len(servers) > MAX_DNS:
         raise NetconfError("dns", f"at most {MAX_DNS} DNS servers")
     dns_ips = tuple(_parse_ip("dns", s) for s in servers)
     return StaticNetwork(address=interface, gateway=gw, dns=dns_ips)
+
+
+def parse_address(address: str) -> tuple[str, str]:
+    """``ADDR/PREFIX`` split in two; NetconfError (field ``address``) without the prefix."""
+    ip, sep, prefix = check_text("address", address).strip().partition("/")
+    if not sep:
+        raise NetconfError("address", "the address needs a prefix length, e.g. 192.0.2.10/24")
+    return ip, prefix
 
 
 def parse_ntp_servers(servers: str | list[str]) -> tuple[str, ...]:
@@ -258,3 +281,110 @@ def render_timesyncd(servers: tuple[str, ...]) -> str:
         ["Written by XenKeep (web UI or vm-data/ntp at first boot)."],
         [("Time", [("NTP", " ".join(servers))])],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSettings:
+    """The appliance's network and time settings, as its files say.
+
+    ``static`` None means DHCP (no ``10-xenkeep.network``); ``ntp`` empty
+    means the image's default servers (no timesyncd drop-in).
+    """
+
+    static: StaticNetwork | None = None
+    ntp: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        """The settings as the helper's protocol and the API carry them."""
+        net = self.static
+        return {
+            "mode": "dhcp" if net is None else "static",
+            "address": None if net is None else net.address.with_prefixlen,
+            "gateway": None if net is None or net.gateway is None else str(net.gateway),
+            "dns": [] if net is None else [str(d) for d in net.dns],
+            "ntp": list(self.ntp),
+        }
+
+    def describe_network(self) -> str:
+        """One line for people: ``DHCP`` or ``192.0.2.10/24 via 192.0.2.1, DNS 192.0.2.53``."""
+        net = self.static
+        if net is None:
+            return "DHCP"
+        text = net.address.with_prefixlen
+        if net.gateway is not None:
+            text += f" via {net.gateway}"
+        if net.dns:
+            text += ", DNS " + " ".join(str(d) for d in net.dns)
+        return text
+
+    def describe_ntp(self) -> str:
+        """One line for people: the servers, or that the defaults are in use."""
+        return " ".join(self.ntp) if self.ntp else "the default servers"
+
+
+def settings_from_json(data: object) -> NetworkSettings:
+    """:meth:`NetworkSettings.to_json` back, validated again; NetconfError if it does not fit."""
+    if not isinstance(data, dict):
+        raise NetconfError("settings", "settings must be an object")
+    ntp = parse_ntp_servers([str(s) for s in data.get("ntp") or []])
+    if data.get("mode") == "dhcp":
+        return NetworkSettings(None, ntp)
+    ip, prefix = parse_address(str(data.get("address") or ""))
+    gateway = data.get("gateway")
+    static = parse_static_network(
+        ip,
+        prefix,
+        None if gateway is None else str(gateway),
+        [str(d) for d in data.get("dns") or []],
+    )
+    return NetworkSettings(static, ntp)
+
+
+def parse_systemd_file(text: str) -> list[tuple[str, str, str]]:
+    """``(section, key, value)`` for each assignment of a systemd-style file.
+
+    For reading back the files :func:`render_systemd_file` wrote: comments
+    and blank lines are skipped; a line continuation, a key outside a
+    section or a line that is no assignment raises NetconfError (such a file
+    was edited by hand, and is shown as such rather than guessed at).
+    """
+    out: list[tuple[str, str, str]] = []
+    section = ""
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not section or line.endswith("\\"):
+            raise NetconfError("file", f"line {number} is not one of XenKeep's: {raw!r}")
+        out.append((section, key.strip(), value.strip()))
+    return out
+
+
+def read_network_file(text: str) -> StaticNetwork:
+    """The static configuration in a ``10-xenkeep.network`` (:func:`render_network`'s form).
+
+    Every value is validated again as if typed; NetconfError otherwise.
+    """
+    entries = parse_systemd_file(text)
+    values: dict[str, list[str]] = {}
+    for section, key, value in entries:
+        values.setdefault(f"{section}.{key}", []).append(value)
+    addresses = values.get("Network.Address", [])
+    gateways = values.get("Network.Gateway", [])
+    if len(addresses) != 1 or len(gateways) > 1:
+        raise NetconfError("file", "not one address and at most one gateway")
+    ip, prefix = parse_address(addresses[0])
+    dns = [server for line in values.get("Network.DNS", []) for server in line.split()]
+    return parse_static_network(ip, prefix, gateways[0] if gateways else None, dns)
+
+
+def read_timesyncd_file(text: str) -> tuple[str, ...]:
+    """The NTP servers in a timesyncd drop-in (:func:`render_timesyncd`'s form)."""
+    servers = [
+        v for section, key, v in parse_systemd_file(text) if (section, key) == ("Time", "NTP")
+    ]
+    return parse_ntp_servers(" ".join(servers))

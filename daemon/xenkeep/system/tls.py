@@ -9,17 +9,13 @@ shows.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import os
 import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 CERT_NAME = "cert.pem"
 KEY_NAME = "key.pem"
@@ -53,6 +49,8 @@ class TlsMaterial:
 
     def names(self) -> list[str]:
         """The host names and addresses the certificate vouches for."""
+        from cryptography import x509  # see _make_certificate
+
         cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
         try:
             sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -65,15 +63,17 @@ class TlsMaterial:
 
 def format_fingerprint(der: bytes) -> str:
     """SHA-256 of a DER certificate as colon-separated upper-case hex."""
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(der)
-    return ":".join(f"{b:02X}" for b in digest.finalize())
+    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
 
 
 def certificate_fingerprint(cert_path: Path) -> str:
-    """The SHA-256 fingerprint of a PEM certificate file."""
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    return format_fingerprint(cert.public_bytes(serialization.Encoding.DER))
+    """The SHA-256 fingerprint of a PEM certificate file.
+
+    With the standard library only: the console banner and ``xenkeep
+    status`` need nothing else of the certificate, and importing
+    ``cryptography`` takes seconds under emulation.
+    """
+    return format_fingerprint(ssl.PEM_cert_to_DER_cert(cert_path.read_text()))
 
 
 def _local_addresses(hostname: str) -> set[str]:
@@ -87,6 +87,12 @@ def _local_addresses(hostname: str) -> set[str]:
 
 
 def _make_certificate(hostname: str) -> tuple[bytes, bytes]:
+    # Imported here, at first start only: a later start reads the kept files.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname[:64] or "xenkeep")])
     now = dt.datetime.now(dt.UTC)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -122,6 +123,25 @@ def text_field(
     if not isinstance(value, str):
         raise ValidationError(f"{name!r} must be a string", field=name)
     return value if max_length is None else limited(value, name, max_length)
+
+
+def string_list(data: dict[str, Any], name: str, *, max_items: int = 16) -> list[str]:
+    """A member of a JSON body that is a short list of strings (absent: empty)."""
+    value = data.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError(f"{name!r} must be a list of strings", field=name)
+    if len(value) > max_items:
+        raise ValidationError(f"{name!r} holds more than {max_items} items", field=name)
+    return value
+
+
+def number_field(data: dict[str, Any], name: str, default: float) -> float:
+    """A member of a JSON body that is a number (absent: ``default``)."""
+    value = data.get(name, default)
+    # bool is an int to Python; true is no number. JSON's parser takes NaN too.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValidationError(f"{name!r} must be a number", field=name)
+    return float(value)
 
 
 def sign_in_fields(data: dict[str, Any]) -> tuple[str, str, str]:

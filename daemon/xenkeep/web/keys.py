@@ -8,6 +8,7 @@ root keeps it, see :func:`xenkeep.app.database`).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING, cast
 
 from aiohttp import web
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from xenkeep.pools.tree import PoolTree
     from xenkeep.system.identity import IdentityManager
     from xenkeep.system.journal import Journal
+    from xenkeep.system.network import NetworkService
     from xenkeep.system.setup_state import SetupState
     from xenkeep.system.tls import TlsMaterial
     from xenkeep.web.wizard import Wizard
@@ -106,6 +108,9 @@ def bundle(app: web.Application) -> SupportBundle:
     return cast("SupportBundle", app[BUNDLE])
 
 
+NETWORK = "xenkeep.network"
+
+
 def backup(app: web.Application) -> BackupManager:
     """The backup service."""
     return cast("BackupManager", app[BACKUP])
@@ -166,6 +171,11 @@ def pools(app: web.Application) -> PoolManager:
     return cast("PoolManager", app[POOLS])
 
 
+def network(app: web.Application) -> NetworkService:
+    """The appliance's network and NTP settings (through the privileged helper)."""
+    return cast("NetworkService", app[NETWORK])
+
+
 def current_user(request: web.Request) -> User | None:
     """Who is asking (set by the auth middleware), or None."""
     return cast("User | None", request.get("xk_user"))
@@ -193,3 +203,20 @@ def current_session(request: web.Request) -> Session | None:
 def client_ip(request: web.Request) -> str:
     """The peer address (the appliance is reached directly, no proxy)."""
     return request.remote or ""
+
+
+def local_address(request: web.Request) -> str:
+    """The appliance's own address the request came to (an empty string if unknown).
+
+    An IPv4 address as such, though the dual-stack listener on "::" sees it
+    as ``::ffff:192.0.2.10``.
+    """
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname:
+        return ""
+    try:
+        ip = ipaddress.ip_address(str(sockname[0]).split("%")[0])
+    except ValueError:
+        return str(sockname[0])
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped or ip)

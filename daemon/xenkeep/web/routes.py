@@ -22,6 +22,8 @@ from xenkeep.web.backup import api as backup_api
 from xenkeep.web.backup import views as backup_views
 from xenkeep.web.diagnostics import api as diagnostics_api
 from xenkeep.web.diagnostics import views as diagnostics_views
+from xenkeep.web.network import api as network_api
+from xenkeep.web.network import views as network_views
 from xenkeep.web.operations import api as operations_api
 from xenkeep.web.operations import views as operations_views
 from xenkeep.web.people import api as people_api
@@ -159,6 +161,11 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_get("/admin/audit", views.audit_page, name="audit")
     r.add_get("/admin/settings", views.settings_page, name="settings")
     r.add_post("/admin/settings", views.settings_submit, name="settings_submit")
+    r.add_get("/admin/network", network_views.network_page, name="network")
+    r.add_post("/admin/network", network_views.network_submit, name="network_submit")
+    r.add_post("/admin/network/ntp", network_views.network_ntp_submit, name="network_ntp_submit")
+    r.add_post("/admin/network/keep", network_views.network_keep, name="network_keep")
+    r.add_post("/admin/network/revert", network_views.network_revert, name="network_revert")
 
     # Sign-in providers: signing in through one, administering them.
     r.add_get("/auth/{slug}/start", providers_views.provider_start, name="auth_start")
@@ -251,6 +258,13 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_get("/api/v1/audit", api.audit_list, name="api_audit")
     r.add_get("/api/v1/appliance", api.appliance_get, name="api_appliance")
     r.add_put("/api/v1/appliance", api.appliance_put, name="api_appliance_put")
+    r.add_get("/api/v1/network", network_api.api_network, name="api_network")
+    r.add_put("/api/v1/network", network_api.api_network_put, name="api_network_put")
+    r.add_put("/api/v1/network/ntp", network_api.api_network_ntp_put, name="api_network_ntp_put")
+    r.add_post(
+        "/api/v1/network/confirm", network_api.api_network_confirm, name="api_network_confirm"
+    )
+    r.add_post("/api/v1/network/revert", network_api.api_network_revert, name="api_network_revert")
 
     r.add_get("/pools", pools_views.pools_page, name="pools")
     r.add_post("/pools", pools_views.pools_submit, name="pools_submit")

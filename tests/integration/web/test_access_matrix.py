@@ -228,6 +228,17 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("DELETE", "/api/v1/auth/providers/{provider_id}"): A,
     ("POST", "/api/v1/auth/providers/{provider_id}/test"): A,
     # Diagnostics, the journal and the support bundle: support staff too.
+    # The appliance's address, DNS and NTP: super-administrators only.
+    ("GET", "/admin/network"): A,
+    ("POST", "/admin/network"): A,
+    ("POST", "/admin/network/ntp"): A,
+    ("POST", "/admin/network/keep"): A,
+    ("POST", "/admin/network/revert"): A,
+    ("GET", "/api/v1/network"): A,
+    ("PUT", "/api/v1/network"): A,
+    ("PUT", "/api/v1/network/ntp"): A,
+    ("POST", "/api/v1/network/confirm"): A,
+    ("POST", "/api/v1/network/revert"): A,
     # The appliance's own backup: super-administrators only.
     ("GET", "/backup/appliance"): A,
     ("POST", "/backup/appliance/passphrase"): A,

@@ -82,6 +82,16 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/v1/auth/providers/{provider_id}"): {"name": "Corp", "mappings": []},
     ("DELETE", "/api/v1/auth/providers/{provider_id}"): {},
     ("POST", "/api/v1/auth/providers/{provider_id}/test"): {"username": "alice"},
+    ("PUT", "/api/v1/network"): {
+        "mode": "static",
+        "address": "192.0.2.10/24",
+        "gateway": "192.0.2.1",
+        "dns": ["192.0.2.53"],
+        "timeout": 120,
+    },
+    ("PUT", "/api/v1/network/ntp"): {"servers": ["ntp.example.org"], "timeout": 60},
+    ("POST", "/api/v1/network/confirm"): {"checkpoint": "0123456789abcdef"},
+    ("POST", "/api/v1/network/revert"): {"checkpoint": "0123456789abcdef"},
     ("POST", "/api/v1/pools"): {
         "url": "https://127.0.0.1:1",
         "username": "root",
@@ -154,8 +164,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 #: after them so the next example still reaches the route as an administrator.
 SIGNS_OUT = frozenset({("DELETE", "/api/v1/session"), ("DELETE", "/api/v1/sessions")})
 
-#: Answers at or above 500 that are not bugs: the disk operations ask a
-#: privileged helper that no test starts (503), a pool behind the appliance
+#: Answers at or above 500 that are not bugs: the disk and network operations
+#: ask a privileged helper that no test starts (503), a pool behind the appliance
 #: may fail (502). Each must still be a deliberate, enveloped refusal.
 DELIBERATE_5XX = frozenset({502, 503})
 

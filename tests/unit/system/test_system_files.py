@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.privhelper import serving
+from tests.support.privhelper import CommandRecorder, change_and_keep, serving
 from xenkeep.privhelper.applier import Applier
 from xenkeep.privhelper.server import Server
 from xenkeep.system.blockdev import BlockDevError, render_mount_unit
@@ -72,22 +72,9 @@ def _bad_requests() -> list[tuple[str, dict[str, object], str]]:
     return cases
 
 
-class Recorder:
-    """Collects commands; a refused request must not run any."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-
-    async def __call__(
-        self, argv: list[str], stdin: bytes | None = None, *, timeout: float = 60.0
-    ) -> str:
-        self.calls.append(argv)
-        return ""
-
-
 @pytest.fixture
-async def as_root(tmp_path: Path) -> AsyncIterator[tuple[Path, Recorder, Path]]:
-    rec = Recorder()
+async def as_root(tmp_path: Path) -> AsyncIterator[tuple[Path, CommandRecorder, Path]]:
+    rec = CommandRecorder()
     root = tmp_path / "root"
     server = Server(Applier(root, rec, live=True), {os.getuid(): frozenset(OPERATIONS)})
     async with serving(server, tmp_path / "helper.sock") as path:
@@ -96,7 +83,7 @@ async def as_root(tmp_path: Path) -> AsyncIterator[tuple[Path, Recorder, Path]]:
 
 @pytest.mark.parametrize(("op", "args", "field"), _bad_requests(), ids=repr)
 async def test_every_field_over_the_socket(
-    as_root: tuple[Path, Recorder, Path], op: str, args: dict[str, object], field: str
+    as_root: tuple[Path, CommandRecorder, Path], op: str, args: dict[str, object], field: str
 ) -> None:
     path, rec, root = as_root
     with pytest.raises(RequestError) as info:
@@ -109,19 +96,19 @@ async def test_every_field_over_the_socket(
     assert rec.calls == []
 
 
-async def test_good_values_still_pass(as_root: tuple[Path, Recorder, Path]) -> None:
+async def test_good_values_still_pass(as_root: tuple[Path, CommandRecorder, Path]) -> None:
     path, _rec, root = as_root
-    await call("network.static", {**GOOD_STATIC, "dns": [" 192.0.2.53 "]}, path=path)
+    await change_and_keep("network.static", {**GOOD_STATIC, "dns": [" 192.0.2.53 "]}, path=path)
     text = (root / "etc/systemd/network/10-xenkeep.network").read_text()
     assert "DNS=192.0.2.53\n" in text
-    await call(
+    await change_and_keep(
         "network.static",
         {"address": "2001:db8::10/64", "gateway": "fe80::1", "dns": ["2001:db8::53"]},
         path=path,
     )
     text = (root / "etc/systemd/network/10-xenkeep.network").read_text()
     assert "Gateway=fe80::1\n" in text and "DNS=2001:db8::53\n" in text
-    await call("ntp.set", {"servers": ["ntp.example.org", "2001:db8::123"]}, path=path)
+    await change_and_keep("ntp.set", {"servers": ["ntp.example.org", "2001:db8::123"]}, path=path)
     conf = (root / "etc/systemd/timesyncd.conf.d/50-xenkeep.conf").read_text()
     assert "NTP=ntp.example.org 2001:db8::123\n" in conf
 
@@ -151,7 +138,7 @@ async def test_every_vm_data_key_at_first_boot(tmp_path: Path, seed: dict[str, s
     for key, value in seed.items():
         (base / key).mkdir(parents=True)
         (base / key / "raw").write_text(value)
-    rec = Recorder()
+    rec = CommandRecorder()
     root = tmp_path / "root"
     assert await first_boot([FwCfgSource(base)], Applier(root, rec, live=False)) == 1
     assert not root.exists()

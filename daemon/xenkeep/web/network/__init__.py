@@ -1,0 +1,1 @@
+"""The network and NTP settings: the admin page (``views``) and the JSON API (``api``)."""
