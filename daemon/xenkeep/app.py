@@ -48,7 +48,7 @@ from xenkeep.system.journal import Journal
 from xenkeep.system.network import NetworkService
 from xenkeep.system.setup_state import SetupState
 from xenkeep.system.tls import ensure_certificate
-from xenkeep.units import clock_duration, human_bytes, number_ranges
+from xenkeep.units import ago, clock_duration, human_bytes, number_ranges
 from xenkeep.web import keys
 from xenkeep.web.appliance_backup.step import register_restore_step
 from xenkeep.web.middleware import auth_middleware, error_middleware, headers_middleware
@@ -56,7 +56,7 @@ from xenkeep.web.pools.step import register_pool_step
 from xenkeep.web.routes import setup_routes
 from xenkeep.web.setup import register_core_steps
 from xenkeep.web.sse import end_event_streams
-from xenkeep.web.templating import base_context, log_time, when
+from xenkeep.web.templating import base_context, log_time, power_badge, status_badge, when
 from xenkeep.web.wizard import Wizard
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,9 @@ def create_app(settings: Settings) -> web.Application:
     env.filters["bytes"] = human_bytes
     env.filters["clock"] = clock_duration
     env.filters["ranges"] = number_ranges
+    env.filters["status"] = status_badge
+    env.filters["power"] = power_badge
+    env.filters["ago"] = ago
     app["static_root_url"] = "/static"
     setup_routes(app, ui / "static")
     app.cleanup_ctx.append(_services)

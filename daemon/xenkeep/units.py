@@ -43,6 +43,20 @@ def number_ranges(numbers: Iterable[int]) -> str:
     return ", ".join(out)
 
 
+def ago(seconds: float | None) -> str:
+    """``42 s ago``, ``5 min ago``, ``3 h ago``, ``2 days ago``; '—' when unknown."""
+    if seconds is None:
+        return "—"
+    s = max(0, round(seconds))
+    if s < 120:
+        return f"{s} s ago"
+    if s < 7200:
+        return f"{s // 60} min ago"
+    if s < 2 * 86400:
+        return f"{s // 3600} h ago"
+    return f"{s // 86400} days ago"
+
+
 # --- times, in the appliance's time zone ------------------------------------------
 
 

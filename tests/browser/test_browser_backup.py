@@ -23,6 +23,16 @@ PASSWORD = "correct horse battery staple"
 PROGRESS_TEXT = re.compile(r"[\d.]+ [KMG]?i?B of [\d.]+ [KMG]?i?B \(\d+ %\)")
 
 
+def signed_in_with_pool(ui: UI, sim: SimulatorThread) -> int:
+    """First boot through the API from the page, then the simulator's pool; its id."""
+    ui.set_up_through_api("alice", PASSWORD)
+    status, body = ui.fetch_json(
+        "POST", "/api/v1/pools", {"url": sim.url, "username": "root", "password": "demo"}
+    )
+    assert status == 201, body
+    return int(body["pool"]["id"])
+
+
 def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Path) -> None:
     with SimulatorThread(tmp_path / "pool", demo=True) as sim:
 
@@ -67,6 +77,9 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
         ui.fill("schedule", "30 2 * * *")
         ui.fill("retention", "3")
         ui.click_primary()
+        # Saved: the job's own page.
+        assert ui.heading() == "Backup job browser nightly", ui.heading()
+        ui.open("/backup")
         assert "browser nightly" in ui.text("#jobs-table")
         ui.shot("backup-02-jobs")
 
@@ -123,3 +136,68 @@ def test_create_job_run_watch_and_restore(ui: UI, xenkeepd: Daemon, tmp_path: Pa
                 await client.close()
 
         assert sim.run(restored_digest()) == digest
+
+
+def test_the_job_page_and_deleting_a_point(ui: UI, xenkeepd: Daemon, tmp_path: Path) -> None:
+    """From a job's page: run it twice, read its history and its VM's points;
+    then delete the older point from the restore page, which asks for the
+    VM's name first."""
+    with SimulatorThread(tmp_path / "pool", demo=True) as sim:
+
+        async def prepare() -> str:
+            client = XapiClient(sim.url, "root", "demo")
+            try:
+                vm = await make_vm(client, sim.sim, "browser-points-01")  # type: ignore[arg-type]
+                return vm.uuid
+            finally:
+                await client.close()
+
+        vm_uuid = sim.run(prepare())
+        pool_id = signed_in_with_pool(ui, sim)
+        store = tmp_path / "store"
+        store.mkdir()
+        status, body = ui.fetch_json("POST", "/api/v1/backup/storage", {"path": str(store)})
+        assert status == 200, body
+        status, job = ui.fetch_json(
+            "POST",
+            "/api/v1/backup/jobs",
+            {"name": "pages", "selector": "tag", "targets": ["xk-test"], "pool_id": str(pool_id)},
+        )
+        assert status == 201, job
+
+        for _ in range(2):
+            ui.open(f"/backup/jobs/{job['id']}")
+            ui.submit(ui.driver.find_element(By.ID, "run-now"))
+            assert ui.path().startswith("/backup/runs/"), ui.path()
+            ui.wait_text("#run-status", "success")
+        ui.open(f"/backup/jobs/{job['id']}")
+        history = ui.driver.find_elements(By.CSS_SELECTOR, "#job-runs .status-success")
+        assert len(history) == 2, ui.text("#job-runs")
+        vm_row = ui.text(f'#job-vms tr[data-vm-uuid="{vm_uuid}"]')
+        assert "browser-points-01" in vm_row and "full" in vm_row and "delta" in vm_row, vm_row
+        assert "manual runs only" in ui.text("#job-rpo")
+        ui.shot("backup-06-job-page")
+
+        status, body = ui.fetch_json("GET", f"/api/v1/backup/vms/{vm_uuid}/points")
+        older, newer = (p["id"] for p in body["points"])
+        ui.open(f"/backup/restore?vm={vm_uuid}")
+        # The VM chosen is named on the page.
+        assert "browser-points-01" in ui.text("#selected-vm h2")
+        ui.driver.find_element(
+            By.CSS_SELECTOR, f'#points tr[data-point-id="{older}"] a.point-delete'
+        ).click()
+        ui.wait_for("#point-delete-form")
+        assert older in ui.heading()
+        assert "merged into the next one" in ui.text("#confirm")
+        ui.shot("backup-07-delete-point")
+        ui.fill("confirm", "browser-points")
+        ui.submit(ui.driver.find_element(By.ID, "confirm-delete"))
+        assert "type browser-points-01 to confirm" in ui.error()
+        ui.fill("confirm", "browser-points-01")
+        ui.submit(ui.driver.find_element(By.ID, "confirm-delete"))
+        assert ui.path().startswith("/operations/"), ui.path()
+        ui.wait_text("#run-status", "success")
+        ui.open(f"/backup/restore?vm={vm_uuid}")
+        rows = ui.driver.find_elements(By.CSS_SELECTOR, "#points tbody tr")
+        assert [r.get_attribute("data-point-id") for r in rows] == [newer]
+        ui.shot("backup-08-after-delete")

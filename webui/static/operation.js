@@ -7,7 +7,7 @@
   const root = document.getElementById("run");
   if (!root) return;
   const api = root.dataset.api;
-  const done = new Set(["success", "failed", "cancelled", "interrupted"]);
+  const done = new Set(["success", "warning", "failed", "cancelled", "interrupted"]);
   let lastLog = 0;
   document.querySelectorAll("#run-log li").forEach(function (li) {
     lastLog = Math.max(lastLog, Number(li.dataset.id || 0));
@@ -57,6 +57,18 @@
     }
     return td;
   }
+  // A status as the server renders it (templating.status_badge): a coloured badge.
+  function badge(status) {
+    const span = document.createElement("span");
+    span.className = "status status-" + (status ? String(status).toLowerCase() : "none");
+    span.textContent = status || "—";
+    return span;
+  }
+  function statusCell(status) {
+    const td = document.createElement("td");
+    td.append(badge(status));
+    return td;
+  }
   function cell(text, title) {
     const td = document.createElement("td");
     td.textContent = text === null || text === undefined ? "" : String(text);
@@ -65,7 +77,9 @@
   }
 
   function render(run) {
-    document.getElementById("run-status").textContent = run.status;
+    const status = document.getElementById("run-status");
+    status.replaceChildren(badge(run.status));
+    status.dataset.status = run.status;
     document.getElementById("run-stage").textContent = run.stage || "—";
     document.getElementById("run-bytes").textContent = humanBytes(run.bytes || 0) +
       (run.total_bytes ? " of " + humanBytes(run.total_bytes) : "");
@@ -86,8 +100,10 @@
       const tr = document.createElement("tr");
       const running = t.status === "running";
       tr.dataset.taskId = t.id;
+      // Each VM's disks stay under it (the server sends them in that order).
+      if (t.depth) tr.className = "task-child";
       tr.append(
-        cell(t.name), cell(t.part), cell(t.stage), cell(t.status),
+        cell(t.name), cell(t.part), cell(t.stage), statusCell(t.status),
         cell(t.transfer, t.reason), progressCell(t),
         cell(running && t.speed ? humanBytes(t.speed) + "/s" : ""),
         cell(running && t.eta !== null ? clock(t.eta) : ""), cell(t.error)
@@ -128,7 +144,7 @@
     source.onerror = function () {
       source.close();
       // A stream that ended with the run is done; one that failed falls back.
-      if (!done.has(document.getElementById("run-status").textContent)) setTimeout(gotOne ? stream : poll, 1000);
+      if (!done.has(document.getElementById("run-status").dataset.status)) setTimeout(gotOne ? stream : poll, 1000);
     };
   }
 
@@ -141,5 +157,5 @@
       })
       .catch(function () { setTimeout(poll, 3000); });
   }
-  if (!done.has(document.getElementById("run-status").textContent)) stream();
+  if (!done.has(document.getElementById("run-status").dataset.status)) stream();
 })();

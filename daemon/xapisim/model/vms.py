@@ -140,8 +140,11 @@ class Vms:
         else:
             metrics.update({"start_time": now(), "install_time": now()})
             self.db.set("VM", vm_ref, metrics=self.db.create("VM_metrics", metrics))
-        if running and vm["power_state"] == "Running":
-            if running and not self.db.exists("VM_guest_metrics", vm["guest_metrics"]):
+        # A guest without its agent (other_config "xapisim-guest-agent": "none",
+        # kept by copies and restores of the VM) never reports, as in XAPI.
+        agent = vm["other_config"].get("xapisim-guest-agent") != "none"
+        if running and vm["power_state"] == "Running" and agent:
+            if not self.db.exists("VM_guest_metrics", vm["guest_metrics"]):
                 self.db.set(
                     "VM", vm_ref, guest_metrics=self.db.create("VM_guest_metrics", _guest(vm))
                 )
@@ -178,6 +181,10 @@ class Vms:
                 "resident_on": NULL_REF,
                 "domid": -1,
                 "current_operations": {},
+                # As xen-api's copy_vm_record (xapi_vm_clone.ml): a snapshot,
+                # clone or copy starts with no blocked operations of its own.
+                # A block it carries was put there on it afterwards.
+                "blocked_operations": {},
                 "is_control_domain": False,
                 "is_a_snapshot": mode == "snapshot",
                 "snapshot_of": vm_ref if mode == "snapshot" else NULL_REF,

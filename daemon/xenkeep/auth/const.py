@@ -73,6 +73,24 @@ class AuditEvent(StrEnum):
     NETWORK_CHANGED = "network_changed"
     NETWORK_KEPT = "network_kept"
     NETWORK_REVERTED = "network_reverted"
+    # A console command (`xenkeep backup run ...`): one entry for its
+    # short-lived token, made and revoked around the command.
+    CONSOLE_COMMAND = "console_command"
+    # Backups: what changes them, and what an administrator starts by hand.
+    BACKUP_JOB_CREATED = "backup_job_created"
+    BACKUP_JOB_CHANGED = "backup_job_changed"
+    BACKUP_JOB_DELETED = "backup_job_deleted"
+    BACKUP_RUN_STARTED = "backup_run_started"
+    BACKUP_STORAGE_CHANGED = "backup_storage_changed"
+    BACKUP_VERIFY_STARTED = "backup_verify_started"
+    BACKUP_VERIFY_SCHEDULE_CHANGED = "backup_verify_schedule_changed"
+    BACKUP_PRUNE_STARTED = "backup_prune_started"
+    BACKUP_POINTS_DELETED = "backup_points_deleted"
+    BACKUP_RESTORE_STARTED = "backup_restore_started"
+    BACKUP_HEALTH_CHECK_STARTED = "backup_health_check_started"
+    OPERATION_CANCELLED = "operation_cancelled"
+    MAIL_SETTINGS_CHANGED = "mail_settings_changed"
+    MAIL_TEST_SENT = "mail_test_sent"
 
 
 SESSION_COOKIE = "xk_session"

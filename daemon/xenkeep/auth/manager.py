@@ -855,6 +855,7 @@ class AuthManager:
         ip: str = "",
         lifetime: float | None = None,
         max_role: ObjectRole | None = None,
+        audit: bool = True,
     ) -> str:
         """Make an API token for ``user``; the caller shows it once.
 
@@ -862,6 +863,8 @@ class AuthManager:
         deleted at the next look-up of any token. With ``max_role`` it acts
         with at most that role on the objects its owner reaches, and on
         nothing appliance-wide (see :class:`~.permissions.Principal`).
+        deleted at the next look-up of any token. ``audit=False``: the caller
+        records the entry that says what the token is for (a console command).
         """
         name = name.strip()
         if not 1 <= len(name) <= 64 or not name.isprintable():
@@ -883,13 +886,14 @@ class AuthManager:
                 None if max_role is None else str(max_role),
             ),
         )
-        await self.audit(
-            AuditEvent.API_TOKEN_CREATED,
-            username=user.username,
-            ip=ip,
-            name=name,
-            max_role=None if max_role is None else str(max_role),
-        )
+        if audit:
+            await self.audit(
+                AuditEvent.API_TOKEN_CREATED,
+                username=user.username,
+                ip=ip,
+                name=name,
+                max_role=None if max_role is None else str(max_role),
+            )
         return token
 
     async def list_api_tokens(self, user: User) -> list[ApiToken]:
@@ -911,14 +915,19 @@ class AuthManager:
             for r in rows
         ]
 
-    async def revoke_api_token(self, user: User, token_id: int, *, ip: str = "") -> None:
-        """Delete one of the user's tokens."""
+    async def revoke_api_token(
+        self, user: User, token_id: int, *, ip: str = "", audit: bool = True
+    ) -> None:
+        """Delete one of the user's tokens (``audit=False``: as for its creation)."""
         count = await self._db.execute(
             "DELETE FROM api_tokens WHERE id = ? AND user_id = ?", (token_id, user.id)
         )
         if not count:
             raise ApiTokenNotFoundError(f"no API token {token_id}")
-        await self.audit(AuditEvent.API_TOKEN_REVOKED, username=user.username, ip=ip, id=token_id)
+        if audit:
+            await self.audit(
+                AuditEvent.API_TOKEN_REVOKED, username=user.username, ip=ip, id=token_id
+            )
 
     async def user_for_api_token(self, token: str) -> TokenUse | None:
         """The enabled user an API token acts for, and its ceiling (None for

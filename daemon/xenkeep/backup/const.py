@@ -5,12 +5,12 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
-from xenkeep.ops.const import FINISHED, OpStatus
+from xenkeep.ops.const import DONE, FINISHED, OpStatus
 
 #: A run is an operation: its statuses are those of every operation.
 RunStatus = OpStatus
 
-__all__ = ["FINISHED", "RESTORING_KEY", "SNAPSHOT_KEY", "RunStatus", "Selector", "Stage"]
+__all__ = ["DONE", "FINISHED", "RESTORING_KEY", "SNAPSHOT_KEY", "RunStatus", "Selector", "Stage"]
 
 
 class Stage(StrEnum):

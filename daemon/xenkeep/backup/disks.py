@@ -16,17 +16,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from xenkeep.errors import ValidationError
 from xenkeep.system import helper
 from xenkeep.system.helper import Call, HelperDoor
+
+from .confirm import require_typed
 
 
 def check_erase_confirmation(device: str, confirm: str) -> None:
     """The typed confirmation of an erase must repeat the device's name."""
-    if confirm.strip() != device:
-        raise ValidationError(
-            f"type {device} to confirm that everything on it is erased", field="confirm"
-        )
+    require_typed(device, confirm, "everything on it is erased")
 
 
 class DiskService:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+import uuid as uuidlib
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Final
@@ -21,6 +22,9 @@ from .schedule import parse_schedule
 
 MAX_RETENTION = 1000
 MAX_CONCURRENCY = 16
+#: Five minutes: a guest with its agent boots and reports well within it.
+DEFAULT_HEALTH_CHECK_TIMEOUT = 300
+MAX_RPO_HOURS = 24 * 366
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,14 @@ class JobSpec:
     #: Force a full transfer every N restore points of a disk; None = never.
     full_every: int | None = None
     enabled: bool = True
+    #: Recovery point objective: the newest point of each VM must be younger
+    #: than this many hours; None = twice the schedule's interval.
+    rpo_hours: int | None = None
+    #: After each run, restore each VM's new point to this SR of the job's
+    #: pool, start it and wait for its guest (a health check); "" = off.
+    health_check_sr: str = ""
+    #: Seconds a health check waits for the restored guest to report.
+    health_check_timeout: int = DEFAULT_HEALTH_CHECK_TIMEOUT
 
     def to_json(self) -> str:
         """Serialised form stored in the database."""
@@ -100,6 +112,12 @@ def _targets(raw: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(plain_text(t, "targets") for t in items if t))
 
 
+def health_check_wait(data: Mapping[str, Any]) -> int:
+    """``health_check_timeout`` of user input: 10 s to an hour, the default when empty."""
+    wait = _int(data, "health_check_timeout", DEFAULT_HEALTH_CHECK_TIMEOUT, 10, 3600)
+    return DEFAULT_HEALTH_CHECK_TIMEOUT if wait is None else wait
+
+
 def validate_job(data: Mapping[str, Any]) -> JobSpec:
     """A :class:`JobSpec` from user input, or ValidationError naming the field."""
     for key in ("name", "pool_id", "schedule", "timezone"):
@@ -136,6 +154,16 @@ def validate_job(data: Mapping[str, Any]) -> JobSpec:
     enabled = data.get("enabled", True)
     if isinstance(enabled, str):
         enabled = enabled.lower() in ("1", "on", "true", "yes")
+    rpo_hours = _int(data, "rpo_hours", None, 1, MAX_RPO_HOURS)
+    health_sr = plain_text(str(data.get("health_check_sr") or "").strip(), "health_check_sr")
+    if health_sr:
+        try:
+            health_sr = str(uuidlib.UUID(health_sr))
+        except ValueError:
+            raise ValidationError(
+                f"{health_sr[:80]!r} is not an SR uuid", field="health_check_sr"
+            ) from None
+    timeout = health_check_wait(data)
     return JobSpec(
         name=name,
         selector=selector,
@@ -148,6 +176,9 @@ def validate_job(data: Mapping[str, Any]) -> JobSpec:
         bandwidth_limit=bandwidth,
         full_every=full_every,
         enabled=bool(enabled),
+        rpo_hours=rpo_hours,
+        health_check_sr=health_sr,
+        health_check_timeout=timeout,
     )
 
 

@@ -7,7 +7,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from xenkeep.errors import ConflictError, XenKeepError
+from xenkeep.errors import ConflictError, ValidationError, XenKeepError
+from xenkeep.xapi.errors import XapiFailure
 
 from .job import JobSpec, validate_job
 from .jobstore import JobRow, JobStore
@@ -54,11 +55,26 @@ class BackupJobs:
             return data
         return {**data, "timezone": await self._default_timezone()}
 
+    async def _check_pool(self, spec: JobSpec, before: JobSpec | None = None) -> None:
+        """The job's pool exists; a health check SR newly set is one of its SRs."""
+        pool = await self.pools.pool_name(spec.pool_id)
+        sr = spec.health_check_sr
+        if not sr or (before is not None and before.health_check_sr == sr):
+            return
+        try:
+            client = await self.pools.client(spec.pool_id)
+            await client.call("SR.get_by_uuid", sr)
+        except XapiFailure:
+            raise ValidationError(f"pool {pool} has no SR {sr}", field="health_check_sr") from None
+        except XenKeepError as exc:
+            # The pool is unreachable now: its next health check says so.
+            log.info("health check SR %s of pool %s not checked: %s", sr, pool, exc.message)
+
     async def create(self, data: Mapping[str, Any]) -> JobRow:
         """Validate and store a new job (its schedule in the appliance's zone
         unless it names one)."""
         spec = validate_job(await self._with_zone(data))
-        await self.pools.pool_name(spec.pool_id)
+        await self._check_pool(spec)
         now = self._clock()
         job_id = await self.store.create_job(spec, self._next_run(spec, since=now), now=now)
         self._changed()
@@ -67,8 +83,8 @@ class BackupJobs:
     async def update(self, job_id: int, data: Mapping[str, Any]) -> JobRow:
         """Replace a job's settings; a lowered retention is applied at once."""
         spec = validate_job(await self._with_zone(data))
-        await self.pools.pool_name(spec.pool_id)
         before = await self.store.job(job_id)
+        await self._check_pool(spec, before.spec)
         await self.store.update_job(job_id, spec, self._next_run(spec, since=self._clock()))
         self._changed()
         if self.prune is not None and spec.retention < before.spec.retention:

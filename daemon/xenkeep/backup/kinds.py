@@ -73,6 +73,15 @@ class PruneStage(StrEnum):
     MERGE = "merge"
 
 
+class HealthStage(StrEnum):
+    """Stages of a health check (its restore's VM task has :class:`Stage`)."""
+
+    RESTORE = "restore"
+    START = "start"
+    WAIT = "wait"
+    CLEANUP = "cleanup"
+
+
 class DiskStage(StrEnum):
     """Stages of making a disk the backup storage."""
 
@@ -91,4 +100,10 @@ DISK_ATTACH: Final = OperationKind(OpKind.DISK_ATTACH, "disk attach", DiskStage,
 PRUNE: Final = OperationKind(OpKind.PRUNE, "prune", PruneStage, describe_error)
 POINT_DELETE: Final = OperationKind(
     OpKind.POINT_DELETE, "restore point deletion", PruneStage, describe_error
+)
+POINTS_DELETE: Final = OperationKind(
+    OpKind.POINTS_DELETE, "deletion of a VM's restore points", PruneStage, describe_error
+)
+HEALTH_CHECK: Final = OperationKind(
+    OpKind.HEALTH_CHECK, "health check", HealthStage, describe_error
 )

@@ -16,17 +16,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from xenkeep.errors import ValidationError
-from xenkeep.mail import MailSettings, SmtpSettings
+from xenkeep.mail import MailSettings, SmtpSettings, send_test_mail
 from xenkeep.ops import Operations, Scheduler, TargetFilter
 from xenkeep.repo.datastore import Datastore
 from xenkeep.secretbox import SecretBox
 from xenkeep.store import Database
 
 from .disks import DiskService
+from .health import CheckTarget, HealthChecks
+from .job import health_check_wait
 from .jobs import BackupJobs
 from .jobstore import JobRow, JobStore
+from .overview import BackupOverview
 from .pools import PoolAccess
-from .prune import PruneService
+from .prune import PruneService, vm_uuid_of
 from .runs import BackupRuns, as_run
 from .storage import DATASTORE_KEY, BackupStorage
 from .verify import VerifyService
@@ -74,6 +77,7 @@ class BackupManager:
         self.appliance_timezone = _getter(appliance_timezone)
         self.mail = MailSettings(db, secrets)
         self.storage = BackupStorage(db, self.ops, disks)
+        self.health = HealthChecks(pools, self.storage, self.ops)
         self.backup_runs = BackupRuns(
             jobs=JobStore(db),
             pools=pools,
@@ -81,6 +85,7 @@ class BackupManager:
             ops=self.ops,
             mail=self.mail,
             appliance_name=self.appliance_name,
+            health=self.health,
         )
         self.prune = PruneService(self.backup_runs.jobs, self.storage, self.ops)
         self.backup_jobs = BackupJobs(
@@ -100,6 +105,9 @@ class BackupManager:
             appliance_name=self.appliance_name,
             appliance_timezone=self.appliance_timezone,
             clock=clock,
+        )
+        self.overview = BackupOverview(
+            self.backup_runs.jobs, self.backup_runs, self.storage, self.verify, clock=clock
         )
         self.scheduler.register("backup jobs", self.backup_runs.schedule_tick)
         self.scheduler.register("backup verify", self.verify.schedule_tick)
@@ -167,12 +175,21 @@ class BackupManager:
         return await self.storage.detach_disk()
 
     async def points(self, vm_uuid: str) -> list[dict[str, Any]]:
-        """Restore points of a VM, oldest first."""
-        return await self.storage.points(vm_uuid)
+        """Restore points of a VM, oldest first: what each is (full or
+        delta), how it was taken, its size, job, verify and health check."""
+        return await self.overview.points(vm_uuid)
 
     async def backed_up_vms(self) -> list[dict[str, Any]]:
         """VMs with restore points."""
         return await self.storage.backed_up_vms()
+
+    async def vm_overview(self) -> list[dict[str, Any]]:
+        """Every backed-up VM: last backup, age, result, RPO (the dashboard's)."""
+        return await self.overview.vms()
+
+    async def job_overview(self, job_id: int) -> dict[str, Any]:
+        """A job's page: settings, run history, RPO, its VMs and their points."""
+        return await self.overview.job(job_id)
 
     # ------------------------------------------------------------------ jobs
 
@@ -199,6 +216,10 @@ class BackupManager:
     async def job_rows(self) -> list[JobRow]:
         """Every job's stored settings (no run looked at)."""
         return await self.backup_runs.jobs.jobs()
+
+    async def jobs_of_pool(self, pool_id: str) -> list[dict[str, Any]]:
+        """The jobs that back up VMs of a pool."""
+        return [j for j in await self.jobs() if str(j["pool_id"]) == pool_id]
 
     # ------------------------------------------------------ runs and restore
 
@@ -250,9 +271,28 @@ class BackupManager:
         """Apply a job's retention now (a prune operation); its id."""
         return await self.prune.start_prune(job_id)
 
-    async def delete_point(self, vm_uuid: str, point_id: str) -> int:
-        """Start deleting one restore point (an operation); its id."""
-        return await self.prune.start_delete(vm_uuid, point_id)
+    async def delete_point(self, vm_uuid: str, point_id: str, *, confirm: str | None = None) -> int:
+        """Start deleting one restore point (an operation); its id. From a
+        form, ``confirm`` must repeat the VM's name."""
+        return await self.prune.start_delete(vm_uuid, point_id, confirm=confirm)
+
+    async def delete_points(self, vm_uuid: str, *, confirm: str) -> int:
+        """Start deleting every point of a VM whose job is gone; its id."""
+        return await self.prune.start_delete_all(vm_uuid, confirm=confirm)
+
+    async def health_check(self, vm_uuid: str, point_id: str, data: Mapping[str, Any]) -> int:
+        """Start a health check of one point on ``data``'s pool and SR; its id."""
+        vm = vm_uuid_of(vm_uuid)
+        point = await self.storage.point(vm, point_id)
+        pool_id = str(data.get("pool_id") or "").strip()
+        sr_uuid = str(data.get("sr_uuid") or "").strip()
+        if not pool_id or not sr_uuid:
+            raise ValidationError("choose the SR to check the restore point on", field="target")
+        wait = health_check_wait(data)
+        name = str(point.vm.get("name_label", vm))
+        return await self.health.start(
+            [CheckTarget(vm, name, point.id)], pool_id=pool_id, sr_uuid=sr_uuid, guest_wait=wait
+        )
 
     # ---------------------------------------------------------------- verify
 
@@ -287,3 +327,18 @@ class BackupManager:
     async def set_smtp(self, data: Mapping[str, Any] | None) -> None:
         """Store (or with None, clear) the mail settings."""
         await self.mail.set(data)
+
+    async def test_mail(self, data: Mapping[str, Any] | None = None) -> str:
+        """Mail a test message with ``data``'s settings (an empty password:
+        the stored one), or the stored settings; the server's answer."""
+        stored = await self.mail.get()
+        if data is None:
+            if stored is None:
+                raise ValidationError("no mail server is set", field="host")
+            settings = stored
+        else:
+            form = dict(data)
+            if not form.get("password") and stored is not None:
+                form["password"] = stored.password
+            settings = SmtpSettings.from_input(form)
+        return await send_test_mail(settings, await self.appliance_name())

@@ -15,14 +15,16 @@ import asyncio
 import time
 from typing import Any
 
-from xenkeep.errors import ValidationError
+from xenkeep.errors import ConflictError, NotFoundError, ValidationError
 from xenkeep.ops import OperationContext, Operations, OpStatus
 from xenkeep.ops.manager import Outcome
 from xenkeep.repo.layout import check_uuid
 
+from .confirm import require_typed
 from .jobstore import JobStore
 from .kinds import (
     POINT_DELETE,
+    POINTS_DELETE,
     PRUNE,
     USES_STORAGE,
     PruneStage,
@@ -114,9 +116,10 @@ class PruneService:
             claims=[one_prune_per_job(job_id), USES_STORAGE],
         )
 
-    async def start_delete(self, vm_uuid: str, point_id: str) -> int:
+    async def start_delete(self, vm_uuid: str, point_id: str, *, confirm: str | None = None) -> int:
         """Delete one restore point; the operation id. Refused at once (nothing
-        started) for a bad uuid or a point that does not exist."""
+        started) for a bad uuid, a point that does not exist, or (from a form,
+        ``confirm`` given) a typed confirmation that is not the VM's name."""
         vm = vm_uuid_of(vm_uuid)
         datastore = self.storage.datastore
         try:
@@ -124,6 +127,8 @@ class PruneService:
         except ValueError as exc:
             raise ValidationError(str(exc), field="point_id") from None
         name = str(point.vm.get("name_label", vm))
+        if confirm is not None:
+            require_typed(name or vm, confirm, f"restore point {point_id} is deleted for good")
 
         async def work(ctx: OperationContext) -> Outcome:
             await ctx.stage(PruneStage.MERGE)
@@ -152,5 +157,50 @@ class PruneService:
             title=f"delete restore point {point_id} of {name}",
             action=f"delete restore point {point_id} of {name}",
             params={"vm_uuid": vm, "point_id": point_id},
+            claims=[one_delete_per_vm(vm), USES_STORAGE],
+        )
+
+    async def start_delete_all(self, vm_uuid: str, *, confirm: str) -> int:
+        """Delete every restore point of a VM whose job is gone; the operation id.
+
+        Refused at once while a job still makes the VM's points (deleting
+        them one run before the next would only start a new full), and
+        unless ``confirm`` repeats the VM's name. Points go newest first,
+        each a commit of its own: a kill leaves the oldest ones whole.
+        """
+        vm = vm_uuid_of(vm_uuid)
+        datastore = self.storage.datastore
+        points = await asyncio.to_thread(datastore.points, vm)
+        if not points:
+            raise NotFoundError(f"VM {vm} has no restore points")
+        name = str(points[-1].vm.get("name_label", "")) or vm
+        for job_id in sorted({p.job_id for p in points if p.job_id}, reverse=True):
+            try:
+                row = await self.jobs.job(int(job_id))
+            except (NotFoundError, ValueError):
+                continue
+            raise ConflictError(
+                f"job {row.spec.name} still backs up {name}",
+                hint="delete its points one by one, or delete the job first",
+            )
+        require_typed(name, confirm, f"the {len(points)} restore points of {name} are deleted")
+        ids = [p.id for p in reversed(points)]
+
+        async def work(ctx: OperationContext) -> Outcome:
+            await ctx.stage(PruneStage.MERGE)
+            deleted = []
+            for point_id in ids:
+                await datastore.delete_point(vm, point_id)
+                deleted.append(point_id)
+                await ctx.log(f"restore point {point_id} deleted")
+            return Outcome(report={"vm_uuid": vm, "vm_name": name, "deleted": deleted})
+
+        return await self.ops.start(
+            POINTS_DELETE,
+            work,
+            target=f"vm:{vm}",
+            title=f"delete every restore point of {name}",
+            action=f"delete the restore points of {name}",
+            params={"vm_uuid": vm, "points": len(ids)},
             claims=[one_delete_per_vm(vm), USES_STORAGE],
         )

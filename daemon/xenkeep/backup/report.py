@@ -14,14 +14,32 @@ from xenkeep.units import human_bytes
 
 from .const import RunStatus
 
+#: A VM in one of these states has its new restore point.
+BACKED_UP = frozenset({RunStatus.SUCCESS.value, RunStatus.WARNING.value})
 
-def overall_status(vms: Sequence[Mapping[str, Any]], *, cancelled: bool) -> RunStatus:
-    """A run succeeds only if every VM did."""
+
+def overall_status(
+    vms: Sequence[Mapping[str, Any]], *, cancelled: bool, warnings: Sequence[str] = ()
+) -> RunStatus:
+    """A run succeeds only if every VM did; it ends with a warning when every
+    VM was backed up but something needs a look (a VM's snapshot left in the
+    pool, or the run's own ``warnings``)."""
     if cancelled:
         return RunStatus.CANCELLED
-    if any(v.get("status") != RunStatus.SUCCESS.value for v in vms):
+    if any(v.get("status") not in BACKED_UP for v in vms):
         return RunStatus.FAILED
+    if warnings or any(v.get("status") == RunStatus.WARNING.value for v in vms):
+        return RunStatus.WARNING
     return RunStatus.SUCCESS
+
+
+def run_warnings(vms: Sequence[Mapping[str, Any]], own: Sequence[str] = ()) -> list[str]:
+    """Every warning of a run: its own, then each VM's, named."""
+    out = list(own)
+    for v in vms:
+        name = v.get("vm_name") or v.get("vm_uuid") or "a VM"
+        out.extend(f"{name}: {w}" for w in v.get("warnings") or ())
+    return out
 
 
 #: VMs named in a failed run's summary; the report lists every one.
@@ -30,7 +48,7 @@ SUMMARY_VMS = 3
 
 def failure_summary(vms: Sequence[Mapping[str, Any]]) -> str:
     """``2 of 3 VMs failed: web-01: <why>; db-01: <why>``: a failed run's error."""
-    failed = [v for v in vms if v.get("status") != RunStatus.SUCCESS.value]
+    failed = [v for v in vms if v.get("status") not in BACKED_UP]
     if not failed:
         return ""
     parts = [
@@ -52,6 +70,7 @@ def build_report(
     finished: float,
     vms: Sequence[Mapping[str, Any]],
     status: RunStatus,
+    warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The report stored with a run and sent by mail."""
     total = sum(int(v.get("bytes") or 0) for v in vms)
@@ -68,13 +87,15 @@ def build_report(
         "bytes": total,
         "speed": round(total / seconds, 1) if seconds > 0 else 0.0,
         "vms": [dict(v) for v in vms],
-        "succeeded": sum(1 for v in vms if v.get("status") == RunStatus.SUCCESS.value),
-        "failed": sum(1 for v in vms if v.get("status") != RunStatus.SUCCESS.value),
+        "succeeded": sum(1 for v in vms if v.get("status") in BACKED_UP),
+        "failed": sum(1 for v in vms if v.get("status") not in BACKED_UP),
+        "warnings": list(warnings),
     }
 
 
 def mail_subject(report: Mapping[str, Any]) -> str:
-    """``[XenKeep appliance] Backup "job" on pool: success (3/3 VMs)``."""
+    """``[XenKeep appliance] Backup "job" on pool: success (3/3 VMs)``: the
+    appliance, the job and the result, readable in a list of mails."""
     return (
         f'[XenKeep {report["appliance"]}] Backup "{report["job"]}" on {report["pool"]}: '
         f"{report['status']} ({report['succeeded']}/{len(report['vms'])} VMs)"
@@ -89,6 +110,10 @@ def mail_body(report: Mapping[str, Any]) -> str:
         f"Transferred: {human_bytes(report['bytes'])} at {human_bytes(report['speed'])}/s",
         "",
     ]
+    if report.get("warnings"):
+        lines.append("Warnings:")
+        lines.extend(f"  ! {w}" for w in report["warnings"])
+        lines.append("")
     for v in report["vms"]:
         lines.append(f"* {v.get('vm_name')} ({v.get('vm_uuid')}): {v.get('status')}")
         for key, kind in sorted((v.get("transfers") or {}).items()):
@@ -110,9 +135,10 @@ async def send_report(
     report: Mapping[str, Any],
     *,
     timeout: float = 30.0,  # noqa: ASYNC109
-) -> None:
-    """Mail a run report; raises OSError/smtplib errors for the caller to log."""
-    await send_mail(
+) -> str:
+    """Mail a run report; the server's answer. Raises OSError/smtplib errors
+    for the caller to log."""
+    return await send_mail(
         settings,
         mail_subject(report),
         mail_body(report),

@@ -135,6 +135,9 @@ class RestoreRequest:
     #: blocks whose checksums cannot be read go unchecked and are listed.
     #: Without it a restore stops before a damaged block reaches the pool.
     salvage: bool = False
+    #: Keys the new VM keeps in its other_config (a health check's mark,
+    #: set before the VM exists so that a kill never leaves it unmarked).
+    marks: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form (stored as the run's parameters)."""
@@ -180,12 +183,15 @@ class RestoreRequest:
         if not isinstance(nets, dict):
             raise ValidationError("networks must map source to target uuids", field="networks")
         return cls(
+            pool_id=out["pool_id"],
+            vm_uuid=out["vm_uuid"],
+            point_id=out["point_id"],
+            sr_uuid=out["sr_uuid"],
             name=str(data.get("name") or "").strip()[:200],
             disk=disk,
             networks={str(k): str(v) for k, v in nets.items()},
             with_networks=bool(data.get("with_networks", True)),
             salvage=salvage,
-            **out,
         )
 
 
@@ -341,6 +347,7 @@ class RestoreRun(RunBase):
         try:
             if req.disk is None:
                 record = vm_create_record(point, req.name)
+                record["other_config"].update(req.marks)
                 record["other_config"][RESTORING_KEY] = str(self.run_id)
                 new_vm = str(await client.call("VM.create", record))
                 new_vm_name = str(record["name_label"])

@@ -82,6 +82,9 @@ class VmResult:
     merge_seconds: float | None = None
     merged: int = 0
     error: str = ""
+    #: What needs a look although the point was made (a snapshot left in
+    #: the pool...): the VM, and so the run, ends with a warning.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def speed(self) -> float:
@@ -103,6 +106,7 @@ class VmResult:
             "merge_seconds": None if self.merge_seconds is None else round(self.merge_seconds, 3),
             "merged": self.merged,
             "error": self.error,
+            "warnings": list(self.warnings),
         }
 
 
@@ -173,6 +177,8 @@ class BackupRun(RunBase):
         self._running = running
         self.limiter = RateLimiter(spec.bandwidth_limit)
         self.results: list[VmResult] = []
+        #: The run's own warnings (each VM has its own in its result).
+        self.warnings: list[str] = []
         self._bytes_done: dict[int, int] = {}
 
     async def execute(self) -> list[VmResult]:
@@ -183,8 +189,10 @@ class BackupRun(RunBase):
             self.results.append(
                 VmResult("", name, RunStatus.FAILED, error=f"no VM named {name!r} in the pool")
             )
-        if not vms:
+        if not vms and not self.results:
+            # Nothing failed, but nothing was backed up: not a success.
             await self._log("the job selects no VM", level="warning")
+            self.warnings.append("the job selects no VM: nothing was backed up")
         await self._log(
             f"{len(vms)} VM(s): {', '.join(v.name for v in vms)}; "
             f"concurrency {self.spec.concurrency}, retention {self.spec.retention}"
@@ -226,23 +234,24 @@ class BackupRun(RunBase):
             await self._log(f"{vm.name}: FAILED: {result.error}", level="error", task_id=task_id)
             await self._close_task(task_id, result, started)
             return False
-        result.status = RunStatus.SUCCESS
+        result.status = RunStatus.WARNING if result.warnings else RunStatus.SUCCESS
         await self._close_task(task_id, result, started)
         return True
 
     async def _close_task(self, task_id: int, result: VmResult, started: float) -> None:
         result.seconds = time.monotonic() - started
-        done = {"stage": Stage.DONE.value} if result.status is RunStatus.SUCCESS else {}
+        backed_up = result.status in (RunStatus.SUCCESS, RunStatus.WARNING)
+        done = {"stage": Stage.DONE.value} if backed_up else {}
         await self._update_task(
             task_id,
             status=result.status.value,
             **done,
             bytes=result.bytes,
             speed=result.speed,
-            eta=0 if result.status is RunStatus.SUCCESS else None,
+            eta=0 if backed_up else None,
             finished_at=time.time(),
             point_id=result.point_id,
-            error=result.error,
+            error=result.error or "; ".join(result.warnings),
             transfer=",".join(sorted(set(result.transfers.values()))),
         )
 
@@ -277,7 +286,7 @@ class BackupRun(RunBase):
             if mine:
                 damaged = f"restore point {mine[0].point_id} disk {mine[0].disk}: {mine[0].reason}"
         vm_record = await client.call("VM.get_record", vm.ref)
-        await self._sweep_orphans(vm, points, task_id)
+        await self._sweep_orphans(vm, points, task_id, result)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
         # The name carries the run's marker: if this run dies while the pool
         # snapshots, the snapshot that appears later is still known as ours.
@@ -344,12 +353,11 @@ class BackupRun(RunBase):
             # snapshot is one no restore point uses, whatever killed its run.
             with contextlib.suppress(XapiFailure):
                 await client.call("VM.add_to_other_config", snap, SNAPSHOT_KEY, str(self.job_id))
-            await self._cleanup_snapshots(vm, keep=snap, task_id=task_id)
+            await self._cleanup_snapshots(vm, keep=snap, task_id=task_id, result=result)
         finally:
             if not committed:
                 # The previous reference stays; the new snapshot is useless.
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self._destroy_snapshot(snap))
+                await asyncio.shield(self._discard_snapshot(vm, snap, task_id))
 
     async def _vifs(self, vm_ref: str) -> list[dict[str, Any]]:
         out = []
@@ -419,13 +427,22 @@ class BackupRun(RunBase):
                         task_id=vm_task,
                     )
                     continue
-                await self._update_task(
-                    disk_task,
-                    status=RunStatus.CANCELLED.value
-                    if isinstance(exc, asyncio.CancelledError)
-                    else RunStatus.FAILED.value,
-                    error=describe_error(exc) if isinstance(exc, Exception) else "cancelled",
-                    finished_at=time.time(),
+                # What moved before the stop counts, in the disk's row and the
+                # VM's, so a cancelled run does not read "0 B transferred".
+                result.bytes += progress.done
+                self._bytes_done[disk_task] = progress.done
+                await asyncio.shield(
+                    self._update_task(
+                        disk_task,
+                        status=RunStatus.CANCELLED.value
+                        if isinstance(exc, asyncio.CancelledError)
+                        else RunStatus.FAILED.value,
+                        bytes=progress.done,
+                        speed=0,
+                        eta=None,
+                        error=describe_error(exc) if isinstance(exc, Exception) else "cancelled",
+                        finished_at=time.time(),
+                    )
                 )
                 raise
         progress.done = done.bytes
@@ -499,47 +516,77 @@ class BackupRun(RunBase):
 
         return flush
 
-    async def _destroy_snapshot(self, snap: str) -> None:
-        await destroy_snapshot(self.client, snap)
+    async def _destroy_snapshot(
+        self, vm: VmChoice, snap: str, task_id: int, what: str
+    ) -> list[str]:
+        """Destroy one of this run's snapshots of ``vm``; what it left behind
+        (empty: nothing), each line logged as a warning."""
+        try:
+            removal = await destroy_snapshot(self.client, snap)
+        except XapiError as exc:
+            problems = [f"{what} {snap} stays in the pool: {describe_error(exc)}"]
+        else:
+            if removal.lifted:
+                await self._log(
+                    f"{vm.name}: {what} had {', '.join(removal.lifted)} blocked, as its VM "
+                    "has: lifted on XenKeep's own snapshot to remove it",
+                    task_id=task_id,
+                )
+            problems = [f"{what}: {left} stays in the pool" for left in removal.left]
+        for problem in problems:
+            await self._log(f"{vm.name}: {problem}", level="warning", task_id=task_id)
+        return problems
+
+    async def _discard_snapshot(self, vm: VmChoice, snap: str, task_id: int) -> None:
+        """A failed or cancelled VM's new snapshot; the VM already says it
+        failed, the log says what stayed."""
+        with contextlib.suppress(Exception):
+            await self._destroy_snapshot(vm, snap, task_id, "the unused new snapshot")
 
     def running_runs(self) -> frozenset[int]:
         """This run and every other backup run in progress."""
         others = self._running() if self._running is not None else frozenset()
         return others | {self.run_id}
 
-    async def _sweep_orphans(self, vm: VmChoice, points: list[RestorePoint], task_id: int) -> None:
+    async def _sweep_orphans(
+        self, vm: VmChoice, points: list[RestorePoint], task_id: int, result: VmResult
+    ) -> None:
         """Destroy what dead runs left of this VM's snapshots before taking one more."""
         newest = str(points[-1].vm.get("xenkeep", {}).get("snapshot_uuid", "")) if points else ""
 
         async def reference(_vm_uuid: str) -> str | None:
             return newest or None
 
-        removed = await sweep(
+        swept = await sweep(
             self.client, vm_ref=vm.ref, running=self.running_runs, references=reference
         )
-        for name in removed:
+        for name in swept.removed:
             await self._log(
                 f"{vm.name}: removed {name!r}, left by a run that died", task_id=task_id
             )
+        for problem in swept.failed:
+            warning = f"a snapshot left by a run that died stays in the pool: {problem}"
+            await self._log(f"{vm.name}: {warning}", level="warning", task_id=task_id)
+            result.warnings.append(warning)
 
-    async def _cleanup_snapshots(self, vm: VmChoice, *, keep: str, task_id: int) -> None:
-        """Delete this job's older snapshots of the VM; the newest is the next reference."""
+    async def _cleanup_snapshots(
+        self, vm: VmChoice, *, keep: str, task_id: int, result: VmResult
+    ) -> None:
+        """Delete this job's older snapshots of the VM; the newest is the next
+        reference. One that stays is a warning on the VM (and so the run)."""
         for snap in await self.client.call("VM.get_snapshots", vm.ref):
             if snap == keep:
                 continue
             other = await self.client.call("VM.get_other_config", snap)
             if other.get(SNAPSHOT_KEY) != str(self.job_id):
                 continue
-            try:
-                await self._destroy_snapshot(snap)
+            problems = await self._destroy_snapshot(
+                vm, snap, task_id, "the previous reference snapshot"
+            )
+            result.warnings.extend(problems)
+            if not problems:
                 await self._log(
                     f"{vm.name}: removed the previous reference snapshot", task_id=task_id
-                )
-            except XapiError as exc:
-                await self._log(
-                    f"{vm.name}: could not remove old snapshot {snap}: {exc}",
-                    level="warning",
-                    task_id=task_id,
                 )
 
     async def _merge(self, vm: VmChoice, result: VmResult, task_id: int) -> None:

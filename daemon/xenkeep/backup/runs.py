@@ -15,21 +15,26 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from xenkeep.errors import ConflictError, NotFoundError, XenKeepError
-from xenkeep.mail import MailSettings
+from xenkeep.errors import ConflictError, NotFoundError, ValidationError, XenKeepError
+from xenkeep.mail import MailSettings, describe_smtp_error
 from xenkeep.ops import OperationContext, Operations, OpKind, TargetFilter
 from xenkeep.ops.claims import ClaimConflictError
 from xenkeep.ops.manager import Outcome
+from xenkeep.xapi.client import XapiClient
+from xenkeep.xapi.errors import XapiFailure
 
 from .const import RunStatus
+from .health import CheckTarget, HealthChecks, sweep_health_checks
 from .jobstore import JobRow, JobStore
 from .kinds import BACKUP, RESTORE, USES_STORAGE, BackupStage, job_target, one_run_per_job
 from .pools import PoolAccess
 from .report import (
+    BACKED_UP,
     build_report,
     failure_summary,
     overall_status,
     restore_log_line,
+    run_warnings,
     send_report,
 )
 from .restore import RestoreRequest, RestoreRun
@@ -75,8 +80,11 @@ class BackupRuns:
         ops: Operations,
         mail: MailSettings,
         appliance_name: Callable[[], Awaitable[str]],
+        health: HealthChecks | None = None,
     ) -> None:
         self.jobs = jobs
+        #: Starts the health check a job asks for after each run.
+        self.health = health
         self.pools = pools
         self.storage = storage
         self.ops = ops
@@ -92,8 +100,10 @@ class BackupRuns:
         return frozenset(self.ops.running(kind=OpKind.BACKUP))
 
     def running_restores(self) -> frozenset[int]:
-        """Ids of every restore in progress (what they create is theirs)."""
-        return frozenset(self.ops.running(kind=OpKind.RESTORE))
+        """Ids of every restore in progress, health checks' included (what
+        they create is theirs)."""
+        checks = self.health.running() if self.health is not None else frozenset()
+        return frozenset(self.ops.running(kind=OpKind.RESTORE)) | checks
 
     def running_run(self, job_id: int) -> int | None:
         """The id of the job's run in progress, if any."""
@@ -155,7 +165,12 @@ class BackupRuns:
             await ctx.log(f"run failed: {error}", level="error")
         await asyncio.shield(ctx.stage(BackupStage.REPORT))
         results = [r.as_dict() for r in runner.results] if runner is not None else []
-        status = overall_status(results, cancelled=cancelled)
+        own = list(runner.warnings) if runner is not None else []
+        health_id = None
+        if not cancelled and row.spec.health_check_sr:
+            health_id = await asyncio.shield(self._health_check(ctx, row, results, own))
+        warnings = run_warnings(results, own)
+        status = overall_status(results, cancelled=cancelled, warnings=warnings)
         if error:
             status = RunStatus.FAILED
         elif status is RunStatus.FAILED:
@@ -172,26 +187,66 @@ class BackupRuns:
             finished=time.time(),
             vms=results,
             status=status,
+            warnings=warnings,
         )
         report["error"] = error
+        report["health_check_id"] = health_id
         await asyncio.shield(ctx.progress(int(report["bytes"]), force=True))
         await asyncio.shield(self._mail(ctx, report))
         if cancelled:
             await asyncio.shield(ctx.log("run cancelled", level="warning"))
         return Outcome(
-            report=report, status=status, error=error or ("cancelled" if cancelled else "")
+            report=report,
+            status=status,
+            error=error or ("cancelled" if cancelled else ""),
+            warnings=warnings,
         )
+
+    async def _health_check(
+        self,
+        ctx: OperationContext,
+        row: JobRow,
+        results: list[dict[str, Any]],
+        warnings: list[str],
+    ) -> int | None:
+        """Start the job's health check of the points this run made; its id.
+        One that cannot start is a warning of the run (the points are made)."""
+        targets = [
+            CheckTarget(str(v["vm_uuid"]), str(v["vm_name"]), str(v["point_id"]))
+            for v in results
+            if v.get("status") in BACKED_UP and v.get("point_id")
+        ]
+        if not targets or self.health is None:
+            return None
+        try:
+            op_id = await self.health.start(
+                targets,
+                pool_id=row.spec.pool_id,
+                sr_uuid=row.spec.health_check_sr,
+                guest_wait=row.spec.health_check_timeout,
+                trigger=f"after run {ctx.id}",
+            )
+        except XenKeepError as exc:
+            warning = f"the health check could not start: {describe_error(exc)}"
+            warnings.append(warning)
+            await ctx.log(warning, level="warning")
+            return None
+        await ctx.log(f"health check of {len(targets)} restore point(s) started: operation {op_id}")
+        return op_id
 
     async def _mail(self, ctx: OperationContext, report: dict[str, Any]) -> None:
         smtp = await self.mail.get()
         if smtp is None:
             return
+        if smtp.only_problems and report.get("status") == RunStatus.SUCCESS.value:
+            await ctx.log("report not mailed: only failures and warnings are mailed")
+            return
         try:
-            await send_report(smtp, report)
-            await ctx.log(f"report mailed to {', '.join(smtp.recipients)}")
+            answer = await send_report(smtp, report)
+            await ctx.log(f"report mailed to {', '.join(smtp.recipients)} (the server: {answer})")
         except Exception as exc:  # a mail failure must not fail the backup
             # ...but must not pass unseen either: the log and the report say it.
-            error = f"mail server {smtp.host}:{smtp.port}: {describe_error(exc)}"
+            error = f"mail server {smtp.host}:{smtp.port}: {describe_smtp_error(exc)}"
             report["mail_error"] = error
             await ctx.log(f"could not mail the report: {error}", level="warning")
 
@@ -208,10 +263,14 @@ class BackupRuns:
                 continue
             try:
                 client = await self.pools.client(pool_id)
-                removed = await sweep(
+                swept = await sweep(
                     client, running=self.running_backups, references=self._reference_snapshot
                 )
-                removed += await sweep_restores(client, running=self.running_restores)
+                removed = swept.removed + await sweep_restores(
+                    client, running=self.running_restores
+                )
+                if self.health is not None:
+                    removed += await sweep_health_checks(client, running=self.health.running)
             except XenKeepError as exc:
                 log.info("pool %s: leftover snapshots not looked for yet: %s", pool_id, exc)
                 wait = SWEEP_RETRY
@@ -251,6 +310,7 @@ class BackupRuns:
         if req.disk is not None:
             point.disk(req.disk)
         client = await self.pools.client(req.pool_id)
+        await self._check_sr(client, req)
 
         async def work(ctx: OperationContext) -> Outcome:
             runner = RestoreRun(ctx=ctx, request=req, client=client, datastore=ds)
@@ -283,6 +343,28 @@ class BackupRuns:
             params=req.as_dict(),
             claims=[USES_STORAGE],
         )
+
+    async def _check_sr(self, client: XapiClient, req: RestoreRequest) -> None:
+        """Refuse, before any run exists, an SR the pool does not have or
+        that holds no VM disks (an ISO library)."""
+        try:
+            sr = await client.call("SR.get_by_uuid", req.sr_uuid)
+            record = await client.call("SR.get_record", sr)
+        except XapiFailure as exc:
+            if exc.xapi_code not in ("UUID_INVALID", "HANDLE_INVALID"):
+                raise
+            pool = await self.pools.pool_name(req.pool_id)
+            raise ValidationError(
+                f"pool {pool} has no SR {req.sr_uuid}",
+                field="sr_uuid",
+                hint="`xenkeep pools` lists each pool's SRs with their free space",
+            ) from None
+        if record.get("content_type") == "iso" or record.get("type") in ("iso", "udev"):
+            raise ValidationError(
+                f"SR {record.get('name_label') or req.sr_uuid} holds no VM disks "
+                f"({record.get('type')})",
+                field="sr_uuid",
+            )
 
     # ------------------------------------------------------------------ read
 

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from xenkeep.xapi.client import XapiClient
@@ -73,14 +74,48 @@ def orphans(
     return sorted(out)
 
 
-async def destroy_snapshot(client: XapiClient, snap: str) -> None:
-    """Destroy a snapshot VM and the disks it holds."""
+@dataclass
+class Removal:
+    """What destroying one of XenKeep's own VMs (a snapshot, a restore's
+    leftover) did beyond the destroy itself."""
+
+    #: Operations XenKeep lifted first: blocked on its own object, they
+    #: came from the VM it was taken or restored from.
+    lifted: list[str] = field(default_factory=list)
+    #: Disks left in the pool, with why: the caller's run ends with a warning.
+    left: list[str] = field(default_factory=list)
+
+
+async def destroy_snapshot(client: XapiClient, snap: str) -> Removal:
+    """Destroy one of XenKeep's own snapshot VMs (or a VM it created) with
+    the disks it holds.
+
+    The VM a snapshot is taken of may block ``destroy`` ("protected from
+    accidental deletion"); a VM XenKeep restores from a restore point has
+    the blocks its original had. Such a block is lifted here, on XenKeep's
+    own object only, so its own leftovers do not pile up. A disk that cannot
+    be removed is named in the result; a VM that cannot be destroyed raises.
+    """
+    removal = Removal()
+    blocked = await client.call("VM.get_blocked_operations", snap)
+    for op in ("destroy", "hard_shutdown"):
+        if op in (blocked or {}):
+            await client.call("VM.remove_from_blocked_operations", snap, op)
+            removal.lifted.append(op)
+    if await client.call("VM.get_power_state", snap) != "Halted":
+        await client.call("VM.hard_shutdown", snap)
     for vbd in await client.call("VM.get_VBDs", snap):
         vdi = await client.call("VBD.get_VDI", vbd)
-        if vdi not in (None, "", NULL_REF):
-            with contextlib.suppress(XapiFailure):
-                await client.call("VDI.destroy", vdi)
+        if vdi in (None, "", NULL_REF):
+            continue
+        try:
+            await client.call("VDI.destroy", vdi)
+        except XapiFailure as exc:
+            if exc.xapi_code == "HANDLE_INVALID":
+                continue  # gone already
+            removal.left.append(f"disk {vdi}: {exc}")
     await client.call("VM.destroy", snap)
+    return removal
 
 
 async def find_orphans(
@@ -125,32 +160,44 @@ async def find_orphans(
     return {ref: candidates[ref] for ref in found}
 
 
+@dataclass
+class SweepResult:
+    """What a sweep removed, and what it could not (with why)."""
+
+    removed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
 async def sweep(
     client: XapiClient,
     *,
     running: Callable[[], frozenset[int]],
     references: Callable[[str], Awaitable[str | None]],
     vm_ref: str | None = None,
-) -> list[str]:
+) -> SweepResult:
     """Destroy the orphan snapshots of one VM (``vm_ref``) or of the whole
-    pool (:func:`find_orphans`); the names of those destroyed."""
+    pool (:func:`find_orphans`); the names of those destroyed and of those
+    that could not be."""
     found = await find_orphans(client, running=running, references=references, vm_ref=vm_ref)
-    removed = []
+    result = SweepResult()
     for snap, rec in found.items():
         name = str(rec.get("name_label", snap))
         try:
-            await destroy_snapshot(client, snap)
+            removal = await destroy_snapshot(client, snap)
         except XapiFailure as exc:
             if exc.xapi_code == "HANDLE_INVALID":
                 continue  # its own run destroyed it meanwhile
             log.warning("could not remove the leftover snapshot %s: %s", name, exc)
+            result.failed.append(f"{name}: {exc}")
             continue
         except XapiError as exc:
             log.warning("could not remove the leftover snapshot %s: %s", name, exc)
+            result.failed.append(f"{name}: {exc}")
             continue
         log.warning("removed the leftover snapshot %s of a run that died", name)
-        removed.append(name)
-    return removed
+        result.removed.append(name)
+        result.failed.extend(f"{name}: {left}" for left in removal.left)
+    return result
 
 
 def _run_key(rec: Mapping[str, Any]) -> int | None:
@@ -175,11 +222,13 @@ async def sweep_restores(client: XapiClient, *, running: Callable[[], frozenset[
             continue
         name = str(rec.get("name_label", ref))
         try:
-            await destroy_snapshot(client, ref)  # a VM with its disks, like a snapshot
+            removal = await destroy_snapshot(client, ref)  # a VM with its disks, like a snapshot
         except XapiError as exc:
             log.warning("could not remove %s, left by a restore that died: %s", name, exc)
             continue
         log.warning("removed VM %s, left by restore %s that died", name, run)
+        for left in removal.left:
+            log.warning("%s: %s stays in the pool", name, left)
         removed.append(name)
     for ref, rec in sorted(vdis.items()):
         run = _run_key(rec)

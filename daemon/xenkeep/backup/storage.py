@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from xenkeep.errors import ValidationError, XenKeepError
+from xenkeep.formats.errors import VhdFormatError
 from xenkeep.ops import OperationContext, OperationKind, Operations
 from xenkeep.ops.manager import Outcome
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.errors import NoDatastoreError, RepoError
-from xenkeep.repo.layout import RestorePoint
-from xenkeep.repo.verify import DamagedPoint
+from xenkeep.repo.layout import DiskRecord, RestorePoint, VmDir, parent_of
 from xenkeep.store import Database
 
 from .disks import DiskService, check_erase_confirmation
@@ -34,6 +34,33 @@ DATASTORE_KEY: Final = "backup.datastore"
 #: fails the next runs, and merges need room for the delta they move.
 LOW_SPACE_RATIO: Final = 0.10
 CHANGE_ACTION: Final = "change the backup storage"
+
+
+def _disk_facts(vmdir: VmDir, d: DiskRecord) -> dict[str, Any]:
+    """One disk of a point: what it is now, how it was taken, its file's size
+    (blocking: reads the VHD's footer and header only)."""
+    path = vmdir.vhd_path(d.key, d.file)
+    try:
+        kind = "delta" if parent_of(path) is not None else "full"
+        size: int | None = path.stat().st_size
+    except (OSError, VhdFormatError):
+        kind, size = "unreadable", None
+    return {
+        "key": d.key,
+        "virtual_size": d.virtual_size,
+        "type": kind,
+        "transfer": d.transfer,
+        "bytes": d.transferred_bytes,
+        "blocks": d.blocks,
+        "size": size,
+        "name": str(d.vdi.get("name_label", "")),
+    }
+
+
+def point_type(disks: list[dict[str, Any]]) -> str:
+    """full, delta, or the mix of a point's disks (``full+delta``)."""
+    kinds = sorted({str(d["type"]) for d in disks})
+    return "+".join(kinds) if kinds else "empty"
 
 
 class BackupStorage:
@@ -246,41 +273,53 @@ class BackupStorage:
         return await asyncio.to_thread(gather)
 
     async def points(self, vm_uuid: str) -> list[dict[str, Any]]:
-        """Restore points of a VM, oldest first (only committed ones exist),
-        each with the damage a read of it meets (``damage``: disk, file,
-        reason, block numbers; empty when none was found)."""
+        """Restore points of a VM, oldest first (only committed ones exist).
+
+        Each disk says what its point **is** now (``type``: a full, or a
+        delta on an older point: merges turn the oldest delta into a full)
+        and how it **was taken** (``transfer``), with the ``size`` of the
+        point's own file; the point's ``type`` is full when every disk is.
+        ``damage`` is what a read of the point meets (disk, file, reason,
+        block numbers; empty when none was found).
+        """
         ds = self.datastore
 
-        def gather() -> tuple[list[RestorePoint], list[DamagedPoint]]:
-            return ds.points(vm_uuid), ds.damage(vm_uuid)
-
-        pts, damaged = await asyncio.to_thread(gather)
-        found: dict[str, list[dict[str, Any]]] = {}
-        for d in damaged:
-            found.setdefault(d.point_id, []).append(
-                {"disk": d.disk, "file": d.file, "reason": d.reason, "blocks": list(d.blocks)}
-            )
-        return [
-            {
-                "id": p.id,
-                "seq": p.seq,
-                "created": p.created,
-                "vm_name": p.vm.get("name_label", ""),
-                "job_id": p.job_id,
-                "disks": [
+        def gather() -> list[dict[str, Any]]:
+            vmdir = ds.vmdir(vm_uuid)
+            found: dict[str, list[dict[str, Any]]] = {}
+            for d in ds.damage(vm_uuid):
+                found.setdefault(d.point_id, []).append(
+                    {"disk": d.disk, "file": d.file, "reason": d.reason, "blocks": list(d.blocks)}
+                )
+            out = []
+            for p in vmdir.list_points():
+                disks = [_disk_facts(vmdir, d) for d in p.disks]
+                out.append(
                     {
-                        "key": d.key,
-                        "virtual_size": d.virtual_size,
-                        "transfer": d.transfer,
-                        "bytes": d.transferred_bytes,
-                        "blocks": d.blocks,
+                        "id": p.id,
+                        "seq": p.seq,
+                        "created": p.created,
+                        "vm_name": p.vm.get("name_label", ""),
+                        "job_id": p.job_id,
+                        "job_name": str(p.vm.get("xenkeep", {}).get("job_name", "")),
+                        "type": point_type(disks),
+                        "size": sum(int(d["size"] or 0) for d in disks),
+                        "disks": disks,
+                        "damage": found.get(p.id, []),
                     }
-                    for d in p.disks
-                ],
-                "damage": found.get(p.id, []),
-            }
-            for p in pts
-        ]
+                )
+            return out
+
+        return await asyncio.to_thread(gather)
+
+    async def point(self, vm_uuid: str, point_id: str) -> RestorePoint:
+        """One restore point, or PointNotFoundError (ValidationError for an id
+        that cannot be one)."""
+        ds = self.datastore
+        try:
+            return await asyncio.to_thread(lambda: ds.vmdir(vm_uuid).load_point(point_id))
+        except ValueError as exc:
+            raise ValidationError(str(exc), field="point_id") from None
 
     async def backed_up_vms(self) -> list[dict[str, Any]]:
         """VMs with restore points, with their newest name and point count."""
@@ -291,12 +330,17 @@ class BackupStorage:
             for v in ds.vms():
                 pts = ds.points(v)
                 if pts:
+                    newest = pts[-1]
                     out.append(
                         {
                             "vm_uuid": v,
-                            "name": pts[-1].vm.get("name_label", ""),
+                            "name": newest.vm.get("name_label", ""),
                             "points": len(pts),
-                            "newest": pts[-1].created,
+                            "newest": newest.created,
+                            "newest_id": newest.id,
+                            # The job that made the newest point (it may be gone).
+                            "job_id": newest.job_id,
+                            "job_name": str(newest.vm.get("xenkeep", {}).get("job_name", "")),
                         }
                     )
             return out

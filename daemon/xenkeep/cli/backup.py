@@ -42,7 +42,6 @@ def backup_list(api: Api, args: argparse.Namespace) -> int:
         if args.json:
             emit_json(points)
             return EXIT_OK
-        verify = api.get("/api/v1/backup/verify")
         zone = api.timezone()
         emit(f"VM {vm.get('name')} ({uuid}): {len(points['points'])} restore points")
         rows = [
@@ -50,9 +49,9 @@ def backup_list(api: Api, args: argparse.Namespace) -> int:
                 str(p["id"]),
                 when(p.get("created"), zone),
                 point_type(p),
-                human_bytes(sum(int(d.get("bytes") or 0) for d in p.get("disks") or [])),
+                human_bytes(int(p.get("size") or 0)),
                 str(len(p.get("disks") or [])),
-                verified(p, uuid, verify, zone),
+                verified(p, zone),
             ]
             for p in points["points"]
         ]

@@ -4,9 +4,9 @@ to the appliance's own certificate, and the short-lived API token it uses.
 The console user is root on the appliance (or the daemon's user), already
 trusted with the database. Rather than reach around the daemon, a command
 mints a short-lived API token for the first active administrator, named for
-what the console does (``console: backup run nightly``, so the audit log
-says who did what), talks to the daemon's API with it, and revokes it when
-it ends — also on errors and Ctrl-C.
+what the console does (``console: backup run nightly``: the audit log has
+one entry for the command), talks to the daemon's API with it, and revokes
+it when it ends — also on errors and Ctrl-C.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Final
 
-from xenkeep.auth.const import Role
+from xenkeep.auth.const import AuditEvent, Role
 from xenkeep.auth.manager import AuthManager, User
 from xenkeep.auth.secrets import token_hash
 from xenkeep.backup.const import FINISHED
@@ -211,13 +211,19 @@ async def _mint(state: State, name: str) -> tuple[str, User, int]:
             "there is no administrator yet: finish the setup wizard first",
             hint="open the web interface with the token from `xenkeep setup-token`",
         )
+    name = name[:TOKEN_NAME_MAX]
+    # One audit entry for the command, not one for the token made and one
+    # for the token revoked: the token lives only as long as the command.
     token = await state.auth.create_api_token(
-        user, name[:TOKEN_NAME_MAX], ip="console", lifetime=CONSOLE_TOKEN_LIFETIME
+        user, name, ip="console", lifetime=CONSOLE_TOKEN_LIFETIME, audit=False
     )
     row = await state.db.fetchone(
         "SELECT id FROM api_tokens WHERE token_hash = ?", (token_hash(token),)
     )
     assert row is not None  # just inserted
+    await state.auth.audit(
+        AuditEvent.CONSOLE_COMMAND, username=user.username, ip="console", name=name
+    )
     return token, user, int(row["id"])
 
 
@@ -249,4 +255,6 @@ def console_token(ctx: Context, name: str) -> Iterator[str]:
         yield token
     finally:
         with _sigint_ignored():
-            ctx.with_state(lambda state: state.auth.revoke_api_token(user, token_id, ip="console"))
+            ctx.with_state(
+                lambda state: state.auth.revoke_api_token(user, token_id, ip="console", audit=False)
+            )

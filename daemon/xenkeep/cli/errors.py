@@ -1,7 +1,9 @@
 """The console's failures and the exit codes they stand for.
 
 Exit codes: 0 success, 1 failure (a failed run, a bad argument, an API
-error), 3 the daemon does not answer, 130 interrupted by Ctrl-C.
+error), 2 done with warnings (a run whose points were made but that left
+something to look at, e.g. a snapshot it could not remove), 3 the daemon
+does not answer, 130 interrupted by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Final
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
+EXIT_WARNING: Final = 2
 EXIT_DOWN: Final = 3
 EXIT_INTERRUPTED: Final = 130
 

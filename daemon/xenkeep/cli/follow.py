@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from xenkeep.backup.const import RunStatus
 from xenkeep.cli.client import Api, cancel_run, poll_run, run_finished
-from xenkeep.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConsoleError
+from xenkeep.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_WARNING, ConsoleError
 from xenkeep.cli.output import emit, error, log_line, progress_line
 
 #: Progress is printed at most once per PROGRESS_EVERY seconds, and only when it changed.
@@ -64,4 +64,14 @@ def follow_to_exit(api: Api, run_id: int, summary: Callable[[Mapping[str, Any]],
         cancel(api, run_id)
         return EXIT_INTERRUPTED
     emit(summary(run))
-    return EXIT_OK if run.get("status") == RunStatus.SUCCESS.value else EXIT_FAILED
+    return exit_code(run)
+
+
+def exit_code(run: Mapping[str, Any]) -> int:
+    """0 for a success, 2 for a success with warnings, 1 for anything else."""
+    status = run.get("status")
+    if status == RunStatus.SUCCESS.value:
+        return EXIT_OK
+    if status == RunStatus.WARNING.value:
+        return EXIT_WARNING
+    return EXIT_FAILED

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from xenkeep.backup.const import RunStatus
-from xenkeep.backup.report import mail_body
+from xenkeep.backup.report import BACKED_UP, mail_body
 from xenkeep.units import clock_duration, human_bytes, local_time, log_time, number_ranges
 
 
@@ -86,18 +86,18 @@ def storage_line(storage: Mapping[str, Any]) -> str:
 
 
 def point_type(point: Mapping[str, Any]) -> str:
-    """full, delta, or the mix of a restore point's disks."""
-    kinds = {str(d.get("transfer")) for d in point.get("disks") or []}
-    if kinds == {"full"}:
-        return "full"
-    if kinds == {"delta"}:
-        return "delta"
-    return "+".join(sorted(kinds)) or "?"
+    """What a restore point is now (full, delta, or the mix of its disks) and,
+    when a merge changed it, how it was taken: ``full (taken as delta)``."""
+    now = str(point.get("type") or "?")
+    taken = sorted({str(d.get("transfer")) for d in point.get("disks") or []})
+    was = "+".join(taken)
+    return now if not was or was == now else f"{now} (taken as {was})"
 
 
-def verified(point: Mapping[str, Any], vm_uuid: str, verify: Mapping[str, Any], zone: str) -> str:
-    """The word on a point: DAMAGED (with the blocks) when a read or a verify
-    found damage it meets, else the last verify's: ok, not yet, or —."""
+def verified(point: Mapping[str, Any], zone: str) -> str:
+    """What is known of a point: DAMAGED (with the blocks) when a read or a
+    verify found damage it meets, else what the verifies found: ok (when),
+    DAMAGED, or not yet."""
     damage = point.get("damage") or []
     if damage:
         return "DAMAGED " + "; ".join(
@@ -105,16 +105,13 @@ def verified(point: Mapping[str, Any], vm_uuid: str, verify: Mapping[str, Any], 
             + (f"blocks {number_ranges(d['blocks'])}" if d.get("blocks") else "whole file")
             for d in damage
         )
-    if verify.get("status") not in ("ok", "damaged"):
-        return "—"
-    if verify.get("vm_uuid") not in (None, "", vm_uuid):
-        return "—"
-    if float(point.get("created") or 0) > float(verify.get("started") or 0):
-        return "not yet"
-    for d in verify.get("damaged") or []:
-        if d.get("vm_uuid") == vm_uuid and d.get("point_id") == point.get("id"):
-            return "DAMAGED"
-    return f"ok {when(verify.get('finished'), zone)}"
+    found = point.get("verified") or {}
+    state = found.get("state")
+    if state == "ok":
+        return f"ok {when(found.get('at'), zone)}"
+    if state == "damaged":
+        return "DAMAGED"
+    return "not yet"
 
 
 # --- runs ----------------------------------------------------------------------------------
@@ -165,11 +162,14 @@ def backup_summary(run: Mapping[str, Any]) -> str:
     if report.get("vms") is not None and "seconds" in report:
         lines.append(mail_body(report).rstrip("\n"))
     cause = report.get("error") or run.get("error")
-    if cause:
-        lines.append(f"error: {cause}")
-    vms = report.get("vms") or []
-    failed = sum(1 for v in vms if v.get("status") != RunStatus.SUCCESS.value)
     result = str(run.get("status"))
+    if cause and result != RunStatus.WARNING.value:
+        lines.append(f"error: {cause}")
+    for warning in report.get("warnings") or ([cause] if cause else []):
+        if result == RunStatus.WARNING.value:
+            lines.append(f"warning: {warning}")
+    vms = report.get("vms") or []
+    failed = sum(1 for v in vms if v.get("status") not in BACKED_UP)
     if result == RunStatus.FAILED.value and vms and failed < len(vms):
         result = f"partly failed ({failed} of {len(vms)} VMs failed)"
     elif vms:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
-from xenkeep.errors import ValidationError
+from xenkeep.errors import UpstreamError, ValidationError
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,9 @@ class SmtpSettings:
     recipients: tuple[str, ...] = ()
     #: Only for tests and private relays with self-signed certificates.
     verify_tls: bool = True
+    #: Mail only reports that need a look (failed, warning, damage found),
+    #: not every success.
+    only_problems: bool = False
 
     @classmethod
     def from_input(cls, data: Mapping[str, Any]) -> SmtpSettings:
@@ -74,6 +77,7 @@ class SmtpSettings:
             sender=sender,
             recipients=recipients,
             verify_tls=flag("verify_tls", True),
+            only_problems=flag("only_problems", False),
         )
 
     def to_json(self) -> str:
@@ -100,8 +104,47 @@ def _no_controls(value: str, field: str, label: str) -> str:
     return value
 
 
-def _send_sync(settings: SmtpSettings, msg: EmailMessage, timeout: float) -> None:
-    with smtplib.SMTP(settings.host, settings.port, timeout=timeout) as smtp:
+class MailServerError(UpstreamError):
+    """The mail server refused or could not be reached; the message says
+    what it answered."""
+
+    code = "mail_failed"
+
+
+class _AnsweredSMTP(smtplib.SMTP):
+    """An SMTP client that keeps the server's answer to the message itself
+    (``250 2.0.0 Ok: queued as ...``), which smtplib otherwise drops."""
+
+    answer: tuple[int, bytes] | None = None
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        self.answer = super().data(msg)
+        return self.answer
+
+
+def describe_smtp_error(exc: BaseException) -> str:
+    """What the mail server said (``535 5.7.8 bad credentials``), or why it
+    could not be reached, in one line."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        refused = "; ".join(
+            f"{rcpt}: {code} {_text(msg)}" for rcpt, (code, msg) in exc.recipients.items()
+        )
+        return f"the server refused every recipient ({refused})"
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"the server answered {exc.smtp_code} {_text(exc.smtp_error)}"
+    if isinstance(exc, smtplib.SMTPException | ssl.SSLError):
+        return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError):
+        return f"could not reach it: {exc.strerror or exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _text(raw: bytes | str) -> str:
+    return one_line(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw))
+
+
+def _send_sync(settings: SmtpSettings, msg: EmailMessage, timeout: float) -> str:
+    with _AnsweredSMTP(settings.host, settings.port, timeout=timeout) as smtp:
         smtp.ehlo()
         if settings.starttls:
             ctx = ssl.create_default_context()
@@ -113,6 +156,8 @@ def _send_sync(settings: SmtpSettings, msg: EmailMessage, timeout: float) -> Non
         if settings.username:
             smtp.login(settings.username, settings.password)
         smtp.send_message(msg)
+        code, text = smtp.answer or (250, b"")
+        return f"{code} {_text(text)}".strip()
 
 
 async def send_mail(
@@ -122,8 +167,9 @@ async def send_mail(
     attachment: tuple[str, Mapping[str, Any]] | None = None,
     *,
     timeout: float = 30.0,  # noqa: ASYNC109
-) -> None:
-    """Mail a plain-text message, optionally with a JSON attachment ``(filename, data)``.
+) -> str:
+    """Mail a plain-text message, optionally with a JSON attachment ``(filename, data)``;
+    the server's answer to it (``250 2.0.0 Ok: queued as 4XyZ``).
 
     Raises OSError/smtplib errors for the caller to log.
     """
@@ -142,4 +188,27 @@ async def send_mail(
             subtype="json",
             filename=filename,
         )
-    await asyncio.to_thread(_send_sync, settings, msg, timeout)
+    return await asyncio.to_thread(_send_sync, settings, msg, timeout)
+
+
+async def send_test_mail(
+    settings: SmtpSettings,
+    appliance: str,
+    *,
+    timeout: float = 30.0,  # noqa: ASYNC109
+) -> str:
+    """Mail a test message to every recipient; the server's answer, or a
+    :class:`MailServerError` with what it said instead."""
+    try:
+        return await send_mail(
+            settings,
+            f"[XenKeep {appliance}] Test mail",
+            f"This is a test mail from the XenKeep appliance {appliance}.\n"
+            "Backup reports will reach you the same way.\n",
+            timeout=timeout,
+        )
+    except (OSError, smtplib.SMTPException) as exc:
+        raise MailServerError(
+            f"mail server {settings.host}:{settings.port}: {describe_smtp_error(exc)}",
+            hint="check the server, port, STARTTLS and the user",
+        ) from None

@@ -9,12 +9,13 @@ add a kind.
 """
 
 from .claims import Claim
-from .const import FINISHED, OpKind, OpStatus, TargetFilter
+from .const import DONE, FINISHED, OpKind, OpStatus, TargetFilter
 from .context import OperationContext, ThreadWork
 from .manager import OperationKind, Operations
 from .scheduler import Scheduler
 
 __all__ = [
+    "DONE",
     "FINISHED",
     "Claim",
     "OpKind",

@@ -13,6 +13,9 @@ class OpStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     SUCCESS = "success"
+    #: Done, but something needs a look: a leftover the work could not remove,
+    #: a VM the selection no longer finds... The work's outcome names each.
+    WARNING = "warning"
     FAILED = "failed"
     CANCELLED = "cancelled"
     #: Cut by a stop of the daemon; marked so at the next start.
@@ -20,8 +23,17 @@ class OpStatus(StrEnum):
 
 
 FINISHED: Final = frozenset(
-    {OpStatus.SUCCESS, OpStatus.FAILED, OpStatus.CANCELLED, OpStatus.INTERRUPTED}
+    {
+        OpStatus.SUCCESS,
+        OpStatus.WARNING,
+        OpStatus.FAILED,
+        OpStatus.CANCELLED,
+        OpStatus.INTERRUPTED,
+    }
 )
+#: Finished with its work done (a warning says something needs a look, not
+#: that the work is missing): what a caller waiting for the result accepts.
+DONE: Final = frozenset({OpStatus.SUCCESS, OpStatus.WARNING})
 
 
 class OpKind(StrEnum):
@@ -35,6 +47,10 @@ class OpKind(StrEnum):
     DISK_ATTACH = "disk-attach"
     PRUNE = "prune"
     POINT_DELETE = "point-delete"
+    #: Every restore point of one VM deleted (a VM whose job is gone).
+    POINTS_DELETE = "points-delete"
+    #: A restore point restored, started and checked for a live guest.
+    HEALTH_CHECK = "health-check"
     #: A run of the appliance's health checks (:mod:`xenkeep.diagnostics`).
     DIAGNOSTICS = "diagnostics"
     #: A copy of the appliance's configuration and pool databases (:mod:`xenkeep.appliance_backup`).

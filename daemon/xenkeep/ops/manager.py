@@ -57,11 +57,28 @@ class OperationKind:
 
 @dataclass
 class Outcome:
-    """What the work of an operation ends with."""
+    """What the work of an operation ends with.
+
+    ``warnings`` name what needs a look although the work was done (a
+    snapshot that could not be removed...): a successful outcome with
+    warnings ends as :attr:`OpStatus.WARNING`, whatever the kind.
+    """
 
     report: dict[str, Any] = field(default_factory=dict)
     status: OpStatus = OpStatus.SUCCESS
     error: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+#: Causes named in a summary line; the report and the sub-tasks hold every one.
+SUMMARY_ITEMS: Final = 3
+
+
+def summary_line(items: Sequence[str]) -> str:
+    """``a; b; c; and 2 more``: several causes in one line."""
+    shown = "; ".join(items[:SUMMARY_ITEMS])
+    more = len(items) - SUMMARY_ITEMS
+    return shown + (f"; and {more} more" if more > 0 else "")
 
 
 Work = Callable[[OperationContext], Awaitable[Outcome]]
@@ -191,23 +208,60 @@ class Operations:
             outcome = Outcome(status=OpStatus.FAILED, error=error)
         if outcome.status is OpStatus.CANCELLED and self._stopping:
             outcome.status, outcome.error = OpStatus.INTERRUPTED, INTERRUPTED_MESSAGE
+        # Shielded: a cancel arriving now must not leave the row "running".
+        await asyncio.shield(self._finish(ctx, outcome, started))
+
+    async def _finish(self, ctx: OperationContext, outcome: Outcome, started: float) -> None:
+        """Write the final status, error and report, so that the operation's
+        summary agrees with its parts, whatever its kind: a success with
+        warnings is a warning, a failure names a cause, no sub-task is left
+        running, and the bytes are those its sub-tasks moved."""
+        if outcome.warnings and outcome.status is OpStatus.SUCCESS:
+            outcome.status = OpStatus.WARNING
+        if outcome.status is OpStatus.WARNING and not outcome.error:
+            outcome.error = summary_line(outcome.warnings) or "finished with warnings"
+        if outcome.status is OpStatus.FAILED and not outcome.error:
+            outcome.error = await self._failure_cause(ctx.id)
+        if outcome.status is not OpStatus.SUCCESS:
+            await self.store.close_open_tasks(ctx.id, outcome.status, outcome.error)
         finished = time.time()
         outcome.report.setdefault("status", outcome.status.value)
         outcome.report.setdefault("error", outcome.error)
         outcome.report.setdefault("started", started)
         outcome.report.setdefault("finished", finished)
-        # Shielded: a cancel arriving now must not leave the row "running".
-        await asyncio.shield(
-            self.store.update(
-                ctx.id,
-                status=outcome.status.value,
-                finished_at=finished,
-                error=outcome.error,
-                report=outcome.report,
-                speed=0,
-                eta=None,
-            )
+        if outcome.warnings:
+            outcome.report.setdefault("warnings", list(outcome.warnings))
+        fields: dict[str, Any] = {}
+        moved = await self.store.leaf_bytes(ctx.id)
+        if moved:
+            fields["bytes"] = moved
+        await self.store.update(
+            ctx.id,
+            status=outcome.status.value,
+            finished_at=finished,
+            error=outcome.error,
+            report=outcome.report,
+            speed=0,
+            eta=None,
+            **fields,
         )
+
+    async def _failure_cause(self, op_id: int) -> str:
+        """A failed operation's cause from its parts: its failed sub-tasks,
+        else its last error line (a failure is never shown as "—")."""
+        failed = [
+            f"{t['name']}{' ' + str(t['part']) if t.get('part') else ''}: {t['error']}"
+            for t in await self.store.tasks(op_id)
+            if t["status"] == OpStatus.FAILED.value and t.get("error")
+        ]
+        if failed:
+            return summary_line(failed)
+        errors = [
+            line["message"]
+            for line in await self.store.log_lines(op_id)
+            if line["level"] == "error"
+        ]
+        return errors[-1] if errors else "failed without saying why (see its log)"
 
     @contextlib.asynccontextmanager
     async def holding(

@@ -258,13 +258,45 @@ class OperationStore:
         self.touch()
 
     async def tasks(self, op_id: int) -> list[dict[str, Any]]:
-        """The sub-tasks of an operation, in creation order."""
+        """The sub-tasks of an operation, each followed by its own (a VM by its
+        disks, however the work interleaved them), with its ``depth``."""
         rows = await self.db.fetchall(
             "SELECT * FROM operation_tasks WHERE op_id = ? ORDER BY id", (op_id,)
         )
         tasks = [_task_dict(r) for r in rows]
         _sum_running_parents(tasks)
-        return tasks
+        return _tree_order(tasks)
+
+    async def close_open_tasks(self, op_id: int, status: OpStatus, error: str) -> int:
+        """When an operation ends: its sub-tasks still pending or running end
+        as it did (a failed restore's disk no longer reads "import running");
+        how many were closed."""
+        count = await self.db.execute(
+            "UPDATE operation_tasks SET status = ?, finished_at = ?, speed = 0, eta = NULL, "
+            "error = CASE WHEN error = '' THEN ? ELSE error END "
+            "WHERE op_id = ? AND status IN (?, ?)",
+            (
+                status.value,
+                time.time(),
+                error or status.value,
+                op_id,
+                OpStatus.PENDING.value,
+                OpStatus.RUNNING.value,
+            ),
+        )
+        if count:
+            self.touch()
+        return count
+
+    async def leaf_bytes(self, op_id: int) -> int:
+        """Bytes the sub-tasks that have none of their own moved (the disks
+        of a run): what the operation as a whole moved."""
+        row = await self.db.fetchone(
+            "SELECT coalesce(sum(bytes), 0) AS moved FROM operation_tasks t WHERE op_id = ? "
+            "AND NOT EXISTS (SELECT 1 FROM operation_tasks c WHERE c.parent_id = t.id)",
+            (op_id,),
+        )
+        return int(row["moved"]) if row else 0
 
     # ------------------------------------------------------------------- log
 
@@ -300,6 +332,26 @@ def _task_dict(row: Any) -> dict[str, Any]:
     detail = json.loads(d.pop("detail", None) or "{}")
     # The kind's facts sit beside the common columns; the common ones win.
     return {**detail, **d}
+
+
+def _tree_order(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``tasks`` (in creation order) with each one's children right after it."""
+    children: dict[int | None, list[dict[str, Any]]] = {}
+    ids = {int(t["id"]) for t in tasks}
+    for t in tasks:
+        parent = t.get("parent_id")
+        # A child whose parent is not listed stands at the top rather than vanish.
+        key = int(parent) if parent is not None and int(parent) in ids else None
+        children.setdefault(key, []).append(t)
+    out: list[dict[str, Any]] = []
+
+    def walk(parent: int | None, depth: int) -> None:
+        for t in children.get(parent, []):
+            out.append({**t, "depth": depth})
+            walk(int(t["id"]), depth + 1)
+
+    walk(None, 0)
+    return out
 
 
 def _sum_running_parents(tasks: list[dict[str, Any]]) -> None:

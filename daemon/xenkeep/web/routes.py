@@ -268,6 +268,9 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
 
     r.add_get("/pools", pools_views.pools_page, name="pools")
     r.add_post("/pools", pools_views.pools_submit, name="pools_submit")
+    r.add_get(
+        r"/pools/{pool_id:\d+}/remove", pools_views.pools_remove_page, name="pools_remove_page"
+    )
     r.add_post(r"/pools/{pool_id:\d+}/remove", pools_views.pools_remove, name="pools_remove")
     r.add_get("/api/v1/pools", pools_api.api_pools, name="api_pools")
     r.add_post("/api/v1/pools", pools_api.api_pools_add, name="api_pools_add")
@@ -313,21 +316,44 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     )
     r.add_get("/backup/jobs/new", backup_views.job_new, name="backup_job_new")
     r.add_post("/backup/jobs", backup_views.job_create, name="backup_job_create")
-    r.add_get("/backup/jobs/{job_id}", backup_views.job_edit, name="backup_job_edit")
+    r.add_get("/backup/jobs/{job_id}", backup_views.job_page, name="backup_job")
+    r.add_get("/backup/jobs/{job_id}/edit", backup_views.job_edit, name="backup_job_edit")
     r.add_post("/backup/jobs/{job_id}", backup_views.job_update, name="backup_job_update")
+    r.add_get(
+        "/backup/jobs/{job_id}/delete", backup_views.job_delete_page, name="backup_job_delete_page"
+    )
     r.add_post("/backup/jobs/{job_id}/delete", backup_views.job_delete, name="backup_job_delete")
     r.add_post("/backup/jobs/{job_id}/run", backup_views.job_run, name="backup_job_run")
     r.add_post("/backup/jobs/{job_id}/prune", backup_views.job_prune, name="backup_job_prune")
+    r.add_get(
+        "/backup/vms/{vm_uuid}/points/{point_id}/delete",
+        backup_views.point_delete_page,
+        name="backup_point_delete_page",
+    )
     r.add_post(
         "/backup/vms/{vm_uuid}/points/{point_id}/delete",
         backup_views.point_delete,
         name="backup_point_delete",
+    )
+    r.add_post(
+        "/backup/vms/{vm_uuid}/points/{point_id}/health-check",
+        backup_views.health_check_submit,
+        name="backup_health_check",
+    )
+    r.add_get(
+        "/backup/vms/{vm_uuid}/delete",
+        backup_views.vm_points_delete_page,
+        name="backup_vm_delete_page",
+    )
+    r.add_post(
+        "/backup/vms/{vm_uuid}/delete", backup_views.vm_points_delete, name="backup_vm_delete"
     )
     # A run is an operation: its page is the operation page.
     r.add_get(r"/backup/runs/{run_id:\d+}", operations_views.run_page, name="backup_run")
     r.add_post("/backup/runs/{run_id}/cancel", backup_views.run_cancel, name="backup_run_cancel")
     r.add_get("/backup/mail", backup_views.mail_page, name="backup_mail")
     r.add_post("/backup/mail", backup_views.mail_submit, name="backup_mail_submit")
+    r.add_post("/backup/mail/test", backup_views.mail_test, name="backup_mail_test")
     r.add_get("/backup/restore", backup_views.restore_page, name="backup_restore")
     r.add_post("/backup/restore", backup_views.restore_submit, name="backup_restore_submit")
 
@@ -364,6 +390,12 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_get("/api/v1/backup/jobs", backup_api.api_jobs, name="api_backup_jobs")
     r.add_post("/api/v1/backup/jobs", backup_api.api_job_create, name="api_backup_job_create")
     r.add_get("/api/v1/backup/jobs/{job_id}", backup_api.api_job, name="api_backup_job")
+    r.add_get(
+        "/api/v1/backup/jobs/{job_id}/overview",
+        backup_api.api_job_overview,
+        name="api_backup_job_overview",
+    )
+    r.add_get("/api/v1/backup/overview", backup_api.api_overview, name="api_backup_overview")
     r.add_put(
         "/api/v1/backup/jobs/{job_id}", backup_api.api_job_update, name="api_backup_job_update"
     )
@@ -395,11 +427,22 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
         name="api_backup_point_delete",
     )
     r.add_post(
+        "/api/v1/backup/vms/{vm_uuid}/points/delete",
+        backup_api.api_points_delete,
+        name="api_backup_points_delete",
+    )
+    r.add_post(
+        "/api/v1/backup/vms/{vm_uuid}/points/{point_id}/health-check",
+        backup_api.api_health_check,
+        name="api_backup_health_check",
+    )
+    r.add_post(
         "/api/v1/backup/jobs/{job_id}/prune", backup_api.api_job_prune, name="api_backup_job_prune"
     )
     r.add_post("/api/v1/backup/restore", backup_api.api_restore, name="api_backup_restore")
     r.add_get("/api/v1/backup/smtp", backup_api.api_smtp, name="api_backup_smtp")
     r.add_put("/api/v1/backup/smtp", backup_api.api_smtp_put, name="api_backup_smtp_put")
+    r.add_post("/api/v1/backup/smtp/test", backup_api.api_smtp_test, name="api_backup_smtp_test")
 
     # The appliance's own backup: its configuration and pool databases in the storage.
     ab, ab_api = appliance_backup_views, appliance_backup_api

@@ -7,6 +7,7 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from xenkeep import __version__, units
 from xenkeep.system.identity import DEFAULT_TIMEZONE
@@ -27,6 +28,24 @@ def when(context: jinja2.runtime.Context, ts: float | None, seconds: bool = Fals
 def log_time(context: jinja2.runtime.Context, ts: float | None) -> str:
     """Filter ``log_time``: a log line's time in the appliance's zone."""
     return units.log_time(ts, context.get(TIMEZONE, DEFAULT_TIMEZONE))
+
+
+def status_badge(status: object) -> Markup:
+    """Filter ``status``: an operation's, task's or result's status as a
+    coloured badge (success green, warning amber, failed red, ...)."""
+    word = str(status or "")
+    if not word:
+        return Markup('<span class="status status-none">—</span>')
+    # The class only: the row an item stands in carries its data-status.
+    return Markup('<span class="status status-{0}">{1}</span>').format(word.lower(), word)
+
+
+def power_badge(state: object) -> Markup:
+    """Filter ``power``: a VM's power state (Running, Halted...) as a badge."""
+    word = str(state or "unknown")
+    return Markup('<span class="status power-{0}" data-power="{1}">{1}</span>').format(
+        word.lower(), word
+    )
 
 
 async def appliance_timezone(request: web.Request) -> str:

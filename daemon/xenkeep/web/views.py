@@ -9,11 +9,13 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from xenkeep import __version__
+from xenkeep.auth.permissions import Action
 from xenkeep.errors import AuthenticationError, NotFoundError, UnavailableError, ValidationError
 from xenkeep.system.identity import known_timezones
 from xenkeep.web import keys
 from xenkeep.web.access import admin, public, signed_in, while_password_change
 from xenkeep.web.auth_providers.views import password_sign_in
+from xenkeep.web.backup.choices import vms_for
 from xenkeep.web.cookies import clear_auth_cookies, set_session_cookie
 from xenkeep.web.flash import redirect, redirect_to
 from xenkeep.web.forms import (
@@ -108,11 +110,19 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     if await keys.auth(request.app).setup_required():
         redirect_to(request, "setup")
     wizard = keys.wizard(request.app)
+    principal = keys.principal(request)
     # Administrators and support staff see when a health check fails.
-    may_support = keys.principal(request).may_support
-    health = await keys.diagnostics(request.app).summary() if may_support else None
+    health = await keys.diagnostics(request.app).summary() if principal.may_support else None
+    # Each backed-up VM the user may see: last backup, age, result, and
+    # whether its RPO is exceeded.
+    backups: list[dict[str, Any]] = []
+    if principal.sees_objects:
+        view = await keys.places(request.app).view()
+        overview = await keys.backup(request.app).vm_overview()
+        backups = vms_for(principal, view, overview, Action.VIEW)
     context: dict[str, Any] = {
         "health": health,
+        "backups": backups,
         "identity": await keys.identity(request.app).get(),
         "fingerprint": keys.tls(request.app).fingerprint,
         "version": __version__,

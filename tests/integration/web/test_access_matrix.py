@@ -164,7 +164,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/backup/jobs/new"): L,
     # A job is made and changed by an administrator of its pool.
     ("POST", "/backup/jobs"): (ADMIN, POOL),
-    ("GET", "/backup/jobs/{job_id}"): (ADMIN, JOB),
+    ("GET", "/backup/jobs/{job_id}"): (VIEW, JOB),
     ("POST", "/backup/jobs/{job_id}"): (ADMIN, POOL),
     ("POST", "/backup/jobs/{job_id}/delete"): (ADMIN, JOB),
     ("POST", "/backup/jobs/{job_id}/run"): (OPERATE, JOB),
@@ -227,7 +227,20 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("PUT", "/api/v1/auth/providers/{provider_id}"): A,
     ("DELETE", "/api/v1/auth/providers/{provider_id}"): A,
     ("POST", "/api/v1/auth/providers/{provider_id}/test"): A,
-    # Diagnostics, the journal and the support bundle: support staff too.
+    # Backups: job pages, confirmations, health checks, test mail.
+    ("GET", "/pools/{pool_id}/remove"): A,
+    ("GET", "/backup/jobs/{job_id}/edit"): (ADMIN, JOB),
+    ("GET", "/backup/jobs/{job_id}/delete"): (ADMIN, JOB),
+    ("GET", "/backup/vms/{vm_uuid}/points/{point_id}/delete"): (ADMIN, VM),
+    ("POST", "/backup/vms/{vm_uuid}/points/{point_id}/health-check"): A,
+    ("GET", "/backup/vms/{vm_uuid}/delete"): (ADMIN, VM),
+    ("POST", "/backup/vms/{vm_uuid}/delete"): (ADMIN, VM),
+    ("POST", "/backup/mail/test"): A,
+    ("GET", "/api/v1/backup/jobs/{job_id}/overview"): (VIEW, JOB),
+    ("GET", "/api/v1/backup/overview"): L,
+    ("POST", "/api/v1/backup/vms/{vm_uuid}/points/delete"): (ADMIN, VM),
+    ("POST", "/api/v1/backup/vms/{vm_uuid}/points/{point_id}/health-check"): A,
+    ("POST", "/api/v1/backup/smtp/test"): A,
     # The appliance's address, DNS and NTP: super-administrators only.
     ("GET", "/admin/network"): A,
     ("POST", "/admin/network"): A,
@@ -258,6 +271,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/appliance-backup/copies/{copy_id}/open"): A,
     ("POST", "/api/v1/appliance-backup/restore"): A,
     ("GET", "/api/v1/appliance-backup/pools/{pool_uuid}/{copy_id}"): A,
+    # Diagnostics, the journal and the support bundle: support staff too.
     ("GET", "/diagnostics"): T,
     ("POST", "/diagnostics/run"): T,
     ("GET", "/diagnostics/logs"): T,

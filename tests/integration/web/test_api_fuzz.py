@@ -148,6 +148,16 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/appliance-backup/run"): {},
     ("POST", "/api/v1/appliance-backup/copies/{copy_id}/open"): {"secret": "a passphrase"},
     ("POST", "/api/v1/appliance-backup/restore"): {"confirm": "RESTORE"},
+    ("POST", "/api/v1/backup/vms/{vm_uuid}/points/delete"): {"confirm": "web-01"},
+    ("POST", "/api/v1/backup/vms/{vm_uuid}/points/{point_id}/health-check"): {
+        "pool_id": "1",
+        "sr_uuid": "0b4a3f39-8a4e-4c43-9c2b-2f2f2f2f2f2f",
+        "health_check_timeout": 60,
+    },
+    # Without a host (and none stored in the route's own daemon): every
+    # variant is refused before anything connects, so no random name is
+    # ever looked up or mailed to.
+    ("POST", "/api/v1/backup/smtp/test"): {},
     ("PUT", "/api/v1/backup/smtp"): {
         "host": "mail.example",
         "port": 587,

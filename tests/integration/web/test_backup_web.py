@@ -96,6 +96,8 @@ async def test_backup_and_restore_through_the_api_and_pages(
     status, html, _ = await browser.get(f"/backup/restore?vm={vm.uuid}")
     assert status == 200 and 'name="point_id"' in html
     status, html, _ = await browser.get(f"/backup/jobs/{job['id']}")
+    assert status == 200 and "Backup job nightly" in html and 'id="run-now"' in html
+    status, html, _ = await browser.get(f"/backup/jobs/{job['id']}/edit")
     assert status == 200 and 'value="nightly"' in html
 
     status, points = await browser.api("GET", f"/api/v1/backup/vms/{vm.uuid}/points")
@@ -251,24 +253,33 @@ async def test_failed_runs_and_restores_render_their_cause(
     assert status == 200, html
     assert "TOO_BUSY" in html and 'id="report"' in html
 
-    # A restore to an SR the pool does not have.
+    # A restore to an SR the pool does not have is refused before any run exists.
     status, points = await browser.api("GET", f"/api/v1/backup/vms/{vm.uuid}/points")
-    status, started = await browser.api(
-        "POST",
-        "/api/v1/backup/restore",
-        {
-            "vm_uuid": vm.uuid,
-            "point_id": points["points"][0]["id"],
-            "pool_id": str(pool.id),
-            "sr_uuid": "00000000-0000-4000-8000-000000000000",
-        },
+    restore = {
+        "vm_uuid": vm.uuid,
+        "point_id": points["points"][0]["id"],
+        "pool_id": str(pool.id),
+        "sr_uuid": "00000000-0000-4000-8000-000000000000",
+    }
+    status, refused = await browser.api("POST", "/api/v1/backup/restore", restore)
+    assert status == 400, refused
+    assert "has no SR 00000000-0000-4000-8000-000000000000" in refused["error"]["message"]
+    assert refused["error"]["field"] == "sr_uuid"
+    # One the pool refuses on the way fails, and its page says why.
+    sr_ref = await client.call("pool.get_default_SR", (await client.call("pool.get_all"))[0])
+    restore["sr_uuid"] = await client.call("SR.get_uuid", sr_ref)
+    await client.call(
+        "sim.inject_fault", "fail_call", {"method": "VDI.create", "error": ["SR_FULL", "1", "0"]}
     )
+    status, started = await browser.api("POST", "/api/v1/backup/restore", restore)
     assert status == 202, started
     failed = await wait_run(browser, started["run_id"])
+    await client.call("sim.clear_faults")
     assert failed["status"] == "failed", failed
     status, html, _ = await browser.get(f"/backup/runs/{failed['id']}")
     assert status == 200, html
-    assert "UUID_INVALID" in html or "HANDLE_INVALID" in html, failed["error"]
+    tasks = html.split('id="tasks-table"')[1].split("</table>")[0]
+    assert "SR_FULL" in tasks and "running" not in tasks, tasks
     status, html, _ = await browser.get("/backup")
     assert status == 200 and "failed" in html
 
@@ -351,11 +362,16 @@ async def test_a_full_datastore_is_emptied_by_retention_and_deletion(
     again = await browser.until_finished(f"/api/v1/operations/{body['operation_id']}")
     assert again["status"] == "success" and again["report"]["merged"] == 0, again
 
-    # The page's delete button asks for confirmation, and without it changes nothing.
+    # The page's delete link asks for the VM's name, and without it changes nothing.
     status, html, _ = await browser.get(f"/backup/restore?vm={vm.uuid}")
     assert status == 200 and f"/backup/vms/{vm.uuid}/points/{ids[2]}/delete" in html
-    status, html, _ = await browser.post_form(f"/backup/vms/{vm.uuid}/points/{ids[2]}/delete", {})
-    assert status == 400 and "tick the box" in html
+    status, html, _ = await browser.get(f"/backup/vms/{vm.uuid}/points/{ids[2]}/delete")
+    assert status == 200 and "Type the VM&#39;s name to confirm: web-prune-01" in html, html
+    for typed in ({}, {"confirm": "on"}, {"confirm": "web-prune-0"}):
+        status, html, _ = await browser.post_form(
+            f"/backup/vms/{vm.uuid}/points/{ids[2]}/delete", typed
+        )
+        assert status == 400 and "type web-prune-01 to confirm" in html, (typed, html)
     assert await listed() == ids[2:]
     # Three points (a higher retention prunes nothing): delete the middle one.
     status, body = await browser.api(
@@ -365,7 +381,7 @@ async def test_a_full_datastore_is_emptied_by_retention_and_deletion(
     ids.append(await backup())
     assert await listed() == ids[2:]
     status, _html, resp = await browser.post_form(
-        f"/backup/vms/{vm.uuid}/points/{ids[3]}/delete", {"confirm": "on"}
+        f"/backup/vms/{vm.uuid}/points/{ids[3]}/delete", {"confirm": "web-prune-01"}
     )
     assert status == 303, _html
     op_path = resp.headers["Location"].replace("/operations/", "/api/v1/operations/")

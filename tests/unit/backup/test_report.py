@@ -13,6 +13,7 @@ from xenkeep.backup.report import (
     mail_body,
     mail_subject,
     overall_status,
+    run_warnings,
 )
 from xenkeep.errors import ValidationError
 from xenkeep.mail import SmtpSettings
@@ -117,3 +118,15 @@ def test_a_failed_run_is_summed_up_in_one_line() -> None:
         failure_summary([OK, bad[0], bad[1]]) == "2 of 3 VMs failed: vm-0: cause 0; vm-1: cause 1"
     )
     assert failure_summary(bad).endswith("vm-2: cause 2; and 2 more")
+
+
+def test_a_run_that_left_something_ends_with_a_warning() -> None:
+    ok = {"vm_name": "web", "status": "success"}
+    leaky = {"vm_name": "db", "status": "warning", "warnings": ["snapshot X stays"]}
+    failed = {"vm_name": "mail", "status": "failed", "error": "no"}
+    assert overall_status([ok], cancelled=False) == "success"
+    assert overall_status([ok, leaky], cancelled=False) == "warning"
+    assert overall_status([ok, leaky, failed], cancelled=False) == "failed"
+    assert overall_status([], cancelled=False, warnings=["selects no VM"]) == "warning"
+    assert overall_status([leaky], cancelled=True) == "cancelled"
+    assert run_warnings([ok, leaky], ["own"]) == ["own", "db: snapshot X stays"]

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from xenkeep.cli.output import backup_summary, progress_line, restore_summary, table, verified
+from xenkeep.cli.follow import exit_code
+from xenkeep.cli.output import (
+    backup_summary,
+    point_type,
+    progress_line,
+    restore_summary,
+    table,
+    verified,
+)
 
 MiB = 1 << 20
 
@@ -70,9 +78,9 @@ def test_a_damaged_point_says_where_whatever_the_last_verify_said() -> None:
         "created": 10.0,
         "damage": [{"disk": "0", "blocks": [3, 4, 5, 9]}, {"disk": "1", "blocks": []}],
     }
-    verify = {"status": "ok", "started": 20.0, "finished": 30.0}
-    assert verified(point, "vm", verify, "UTC") == "DAMAGED disk 0 blocks 3-5, 9; disk 1 whole file"
-    assert verified({**point, "damage": []}, "vm", verify, "UTC").startswith("ok ")
+    point["verified"] = {"state": "ok", "at": 30.0}
+    assert verified(point, "UTC") == "DAMAGED disk 0 blocks 3-5, 9; disk 1 whole file"
+    assert verified({**point, "damage": []}, "UTC").startswith("ok ")
 
 
 def test_a_salvaged_restore_lists_what_it_zeroed_and_left_unchecked() -> None:
@@ -89,3 +97,30 @@ def test_a_salvaged_restore_lists_what_it_zeroed_and_left_unchecked() -> None:
     assert "damaged:       disk 0 blocks 7-8 written as zeros" in lines
     assert "unchecked:     disk 0 blocks 1-3 of f.vhd" in lines
     assert lines[-1] == "result: failed"
+
+
+def test_a_run_with_warnings_prints_them_and_exits_2() -> None:
+    run = {
+        "status": "warning",
+        "error": "web: snapshot S stays in the pool",
+        "report": {"warnings": ["web: snapshot S stays in the pool"], "vms": []},
+    }
+    text = backup_summary(run)
+    assert "warning: web: snapshot S stays in the pool" in text and "error:" not in text
+    assert text.endswith("result: warning")
+    assert [exit_code({"status": s}) for s in ("success", "warning", "failed", "cancelled")] == [
+        0,
+        2,
+        1,
+        1,
+    ]
+
+
+def test_a_point_says_what_it_is_and_how_it_was_taken() -> None:
+    merged = {"type": "full", "disks": [{"transfer": "delta"}]}
+    assert point_type(merged) == "full (taken as delta)"
+    assert point_type({"type": "delta", "disks": [{"transfer": "delta"}]}) == "delta"
+    ok = {"verified": {"state": "ok", "at": 1764644400.0}}
+    assert verified(ok, "Europe/Paris") == "ok 2025-12-02 04:00 CET"
+    assert verified({"verified": {"state": "damaged"}}, "UTC") == "DAMAGED"
+    assert verified({}, "UTC") == "not yet"

@@ -32,4 +32,7 @@ def test_module_invocation_lists_the_commands_in_order() -> None:
     assert result.returncode == 0, result.stderr
     names = ",".join(c.name for c in COMMANDS)
     assert f"{{{names}}}" in result.stdout
-    assert names == "status,setup-token,reset-admin,version,check,support-bundle,network,ntp,backup"
+    assert (
+        names
+        == "status,setup-token,reset-admin,version,check,support-bundle,network,ntp,pools,backup"
+    )

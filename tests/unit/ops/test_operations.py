@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from xenkeep.errors import ConflictError
-from xenkeep.ops import Claim, OperationContext, OperationKind, Operations, OpKind
+from xenkeep.ops import Claim, OperationContext, OperationKind, Operations, OpKind, OpStatus
 from xenkeep.ops.context import Rate, ThreadWork
 from xenkeep.ops.manager import Outcome
 from xenkeep.ops.scheduler import Scheduler
@@ -242,3 +242,50 @@ async def test_one_scheduler_loop_runs_every_source() -> None:
         sched.register("jobs", jobs)
     assert await sched.tick() == 5.0
     assert seen == [("jobs", 1000.0), ("verify", 1000.0)]
+
+
+async def test_every_kind_can_end_with_warnings(ops: Operations) -> None:
+    """A work done with something to look at ends as a warning, its first
+    warnings as its error line and all of them in its report."""
+
+    async def leaves_things(ctx: OperationContext) -> Outcome:
+        return Outcome(report={"n": 1}, warnings=[f"left {i}" for i in range(5)])
+
+    for kind in (OpKind.VERIFY, OpKind.DIAGNOSTICS):
+        op = await ops.wait(
+            await ops.start(KINDS[kind], leaves_things, target="w", title="w", action="w")
+        )
+        assert op["status"] == "warning", op
+        assert op["error"] == "left 0; left 1; left 2; and 2 more"
+        assert op["report"]["warnings"] == [f"left {i}" for i in range(5)]
+        assert op["report"]["status"] == "warning" and op["report"]["n"] == 1
+
+
+async def test_a_summary_agrees_with_its_parts(ops: Operations) -> None:
+    """Whatever the work wrote: no sub-task is left running once it ended,
+    a failure names a cause, the bytes are what the sub-tasks moved, and
+    sub-tasks read under their parent."""
+
+    async def sloppy(ctx: OperationContext) -> Outcome:
+        vm_a = await ctx.task(subject="a", name="vm-a", stage="export")
+        vm_b = await ctx.task(subject="b", name="vm-b", stage="export")
+        disk_b = await ctx.task(subject="b", name="vm-b", stage="export", parent_id=vm_b, part="0")
+        disk_a = await ctx.task(subject="a", name="vm-a", stage="export", parent_id=vm_a, part="0")
+        await ctx.update_task(disk_a, bytes=3 * 1024, status="failed", error="the pool refused")
+        await ctx.update_task(disk_b, bytes=5 * 1024)
+        await ctx.progress(0, force=True)
+        return Outcome(status=OpStatus.FAILED)  # no error given
+
+    op_id = await ops.start(KINDS[OpKind.BACKUP], sloppy, target="s", title="s", action="s")
+    await ops.wait(op_id)
+    detail = await ops.detail(op_id)
+    assert detail["status"] == "failed"
+    assert detail["error"] == "vm-a 0: the pool refused", detail["error"]
+    assert detail["bytes"] == 8 * 1024
+    order = [(t["name"], t["part"], t["depth"]) for t in detail["tasks"]]
+    assert order == [("vm-a", None, 0), ("vm-a", "0", 1), ("vm-b", None, 0), ("vm-b", "0", 1)]
+    statuses = {(t["name"], t["part"]): (t["status"], t["error"]) for t in detail["tasks"]}
+    assert statuses[("vm-a", "0")] == ("failed", "the pool refused")
+    # Left running by the work: closed as the operation ended.
+    assert statuses[("vm-b", "0")] == ("failed", "vm-a 0: the pool refused")
+    assert all(t["status"] != "running" for t in detail["tasks"])

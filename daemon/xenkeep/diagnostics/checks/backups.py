@@ -12,6 +12,7 @@ from xenkeep.diagnostics.check import Check, Finding, failure, ok, warning
 from xenkeep.diagnostics.sources import Sources
 from xenkeep.errors import XenKeepError
 from xenkeep.ops import OpKind, OpStatus
+from xenkeep.units import ago
 
 from .disks import storage_status
 
@@ -20,18 +21,6 @@ VERIFY_STALE: Final = 14 * 86400.0
 #: Failed runs are looked for this far back.
 RUNS_WINDOW: Final = 7 * 86400.0
 RUNS_LOOKED_AT: Final = 200
-
-
-def ago(seconds: float) -> str:
-    """``42 s ago``, ``5 min ago``, ``3 h ago``, ``2 days ago``."""
-    s = max(0, round(seconds))
-    if s < 120:
-        return f"{s} s ago"
-    if s < 7200:
-        return f"{s // 60} min ago"
-    if s < 2 * 86400:
-        return f"{s // 3600} h ago"
-    return f"{s // 86400} days ago"
 
 
 async def last_verify(s: Sources) -> list[Finding]:
@@ -121,7 +110,7 @@ async def overdue_jobs(s: Sources) -> list[Finding]:
             continue
         good = await s.ops.find(
             kinds=[OpKind.BACKUP.value],
-            statuses=[OpStatus.SUCCESS.value],
+            statuses=[OpStatus.SUCCESS.value, OpStatus.WARNING.value],
             target=job_target(int(job["id"])),
             limit=1,
         )

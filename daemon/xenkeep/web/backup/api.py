@@ -7,11 +7,13 @@ from typing import Any
 
 from aiohttp import web
 
+from xenkeep.auth.const import AuditEvent
 from xenkeep.auth.permissions import Action, ObjectKind
 from xenkeep.auth.places import Via
-from xenkeep.errors import ValidationError
+from xenkeep.errors import ValidationError, XenKeepError
 from xenkeep.web import keys
 from xenkeep.web.access import admin, listing, needs
+from xenkeep.web.audit import audit
 from xenkeep.web.forms import int_param, int_query, json_body, text_field
 from xenkeep.web.middleware import still_authorized
 from xenkeep.web.operations.common import visible_to
@@ -41,6 +43,7 @@ async def api_verify_start(request: web.Request) -> web.StreamResponse:
     if vm_uuid is not None and not isinstance(vm_uuid, str):
         raise ValidationError("vm_uuid must be a string", field="vm_uuid")
     op_id = await keys.backup(request.app).start_verify(vm_uuid or None)
+    await audit(request, AuditEvent.BACKUP_VERIFY_STARTED, vm=vm_uuid or "all", operation=op_id)
     return web.json_response({"status": "running", "operation_id": op_id}, status=202)
 
 
@@ -54,7 +57,9 @@ async def api_verify_schedule(request: web.Request) -> web.StreamResponse:
 async def api_verify_schedule_put(request: web.Request) -> web.StreamResponse:
     """Set the verify schedule: ``{"schedule": "0 4 * * 0"}`` or ``""`` to turn it off."""
     expr = text_field(await json_body(request), "schedule")
-    return web.json_response(await keys.backup(request.app).set_verify_schedule(expr))
+    result = await keys.backup(request.app).set_verify_schedule(expr)
+    await audit(request, AuditEvent.BACKUP_VERIFY_SCHEDULE_CHANGED, schedule=result["schedule"])
+    return web.json_response(result)
 
 
 @admin
@@ -62,6 +67,7 @@ async def api_storage_init(request: web.Request) -> web.StreamResponse:
     """Use an existing directory as the backup storage (``{"path": ...}``)."""
     body = await json_body(request)
     status = await keys.backup(request.app).use_directory(str(body.get("path", "")))
+    await audit(request, AuditEvent.BACKUP_STORAGE_CHANGED, what="directory", path=status["path"])
     return web.json_response(status)
 
 
@@ -85,6 +91,13 @@ async def api_disk_format(request: web.Request) -> web.StreamResponse:
     confirm = text_field(await json_body(request), "confirm")
     manager, device = keys.backup(request.app), request.match_info["device"]
     op_id = await manager.storage.start_format(device, confirm)
+    await audit(
+        request,
+        AuditEvent.BACKUP_STORAGE_CHANGED,
+        what="disk formatted",
+        device=device,
+        operation=op_id,
+    )
     if not _wait_wanted(request):
         return web.json_response({"operation_id": op_id}, status=202)
     return web.json_response(await manager.finish_storage_change(op_id))
@@ -96,6 +109,13 @@ async def api_disk_attach(request: web.Request) -> web.StreamResponse:
     (``?wait=false`` as for formatting)."""
     manager, device = keys.backup(request.app), request.match_info["device"]
     op_id = await manager.storage.start_attach(device)
+    await audit(
+        request,
+        AuditEvent.BACKUP_STORAGE_CHANGED,
+        what="disk attached",
+        device=device,
+        operation=op_id,
+    )
     if not _wait_wanted(request):
         return web.json_response({"operation_id": op_id}, status=202)
     return web.json_response(await manager.finish_storage_change(op_id))
@@ -104,7 +124,9 @@ async def api_disk_attach(request: web.Request) -> web.StreamResponse:
 @admin
 async def api_disk_detach(request: web.Request) -> web.StreamResponse:
     """Unmount the backup disk so it can be detached; nothing is erased."""
-    return web.json_response(await keys.backup(request.app).detach_disk())
+    status = await keys.backup(request.app).detach_disk()
+    await audit(request, AuditEvent.BACKUP_STORAGE_CHANGED, what="disk detached")
+    return web.json_response(status)
 
 
 @listing
@@ -120,6 +142,7 @@ async def api_jobs(request: web.Request) -> web.StreamResponse:
 async def api_job_create(request: web.Request) -> web.StreamResponse:
     """Create a job."""
     row = await keys.backup(request.app).create_job(await json_body(request))
+    await audit(request, AuditEvent.BACKUP_JOB_CREATED, job=row.id, name=row.spec.name)
     return web.json_response(row.as_dict(), status=201)
 
 
@@ -130,6 +153,23 @@ async def api_job(request: web.Request) -> web.StreamResponse:
     return web.json_response(row.as_dict())
 
 
+@needs(Action.VIEW, ObjectKind.BACKUP_JOB, match="job_id")
+async def api_job_overview(request: web.Request) -> web.StreamResponse:
+    """A job with its runs, its RPO and its VMs with their restore points."""
+    return web.json_response(
+        await keys.backup(request.app).job_overview(int_param(request, "job_id"))
+    )
+
+
+@listing
+async def api_overview(request: web.Request) -> web.StreamResponse:
+    """Every backed-up VM the caller may see: last backup, age, result, RPO
+    and whether it is exceeded."""
+    vms = await keys.backup(request.app).vm_overview()
+    view = await keys.places(request.app).view()
+    return web.json_response({"vms": vms_for(keys.principal(request), view, vms, Action.VIEW)})
+
+
 @needs(Action.MANAGE, ObjectKind.BACKUP_JOB, match="job_id")
 @needs(Action.MANAGE, Via.POOL_ID, body="pool_id")
 async def api_job_update(request: web.Request) -> web.StreamResponse:
@@ -137,20 +177,27 @@ async def api_job_update(request: web.Request) -> web.StreamResponse:
     row = await keys.backup(request.app).update_job(
         int_param(request, "job_id"), await json_body(request)
     )
+    await audit(request, AuditEvent.BACKUP_JOB_CHANGED, job=row.id, name=row.spec.name)
     return web.json_response(row.as_dict())
 
 
 @needs(Action.MANAGE, ObjectKind.BACKUP_JOB, match="job_id")
 async def api_job_delete(request: web.Request) -> web.StreamResponse:
     """Delete a job (its restore points and history stay)."""
-    await keys.backup(request.app).delete_job(int_param(request, "job_id"))
+    job_id = int_param(request, "job_id")
+    manager = keys.backup(request.app)
+    name = (await manager.job(job_id)).spec.name
+    await manager.delete_job(job_id)
+    await audit(request, AuditEvent.BACKUP_JOB_DELETED, job=job_id, name=name)
     return web.json_response({"ok": True})
 
 
 @needs(Action.RUN, ObjectKind.BACKUP_JOB, match="job_id")
 async def api_job_run(request: web.Request) -> web.StreamResponse:
     """Start a run now."""
-    run_id = await keys.backup(request.app).run_job(int_param(request, "job_id"))
+    job_id = int_param(request, "job_id")
+    run_id = await keys.backup(request.app).run_job(job_id)
+    await audit(request, AuditEvent.BACKUP_RUN_STARTED, job=job_id, run=run_id)
     return web.json_response({"run_id": run_id}, status=202)
 
 
@@ -191,7 +238,9 @@ async def api_run_events(request: web.Request) -> web.StreamResponse:
 @needs(Action.RUN, Via.OPERATION, match="run_id")
 async def api_run_cancel(request: web.Request) -> web.StreamResponse:
     """Cancel a running run or restore."""
-    await keys.backup(request.app).cancel(int_param(request, "run_id"))
+    run_id = int_param(request, "run_id")
+    await keys.backup(request.app).cancel(run_id)
+    await audit(request, AuditEvent.OPERATION_CANCELLED, operation=run_id)
     return web.json_response({"ok": True}, status=202)
 
 
@@ -216,8 +265,32 @@ async def api_points(request: web.Request) -> web.StreamResponse:
 @needs(Action.MANAGE, ObjectKind.VM, match="vm_uuid")
 async def api_point_delete(request: web.Request) -> web.StreamResponse:
     """Start deleting one restore point (merged into the next one unless it is the newest)."""
-    op_id = await keys.backup(request.app).delete_point(
-        request.match_info["vm_uuid"], request.match_info["point_id"]
+    vm_uuid, point_id = request.match_info["vm_uuid"], request.match_info["point_id"]
+    op_id = await keys.backup(request.app).delete_point(vm_uuid, point_id)
+    await audit(
+        request, AuditEvent.BACKUP_POINTS_DELETED, vm=vm_uuid, point=point_id, operation=op_id
+    )
+    return web.json_response({"operation_id": op_id}, status=202)
+
+
+@needs(Action.MANAGE, ObjectKind.VM, match="vm_uuid")
+async def api_points_delete(request: web.Request) -> web.StreamResponse:
+    """Delete every restore point of a VM whose job is gone: ``{"confirm": "<VM name>"}``."""
+    confirm = text_field(await json_body(request), "confirm")
+    vm_uuid = request.match_info["vm_uuid"]
+    op_id = await keys.backup(request.app).delete_points(vm_uuid, confirm=confirm)
+    await audit(request, AuditEvent.BACKUP_POINTS_DELETED, vm=vm_uuid, point="all", operation=op_id)
+    return web.json_response({"operation_id": op_id}, status=202)
+
+
+@admin
+async def api_health_check(request: web.Request) -> web.StreamResponse:
+    """Check a restore point's health: ``{"pool_id", "sr_uuid"[, "health_check_timeout"]}``."""
+    vm_uuid, point_id = request.match_info["vm_uuid"], request.match_info["point_id"]
+    body = await json_body(request)
+    op_id = await keys.backup(request.app).health_check(vm_uuid, point_id, body)
+    await audit(
+        request, AuditEvent.BACKUP_HEALTH_CHECK_STARTED, vm=vm_uuid, point=point_id, operation=op_id
     )
     return web.json_response({"operation_id": op_id}, status=202)
 
@@ -225,7 +298,9 @@ async def api_point_delete(request: web.Request) -> web.StreamResponse:
 @needs(Action.MANAGE, ObjectKind.BACKUP_JOB, match="job_id")
 async def api_job_prune(request: web.Request) -> web.StreamResponse:
     """Apply the job's retention now (a prune operation)."""
-    op_id = await keys.backup(request.app).start_prune(int_param(request, "job_id"))
+    job_id = int_param(request, "job_id")
+    op_id = await keys.backup(request.app).start_prune(job_id)
+    await audit(request, AuditEvent.BACKUP_PRUNE_STARTED, job=job_id, operation=op_id)
     return web.json_response({"operation_id": op_id}, status=202)
 
 
@@ -237,7 +312,16 @@ async def api_restore(request: web.Request) -> web.StreamResponse:
     Operator (or more) on the source VM, and administrator of the pool the
     VM is restored into: a restore creates a VM and writes its disks there.
     """
-    run_id = await keys.backup(request.app).restore(await json_body(request))
+    body = await json_body(request)
+    run_id = await keys.backup(request.app).restore(body)
+    await audit(
+        request,
+        AuditEvent.BACKUP_RESTORE_STARTED,
+        vm=str(body.get("vm_uuid", "")),
+        point=str(body.get("point_id", "")),
+        disk=str(body.get("disk") or "all"),
+        run=run_id,
+    )
     return web.json_response({"run_id": run_id}, status=202)
 
 
@@ -260,4 +344,25 @@ async def api_smtp_put(request: web.Request) -> web.StreamResponse:
     body = await json_body(request)
     manager = keys.backup(request.app)
     await manager.set_smtp(body if body.get("host") else None)
+    await audit(
+        request,
+        AuditEvent.MAIL_SETTINGS_CHANGED,
+        host=str(body.get("host") or "off"),
+        recipients=str(body.get("recipients") or ""),
+    )
     return web.json_response({"ok": True})
+
+
+@admin
+async def api_smtp_test(request: web.Request) -> web.StreamResponse:
+    """Send a test mail (with the settings in the body, or the stored ones);
+    ``{"answer": "250 ..."}``, or the server's refusal as a 502."""
+    body = await json_body(request) if request.can_read_body else {}
+    manager = keys.backup(request.app)
+    try:
+        answer = await manager.test_mail(body or None)
+    except XenKeepError:
+        await audit(request, AuditEvent.MAIL_TEST_SENT, host=str(body.get("host", "")), ok=False)
+        raise
+    await audit(request, AuditEvent.MAIL_TEST_SENT, host=str(body.get("host", "")), ok=True)
+    return web.json_response({"answer": answer})

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from xenkeep.auth.const import AuditEvent
 from xenkeep.auth.permissions import Action
 from xenkeep.auth.places import Via
 from xenkeep.web.access import listing, needs
+from xenkeep.web.audit import audit
 from xenkeep.web.forms import int_param, int_query
 from xenkeep.web.middleware import still_authorized
 from xenkeep.web.sse import KEEPALIVE_SECONDS, send_watch
@@ -52,5 +54,7 @@ async def api_operation_events(request: web.Request) -> web.StreamResponse:
 @needs(Action.RUN, Via.OPERATION, match="op_id")
 async def api_operation_cancel(request: web.Request) -> web.StreamResponse:
     """Cancel a running operation of any kind."""
-    await ops_of(request).cancel(int_param(request, "op_id"))
+    op_id = int_param(request, "op_id")
+    await ops_of(request).cancel(op_id)
+    await audit(request, AuditEvent.OPERATION_CANCELLED, operation=op_id)
     return web.json_response({"ok": True}, status=202)

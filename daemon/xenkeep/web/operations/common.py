@@ -16,6 +16,7 @@ COLUMNS: Final = {
     OpKind.BACKUP.value: ("VM", "Disk"),
     OpKind.RESTORE.value: ("VM", "Disk"),
     OpKind.VERIFY.value: ("VM", "Disk"),
+    OpKind.HEALTH_CHECK.value: ("VM", "Disk"),
     OpKind.DIAGNOSTICS.value: ("Check", ""),
     OpKind.APPLIANCE_BACKUP.value: ("Pool", ""),
 }

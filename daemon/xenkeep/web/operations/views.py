@@ -7,9 +7,11 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
+from xenkeep.auth.const import AuditEvent
 from xenkeep.auth.permissions import Action
 from xenkeep.auth.places import Via
 from xenkeep.web.access import listing, needs
+from xenkeep.web.audit import audit
 from xenkeep.web.flash import redirect_to
 from xenkeep.web.forms import int_param
 
@@ -59,4 +61,5 @@ async def operation_cancel(request: web.Request) -> web.StreamResponse:
     """Cancel from the operation's page."""
     op_id = int_param(request, "op_id")
     await ops_of(request).cancel(op_id)
+    await audit(request, AuditEvent.OPERATION_CANCELLED, operation=op_id)
     redirect_to(request, "operation", "Cancel requested.", op_id=op_id)

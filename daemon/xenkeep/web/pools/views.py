@@ -53,6 +53,16 @@ async def pools_submit(request: web.Request) -> web.StreamResponse:
 
 
 @admin
+async def pools_remove_page(request: web.Request) -> web.StreamResponse:
+    """Confirm removing a pool: what goes, and the backup jobs that use it."""
+    pool = await keys.pools(request.app).get(pool_id_param(request))
+    jobs = await keys.backup(request.app).jobs_of_pool(str(pool.id))
+    return aiohttp_jinja2.render_template(
+        "pools/remove.html", request, {"pool": pool, "jobs": jobs}
+    )
+
+
+@admin
 async def pools_remove(request: web.Request) -> web.StreamResponse:
     """Disconnect and forget a pool."""
     manager = keys.pools(request.app)
