@@ -35,9 +35,10 @@ boot: $(STAMP)
 	test -e out/xenkeep.raw || $(MAKE) image
 	$(PY) image/boot.py
 
-## Benchmarks -> out/bench.json: datastore merges (root: loop-mounted XFS/ext4)
-## and the simulator's export rate, each as ratios against a baseline of the same run;
-## out/bench-boot.json: boot to the wizard beside a minimal image's boot (QEMU, TCG).
+## Benchmarks -> out/bench*.json: datastore merges (root: loop-mounted XFS/ext4),
+## the simulator's export rate, backups and replication, each as ratios
+## against a baseline of the same run; out/bench-boot.json: boot to the wizard
+## beside a minimal image's boot (QEMU, TCG).
 bench: $(STAMP)
 	scripts/deps.sh test
 	scripts/deps.sh image
@@ -45,6 +46,7 @@ bench: $(STAMP)
 	$(PY) -m xapisim.bench --out out/bench.json
 	PYTHONPATH=. $(PY) bench/backup_bench.py --out out/bench-backup.json
 	$(PY) bench/boot_bench.py --out out/bench-boot.json
+	PYTHONPATH=. $(PY) bench/replication_bench.py --out out/bench-replication.json
 
 ## ruff and mypy (the test suite runs them too, in tests/test_linters.py).
 lint: $(STAMP)

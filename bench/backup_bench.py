@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from xenkeep.backup.manager import BackupManager
-from xenkeep.backup.pools import StaticPools
 from xenkeep.backup.restore import chain_vhd
 from xenkeep.formats.vhd import VhdChain, VhdFile
+from xenkeep.pools.access import StaticPools
 from xenkeep.repo.datastore import Datastore
 from xenkeep.store import open_database
 from xenkeep.xapi.client import XapiClient
@@ -50,13 +50,13 @@ MiB = 1 << 20
 POOL_ID = "1"
 
 
-def _port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-async def _write(client: XapiClient, vdi: str, offset: int, data: bytes) -> None:
+async def write_disk(client: XapiClient, vdi: str, offset: int, data: bytes) -> None:
     for at in range(0, len(data), 4 * MiB):
         piece = base64.b64encode(data[at : at + 4 * MiB]).decode()
         await client.call("sim.write_vdi", vdi, offset + at, piece, timeout=120)
@@ -194,7 +194,7 @@ async def restore_cost(
 async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
     rng = random.Random(1)
     with workspace(data_mib * 4) as (tmp, filesystem):
-        port = _port()
+        port = free_port()
         sim = subprocess.Popen(
             [
                 sys.executable,
@@ -223,7 +223,7 @@ async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
             # Data in 1 MiB extents spread over the disk; the rest holes.
             stride = size_mib // data_mib
             for i in range(data_mib):
-                await _write(client, vm.vdi, i * stride * MiB, rng.randbytes(MiB))
+                await write_disk(client, vm.vdi, i * stride * MiB, rng.randbytes(MiB))
             snap = await client.call("VM.snapshot", vm.ref, "bench export")
             vbd = (await client.call("VM.get_VBDs", snap))[0]
             svdi = await client.call("VBD.get_VDI", vbd)
@@ -259,7 +259,7 @@ async def run(size_mib: int, data_mib: int) -> dict[str, Any]:
             # 1 % of the data changes: whole 2 MiB blocks.
             changed = max(1, data_mib // 100)
             for i in range(changed):
-                await _write(client, vm.vdi, i * stride * MiB, rng.randbytes(MiB))
+                await write_disk(client, vm.vdi, i * stride * MiB, rng.randbytes(MiB))
             delta = await m.wait(await m.run_job(job.id))
             assert delta["status"] == "success", delta
             drow = delta["report"]["vms"][0]

@@ -27,6 +27,7 @@ from .model import records
 from .model.disks import Disks
 from .model.tasks import Tasks
 from .model.vms import Vms
+from .model.wire import WireCounter
 
 #: The root password of a pool started without ``--password``.
 DEMO_PASSWORD = "demo"
@@ -58,6 +59,8 @@ class SimPool:
         self.disks = Disks(self.db, self.faults, state_dir)
         self.vms = Vms(self.db, self.disks)
         self.tasks = Tasks(self.db, self.faults)
+        #: Bytes each disk transfer moved (``sim.transfer_stats``).
+        self.wire = WireCounter()
         self.user = user
         self.password = password
         #: ``event.register`` subscriptions by session: {"subs": set, "gen": int}.

@@ -30,16 +30,17 @@ from xenkeep.auth.providers.service import ProviderService
 from xenkeep.auth.providers.store import ProviderStore
 from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
-from xenkeep.backup.pools import ManagedPools
 from xenkeep.config import Settings
 from xenkeep.diagnostics import DiagnosticsService, Sources
 from xenkeep.diagnostics.bundle import SupportBundle
 from xenkeep.diagnostics.host import SystemdHost
 from xenkeep.errors import NotFoundError, StoreError
 from xenkeep.ops import Operations, Scheduler
+from xenkeep.pools.access import ManagedPools
 from xenkeep.pools.manager import PoolManager
 from xenkeep.pools.registry import PoolRegistry
 from xenkeep.pools.tree import PoolTree
+from xenkeep.replication.manager import ReplicationManager
 from xenkeep.secretbox import KEY_NAME, SecretBox
 from xenkeep.store import Database, open_database
 from xenkeep.system.dbus import SystemBus
@@ -184,6 +185,15 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.BACKUP] = backup
     await backup.start()
+    replication = ReplicationManager(
+        db,
+        ManagedPools(pools),
+        ops=ops,
+        scheduler=scheduler,
+        appliance_name=appliance_name,
+        secrets=secrets,
+    )
+    app[keys.REPLICATION] = replication
 
     async def jobs() -> dict[int, JobFacts]:
         return {

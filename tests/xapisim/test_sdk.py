@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
@@ -468,3 +470,40 @@ def test_guest_writes_fill_the_sr(sim: SimulatorThread, xapi: Any) -> None:
 async def _shrink(sim: SimulatorThread, sr: str, size: int) -> None:
     assert sim.sim is not None
     sim.sim.pool.db.set("SR", sr, physical_size=size)
+
+
+def _put(url: str, data: bytes) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=data, method="PUT")  # noqa: S310 - loopback
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:  # noqa: S310
+            return int(resp.status), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
+
+
+def test_imports_fill_the_sr_and_each_transfer_is_counted(
+    sim: SimulatorThread, xapi: Any, session: Any
+) -> None:
+    """What replication's tests rely on: an SR that fills up refuses an
+    import with SR_FULL, and the wire bytes of every transfer are counted."""
+    sr = next(r for r, s in xapi.SR.get_all_records().items() if s["type"] == "ext")
+    vdi = xapi.VDI.create(
+        {"name_label": "in", "SR": sr, "virtual_size": str(8 * 1024**2), "type": "user"}
+    )
+    xapi.sim.reset_transfer_stats()
+    used = int(xapi.SR.get_physical_utilisation(sr))
+    xapi.sim.set_sr_size(sr, str(used + 1024**2))
+    url = f"{sim.url}import_raw_vdi?session_id={session._session}&vdi={vdi}&format=raw"
+    data = bytes(range(256)) * (4 * 4096)  # 4 MiB, nothing zero
+    status, text = _put(url, data)
+    assert status == 500 and text.startswith("SR_FULL"), text
+    xapi.sim.set_sr_size(sr, str(used + 64 * 1024**2))
+    status, text = _put(url, data)
+    assert status == 200, text
+    stats = xapi.sim.transfer_stats()
+    [refused, done] = stats["imports"]
+    assert refused["ok"] is False and int(refused["bytes"]) >= 1024**2
+    assert done["ok"] is True and int(done["bytes"]) == len(data)
+    assert int(stats["received"]) == int(refused["bytes"]) + len(data)
+    assert done["vdi"] == xapi.VDI.get_uuid(vdi)
+    failure(xapi.sim.set_sr_size, sr, "-1")

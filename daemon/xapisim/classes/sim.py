@@ -1,7 +1,8 @@
 """sim: calls that exist only on the simulator, for tests and demos.
 
 Guest writes and reads on a VDI (CBT and accounting follow the writes), the
-path of a VDI's file, and fault injection (``faults.py``).
+path of a VDI's file, fault injection (``faults.py``), the bytes each disk
+transfer moved (``model/wire.py``) and an SR's size (to fill one up).
 """
 
 from __future__ import annotations
@@ -60,3 +61,26 @@ async def sim_clear_faults(pool: SimPool, _s: str, fault_id: Any = "") -> Any:
 @methods.api("sim.list_faults")
 async def sim_list_faults(pool: SimPool, _s: str) -> Any:
     return [f.as_dict() for f in pool.faults.active]
+
+
+@methods.api("sim.transfer_stats")
+async def sim_transfer_stats(pool: SimPool, _s: str) -> Any:
+    """Every disk transfer since the last reset, with the body bytes it moved."""
+    return pool.wire.as_dict()
+
+
+@methods.api("sim.reset_transfer_stats")
+async def sim_reset_transfer_stats(pool: SimPool, _s: str) -> Any:
+    pool.wire.reset()
+    return ""
+
+
+@methods.api("sim.set_sr_size")
+async def sim_set_sr_size(pool: SimPool, _s: str, sr: Any, size: Any) -> Any:
+    """Make an SR this big (bytes): a small one fills up, as a real one does."""
+    pool.db.get("SR", sr)
+    value = coerce("int", size)
+    if value < 0:
+        raise XapiError(FIELD_TYPE_ERROR, "size")
+    pool.db.set("SR", sr, physical_size=value)
+    return ""

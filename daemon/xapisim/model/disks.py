@@ -65,6 +65,11 @@ class Disks:
         if sr["physical_utilisation"] != phys or sr["virtual_allocation"] != virt:
             self.db.set("SR", sr_ref, physical_utilisation=phys, virtual_allocation=virt)
 
+    def free_space(self, sr_ref: str) -> int:
+        """Bytes the SR can still allocate."""
+        sr = self.db.get("SR", sr_ref)
+        return max(0, int(sr["physical_size"]) - int(sr["physical_utilisation"]))
+
     def check_space(self, sr_ref: str, requested: int) -> None:
         """Raise SR_FULL if ``requested`` more bytes do not fit on the SR."""
         sr = self.db.get("SR", sr_ref)

@@ -125,11 +125,14 @@ async def export_raw_vdi(
     )
     await resp.prepare(request)
     meter = Meter(pool, request, task, total)
-    if meter.plain:
-        await _send_fast(request, resp, meter, path, size, stream)
-    else:
-        async for piece in iterate(stream):
-            await meter.send(resp, piece)
+    try:
+        if meter.plain:
+            await _send_fast(request, resp, meter, path, size, stream)
+        else:
+            async for piece in iterate(stream):
+                await meter.send(resp, piece)
+    finally:
+        pool.wire.exported(rec["uuid"], request.query.get("base"), fmt, meter.done)
     await resp.write_eof()
     if task is not None:
         pool.tasks.task_done(task, vdi)
@@ -154,14 +157,23 @@ async def import_raw_vdi(
     meter = Meter(pool, request, task, total)
     reader = cast(BinaryIO, BodyReader(meter, asyncio.get_running_loop()))
     path = pool.vdi_path(vdi)
+    # The SR fills up as a real one does: new blocks past its free space fail.
+    space = pool.disks.free_space(rec["SR"])
+    ok = False
     try:
         if fmt == "raw":
-            written = await asyncio.to_thread(vhdio.import_raw, reader, path, size)
+            written = await asyncio.to_thread(vhdio.import_raw, reader, path, size, space=space)
         else:
-            written = await asyncio.to_thread(vhdio.import_vhd, reader, path, size)
+            written = await asyncio.to_thread(vhdio.import_vhd, reader, path, size, space=space)
+        ok = True
+    except vhdio.SpaceExhausted as e:
+        pool.disks.refresh_vdi(vdi)
+        raise XapiError("SR_FULL", total, space) from e
     except vhdio.VhdError as e:
         pool.disks.refresh_vdi(vdi)
         raise XapiError("VDI_IO_ERROR", f"{fmt} import failed: {e}") from e
+    finally:
+        pool.wire.imported(rec["uuid"], fmt, meter.done, ok)
     # CBT cannot see inside the codec's writes: mark the range it covered.
     pool.disks.note_write(vdi, 0, written if fmt == "raw" else size)
     if task is not None:

@@ -22,7 +22,7 @@ from .export import (
     vhd_stream,
     vhd_stream_size,
 )
-from .ingest import import_raw, import_vhd
+from .ingest import SpaceExhausted, import_raw, import_vhd
 from .layout import (
     ABSENT,
     BLOCK_SIZE,
@@ -72,6 +72,7 @@ __all__ = [
     "VHD_EPOCH",
     "DynamicHeader",
     "Footer",
+    "SpaceExhausted",
     "VhdError",
     "VhdStream",
     "checksum",

@@ -70,21 +70,40 @@ class _Source:
                 raise VhdError(f"stream truncated at byte {self.pos}: {what} is at byte {offset}")
 
 
-class _Target:
-    """Writes pieces of the disk, keeping all-zero pieces sparse where the target is a hole."""
+class SpaceExhausted(VhdError):
+    """The stream needs more new space than the disk's storage has left."""
 
-    def __init__(self, fd: int, virtual_size: int) -> None:
+
+class _Target:
+    """Writes pieces of the disk, keeping all-zero pieces sparse where the target is a hole.
+
+    With ``space``, at most that many bytes may land where the file had a
+    hole (new allocation, as an SR that fills up sees it); past it the
+    import stops with :class:`SpaceExhausted` before writing the piece.
+    """
+
+    def __init__(self, fd: int, virtual_size: int, space: int | None = None) -> None:
         self.fd = fd
         self.virtual_size = virtual_size
         self.written = 0
+        self.space = space
+        self.allocated = 0
 
     def put(self, offset: int, data: bytes | memoryview) -> None:
         end = offset + len(data)
         if end > self.virtual_size:
             raise VhdError(f"data up to byte {end} does not fit the {self.virtual_size}-byte disk")
-        if data == ZERO_PIECE[: len(data)] and self._is_hole(offset, end):
+        hole = self._is_hole(offset, end)
+        if data == ZERO_PIECE[: len(data)] and hole:
             pass  # already reads as zeros: writing would only allocate space
         else:
+            if hole and self.space is not None:
+                if self.allocated + len(data) > self.space:
+                    raise SpaceExhausted(
+                        f"no space left for {len(data)} more bytes at byte {offset} "
+                        f"({self.allocated} of {self.space} free bytes used)"
+                    )
+                self.allocated += len(data)
             view = memoryview(data)
             while view:
                 n = os.pwrite(self.fd, view, offset)
@@ -101,16 +120,19 @@ class _Target:
             raise
 
 
-def import_raw(src: BinaryIO, dest_path: Path, virtual_size: int) -> int:
+def import_raw(
+    src: BinaryIO, dest_path: Path, virtual_size: int, *, space: int | None = None
+) -> int:
     """Copy a raw stream into the existing disk file ``dest_path``; return bytes received.
 
     A stream longer than ``virtual_size`` is an error (raised before the excess
-    is written); a shorter one leaves the rest of the disk as it was.
+    is written); a shorter one leaves the rest of the disk as it was. ``space``
+    bounds the new allocation (see :class:`_Target`).
     """
     source = _Source(src)
     fd = os.open(dest_path, os.O_WRONLY)
     try:
-        target = _Target(fd, virtual_size)
+        target = _Target(fd, virtual_size, space)
         while True:
             data = source.read_upto(PIECE)
             if not data:
@@ -129,6 +151,7 @@ def import_vhd(
     virtual_size: int,
     *,
     parent_uuid: uuid.UUID | None = None,
+    space: int | None = None,
 ) -> int:
     """Write the sectors present in a fixed, dynamic or differencing VHD stream into ``dest_path``.
 
@@ -137,12 +160,13 @@ def import_vhd(
     dynamic one its present blocks, a differencing one the sectors set in its
     block bitmaps. With ``parent_uuid``, a differencing VHD must name that
     parent. Returns the number of disk bytes written. Raises VhdError on any
-    malformed, truncated or oversized input.
+    malformed, truncated or oversized input, SpaceExhausted past ``space``
+    bytes of new allocation.
     """
     source = _Source(src)
     fd = os.open(dest_path, os.O_WRONLY)
     try:
-        target = _Target(fd, virtual_size)
+        target = _Target(fd, virtual_size, space)
         first = source.read_upto(SECTOR)
         if len(first) < SECTOR:
             raise VhdError(f"stream truncated: {len(first)} bytes is too short for a VHD")

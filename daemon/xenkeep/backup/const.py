@@ -5,12 +5,22 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
+from xenkeep.jobs.vmselect import Selector
 from xenkeep.ops.const import DONE, FINISHED, OpStatus
 
 #: A run is an operation: its statuses are those of every operation.
 RunStatus = OpStatus
 
-__all__ = ["DONE", "FINISHED", "RESTORING_KEY", "SNAPSHOT_KEY", "RunStatus", "Selector", "Stage"]
+__all__ = [
+    "DONE",
+    "FINISHED",
+    "RESTORING_KEY",
+    "SNAPSHOT_KEY",
+    "SNAPSHOT_MARKER",
+    "RunStatus",
+    "Selector",
+    "Stage",
+]
 
 
 class Stage(StrEnum):
@@ -27,16 +37,11 @@ class Stage(StrEnum):
     DONE = "done"
 
 
-class Selector(StrEnum):
-    """How a job chooses its VMs."""
-
-    NAME = "name"
-    TAG = "tag"
-    POOL = "pool"
-
-
 #: other_config key marking the snapshots XenKeep keeps as delta references.
 SNAPSHOT_KEY: Final = "xenkeep-backup-job"
+#: What ends the name of a backup run's snapshot: ``xk-run-<run id>``
+#: (see :mod:`xenkeep.jobs.snapshots`).
+SNAPSHOT_MARKER: Final = "xk-run"
 #: other_config key on the VM and VDIs a restore creates, removed once it
 #: succeeds: what still carries it after its restore died is a leftover.
 RESTORING_KEY: Final = "xenkeep-restore-run"

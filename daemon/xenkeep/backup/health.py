@@ -28,16 +28,16 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from xenkeep.errors import ValidationError
+from xenkeep.jobs.snapshots import destroy_snapshot
 from xenkeep.ops import OperationContext, Operations, OpKind, OpStatus
 from xenkeep.ops.manager import Outcome, summary_line
+from xenkeep.pools.access import PoolAccess
 from xenkeep.xapi.client import XapiClient
 from xenkeep.xapi.errors import XapiError, XapiFailure
 
 from .kinds import HEALTH_CHECK, USES_STORAGE, HealthStage
-from .pools import PoolAccess
 from .restore import RestoreRequest, RestoreRun
 from .runner import describe_error
-from .snapshots import destroy_snapshot
 from .storage import BackupStorage
 
 log = logging.getLogger(__name__)

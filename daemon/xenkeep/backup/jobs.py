@@ -8,14 +8,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from xenkeep.errors import ConflictError, ValidationError, XenKeepError
+from xenkeep.jobs.schedule import parse_schedule
+from xenkeep.jobs.vmselect import check_names
+from xenkeep.pools.access import PoolAccess
 from xenkeep.xapi.errors import XapiFailure
 
+from .const import Selector
 from .job import JobSpec, validate_job
 from .jobstore import JobRow, JobStore
-from .pools import PoolAccess
 from .prune import PruneService
 from .runs import BackupRuns
-from .schedule import parse_schedule
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +57,14 @@ class BackupJobs:
             return data
         return {**data, "timezone": await self._default_timezone()}
 
-    async def _check_pool(self, spec: JobSpec, before: JobSpec | None = None) -> None:
-        """The job's pool exists; a health check SR newly set is one of its SRs."""
-        pool = await self.pools.pool_name(spec.pool_id)
+    async def _check(self, spec: JobSpec, before: JobSpec | None = None) -> None:
+        """What input alone cannot say: the pool exists, every VM name the job
+        lists (to take or to exclude) is a VM of it now, and a health check SR
+        newly set is one of its SRs."""
+        pool_name = await self.pools.pool_name(spec.pool_id)
+        if spec.selector is Selector.NAME or spec.exclude:
+            client = await self.pools.client(spec.pool_id)
+            check_names(spec.selection, await client.call("VM.get_all_records"), pool_name)
         sr = spec.health_check_sr
         if not sr or (before is not None and before.health_check_sr == sr):
             return
@@ -65,16 +72,18 @@ class BackupJobs:
             client = await self.pools.client(spec.pool_id)
             await client.call("SR.get_by_uuid", sr)
         except XapiFailure:
-            raise ValidationError(f"pool {pool} has no SR {sr}", field="health_check_sr") from None
+            raise ValidationError(
+                f"pool {pool_name} has no SR {sr}", field="health_check_sr"
+            ) from None
         except XenKeepError as exc:
             # The pool is unreachable now: its next health check says so.
-            log.info("health check SR %s of pool %s not checked: %s", sr, pool, exc.message)
+            log.info("health check SR %s of pool %s not checked: %s", sr, pool_name, exc.message)
 
     async def create(self, data: Mapping[str, Any]) -> JobRow:
         """Validate and store a new job (its schedule in the appliance's zone
         unless it names one)."""
         spec = validate_job(await self._with_zone(data))
-        await self._check_pool(spec)
+        await self._check(spec)
         now = self._clock()
         job_id = await self.store.create_job(spec, self._next_run(spec, since=now), now=now)
         self._changed()
@@ -84,7 +93,7 @@ class BackupJobs:
         """Replace a job's settings; a lowered retention is applied at once."""
         spec = validate_job(await self._with_zone(data))
         before = await self.store.job(job_id)
-        await self._check_pool(spec, before.spec)
+        await self._check(spec, before.spec)
         await self.store.update_job(job_id, spec, self._next_run(spec, since=self._clock()))
         self._changed()
         if self.prune is not None and spec.retention < before.spec.retention:

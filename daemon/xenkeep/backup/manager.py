@@ -18,6 +18,7 @@ from typing import Any
 from xenkeep.errors import ValidationError
 from xenkeep.mail import MailSettings, SmtpSettings, send_test_mail
 from xenkeep.ops import Operations, Scheduler, TargetFilter
+from xenkeep.pools.access import PoolAccess
 from xenkeep.repo.datastore import Datastore
 from xenkeep.secretbox import SecretBox
 from xenkeep.store import Database
@@ -28,7 +29,6 @@ from .job import health_check_wait
 from .jobs import BackupJobs
 from .jobstore import JobRow, JobStore
 from .overview import BackupOverview
-from .pools import PoolAccess
 from .prune import PruneService, vm_uuid_of
 from .runs import BackupRuns, as_run
 from .storage import DATASTORE_KEY, BackupStorage

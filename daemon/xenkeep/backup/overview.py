@@ -14,13 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from xenkeep.errors import XenKeepError
+from xenkeep.jobs.schedule import parse_schedule
 from xenkeep.ops import FINISHED, OpKind
 
 from .job import JobSpec
 from .jobstore import JobRow, JobStore
 from .kinds import job_target
 from .runs import BackupRuns, as_run
-from .schedule import parse_schedule
 from .storage import BackupStorage
 from .verify import VerifyService
 

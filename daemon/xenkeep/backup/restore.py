@@ -19,10 +19,10 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import aiohttp
-
 from xenkeep.errors import ValidationError, XenKeepError
 from xenkeep.formats.vhd import VhdStream, vhd_timestamp
+from xenkeep.jobs.fields import plain_text
+from xenkeep.jobs.streams import Progress
 from xenkeep.ops import OperationContext
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.layout import RestorePoint, check_key, check_uuid
@@ -30,13 +30,12 @@ from xenkeep.repo.reader import DiskReader, describe_findings
 from xenkeep.units import human_bytes, number_ranges
 from xenkeep.xapi.client import XapiClient
 from xenkeep.xapi.errors import TransferError, XapiFailure
-from xenkeep.xapi.transfer import import_raw_vdi
+from xenkeep.xapi.records import disk_vbd, new_vdi, new_vif, vm_create_fields
+from xenkeep.xapi.transfer import connection_broke, import_raw_vdi
 
 from .const import RESTORING_KEY, RunStatus, Stage
-from .job import plain_text
 from .runbase import RunBase
 from .runner import describe_error
-from .streams import Progress
 
 #: Whole-disk import attempts when the connection breaks (an import cannot resume).
 IMPORT_ATTEMPTS: Final = 3
@@ -46,74 +45,6 @@ class RestoreFailed(XenKeepError):
     """A restore could not finish; the message says what happened."""
 
     code = "restore_failed"
-
-
-def connection_broke(exc: BaseException) -> str | None:
-    """What broke, if ``exc`` is a stream cut on the way rather than the
-    pool's verdict on the data; else None.
-
-    The pool fails an import's task once its connection drops, so the
-    failure it reports then (``INTERNAL_ERROR``) follows the cut, and the
-    cut is what happened. A task that failed with a real reason (``SR_FULL``,
-    a bad VHD...) is the pool refusing, and no retry changes that.
-    """
-    if isinstance(exc, TransferError):
-        return exc.message
-    cut = exc.__context__
-    if (
-        isinstance(exc, XapiFailure)
-        and exc.xapi_code == "INTERNAL_ERROR"
-        and isinstance(cut, aiohttp.ClientError | OSError | asyncio.TimeoutError)
-    ):
-        reason = "; ".join(exc.params) or exc.xapi_code
-        return f"{type(cut).__name__}; the pool's import task then failed: {reason}"
-    return None
-
-
-#: Fields of a VM record that ``VM.create`` takes (the rest is runtime state).
-VM_CREATE_FIELDS: Final = (
-    "name_label",
-    "name_description",
-    "user_version",
-    "affinity",
-    "memory_target",
-    "memory_static_max",
-    "memory_dynamic_max",
-    "memory_dynamic_min",
-    "memory_static_min",
-    "VCPUs_params",
-    "VCPUs_max",
-    "VCPUs_at_startup",
-    "actions_after_shutdown",
-    "actions_after_reboot",
-    "actions_after_crash",
-    "PV_bootloader",
-    "PV_kernel",
-    "PV_ramdisk",
-    "PV_args",
-    "PV_bootloader_args",
-    "PV_legacy_args",
-    "HVM_boot_policy",
-    "HVM_boot_params",
-    "HVM_shadow_multiplier",
-    "platform",
-    "PCI_bus",
-    "other_config",
-    "recommendations",
-    "xenstore_data",
-    "ha_always_run",
-    "ha_restart_priority",
-    "tags",
-    "blocked_operations",
-    "start_delay",
-    "shutdown_delay",
-    "order",
-    "hardware_platform_version",
-    "has_vendor_device",
-    "reference_label",
-    "domain_type",
-    "NVRAM",
-)
 
 
 @dataclass
@@ -292,7 +223,7 @@ async def chain_vhd(
 
 def vm_create_record(point: RestorePoint, name: str) -> dict[str, Any]:
     """The ``VM.create`` argument for a restore of ``point``."""
-    rec: dict[str, Any] = {k: point.vm[k] for k in VM_CREATE_FIELDS if k in point.vm}
+    rec = vm_create_fields(point.vm)
     when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(point.created))
     rec["name_label"] = name or f"{point.vm.get('name_label', 'VM')} (restored {when})"
     rec["is_a_template"] = False
@@ -364,22 +295,7 @@ class RestoreRun(RunBase):
                 new_vdis.append(vdi)
                 vdi_uuids.append(vdi_uuid)
                 if new_vm is not None:
-                    await client.call(
-                        "VBD.create",
-                        {
-                            "VM": new_vm,
-                            "VDI": vdi,
-                            "userdevice": d.key,
-                            "bootable": d.key == "0",
-                            "mode": "RW",
-                            "type": "Disk",
-                            "empty": False,
-                            "unpluggable": False,
-                            "other_config": {"owner": "true"},
-                            "qos_algorithm_type": "",
-                            "qos_algorithm_params": {},
-                        },
-                    )
+                    await client.call("VBD.create", disk_vbd(new_vm, vdi, d.key))
             if new_vm is not None and req.with_networks:
                 await self._vifs(point, new_vm, task_id)
             # Complete: no longer a leftover for the sweep after a kill.
@@ -452,19 +368,13 @@ class RestoreRun(RunBase):
         vdi = str(
             await client.call(
                 "VDI.create",
-                {
-                    "name_label": vdi_meta.get("name_label") or f"restored disk {key}",
-                    "name_description": f"Restored by XenKeep from restore point {point.id}",
-                    "SR": sr,
-                    "virtual_size": size,
-                    "type": "user",
-                    "sharable": False,
-                    "read_only": False,
-                    "other_config": {RESTORING_KEY: str(self.run_id)},
-                    "xenstore_data": {},
-                    "sm_config": {},
-                    "tags": [],
-                },
+                new_vdi(
+                    sr,
+                    size,
+                    name=vdi_meta.get("name_label") or f"restored disk {key}",
+                    description=f"Restored by XenKeep from restore point {point.id}",
+                    other_config={RESTORING_KEY: str(self.run_id)},
+                ),
             )
         )
         try:
@@ -596,16 +506,7 @@ class RestoreRun(RunBase):
                 continue
             await self.client.call(
                 "VIF.create",
-                {
-                    "device": str(vif.get("device", "0")),
-                    "network": net,
-                    "VM": vm,
-                    "MAC": "",
-                    "MTU": int(vif.get("MTU") or 1500),
-                    "other_config": {},
-                    "qos_algorithm_type": "",
-                    "qos_algorithm_params": {},
-                },
+                new_vif(vm, net, str(vif.get("device", "0")), int(vif.get("MTU") or 1500)),
             )
 
     async def _undo(self, vm: str | None, vdis: list[str]) -> None:

@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xenkeep.errors import XenKeepError
+from xenkeep.jobs.claims import reads_vm
+from xenkeep.jobs.snapshots import destroy_snapshot, snapshot_name, sweep
+from xenkeep.jobs.streams import Pipe, PipeBroken, Progress, RateLimiter
 from xenkeep.ops import OperationContext
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.errors import ChainBrokenError, RepoError
@@ -34,12 +37,10 @@ from xenkeep.xapi.client import XapiClient
 from xenkeep.xapi.errors import XapiError, XapiFailure
 from xenkeep.xapi.transfer import TransferResult, export_raw_vdi
 
-from .const import SNAPSHOT_KEY, RunStatus, Stage
+from .const import SNAPSHOT_KEY, SNAPSHOT_MARKER, RunStatus, Stage
 from .decide import CurrentDisk, Decision, PreviousDisk, decide
 from .job import JobSpec, VmChoice, missing_names, select_vms
 from .runbase import RunBase
-from .snapshots import destroy_snapshot, snapshot_name, sweep
-from .streams import Pipe, PipeBroken, Progress, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,11 @@ class BackupRun(RunBase):
 
     async def _vm_guarded(self, vm: VmChoice, result: VmResult, task_id: int) -> bool:
         started = time.monotonic()
+        claim = [reads_vm(vm.uuid)]
         try:
+            # Shared with a replication reading it; refused while a failback
+            # overwrites it (the refusal says which).
+            self.ctx.claim(claim, f"back up {vm.name}")
             await self._backup_vm(vm, result, task_id)
         except asyncio.CancelledError:
             result.status = RunStatus.CANCELLED
@@ -234,6 +239,8 @@ class BackupRun(RunBase):
             await self._log(f"{vm.name}: FAILED: {result.error}", level="error", task_id=task_id)
             await self._close_task(task_id, result, started)
             return False
+        finally:
+            self.ctx.release(claim)
         result.status = RunStatus.WARNING if result.warnings else RunStatus.SUCCESS
         await self._close_task(task_id, result, started)
         return True
@@ -290,7 +297,7 @@ class BackupRun(RunBase):
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
         # The name carries the run's marker: if this run dies while the pool
         # snapshots, the snapshot that appears later is still known as ours.
-        name = snapshot_name(self.spec.name, stamp, self.run_id)
+        name = snapshot_name(self.spec.name, stamp, self.run_id, marker=SNAPSHOT_MARKER)
         await self._log(f"{vm.name}: snapshotting as {name!r}", task_id=task_id)
         snap = str(await client.call("VM.snapshot", vm.ref, name))
         committed = False
@@ -558,7 +565,12 @@ class BackupRun(RunBase):
             return newest or None
 
         swept = await sweep(
-            self.client, vm_ref=vm.ref, running=self.running_runs, references=reference
+            self.client,
+            vm_ref=vm.ref,
+            running=self.running_runs,
+            references=reference,
+            marker=SNAPSHOT_MARKER,
+            kept_key=SNAPSHOT_KEY,
         )
         for name in swept.removed:
             await self._log(

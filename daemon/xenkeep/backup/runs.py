@@ -16,38 +16,30 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from xenkeep.errors import ConflictError, NotFoundError, ValidationError, XenKeepError
-from xenkeep.mail import MailSettings, describe_smtp_error
+from xenkeep.jobs.conclude import finish_run
+from xenkeep.jobs.report import BACKED_UP
+from xenkeep.jobs.scheduling import JobKind, tick_jobs
+from xenkeep.jobs.snapshots import SweepOnce, find_orphans, sweep, sweep_marked
+from xenkeep.mail import MailSettings
 from xenkeep.ops import OperationContext, Operations, OpKind, TargetFilter
 from xenkeep.ops.claims import ClaimConflictError
 from xenkeep.ops.manager import Outcome
+from xenkeep.pools.access import PoolAccess
 from xenkeep.xapi.client import XapiClient
 from xenkeep.xapi.errors import XapiFailure
 
-from .const import RunStatus
+from .const import RESTORING_KEY, SNAPSHOT_KEY, SNAPSHOT_MARKER, RunStatus
 from .health import CheckTarget, HealthChecks, sweep_health_checks
 from .jobstore import JobRow, JobStore
 from .kinds import BACKUP, RESTORE, USES_STORAGE, BackupStage, job_target, one_run_per_job
-from .pools import PoolAccess
-from .report import (
-    BACKED_UP,
-    build_report,
-    failure_summary,
-    overall_status,
-    restore_log_line,
-    run_warnings,
-    send_report,
-)
+from .report import restore_log_line
 from .restore import RestoreRequest, RestoreRun
 from .runner import BackupRun, describe_error
-from .schedule import due, parse_schedule
-from .snapshots import find_orphans, sweep, sweep_restores
 from .storage import BackupStorage
 
 log = logging.getLogger(__name__)
 
 _JOB_PREFIX = "backup-job:"
-#: Seconds before a pool that could not be swept for leftover snapshots is tried again.
-SWEEP_RETRY = 60.0
 RUN_KINDS = (OpKind.BACKUP.value, OpKind.RESTORE.value)
 
 
@@ -90,8 +82,7 @@ class BackupRuns:
         self.ops = ops
         self.mail = mail
         self._appliance_name = appliance_name
-        #: Pools looked at for leftover snapshots since the daemon started.
-        self._swept: set[str] = set()
+        self._sweep = SweepOnce(pools, self._sweep_pool, what="leftover snapshot(s)")
 
     # ------------------------------------------------------------------ runs
 
@@ -169,37 +160,19 @@ class BackupRuns:
         health_id = None
         if not cancelled and row.spec.health_check_sr:
             health_id = await asyncio.shield(self._health_check(ctx, row, results, own))
-        warnings = run_warnings(results, own)
-        status = overall_status(results, cancelled=cancelled, warnings=warnings)
-        if error:
-            status = RunStatus.FAILED
-        elif status is RunStatus.FAILED:
-            # The run's own error says why, not only its VM rows and log.
-            error = failure_summary(results)
-        if cancelled and self.ops.stopping:
-            status, error = RunStatus.INTERRUPTED, "the daemon stopped during this run"
-        report = build_report(
-            run_id=ctx.id,
+        return await finish_run(
+            ctx,
+            vms=results,
+            error=error,
+            cancelled=cancelled,
+            stopping=self.ops.stopping,
+            mail=self.mail,
+            warnings=own,
+            extra={"health_check_id": health_id},
             job_name=row.spec.name,
             pool_name=pool_name,
             appliance=await asyncio.shield(self._appliance_name()),
             started=started,
-            finished=time.time(),
-            vms=results,
-            status=status,
-            warnings=warnings,
-        )
-        report["error"] = error
-        report["health_check_id"] = health_id
-        await asyncio.shield(ctx.progress(int(report["bytes"]), force=True))
-        await asyncio.shield(self._mail(ctx, report))
-        if cancelled:
-            await asyncio.shield(ctx.log("run cancelled", level="warning"))
-        return Outcome(
-            report=report,
-            status=status,
-            error=error or ("cancelled" if cancelled else ""),
-            warnings=warnings,
         )
 
     async def _health_check(
@@ -234,51 +207,28 @@ class BackupRuns:
         await ctx.log(f"health check of {len(targets)} restore point(s) started: operation {op_id}")
         return op_id
 
-    async def _mail(self, ctx: OperationContext, report: dict[str, Any]) -> None:
-        smtp = await self.mail.get()
-        if smtp is None:
-            return
-        if smtp.only_problems and report.get("status") == RunStatus.SUCCESS.value:
-            await ctx.log("report not mailed: only failures and warnings are mailed")
-            return
-        try:
-            answer = await send_report(smtp, report)
-            await ctx.log(f"report mailed to {', '.join(smtp.recipients)} (the server: {answer})")
-        except Exception as exc:  # a mail failure must not fail the backup
-            # ...but must not pass unseen either: the log and the report say it.
-            error = f"mail server {smtp.host}:{smtp.port}: {describe_smtp_error(exc)}"
-            report["mail_error"] = error
-            await ctx.log(f"could not mail the report: {error}", level="warning")
-
     # ------------------------------------------------------ orphan snapshots
 
     async def sweep_tick(self, now: float) -> float:
         """Once per pool after the daemon starts: destroy the snapshots of
-        runs and the VMs and VDIs of restores that died (see :mod:`.snapshots`);
-        a pool not reachable yet is tried again a minute later."""
-        del now
-        wait = float("inf")
-        for pool_id in await self.pools.pool_ids():
-            if pool_id in self._swept:
-                continue
-            try:
-                client = await self.pools.client(pool_id)
-                swept = await sweep(
-                    client, running=self.running_backups, references=self._reference_snapshot
-                )
-                removed = swept.removed + await sweep_restores(
-                    client, running=self.running_restores
-                )
-                if self.health is not None:
-                    removed += await sweep_health_checks(client, running=self.health.running)
-            except XenKeepError as exc:
-                log.info("pool %s: leftover snapshots not looked for yet: %s", pool_id, exc)
-                wait = SWEEP_RETRY
-                continue
-            self._swept.add(pool_id)
-            if removed:
-                log.warning("pool %s: removed %d leftover snapshot(s)", pool_id, len(removed))
-        return wait
+        runs, the VMs and VDIs of restores and health checks that died (see
+        :mod:`xenkeep.jobs.snapshots`)."""
+        return await self._sweep.tick(now)
+
+    async def _sweep_pool(self, client: XapiClient) -> list[str]:
+        swept = await sweep(
+            client,
+            running=self.running_backups,
+            references=self._reference_snapshot,
+            marker=SNAPSHOT_MARKER,
+            kept_key=SNAPSHOT_KEY,
+        )
+        removed = swept.removed + await sweep_marked(
+            client, key=RESTORING_KEY, running=self.running_restores, what="restore"
+        )
+        if self.health is not None:
+            removed += await sweep_health_checks(client, running=self.health.running)
+        return removed
 
     async def leftover_snapshots(self, pool_id: str) -> list[str]:
         """The names of the snapshots dead runs left in a pool, not removed
@@ -286,7 +236,11 @@ class BackupRuns:
         next snapshot); the diagnostics show them."""
         client = await self.pools.client(pool_id)
         found = await find_orphans(
-            client, running=self.running_backups, references=self._reference_snapshot
+            client,
+            running=self.running_backups,
+            references=self._reference_snapshot,
+            marker=SNAPSHOT_MARKER,
+            kept_key=SNAPSHOT_KEY,
         )
         return sorted(str(rec.get("name_label", ref)) for ref, rec in found.items())
 
@@ -395,29 +349,18 @@ class BackupRuns:
 
     async def schedule_tick(self, now: float) -> float:
         """Start every due job; the seconds until the next look."""
-        wait = float("inf")
-        for row in await self.jobs.jobs():
-            spec = row.spec
-            if not spec.schedule or not spec.enabled:
-                continue
-            try:
-                d = due(
-                    parse_schedule(spec.schedule, spec.timezone),
-                    last_slot=row.last_slot,
-                    created=row.created_at,
-                    now=now,
-                )
-            except XenKeepError as exc:
-                log.error("job %s: bad schedule: %s", row.id, exc.message)
-                continue
-            if d.run_now and self.running_run(row.id) is None:
-                await self.jobs.set_schedule_state(row.id, last_slot=d.slot, next_run=d.next_run)
-                try:
-                    run_id = await self.run_job(row.id, trigger=f"schedule: {d.reason}")
-                    await self.ops.store.log(run_id, f"started by the scheduler ({d.reason})")
-                except XenKeepError as exc:
-                    log.error("job %s: scheduled run not started: %s", row.id, exc.message)
-            elif row.next_run != d.next_run and not d.run_now:
-                await self.jobs.set_schedule_state(row.id, last_slot=None, next_run=d.next_run)
-            wait = min(wait, max(0.5, d.next_run - now))
-        return wait
+
+        async def set_state(job_id: int, slot: float | None, next_run: float) -> None:
+            await self.jobs.set_schedule_state(job_id, last_slot=slot, next_run=next_run)
+
+        async def start(job_id: int, trigger: str) -> int:
+            return await self.run_job(job_id, trigger=trigger)
+
+        kind = JobKind(
+            noun="job",
+            running=lambda job_id: self.running_run(job_id) is not None,
+            start=start,
+            set_state=set_state,
+            note=lambda op_id, line: self.ops.store.log(op_id, line),
+        )
+        return await tick_jobs(await self.jobs.jobs(), now, kind)

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from xenkeep.errors import ValidationError, XenKeepError
+from xenkeep.jobs.schedule import due, parse_schedule
 from xenkeep.mail import MailSettings, send_mail
 from xenkeep.ops import OperationContext, Operations, OpKind, OpStatus, ThreadWork
 from xenkeep.ops.manager import Outcome
@@ -27,7 +28,6 @@ from xenkeep.store import Database
 
 from .kinds import ONE_VERIFY, USES_STORAGE, VERIFY, VerifyStage
 from .report import verify_body, verify_subject
-from .schedule import due, parse_schedule
 from .storage import BackupStorage
 
 log = logging.getLogger(__name__)

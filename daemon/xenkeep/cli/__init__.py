@@ -4,7 +4,7 @@ It reads the daemon's settings, then talks to the running daemon over
 HTTPS (pinned to the appliance's own certificate) or opens its state
 directory directly. The parser is built from the command table below; each
 command module (:mod:`~xenkeep.cli.admin`, :mod:`~xenkeep.cli.health`, :mod:`~xenkeep.cli.network`,
-:mod:`~xenkeep.cli.pools`, :mod:`~xenkeep.cli.backup`)
+:mod:`~xenkeep.cli.pools`, :mod:`~xenkeep.cli.backup`, :mod:`~xenkeep.cli.replication`)
 contributes its rows.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from xenkeep.cli import admin, backup, health, network, pools
+from xenkeep.cli import admin, backup, health, network, pools, replication
 from xenkeep.cli.command import Command
 from xenkeep.cli.context import Context
 from xenkeep.cli.errors import EXIT_FAILED, ConsoleError
@@ -34,6 +34,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
     *network.COMMANDS,
     *pools.COMMANDS,
     *backup.COMMANDS,
+    *replication.COMMANDS,
 )
 
 

@@ -19,12 +19,12 @@ from xenkeep.cli.errors import EXIT_INTERRUPTED, EXIT_OK, ConsoleError
 from xenkeep.cli.follow import follow_to_exit
 from xenkeep.cli.lookup import find_job, find_point, find_vm, pool_for
 from xenkeep.cli.output import (
-    backup_summary,
     emit,
     emit_json,
     last_result,
     point_type,
     restore_summary,
+    run_summary,
     storage_line,
     table,
     verified,
@@ -90,7 +90,7 @@ def backup_run(api: Api, args: argparse.Namespace) -> int:
         emit(str(run_id))
         return EXIT_OK
     emit(f"run {run_id} of job {job.get('name')!r} started")
-    return follow_to_exit(api, run_id, backup_summary)
+    return follow_to_exit(api, run_id, run_summary)
 
 
 def backup_restore(api: Api, args: argparse.Namespace) -> int:

@@ -172,17 +172,33 @@ def run_finished(run: Mapping[str, Any]) -> bool:
     return run.get("status") in _FINISHED_NAMES
 
 
-def poll_run(api: Api, run_id: int, *, deadline: float | None = None) -> Iterator[dict[str, Any]]:
+#: Where backup runs and restores are read, in the words of backups.
+BACKUP_RUNS: Final = "/api/v1/backup/runs"
+#: Where any operation is read (replication runs, replica starts, failbacks).
+OPERATIONS: Final = "/api/v1/operations"
+
+
+def _in_run_words(run: dict[str, Any]) -> dict[str, Any]:
+    """An operation's sub-tasks named as a run's (VM, disk), as the backup API names them."""
+    for t in run.get("tasks") or []:
+        t.setdefault("vm_name", t.get("name"))
+        t.setdefault("vm_uuid", t.get("subject"))
+        t.setdefault("disk_key", t.get("part"))
+    return run
+
+
+def poll_run(
+    api: Api, run_id: int, *, deadline: float | None = None, base: str = BACKUP_RUNS
+) -> Iterator[dict[str, Any]]:
     """A run's state every POLL_SECONDS until it finishes; the last one yielded is final.
 
     Each state's ``log`` holds only the lines no earlier state held. With a
     ``deadline`` (a ``time.monotonic()`` value) polling also stops once it
-    passes. The one place that knows how a run is followed, so moving to the
-    daemon's generic operations API (``/api/v1/operations/{id}``) is one edit.
+    passes. ``base`` is :data:`BACKUP_RUNS` or :data:`OPERATIONS` (any kind).
     """
     after = 0
     while deadline is None or time.monotonic() < deadline:
-        run: dict[str, Any] = api.get(f"/api/v1/backup/runs/{run_id}?log_after={after}")
+        run: dict[str, Any] = _in_run_words(api.get(f"{base}/{run_id}?log_after={after}"))
         for line in run.get("log") or []:
             after = max(after, int(line.get("id") or 0))
         yield run
@@ -191,9 +207,9 @@ def poll_run(api: Api, run_id: int, *, deadline: float | None = None) -> Iterato
         time.sleep(POLL_SECONDS)
 
 
-def cancel_run(api: Api, run_id: int) -> None:
+def cancel_run(api: Api, run_id: int, *, base: str = BACKUP_RUNS) -> None:
     """Ask the daemon to cancel a run; it ends on its own soon after."""
-    api.post(f"/api/v1/backup/runs/{run_id}/cancel")
+    api.post(f"{base}/{run_id}/cancel")
 
 
 # --- the console's API token ----------------------------------------------------------

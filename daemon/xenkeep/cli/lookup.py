@@ -11,8 +11,10 @@ from xenkeep.cli.client import Api
 from xenkeep.cli.errors import ConsoleError
 
 
-def find_job(jobs: Sequence[Mapping[str, Any]], wanted: str) -> Mapping[str, Any]:
-    """A job by id or exact name."""
+def find_job(
+    jobs: Sequence[Mapping[str, Any]], wanted: str, *, what: str = "backup job"
+) -> Mapping[str, Any]:
+    """A job (of the kind ``what`` names) by id or exact name."""
     if wanted.isdigit():
         for job in jobs:
             if int(job["id"]) == int(wanted):
@@ -24,7 +26,7 @@ def find_job(jobs: Sequence[Mapping[str, Any]], wanted: str) -> Mapping[str, Any
         ids = ", ".join(str(j["id"]) for j in named)
         raise ConsoleError(f"several jobs are named {wanted!r} (ids {ids}): give the id")
     known = ", ".join(f"{j['id']} {j.get('name')!r}" for j in jobs) or "none"
-    raise ConsoleError(f"no backup job {wanted!r}", hint=f"jobs: {known}")
+    raise ConsoleError(f"no {what} {wanted!r}", hint=f"jobs: {known}")
 
 
 def find_vm(vms: Sequence[Mapping[str, Any]], wanted: str) -> Mapping[str, Any]:
@@ -85,3 +87,24 @@ def pool_for(api: Api, point: Mapping[str, Any], wanted: str | None) -> str:
                 return pool_id
     known = ", ".join(f"{p['id']} {p.get('name')!r}" for p in pools) or "none"
     raise ConsoleError("say which pool to restore to with --pool", hint=f"pools: {known}")
+
+
+def find_replica(replicas: Sequence[Mapping[str, Any]], wanted: str) -> Mapping[str, Any]:
+    """A replica by id, or by its source VM's exact name or uuid."""
+    if wanted.isdigit():
+        for r in replicas:
+            if int(r["id"]) == int(wanted):
+                return r
+    found = [
+        r
+        for r in replicas
+        if r.get("source_vm_name") == wanted
+        or str(r.get("source_vm_uuid", "")).lower() == wanted.lower()
+    ]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        ids = ", ".join(f"{r['id']} (job {r.get('job_name')!r})" for r in found)
+        raise ConsoleError(f"several replicas of {wanted!r}: {ids}: give the id")
+    known = ", ".join(f"{r['id']} {r.get('source_vm_name')!r}" for r in replicas[:10]) or "none"
+    raise ConsoleError(f"no replica {wanted!r}", hint=f"replicas: {known}")

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from xenkeep.backup.const import RunStatus
-from xenkeep.backup.report import BACKED_UP, mail_body
+from xenkeep.jobs.report import BACKED_UP, mail_body
 from xenkeep.units import clock_duration, human_bytes, local_time, log_time, number_ranges
 
 
@@ -155,8 +155,9 @@ def progress_line(run: Mapping[str, Any]) -> str:
     return "progress " + "  ".join(parts)
 
 
-def backup_summary(run: Mapping[str, Any]) -> str:
-    """The report of a finished backup run, as the mail shows it, and its result."""
+def run_summary(run: Mapping[str, Any]) -> str:
+    """The report of a finished run (a backup, a replication), as the mail shows it,
+    and its result."""
     report = run.get("report") or {}
     lines = []
     if report.get("vms") is not None and "seconds" in report:

@@ -55,6 +55,9 @@ class OpKind(StrEnum):
     DIAGNOSTICS = "diagnostics"
     #: A copy of the appliance's configuration and pool databases (:mod:`xenkeep.appliance_backup`).
     APPLIANCE_BACKUP = "appliance-backup"
+    REPLICATION = "replication"
+    REPLICA_START = "replica-start"
+    FAILBACK = "failback"
 
 
 #: The message an operation cut by a daemon stop carries.

@@ -13,12 +13,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from xenkeep.errors import XenKeepError
 
+from .claims import Claim
 from .store import OperationStore
 
 log = logging.getLogger("xenkeep.ops")
@@ -86,6 +87,18 @@ class ThreadWork:
         self._cancel.set()
 
 
+class LaterClaims(Protocol):
+    """Claims a running operation takes once it knows what it touches."""
+
+    def take(self, claims: Sequence[Claim], action: str) -> None:
+        """Take them all, or raise ClaimConflictError naming what is in the way."""
+        ...
+
+    def release(self, claims: Sequence[Claim]) -> None:
+        """Give them back before the operation ends."""
+        ...
+
+
 class OperationContext:
     """The running operation as its work sees it."""
 
@@ -97,6 +110,7 @@ class OperationContext:
         kind: str,
         stages: type[StrEnum] | None,
         clock: Callable[[], float] = time.monotonic,
+        claims: LaterClaims | None = None,
     ) -> None:
         self.store = store
         self.id = op_id
@@ -105,6 +119,20 @@ class OperationContext:
         self._clock = clock
         self._rate = Rate(clock)
         self._last_write = 0.0
+        self._claims = claims
+
+    def claim(self, claims: Sequence[Claim], action: str) -> None:
+        """Take more claims now (the VMs a run has just selected), under the
+        same rules as those taken at start; ClaimConflictError names what is
+        in the way. They are given back when the operation ends, or earlier
+        with :meth:`release`."""
+        if self._claims is not None:
+            self._claims.take(claims, action)
+
+    def release(self, claims: Sequence[Claim]) -> None:
+        """Give back claims taken with :meth:`claim`."""
+        if self._claims is not None:
+            self._claims.release(claims)
 
     async def log(self, message: str, *, level: str = "info", task_id: int | None = None) -> None:
         """One line in the operation's log (page, API, report) and in the journal."""

@@ -84,6 +84,20 @@ def summary_line(items: Sequence[str]) -> str:
 Work = Callable[[OperationContext], Awaitable[Outcome]]
 
 
+class _LaterClaims:
+    """What a running operation's context calls to take claims as it goes."""
+
+    def __init__(self, ops: Operations, op_id: int) -> None:
+        self._ops = ops
+        self._op_id = op_id
+
+    def take(self, claims: Sequence[Claim], action: str) -> None:
+        self._ops.take_later(self._op_id, claims, action)
+
+    def release(self, claims: Sequence[Claim]) -> None:
+        self._ops.release_later(self._op_id, claims)
+
+
 @dataclass
 class _Running:
     task: asyncio.Task[None]
@@ -91,6 +105,8 @@ class _Running:
     claims: tuple[Claim, ...]
     target: str
     kind: OpKind
+    #: Claims the work took once it knew what it touches (see OperationContext.claim).
+    later: list[Claim] = field(default_factory=list)
 
 
 class Operations:
@@ -166,7 +182,13 @@ class Operations:
         except ConflictError:
             await self.store.delete(op_id)
             raise
-        ctx = OperationContext(self.store, op_id, kind=kind.kind.value, stages=kind.stages)
+        ctx = OperationContext(
+            self.store,
+            op_id,
+            kind=kind.kind.value,
+            stages=kind.stages,
+            claims=_LaterClaims(self, op_id),
+        )
         task = asyncio.create_task(self._run(kind, ctx, work), name=f"{kind.noun} {op_id}")
         self._running[op_id] = _Running(task, holder, tuple(claims), target, kind.kind)
         task.add_done_callback(lambda _t: self._forget(op_id))
@@ -193,6 +215,29 @@ class Operations:
         running = self._running.pop(op_id, None)
         if running is not None:
             self._claims.release(running.holder, running.claims)
+            self._claims.release(running.holder, running.later)
+
+    def take_later(self, op_id: int, claims: Sequence[Claim], action: str) -> None:
+        """Take more claims for a running operation, or ClaimConflictError.
+
+        For what the work learns only as it goes (the VMs a job selects):
+        checked and taken with no await between, like the claims at start.
+        """
+        running = self._running.get(op_id)
+        if running is None:
+            raise ConflictError(f"operation {op_id} is not running")
+        self._claims.take(running.holder, claims, action)
+        running.later.extend(claims)
+
+    def release_later(self, op_id: int, claims: Sequence[Claim]) -> None:
+        """Give back claims taken with :meth:`take_later` before the operation ends."""
+        running = self._running.get(op_id)
+        if running is None:
+            return
+        self._claims.release(running.holder, claims)
+        for c in claims:
+            if c in running.later:
+                running.later.remove(c)
 
     async def _run(self, kind: OperationKind, ctx: OperationContext, work: Work) -> None:
         started = time.time()

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from xenkeep.ops import Operations
     from xenkeep.pools.manager import PoolManager
     from xenkeep.pools.tree import PoolTree
+    from xenkeep.replication.manager import ReplicationManager
     from xenkeep.system.identity import IdentityManager
     from xenkeep.system.journal import Journal
     from xenkeep.system.network import NetworkService
@@ -46,6 +47,7 @@ TLS = "xenkeep.tls"
 WIZARD = "xenkeep.wizard"
 POOLS = "xenkeep.pools"
 BACKUP = "xenkeep.backup"
+REPLICATION = "xenkeep.replication"
 OPERATIONS = "xenkeep.operations"
 SETUP_STATE = "xenkeep.setup_state"
 ENROLMENT = "xenkeep.enrolment"
@@ -114,6 +116,11 @@ NETWORK = "xenkeep.network"
 def backup(app: web.Application) -> BackupManager:
     """The backup service."""
     return cast("BackupManager", app[BACKUP])
+
+
+def replication(app: web.Application) -> ReplicationManager:
+    """The replication service."""
+    return cast("ReplicationManager", app[REPLICATION])
 
 
 def operations(app: web.Application) -> Operations:

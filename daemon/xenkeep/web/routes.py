@@ -30,6 +30,8 @@ from xenkeep.web.people import api as people_api
 from xenkeep.web.people import views as people_views
 from xenkeep.web.pools import api as pools_api
 from xenkeep.web.pools import views as pools_views
+from xenkeep.web.replication import api as replication_api
+from xenkeep.web.replication import views as replication_views
 
 
 def _account_routes(r: web.UrlDispatcher) -> None:
@@ -516,4 +518,87 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     )
     r.add_get("/api/v1/logs", diagnostics_api.api_logs, name="api_logs")
 
+    _replication_routes(r)
     r.add_static("/static/", static_dir, name="static")
+
+
+def _replication_routes(r: web.UrlDispatcher) -> None:
+    """Replication: pages under /replication, the API under /api/v1/replication/.
+    Each route's object is its ``job_id`` or ``replica_id``."""
+    job = r"{job_id:\d+}"
+    replica = r"{replica_id:\d+}"
+    r.add_get("/replication", replication_views.replication_page, name="replication")
+    r.add_get("/replication/jobs/new", replication_views.job_new, name="replication_job_new")
+    r.add_post("/replication/jobs", replication_views.job_create, name="replication_job_create")
+    r.add_get(f"/replication/jobs/{job}", replication_views.job_page, name="replication_job")
+    r.add_get(
+        f"/replication/jobs/{job}/edit", replication_views.job_edit, name="replication_job_edit"
+    )
+    r.add_post(
+        f"/replication/jobs/{job}", replication_views.job_update, name="replication_job_update"
+    )
+    r.add_post(
+        f"/replication/jobs/{job}/delete",
+        replication_views.job_delete,
+        name="replication_job_delete",
+    )
+    r.add_post(
+        f"/replication/jobs/{job}/run", replication_views.job_run, name="replication_job_run"
+    )
+    r.add_get(
+        f"/replication/replicas/{replica}/start",
+        replication_views.replica_start_page,
+        name="replication_replica_start_page",
+    )
+    r.add_post(
+        f"/replication/replicas/{replica}/start",
+        replication_views.replica_start,
+        name="replication_replica_start",
+    )
+    r.add_get(
+        f"/replication/replicas/{replica}/failback",
+        replication_views.replica_failback_page,
+        name="replication_replica_failback_page",
+    )
+    r.add_post(
+        f"/replication/replicas/{replica}/failback",
+        replication_views.replica_failback,
+        name="replication_replica_failback",
+    )
+
+    api = "/api/v1/replication"
+    r.add_get(f"{api}/jobs", replication_api.api_jobs, name="api_replication_jobs")
+    r.add_post(f"{api}/jobs", replication_api.api_job_create, name="api_replication_job_create")
+    r.add_get(f"{api}/jobs/{job}", replication_api.api_job, name="api_replication_job")
+    r.add_put(
+        f"{api}/jobs/{job}", replication_api.api_job_update, name="api_replication_job_update"
+    )
+    r.add_delete(
+        f"{api}/jobs/{job}", replication_api.api_job_delete, name="api_replication_job_delete"
+    )
+    r.add_post(f"{api}/jobs/{job}/run", replication_api.api_job_run, name="api_replication_job_run")
+    r.add_get(f"{api}/runs", replication_api.api_runs, name="api_replication_runs")
+    r.add_get(f"{api}/replicas", replication_api.api_replicas, name="api_replication_replicas")
+    r.add_get(
+        f"{api}/replicas/{replica}", replication_api.api_replica, name="api_replication_replica"
+    )
+    r.add_delete(
+        f"{api}/replicas/{replica}",
+        replication_api.api_replica_delete,
+        name="api_replication_replica_delete",
+    )
+    r.add_get(
+        f"{api}/replicas/{replica}/points",
+        replication_api.api_replica_points,
+        name="api_replication_replica_points",
+    )
+    r.add_post(
+        f"{api}/replicas/{replica}/start",
+        replication_api.api_replica_start,
+        name="api_replication_replica_start",
+    )
+    r.add_post(
+        f"{api}/replicas/{replica}/failback",
+        replication_api.api_replica_failback,
+        name="api_replication_replica_failback",
+    )

@@ -15,7 +15,7 @@ from xenkeep.system.identity import known_timezones
 from xenkeep.web import keys
 from xenkeep.web.access import admin, public, signed_in, while_password_change
 from xenkeep.web.auth_providers.views import password_sign_in
-from xenkeep.web.backup.choices import vms_for
+from xenkeep.web.choices import vms_for
 from xenkeep.web.cookies import clear_auth_cookies, set_session_cookie
 from xenkeep.web.flash import redirect, redirect_to
 from xenkeep.web.forms import (
@@ -130,6 +130,11 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         # the Pools page's business, not a setup left undone.
         "wizard_pending": not await keys.setup_state(request.app).completed()
         and await wizard.current(request) is not None,
+        # Replicas older than their job's schedule allows: the badge's count.
+        # Replication is the super-administrator's (its routes are @admin).
+        "replica_rpo_exceeded": len(await keys.replication(request.app).rpo_exceeded())
+        if principal.is_super_admin
+        else 0,
     }
     return aiohttp_jinja2.render_template("dashboard.html", request, context)
 

@@ -41,6 +41,7 @@ from xenkeep.xapi.errors import (
     TaskCancelledError,
     TransferError,
     XapiError,
+    XapiFailure,
     failure_from,
 )
 from xenkeep.xapi.tasks import cancel_task, create_task, destroy_task, task_outcome, wait_task
@@ -104,6 +105,28 @@ _SOURCE_FAILED = _Eof()
 
 class _SourceFailed(Exception):
     """Stops an import's request body when its source failed."""
+
+
+def connection_broke(exc: BaseException) -> str | None:
+    """What broke, if ``exc`` is a stream cut on the way rather than the
+    pool's verdict on the data; else None.
+
+    The pool fails an import's task once its connection drops, so the
+    failure it reports then (``INTERNAL_ERROR``) follows the cut, and the
+    cut is what happened. A task that failed with a real reason (``SR_FULL``,
+    a bad VHD...) is the pool refusing, and no retry changes that.
+    """
+    if isinstance(exc, TransferError):
+        return exc.message
+    cut = exc.__context__
+    if (
+        isinstance(exc, XapiFailure)
+        and exc.xapi_code == "INTERNAL_ERROR"
+        and isinstance(cut, aiohttp.ClientError | OSError | asyncio.TimeoutError)
+    ):
+        reason = "; ".join(exc.params) or exc.xapi_code
+        return f"{type(cut).__name__}; the pool's import task then failed: {reason}"
+    return None
 
 
 async def _report(callback: ProgressCallback | None, done: int, total: int | None) -> None:

@@ -19,7 +19,7 @@ from tests.integration.xapi.simfixtures import copy_demo
 from tests.support.web import Browser
 from xapisim import RunningSimulator, start_simulator
 from xenkeep.backup.manager import BackupManager
-from xenkeep.backup.pools import StaticPools
+from xenkeep.pools.access import StaticPools
 from xenkeep.store import open_database
 from xenkeep.xapi.client import XapiClient
 

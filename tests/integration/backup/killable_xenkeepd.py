@@ -12,6 +12,10 @@
 ``copy-write:<n>`` the n-th write into a copy of the appliance (configuration
                    lines, then pool database chunks), before it is written;
 ``copy-commit``    a copy of the appliance is sealed and synced, before its rename.
+``xapi:<method>:<before|after>:<n>``  the n-th XAPI call of ``method`` the daemon
+                   makes, before it is sent or right after the pool answered
+                   (``xapi:VM.snapshot:after:2``: a replication run's second
+                   snapshot, its replica point, is made and not yet recorded).
 
 The hook fires only while the file named by ``XK_KILL_ARMED`` exists, so a
 test can run normal backups first and arm the kill for one run. Production
@@ -72,6 +76,27 @@ def install(spec: str) -> None:
                 _die()
 
         writer.atomic_write = atomic_write  # type: ignore[assignment]
+    elif kind == "xapi":
+        from xenkeep.xapi import client
+
+        method, when, nth = arg.rsplit(":", 2)
+        calls = [0]
+        original_call = client.XapiClient.call
+
+        async def call(self: Any, name: str, *a: Any, **kw: Any) -> Any:
+            armed = os.environ.get("XK_KILL_ARMED", "")
+            hit = False
+            if name == method and (not armed or Path(armed).exists()):
+                calls[0] += 1
+                hit = calls[0] == int(nth)
+            if hit and when == "before":
+                _die()
+            result = await original_call(self, name, *a, **kw)
+            if hit and when == "after":
+                _die()
+            return result
+
+        client.XapiClient.call = call  # type: ignore[method-assign]
     elif kind == "verify":
         from xenkeep.repo import reader
 

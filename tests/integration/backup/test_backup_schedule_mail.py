@@ -19,8 +19,8 @@ from aiosmtpd.smtp import Envelope, Session
 from tests.integration.backup.conftest import POOL_ID, TestVm, job_input
 from tests.unit.repo.repo_testlib import RefDisk, rot_block
 from xenkeep.backup.manager import BackupManager
-from xenkeep.backup.pools import StaticPools
 from xenkeep.errors import ValidationError
+from xenkeep.pools.access import StaticPools
 from xenkeep.store import open_database
 from xenkeep.system.tls import ensure_certificate
 from xenkeep.xapi.client import XapiClient

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.support.mounts import mounted_tmpfs
 from xenkeep.backup.manager import DATASTORE_KEY, BackupManager
-from xenkeep.backup.pools import StaticPools
+from xenkeep.pools.access import StaticPools
 from xenkeep.store import open_database
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from xenkeep.cli.follow import exit_code
 from xenkeep.cli.output import (
-    backup_summary,
     point_type,
     progress_line,
     restore_summary,
+    run_summary,
     table,
     verified,
 )
@@ -69,7 +69,7 @@ def test_partly_failed_run_says_so() -> None:
         "status": "failed",
         "report": {"vms": [{"status": "success"}, {"status": "failed", "error": "boom"}]},
     }
-    assert backup_summary(run).splitlines()[-1] == "result: partly failed (1 of 2 VMs failed)"
+    assert run_summary(run).splitlines()[-1] == "result: partly failed (1 of 2 VMs failed)"
 
 
 def test_a_damaged_point_says_where_whatever_the_last_verify_said() -> None:
@@ -105,7 +105,7 @@ def test_a_run_with_warnings_prints_them_and_exits_2() -> None:
         "error": "web: snapshot S stays in the pool",
         "report": {"warnings": ["web: snapshot S stays in the pool"], "vms": []},
     }
-    text = backup_summary(run)
+    text = run_summary(run)
     assert "warning: web: snapshot S stays in the pool" in text and "error:" not in text
     assert text.endswith("result: warning")
     assert [exit_code({"status": s}) for s in ("success", "warning", "failed", "cancelled")] == [

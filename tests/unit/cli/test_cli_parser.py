@@ -14,6 +14,7 @@ def test_every_command_of_the_table_parses() -> None:
     examples = {
         "backup": ["backup", "restore", "vm", "--sr", "sr-uuid", "--disk", "1", "--salvage"],
         "network": ["network", "static", "192.0.2.10/24", "--dns", "192.0.2.53", "--no-wait"],
+        "replication": ["replication", "start", "web-01", "--point", "p-uuid", "--yes"],
     }
     for command in COMMANDS:
         args = parser.parse_args(examples.get(command.name, [command.name]))
@@ -32,7 +33,7 @@ def test_module_invocation_lists_the_commands_in_order() -> None:
     assert result.returncode == 0, result.stderr
     names = ",".join(c.name for c in COMMANDS)
     assert f"{{{names}}}" in result.stdout
-    assert (
-        names
-        == "status,setup-token,reset-admin,version,check,support-bundle,network,ntp,pools,backup"
+    assert names == (
+        "status,setup-token,reset-admin,version,check,support-bundle,network,ntp,pools,backup,"
+        "replication"
     )

@@ -172,6 +172,46 @@ async def test_claims_refuse_with_words_and_cannot_be_raced(ops: Operations) -> 
     assert ops.running() == []
 
 
+async def test_work_takes_claims_as_it_learns_what_it_touches(ops: Operations) -> None:
+    """A run selects its VMs inside its work: it claims them then, under the
+    same rules, and gives them back when done or when it ends."""
+    reads_vm = Claim.shared("vm:u1")
+    overwrites_vm = Claim.sole("vm:u1", "nothing reads a VM while it is overwritten")
+    took = asyncio.Event()
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def reader(ctx: OperationContext) -> Outcome:
+        ctx.claim([reads_vm], "back up web-01")
+        took.set()
+        await release.wait()
+        return Outcome()
+
+    async def overwriter(ctx: OperationContext) -> Outcome:
+        try:
+            ctx.claim([overwrites_vm], "fail back web-01")
+        except ConflictError as exc:
+            seen.append(str(exc))
+            return Outcome(status=OpStatus.FAILED, error=str(exc))
+        ctx.release([overwrites_vm])
+        return Outcome()
+
+    async def start(kind: OpKind, work: object) -> int:
+        return await ops.start(KINDS[kind], work, target="t", title=kind.value, action="x")  # type: ignore[arg-type]
+
+    first = await start(OpKind.BACKUP, reader)
+    await took.wait()
+    assert (await ops.wait(await start(OpKind.FAILBACK, overwriter)))["status"] == "failed"
+    assert seen == [
+        f"cannot fail back web-01 while a backup runs (backup {first} (backup)) — "
+        "nothing reads a VM while it is overwritten"
+    ]
+    release.set()
+    await ops.wait(first)
+    # Given back with the operation: now the overwrite goes through.
+    assert (await ops.wait(await start(OpKind.FAILBACK, overwriter)))["status"] == "success"
+
+
 async def test_blocking_work_in_a_thread_reports_progress_and_stops_on_cancel(
     ops: Operations,
 ) -> None:

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from xenkeep.backup.kinds import job_target
-from xenkeep.backup.schedule import parse_schedule
 from xenkeep.diagnostics.check import Check, Finding, failure, ok, warning
 from xenkeep.diagnostics.sources import Sources
 from xenkeep.errors import XenKeepError
+from xenkeep.jobs.schedule import parse_schedule
 from xenkeep.ops import OpKind, OpStatus
 from xenkeep.units import ago
 

@@ -14,12 +14,11 @@ from xenkeep.errors import ValidationError, XenKeepError
 from xenkeep.web import keys
 from xenkeep.web.access import admin, listing, needs
 from xenkeep.web.audit import audit
+from xenkeep.web.choices import visible_jobs, vms_for
 from xenkeep.web.forms import int_param, int_query, json_body, text_field
 from xenkeep.web.middleware import still_authorized
 from xenkeep.web.operations.common import visible_to
 from xenkeep.web.sse import KEEPALIVE_SECONDS, send_watch
-
-from .choices import visible_jobs, vms_for
 
 
 @admin

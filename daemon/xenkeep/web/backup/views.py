@@ -22,11 +22,10 @@ from xenkeep.ops import DONE
 from xenkeep.web import keys
 from xenkeep.web.access import admin, listing, needs
 from xenkeep.web.audit import audit
+from xenkeep.web.choices import pool_choices, pool_of_target, restore_targets, visible_jobs, vms_for
 from xenkeep.web.flash import redirect_to
 from xenkeep.web.forms import FormError, attempt, form_fields, int_param
 from xenkeep.web.operations.common import visible_to
-
-from .choices import pool_choices, pool_of_target, restore_targets, visible_jobs, vms_for
 
 #: How long a disk form waits for its operation before showing its progress page.
 FORM_WAIT: Final = 15.0

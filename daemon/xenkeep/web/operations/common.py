@@ -19,6 +19,9 @@ COLUMNS: Final = {
     OpKind.HEALTH_CHECK.value: ("VM", "Disk"),
     OpKind.DIAGNOSTICS.value: ("Check", ""),
     OpKind.APPLIANCE_BACKUP.value: ("Pool", ""),
+    OpKind.REPLICATION.value: ("VM", "Disk"),
+    OpKind.REPLICA_START.value: ("VM", "Disk"),
+    OpKind.FAILBACK.value: ("VM", "Disk"),
 }
 DEFAULT_COLUMNS: Final = ("Item", "Part")
 KINDS: Final = frozenset(k.value for k in OpKind)

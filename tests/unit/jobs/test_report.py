@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from xenkeep.backup.const import RunStatus
-from xenkeep.backup.report import (
+from xenkeep.errors import ValidationError
+from xenkeep.jobs.report import (
     build_report,
     failure_summary,
     mail_body,
@@ -15,7 +16,6 @@ from xenkeep.backup.report import (
     overall_status,
     run_warnings,
 )
-from xenkeep.errors import ValidationError
 from xenkeep.mail import SmtpSettings
 from xenkeep.mail.smtp import one_line
 

@@ -1,6 +1,6 @@
-"""How the backup service reaches pools.
+"""How the job services (backup, replication) reach pools.
 
-The service needs a logged-in client per registered pool and the pool's
+A service needs a logged-in client per registered pool and the pool's
 name (for reports); :class:`PoolAccess` is that narrow contract, so the
 service does not depend on how pools are registered. :class:`StaticPools`
 serves fixed clients (tests, tools).

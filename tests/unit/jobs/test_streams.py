@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from xenkeep.backup.streams import Pipe, PipeBroken, Progress, RateLimiter
+from xenkeep.jobs.streams import Pipe, PipeBroken, Progress, RateLimiter
 
 
 async def test_pipe_passes_chunks_in_order() -> None:

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from xenkeep.backup.schedule import due, parse_schedule
 from xenkeep.errors import ValidationError
+from xenkeep.jobs.schedule import due, parse_schedule
 
 UTC = dt.UTC
 

@@ -1,0 +1,224 @@
+"""The replication pages: jobs, a job with its replicas and runs, the job
+form, and the confirmations of starting a replica and failing back.
+
+Post/Redirect/Get: a form that is refused is rendered again with its error;
+one that succeeds redirects, to the operation's page when it started one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from xenkeep.web import keys
+from xenkeep.web.access import admin
+from xenkeep.web.choices import pool_choices, restore_targets
+from xenkeep.web.flash import redirect_to
+from xenkeep.web.forms import FormError, attempt, form_fields, int_param
+
+_NEW_JOB: dict[str, Any] = {
+    "name": "",
+    "selector": "tag",
+    "targets": "",
+    "exclude": "",
+    "pool_id": "",
+    "target": "",
+    "schedule": "*/10 * * * *",
+    "timezone": "UTC",
+    "retention": 3,
+    "concurrency": 2,
+    "bandwidth_limit_mib": "",
+    "networks": "",
+    "enabled": True,
+}
+
+
+@admin
+async def replication_page(request: web.Request) -> web.StreamResponse:
+    """Jobs, every replica with its RPO, and recent runs."""
+    manager = keys.replication(request.app)
+    context = {
+        "jobs": await manager.jobs(),
+        "replicas": await manager.replicas(),
+        "runs": await manager.runs_of(limit=20),
+    }
+    return aiohttp_jinja2.render_template("replication/index.html", request, context)
+
+
+@admin
+async def job_page(request: web.Request) -> web.StreamResponse:
+    """One job (object: ``job_id``): its settings, pause banner, replicas and run history."""
+    manager = keys.replication(request.app)
+    job_id = int_param(request, "job_id")
+    row = await manager.job(job_id)
+    context = {
+        "job": row.as_dict(),
+        "job_id": job_id,
+        "replicas": await manager.replicas(job_id=job_id),
+        "runs": await manager.runs_of(job_id, limit=30),
+        "running": manager.runs.running_run(job_id),
+    }
+    return aiohttp_jinja2.render_template("replication/job.html", request, context)
+
+
+async def _job_form(
+    request: web.Request,
+    *,
+    job: dict[str, Any],
+    job_id: int | None,
+    error: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    context = {
+        "job": job,
+        "job_id": job_id,
+        "pools": await pool_choices(request),
+        "targets": await restore_targets(request),
+        "error": error,
+    }
+    return aiohttp_jinja2.render_template(
+        "replication/job_form.html", request, context, status=status
+    )
+
+
+def _job_to_form(d: dict[str, Any]) -> dict[str, Any]:
+    out = dict(d)
+    out["targets"] = ", ".join(d.get("targets") or [])
+    out["exclude"] = ", ".join(d.get("exclude") or [])
+    out["target"] = f"{d['target_pool_id']}:{d['target_sr_uuid']}"
+    limit = d.get("bandwidth_limit")
+    out["bandwidth_limit_mib"] = "" if not limit else str(int(limit) >> 20)
+    out["networks"] = "\n".join(f"{n['source']} = {n['target']}" for n in d.get("networks") or [])
+    return out
+
+
+@admin
+async def job_new(request: web.Request) -> web.StreamResponse:
+    """The form for a new job."""
+    return await _job_form(request, job=dict(_NEW_JOB), job_id=None)
+
+
+@admin
+async def job_edit(request: web.Request) -> web.StreamResponse:
+    """The form of an existing job (object: ``job_id``)."""
+    job_id = int_param(request, "job_id")
+    row = await keys.replication(request.app).job(job_id)
+    return await _job_form(request, job=_job_to_form(row.as_dict()), job_id=job_id)
+
+
+async def _save_job(request: web.Request, job_id: int | None) -> web.StreamResponse:
+    form: dict[str, Any] = dict(await form_fields(request))
+    form["enabled"] = form.get("enabled") == "on"
+    # The page picks pool and SR in one list; the service takes them apart.
+    form["target_pool_id"], _, form["target_sr_uuid"] = str(form.get("target", "")).partition(":")
+    manager = keys.replication(request.app)
+    row = await attempt(
+        manager.create_job(form) if job_id is None else manager.update_job(job_id, form)
+    )
+    if isinstance(row, FormError):
+        return await _job_form(
+            request, job={**_NEW_JOB, **form}, job_id=job_id, error=row.message, status=row.status
+        )
+    redirect_to(request, "replication_job", f"Job {row.spec.name} saved.", "success", job_id=row.id)
+
+
+@admin
+async def job_create(request: web.Request) -> web.StreamResponse:
+    """Create a job from the form."""
+    return await _save_job(request, None)
+
+
+@admin
+async def job_update(request: web.Request) -> web.StreamResponse:
+    """Save a job's form (object: ``job_id``)."""
+    return await _save_job(request, int_param(request, "job_id"))
+
+
+@admin
+async def job_delete(request: web.Request) -> web.StreamResponse:
+    """Delete a job (object: ``job_id``); its replicas stay."""
+    await keys.replication(request.app).delete_job(int_param(request, "job_id"))
+    redirect_to(
+        request, "replication", "Job deleted; its replicas are kept and can be started.", "success"
+    )
+
+
+@admin
+async def job_run(request: web.Request) -> web.StreamResponse:
+    """Run a job now (object: ``job_id``) and show its progress."""
+    op_id = await keys.replication(request.app).run_job(int_param(request, "job_id"))
+    redirect_to(request, "operation", op_id=op_id)
+
+
+async def _replica_page(
+    request: web.Request, template: str, *, error: str | None = None, status: int = 200
+) -> web.Response:
+    manager = keys.replication(request.app)
+    replica_id = int_param(request, "replica_id")
+    replica = await manager.replica(replica_id)
+    context = {
+        "replica": replica,
+        "points": await manager.replica_points(replica_id),
+        "error": error,
+    }
+    return aiohttp_jinja2.render_template(template, request, context, status=status)
+
+
+@admin
+async def replica_start_page(request: web.Request) -> web.StreamResponse:
+    """Confirm starting a replica (object: ``replica_id``), from a chosen point."""
+    return await _replica_page(request, "replication/start.html")
+
+
+@admin
+async def replica_start(request: web.Request) -> web.StreamResponse:
+    """Start the replica once the box is ticked (object: ``replica_id``)."""
+    form = await form_fields(request)
+    if form.get("confirm") != "on":
+        return await _replica_page(
+            request,
+            "replication/start.html",
+            error="tick the box to confirm: the job's schedule pauses while the replica runs",
+            status=400,
+        )
+    op_id = await attempt(
+        keys.replication(request.app).start_replica(
+            int_param(request, "replica_id"), point_uuid=form.get("point") or None
+        )
+    )
+    if isinstance(op_id, FormError):
+        return await _replica_page(
+            request, "replication/start.html", error=op_id.message, status=op_id.status
+        )
+    redirect_to(request, "operation", op_id=op_id)
+
+
+@admin
+async def replica_failback_page(request: web.Request) -> web.StreamResponse:
+    """Confirm a failback (object: ``replica_id``)."""
+    return await _replica_page(request, "replication/failback.html")
+
+
+@admin
+async def replica_failback(request: web.Request) -> web.StreamResponse:
+    """Fail back once the box is ticked (object: ``replica_id``)."""
+    form = await form_fields(request)
+    if form.get("confirm") != "on":
+        return await _replica_page(
+            request,
+            "replication/failback.html",
+            error="tick the box to confirm that the source VM's disks are overwritten",
+            status=400,
+        )
+    op_id = await attempt(
+        keys.replication(request.app).failback(
+            int_param(request, "replica_id"), start_source=form.get("start_source") == "on"
+        )
+    )
+    if isinstance(op_id, FormError):
+        return await _replica_page(
+            request, "replication/failback.html", error=op_id.message, status=op_id.status
+        )
+    redirect_to(request, "operation", op_id=op_id)
