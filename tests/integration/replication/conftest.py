@@ -40,6 +40,20 @@ def replication_demo_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return state
 
 
+@pytest.fixture(scope="session")
+def replication_demo_state_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Site B's demo pool state, seeded on its own: a copy of site A's would
+    carry the same pool uuid, and the daemon registers one pool once."""
+    state = tmp_path_factory.mktemp("replication-demo-b") / "pool"
+
+    async def seed() -> None:
+        running = await start_simulator(state, demo=True)
+        await running.close()
+
+    asyncio.run(seed())
+    return state
+
+
 async def _pool(state: Path, dest: Path, name: str) -> RunningSimulator:
     sim = await start_simulator(await copy_demo(state, dest))
     [pool] = await sim.call("pool.get_all", [await _session(sim)])
@@ -60,9 +74,9 @@ async def sim_a(replication_demo_state: Path, tmp_path: Path) -> AsyncIterator[R
 
 
 @pytest.fixture
-async def sim_b(replication_demo_state: Path, tmp_path: Path) -> AsyncIterator[RunningSimulator]:
-    """Site B."""
-    sim = await _pool(replication_demo_state, tmp_path / "site-b", "Site B")
+async def sim_b(replication_demo_state_b: Path, tmp_path: Path) -> AsyncIterator[RunningSimulator]:
+    """Site B (its own pool uuid)."""
+    sim = await _pool(replication_demo_state_b, tmp_path / "site-b", "Site B")
     yield sim
     await sim.close()
 

@@ -13,32 +13,33 @@ import pytest
 from tests.integration.backup.conftest import make_vm
 from tests.integration.replication.conftest import (
     _pool,
-    _session,
     default_sr,
     replication_demo_state,
+    replication_demo_state_b,
 )
 from tests.support.web import Browser, complete_setup
-from xapisim import RunningSimulator, start_simulator
+from xapisim import RunningSimulator
 from xenkeep.config import Settings
 from xenkeep.web import keys
 from xenkeep.xapi.client import XapiClient
 
-__all__ = ["replication_demo_state"]
+__all__ = ["replication_demo_state", "replication_demo_state_b"]
 
 
 @pytest.fixture
 async def two_pools(
-    browser: Browser, settings: Settings, replication_demo_state: Any, tmp_path: Any
+    browser: Browser,
+    settings: Settings,
+    replication_demo_state: Any,
+    replication_demo_state_b: Any,
+    tmp_path: Any,
 ) -> AsyncIterator[tuple[dict[str, Any], dict[str, Any]]]:
     """After the wizard, site A and site B added; per site its pool id, client, simulator."""
     await complete_setup(browser, settings)
-    # Site B seeded on its own: a copy of site A's state would carry the
-    # same pool uuid, and the daemon registers one pool once.
-    sims = [await _pool(replication_demo_state, tmp_path / "a", "Site A")]
-    b = await start_simulator(tmp_path / "b", demo=True)
-    [pool_b] = await b.call("pool.get_all", [await _session(b)])
-    await b.call("pool.set_name_label", [await _session(b), pool_b, "Site B"])
-    sims.append(b)
+    sims = [
+        await _pool(replication_demo_state, tmp_path / "a", "Site A"),
+        await _pool(replication_demo_state_b, tmp_path / "b", "Site B"),
+    ]
     sites = []
     for sim in sims:
         pool = await keys.pools(browser.server.app).add(sim.url, "root", "demo")
