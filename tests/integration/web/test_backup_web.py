@@ -445,8 +445,8 @@ async def test_a_damaged_point_on_the_pages_the_api_and_the_salvage_choice(
     status, body = await browser.api("GET", f"/api/v1/backup/vms/{vm.uuid}/points")
     [listed] = body["points"]
     assert [(d["disk"], d["blocks"]) for d in listed["damage"]] == [("0", [0])]
-    status, html, _ = await browser.get(f"/backup/restore?vm={vm.uuid}")
-    assert status == 200 and "— DAMAGED" in html and 'data-damaged="true"' in html
+    status, html, _ = await browser.get(f"/backup/restore?vm={vm.uuid}&point={listed['id']}")
+    assert status == 200 and 'data-damaged="true"' in html
     assert "disk 0: block 0 of" in html and 'name="salvage"' in html
 
     # Restore what can be read, through the form: kept, listed, still failed.
