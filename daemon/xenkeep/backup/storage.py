@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from xenkeep.errors import ValidationError, XenKeepError
-from xenkeep.formats.errors import VhdFormatError
 from xenkeep.ops import OperationContext, OperationKind, Operations
 from xenkeep.ops.manager import Outcome
 from xenkeep.repo.datastore import Datastore
 from xenkeep.repo.errors import NoDatastoreError, RepoError
-from xenkeep.repo.layout import DiskRecord, RestorePoint, VmDir, parent_of
+from xenkeep.repo.layout import DiskRecord, RestorePoint, VmDir
 from xenkeep.store import Database
 
 from .disks import DiskService, check_erase_confirmation
@@ -39,12 +38,7 @@ CHANGE_ACTION: Final = "change the backup storage"
 def _disk_facts(vmdir: VmDir, d: DiskRecord) -> dict[str, Any]:
     """One disk of a point: what it is now, how it was taken, its file's size
     (blocking: reads the VHD's footer and header only)."""
-    path = vmdir.vhd_path(d.key, d.file)
-    try:
-        kind = "delta" if parent_of(path) is not None else "full"
-        size: int | None = path.stat().st_size
-    except (OSError, VhdFormatError):
-        kind, size = "unreadable", None
+    kind, size = vmdir.file_kind(d.key, d.file)
     return {
         "key": d.key,
         "virtual_size": d.virtual_size,

@@ -201,6 +201,17 @@ class VmDir:
             raise PointNotFoundError(f"VM {self.vm_uuid} has no restore point {point_id}") from None
         return RestorePoint.from_json(raw, str(path))
 
+    def file_kind(self, key: str, file: str) -> tuple[str, int | None]:
+        """What a stored file is now (``full``, ``delta``, or ``unreadable``)
+        and its size in bytes, from its footer and header alone (metadata,
+        no block: the checked reader is not needed)."""
+        path = self.vhd_path(key, file)
+        try:
+            kind = "delta" if parent_of(path) is not None else "full"
+            return kind, path.stat().st_size
+        except (OSError, VhdFormatError):
+            return "unreadable", None
+
     def chain_files(self, key: str, file: str) -> list[str]:
         """File uuids of the chain ending at ``file``, newest first, base last.
 
