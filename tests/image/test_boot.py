@@ -16,10 +16,12 @@ out/bench-boot.json, beside a minimal image's boot).
 from __future__ import annotations
 
 import http.cookiejar
+import io
 import json
 import re
 import shutil
 import ssl
+import tarfile
 import tempfile
 import time
 import urllib.error
@@ -170,6 +172,12 @@ class ApplianceApi:
             self._csrf = answer["csrf_token"]
         return status, answer
 
+    def download(self, path: str) -> tuple[int, bytes]:
+        """A GET whose answer is not JSON (the support bundle, a few hundred KiB)."""
+        req = urllib.request.Request(self._base + path, method="GET")  # noqa: S310
+        with self._opener.open(req, timeout=600) as resp:
+            return int(resp.status), resp.read()
+
 
 def test_a_blank_disk_becomes_the_backup_storage(booted: image_boot.Vm) -> None:
     api = ApplianceApi(booted)
@@ -216,6 +224,85 @@ def test_a_blank_disk_becomes_the_backup_storage(booted: image_boot.Vm) -> None:
     assert fields.get("owner") == "xenkeep:750", out
     assert fields.get("marker") == "yes", out
     assert fields.get("failed") == "0", out
+
+
+#: The operation statuses that end a run.
+FINISHED = {"success", "warning", "failed", "cancelled", "interrupted"}
+#: Checks whose verdict on a freshly set-up appliance is known: everything of
+#: the appliance's own (its storage, units, versions, certificate), nothing
+#: of the outside world (this QEMU has no NTP server nor any pool).
+OK_ON_THE_IMAGE = (
+    "storage.mounted",
+    "storage.writable",
+    "storage.space",
+    "system.units",
+    "system.memory",
+    "version.daemon",
+    "version.image",
+    "version.schema",
+    "tls.expiry",
+)
+
+
+def test_diagnostics_logs_and_bundle_on_the_booted_image(booted: image_boot.Vm) -> None:
+    # After the backup storage test: the administrator exists, a disk is mounted.
+    api = ApplianceApi(booted)
+    status, body = api.call(
+        "POST", "/api/v1/session", {"username": "keeper", "password": ADMIN_PASSWORD}
+    )
+    assert status in (200, 201), body
+    status, body = api.call("POST", "/api/v1/diagnostics/run", {})
+    assert status == 202, body
+    op_id = body["operation_id"]
+    # Bounded by the module's timeout; the checks under TCG take seconds.
+    while (run := api.call("GET", f"/api/v1/operations/{op_id}")[1])["status"] not in FINISHED:
+        time.sleep(2)
+    status, view = api.call("GET", "/api/v1/diagnostics")
+    assert status == 200, view
+    results = {r["id"]: r for r in view["results"]}
+    assert len(view["checks"]) >= 20, view["checks"]
+    for r in results.values():
+        assert r["status"] in ("ok", "warning", "failure"), r
+        assert r["status"] == "ok" or r["remedy"], r
+    for check_id in OK_ON_THE_IMAGE:
+        assert results[check_id]["status"] == "ok", (results[check_id], run)
+
+    # The journal through systemd-python, in the unprivileged daemon.
+    status, logs = api.call("GET", "/api/v1/logs?unit=xenkeepd.service&limit=50")
+    assert status == 200 and logs["available"] is True, logs
+    assert logs["entries"], logs
+
+    # The bundle: the journal and the checks inside; no password, no setup token.
+    status, raw = api.download("/api/v1/diagnostics/bundle")
+    assert status == 200
+    secrets = (ADMIN_PASSWORD.encode(), PASSWORD.encode(), booted.setup_token().encode())
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
+        members = {m.name.split("/", 1)[-1]: tar.extractfile(m) for m in tar if m.isfile()}
+        contents = {name: f.read() if f else b"" for name, f in members.items()}
+    journal = next(v for k, v in contents.items() if k.endswith("journal.log"))
+    assert b"xenkeepd" in journal, sorted(contents)
+    for name, data in contents.items():
+        for secret in secrets:
+            assert secret not in data, f"{secret!r} in {name}"
+
+    # The same from the VM console, as its console account.
+    out = booted.serial_session(
+        "xenkeep",
+        PASSWORD,
+        [
+            "xenkeep status > /tmp/status.txt; echo status_rc=$?",
+            "grep -c https:// /tmp/status.txt | sed 's/^/urls=/'",
+            "xenkeep check --json > /tmp/check.json; echo check_rc=$?",
+            "echo checks=$(grep -o checked_at /tmp/check.json | wc -l)",
+            "xenkeep support-bundle -o /tmp/bundle.tar.gz; echo bundle_rc=$?",
+            "echo members=$(tar -tzf /tmp/bundle.tar.gz | wc -l)",
+        ],
+    )
+    fields = dict(re.findall(r"\b(status_rc|urls|check_rc|checks|bundle_rc|members)=(\S*)", out))
+    assert fields.get("status_rc") == "0" and int(fields.get("urls", "0")) >= 1, out
+    # 1 when a check fails: here only the outside world's can (no NTP, no DNS).
+    assert fields.get("check_rc") in ("0", "1") and int(fields.get("checks", "0")) >= 20, out
+    assert fields.get("bundle_rc") == "0" and int(fields.get("members", "0")) >= 5, out
 
 
 def wait_until(booted: image_boot.Vm, answering: bool, timeout: float) -> None:
