@@ -11,7 +11,7 @@ import pytest
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 
-from tests.browser.test_browser_backup import PROGRESS_TEXT, wait_text
+from tests.browser.test_browser_backup import PROGRESS_TEXT
 from tests.browser.ui import UI, Daemon
 from tests.integration.backup.conftest import make_vm
 from tests.integration.replication.conftest import default_sr, first_disk_sha
@@ -130,7 +130,7 @@ def test_create_a_job_watch_it_run_and_start_the_replica(
         _watch_the_disk_move(ui)
         ui.shot("replication-02-run-progress")
         site_b.run(_xapi(site_b, "sim.clear_faults"))
-        wait_text(ui, "#run-status", "success", seconds=120)
+        ui.wait_text("#run-status", "success", seconds=120)
         ui.wait_for("#report")
         assert "first replication of this VM" in ui.text("#report")
         ui.shot("replication-03-run-report")
@@ -144,7 +144,7 @@ def test_create_a_job_watch_it_run_and_start_the_replica(
         ui.shot("replication-04-start-confirm")
         ui.click_primary()
         assert ui.path().startswith("/operations/")
-        wait_text(ui, "#run-status", "success", seconds=120)
+        ui.wait_text("#run-status", "success", seconds=120)
         ui.shot("replication-05-started")
 
         ui.open("/replication")
