@@ -37,6 +37,8 @@ class OpKind(StrEnum):
     POINT_DELETE = "point-delete"
     #: A run of the appliance's health checks (:mod:`xenkeep.diagnostics`).
     DIAGNOSTICS = "diagnostics"
+    #: Self-service VMs made from a template with CloudInit (:mod:`xenkeep.selfservice`).
+    VM_CREATE = "vm-create"
 
 
 #: The message an operation cut by a daemon stop carries.

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from xenkeep.ops import Operations
     from xenkeep.pools.manager import PoolManager
     from xenkeep.pools.tree import PoolTree
+    from xenkeep.selfservice.create import Creator, SelfVms
+    from xenkeep.selfservice.sets import ResourceSets
+    from xenkeep.selfservice.sshkeys import SshKeys
     from xenkeep.system.identity import IdentityManager
     from xenkeep.system.journal import Journal
     from xenkeep.system.setup_state import SetupState
@@ -51,6 +54,10 @@ GROUPS = "xenkeep.groups"
 ACCOUNTS = "xenkeep.accounts"
 PLACES = "xenkeep.places"
 POOL_TREE = "xenkeep.pool_tree"
+SSH_KEYS = "xenkeep.ssh_keys"
+RESOURCE_SETS = "xenkeep.resource_sets"
+CREATOR = "xenkeep.creator"
+SELF_VMS = "xenkeep.self_vms"
 
 
 def grants(app: web.Application) -> Grants:
@@ -186,3 +193,23 @@ def current_session(request: web.Request) -> Session | None:
 def client_ip(request: web.Request) -> str:
     """The peer address (the appliance is reached directly, no proxy)."""
     return request.remote or ""
+
+
+def ssh_keys(app: web.Application) -> SshKeys:
+    """The SSH keys in users' profiles."""
+    return cast("SshKeys", app[SSH_KEYS])
+
+
+def resource_sets(app: web.Application) -> ResourceSets:
+    """Resource sets and their quota charges."""
+    return cast("ResourceSets", app[RESOURCE_SETS])
+
+
+def creator(app: web.Application) -> Creator:
+    """Self-service VM creation."""
+    return cast("Creator", app[CREATOR])
+
+
+def self_vms(app: web.Application) -> SelfVms:
+    """Members' VMs: power, console, deletion."""
+    return cast("SelfVms", app[SELF_VMS])
