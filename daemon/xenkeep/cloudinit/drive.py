@@ -13,8 +13,8 @@ import asyncio
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -75,13 +75,16 @@ def build(seed: Seed, image: Path) -> None:
             _run(["mcopy", "-i", str(image), str(path), f"::/{name}"])
 
 
-@contextmanager
-def built(seed: Seed, scratch: Path | None = None) -> Iterator[Path]:
-    """A built drive in a scratch directory, removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="xenkeep-drive-", dir=scratch) as tmp:
-        image = Path(tmp) / "cidata.img"
-        build(seed, image)
+@asynccontextmanager
+async def built(seed: Seed, scratch: Path | None = None) -> AsyncIterator[Path]:
+    """A drive built (in a thread) in a scratch directory, removed afterwards."""
+    tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="xenkeep-drive-", dir=scratch))
+    try:
+        image = tmp / "cidata.img"
+        await asyncio.to_thread(build, seed, image)
         yield image
+    finally:
+        await asyncio.to_thread(shutil.rmtree, tmp, True)
 
 
 async def stream(image: Path) -> AsyncIterator[bytes]:

@@ -324,6 +324,10 @@ class Creator:
                 made = Made()
                 try:
                     uuid = await self._one(ctx, client, template_ref, req, name, made, chosen, username)
+                    if req.start:
+                        await ctx.stage(Stage.START)
+                        await client.call("VM.start", made.vm, False, False)
+                        await ctx.log(f"{name} started")
                 except BaseException:
                     await asyncio.shield(self._undo(client, made))
                     if charge is not None:
@@ -336,13 +340,9 @@ class Creator:
                     ObjectRole.ADMIN, actor=username, known=True,
                 )
                 if index == 0:
-                    await ctx.store.update(ctx.id, target=f"vm:{uuid}")
+                    await ctx.retarget(f"vm:{uuid}")
                     owned.set()
                 created.append({"uuid": uuid, "name": name})
-                if req.start:
-                    await ctx.stage(Stage.START)
-                    await client.call("VM.start", made.vm, False, False)
-                    await ctx.log(f"{name} started")
         finally:
             for c in charges[len(created) + 1 :]:
                 await asyncio.shield(self._sets.release(c))
@@ -411,7 +411,7 @@ class Creator:
         )
         vdi = await self._vdi(client, sr_ref, f"{name} cidata", drive.DRIVE_BYTES)
         made.vdis.append(vdi)
-        with drive.built(seed, self._scratch) as image:
+        async with drive.built(seed, self._scratch) as image:
             await import_raw_vdi(client, vdi, drive.stream(image), fmt="raw", size=drive.DRIVE_BYTES)
         await self._vbd(client, vm, vdi, mode="RO")
         await ctx.log(f"{name}: NoCloud config drive attached")
