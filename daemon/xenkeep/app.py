@@ -82,7 +82,9 @@ def _live_usage(pools: PoolManager) -> LiveUsage:
         disk = disks = 0
         for vbd_ref in vm.get("VBDs", []):
             vbd = cache.get("vbd", vbd_ref)
-            vdi = cache.get("vdi", vbd.get("VDI", "")) if vbd and vbd.get("type") == "Disk" else None
+            vdi = (
+                cache.get("vdi", vbd.get("VDI", "")) if vbd and vbd.get("type") == "Disk" else None
+            )
             if vdi is not None:
                 disk += int(vdi.get("virtual_size", 0))
                 disks += 1

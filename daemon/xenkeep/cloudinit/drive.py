@@ -56,8 +56,12 @@ def _run(args: list[str]) -> None:
     tool = shutil.which(args[0])
     if tool is None:
         raise DriveError(f"{args[0]} is missing (install the mtools package)")
-    done = subprocess.run(  # noqa: S603 - fixed tools, arguments are ours
-        [tool, *args[1:]], capture_output=True, text=True, check=False, env={"MTOOLS_SKIP_CHECK": "1"}
+    done = subprocess.run(
+        [tool, *args[1:]],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"MTOOLS_SKIP_CHECK": "1"},
     )
     if done.returncode != 0:
         raise DriveError(f"{args[0]} failed: {done.stderr.strip()[:300]}")

@@ -99,12 +99,14 @@ def user_data(hostname: str, ssh_keys: Sequence[str], custom: str = "") -> str:
             "resize_rootfs": True,
         }
     )
-    return CLOUD_CONFIG_HEADER + "\n" + yaml.safe_dump(config, sort_keys=True)
+    return CLOUD_CONFIG_HEADER + "\n" + str(yaml.safe_dump(config, sort_keys=True))
 
 
 def meta_data(instance_id: str, hostname: str) -> str:
     """The NoCloud meta-data."""
-    return yaml.safe_dump({"instance-id": instance_id, "local-hostname": hostname}, sort_keys=True)
+    return str(
+        yaml.safe_dump({"instance-id": instance_id, "local-hostname": hostname}, sort_keys=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -150,4 +152,4 @@ def network_config(static: StaticAddress | None, *, version: int = 2) -> str:
             if dns:
                 eth["nameservers"] = {"addresses": dns}
         doc = {"version": 2, "ethernets": {"eth0": eth}}
-    return yaml.safe_dump(doc, sort_keys=True)
+    return str(yaml.safe_dump(doc, sort_keys=True))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid as uuidlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -153,7 +152,9 @@ class Creator:
         name = _str(body, "name", limit=80)
         extra = body.get("extra_disks_gib", [])
         if not isinstance(extra, list) or len(extra) > 8:
-            raise ValidationError("'extra_disks_gib' is a list of up to 8 sizes", field="extra_disks_gib")
+            raise ValidationError(
+                "'extra_disks_gib' is a list of up to 8 sizes", field="extra_disks_gib"
+            )
         extras = []
         for size in extra:
             if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_DISK_GIB:
@@ -199,7 +200,8 @@ class Creator:
             raise CloudConfigError("'network_config' is 'dhcp' or {address, gateway, dns, version}")
         dns = value.get("dns", [])
         static = ci.StaticAddress(
-            str(value.get("address", "")), str(value.get("gateway", "")),
+            str(value.get("address", "")),
+            str(value.get("gateway", "")),
             tuple(str(d) for d in dns) if isinstance(dns, list) else (),
         )
         version = value.get("version", 2)
@@ -211,7 +213,9 @@ class Creator:
             ref = await client.call("VM.get_by_uuid", req.template)
             rec = await client.call("VM.get_record", ref)
         except XapiFailure:
-            raise NotFoundError(f"there is no template {req.template} in pool {req.pool_id}") from None
+            raise NotFoundError(
+                f"there is no template {req.template} in pool {req.pool_id}"
+            ) from None
         if not rec.get("is_a_template") or rec.get("is_a_snapshot"):
             raise ValidationError(f"{req.template} is no template", field="template")
         for what, cls in (("sr", "SR"), ("network", "network")):
@@ -222,7 +226,11 @@ class Creator:
         root = 0
         for vbd in rec.get("VBDs", []):
             vrec = await client.call("VBD.get_record", vbd)
-            if vrec.get("type") == "Disk" and vrec.get("userdevice") == "0" and vrec.get("VDI") != NULL_REF:
+            if (
+                vrec.get("type") == "Disk"
+                and vrec.get("userdevice") == "0"
+                and vrec.get("VDI") != NULL_REF
+            ):
                 root = int(await client.call("VDI.get_virtual_size", vrec["VDI"]))
         if root and req.root_disk < root:
             raise ValidationError(
@@ -231,15 +239,22 @@ class Creator:
             )
         return ref, rec, root
 
-    async def start(self, req: Request, *, user_id: int, username: str, admin: bool) -> tuple[int, list[str]]:
+    async def start(
+        self, req: Request, *, user_id: int, username: str, admin: bool
+    ) -> tuple[int, list[str]]:
         """Check against the pool and the sets, charge, and start; the operation id and warnings."""
         client = self._client_of(req.pool_id)
         template_ref, record, _root = await self._records(client, req)
         chosen = await self._set_for(req, user_id, admin)
-        warnings = [] if is_cloud_ready(record) else [
-            f"template {record.get('name_label', '')!r} is not marked CloudInit-ready "
-            "(tag 'cloud-init' or other_config cloud-init=true): keys and hostname may not apply"
-        ]
+        warnings = (
+            []
+            if is_cloud_ready(record)
+            else [
+                f"template {record.get('name_label', '')!r} is not marked CloudInit-ready "
+                "(tag 'cloud-init' or other_config cloud-init=true): "
+                "keys and hostname may not apply"
+            ]
+        )
         need = Amounts(
             cpus=req.vcpus,
             memory=req.memory,
@@ -252,8 +267,11 @@ class Creator:
             try:
                 # One charge for the whole batch first: all or nothing.
                 batch = await self._sets.reserve(
-                    chosen.id, user_id=user_id, pool_id=req.pool_id,
-                    name=req.names[0], need=need.scaled(len(req.names)),
+                    chosen.id,
+                    user_id=user_id,
+                    pool_id=req.pool_id,
+                    name=req.names[0],
+                    need=need.scaled(len(req.names)),
                 )
                 await self._sets.release(batch)
                 for name in req.names:
@@ -297,7 +315,11 @@ class Creator:
 
     async def _set_for(self, req: Request, user_id: int, admin: bool) -> ResourceSet | None:
         for s in await self._sets.of_user(user_id):
-            if s.allows("template", req.template) and s.allows("sr", req.sr) and s.allows("network", req.network):
+            if (
+                s.allows("template", req.template)
+                and s.allows("sr", req.sr)
+                and s.allows("network", req.network)
+            ):
                 return s
         if admin:
             return None
@@ -323,7 +345,9 @@ class Creator:
                 charge = charges[index] if charges else None
                 made = Made()
                 try:
-                    uuid = await self._one(ctx, client, template_ref, req, name, made, chosen, username)
+                    uuid = await self._one(
+                        ctx, client, template_ref, req, name, made, chosen, username
+                    )
                     if req.start:
                         await ctx.stage(Stage.START)
                         await client.call("VM.start", made.vm, False, False)
@@ -336,8 +360,11 @@ class Creator:
                 if charge is not None:
                     await self._sets.activate(charge, uuid)
                 await self._grants.grant(
-                    Subject(SubjectKind.USER, user_id), ObjectRef(ObjectKind.VM, uuid),
-                    ObjectRole.ADMIN, actor=username, known=True,
+                    Subject(SubjectKind.USER, user_id),
+                    ObjectRef(ObjectKind.VM, uuid),
+                    ObjectRole.ADMIN,
+                    actor=username,
+                    known=True,
                 )
                 if index == 0:
                     await ctx.retarget(f"vm:{uuid}")
@@ -374,7 +401,11 @@ class Creator:
         await ctx.stage(Stage.DISKS)
         for vbd in await client.call("VM.get_VBDs", vm):
             rec = await client.call("VBD.get_record", vbd)
-            if rec.get("type") == "Disk" and rec.get("userdevice") == "0" and rec["VDI"] != NULL_REF:
+            if (
+                rec.get("type") == "Disk"
+                and rec.get("userdevice") == "0"
+                and rec["VDI"] != NULL_REF
+            ):
                 size = int(await client.call("VDI.get_virtual_size", rec["VDI"]))
                 if req.root_disk > size:
                     await client.call("VDI.resize", rec["VDI"], str(req.root_disk))
@@ -398,8 +429,14 @@ class Creator:
         await client.call(
             "VIF.create",
             {
-                "device": "0", "network": net_ref, "VM": vm, "MAC": "", "MTU": "1500",
-                "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {},
+                "device": "0",
+                "network": net_ref,
+                "VM": vm,
+                "MAC": "",
+                "MTU": "1500",
+                "other_config": {},
+                "qos_algorithm_type": "",
+                "qos_algorithm_params": {},
             },
         )
         await ctx.stage(Stage.CONFIG_DRIVE)
@@ -412,7 +449,9 @@ class Creator:
         vdi = await self._vdi(client, sr_ref, f"{name} cidata", drive.DRIVE_BYTES)
         made.vdis.append(vdi)
         async with drive.built(seed, self._scratch) as image:
-            await import_raw_vdi(client, vdi, drive.stream(image), fmt="raw", size=drive.DRIVE_BYTES)
+            await import_raw_vdi(
+                client, vdi, drive.stream(image), fmt="raw", size=drive.DRIVE_BYTES
+            )
         await self._vbd(client, vm, vdi, mode="RO")
         await ctx.log(f"{name}: NoCloud config drive attached")
         other = {OWNER_KEY: username, DRIVE_KEY: str(await client.call("VDI.get_uuid", vdi))}
@@ -430,9 +469,14 @@ class Creator:
             await client.call(
                 "VDI.create",
                 {
-                    "name_label": label, "name_description": "", "SR": sr,
-                    "virtual_size": str(size), "type": "user", "sharable": False,
-                    "read_only": False, "other_config": {},
+                    "name_label": label,
+                    "name_description": "",
+                    "SR": sr,
+                    "virtual_size": str(size),
+                    "type": "user",
+                    "sharable": False,
+                    "read_only": False,
+                    "other_config": {},
                 },
             )
         )
@@ -443,9 +487,16 @@ class Creator:
             await client.call(
                 "VBD.create",
                 {
-                    "VM": vm, "VDI": vdi, "userdevice": "autodetect", "bootable": False,
-                    "mode": mode, "type": "Disk", "empty": False, "other_config": {},
-                    "qos_algorithm_type": "", "qos_algorithm_params": {},
+                    "VM": vm,
+                    "VDI": vdi,
+                    "userdevice": "autodetect",
+                    "bootable": False,
+                    "mode": mode,
+                    "type": "Disk",
+                    "empty": False,
+                    "other_config": {},
+                    "qos_algorithm_type": "",
+                    "qos_algorithm_params": {},
                 },
             )
         )
@@ -458,7 +509,11 @@ class Creator:
                     await client.call("VM.hard_shutdown", made.vm)
             with contextlib.suppress(XapiFailure):
                 made.vdis.extend(
-                    v for v in [await client.call("VBD.get_VDI", b) for b in await client.call("VM.get_VBDs", made.vm)]
+                    v
+                    for v in [
+                        await client.call("VBD.get_VDI", b)
+                        for b in await client.call("VM.get_VBDs", made.vm)
+                    ]
                     if v != NULL_REF and v not in made.vdis
                 )
             try:
@@ -505,8 +560,6 @@ async def destroy(client: XapiClient, uuid: str) -> None:
                 await client.call("VDI.destroy", vdi)
 
 
-
-
 class SelfVms:
     """Members' VMs after creation: power, console, deletion (which releases the quota).
 
@@ -547,6 +600,8 @@ class SelfVms:
     async def state(self, uuid: str, pool_id: int) -> str:
         try:
             client = self._client_of(pool_id)
-            return str(await client.call("VM.get_power_state", await client.call("VM.get_by_uuid", uuid)))
+            return str(
+                await client.call("VM.get_power_state", await client.call("VM.get_by_uuid", uuid))
+            )
         except (XapiFailure, NotFoundError):
             return "unknown"

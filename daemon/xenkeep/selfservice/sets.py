@@ -79,7 +79,9 @@ def over(limits: Mapping[str, int], used: Amounts, need: Amounts) -> list[str]:
     for r in RESOURCES:
         limit = limits.get(r)
         if limit is not None and getattr(used, r) + getattr(need, r) > limit:
-            words.append(f"{r}: {getattr(used, r)} used + {getattr(need, r)} asked > {limit} allowed")
+            words.append(
+                f"{r}: {getattr(used, r)} used + {getattr(need, r)} asked > {limit} allowed"
+            )
     return words
 
 
@@ -127,9 +129,11 @@ class ResourceSets:
         for s in subjects:
             kind, _, number = str(s).partition(":")
             if kind not in ("user", "group") or not number.isdigit():
-                raise ValidationError(f"{str(s)[:40]!r} is no user:<id> or group:<id>", field="subjects")
+                raise ValidationError(
+                    f"{str(s)[:40]!r} is no user:<id> or group:<id>", field="subjects"
+                )
             subs.append((kind, int(number)))
-        objs = []
+        objs: list[tuple[str, str]] = []
         for kind, refs in (objects or {}).items():
             if kind not in OBJECT_KINDS:
                 raise ValidationError(f"objects are {', '.join(OBJECT_KINDS)}", field="objects")
@@ -167,9 +171,7 @@ class ResourceSets:
 
     async def delete(self, set_id: int) -> None:
         async with self._db.transaction() as tx:
-            if await tx.fetchone(
-                "SELECT 1 FROM resource_allocations WHERE set_id = ?", (set_id,)
-            ):
+            if await tx.fetchone("SELECT 1 FROM resource_allocations WHERE set_id = ?", (set_id,)):
                 raise ConflictError("the set still has VMs charged to it; delete them first")
             if not await tx.execute("DELETE FROM resource_sets WHERE id = ?", (set_id,)):
                 raise NotFoundError(f"there is no resource set {set_id}")
@@ -231,7 +233,11 @@ class ResourceSets:
         )
         total = Amounts()
         for row in rows:
-            live = self._live(row["pool_id"], row["vm_uuid"]) if self._live and row["vm_uuid"] else None
+            live = (
+                self._live(row["pool_id"], row["vm_uuid"])
+                if self._live and row["vm_uuid"]
+                else None
+            )
             total = total + (live or _charged(row))
         return total
 
@@ -250,7 +256,9 @@ class ResourceSets:
             )
             used = Amounts()
             for r in rows:
-                live = self._live(r["pool_id"], r["vm_uuid"]) if self._live and r["vm_uuid"] else None
+                live = (
+                    self._live(r["pool_id"], r["vm_uuid"]) if self._live and r["vm_uuid"] else None
+                )
                 used = used + (live or _charged(r))
             passed = over(limits, used, need)
             if passed:
@@ -260,8 +268,17 @@ class ResourceSets:
             return await tx.insert(
                 "INSERT INTO resource_allocations (set_id, user_id, pool_id, name, cpus, memory, "
                 "disk, disks, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'reserved', ?)",
-                (set_id, user_id, pool_id, name, need.cpus, need.memory, need.disk, need.disks,
-                 time.time()),
+                (
+                    set_id,
+                    user_id,
+                    pool_id,
+                    name,
+                    need.cpus,
+                    need.memory,
+                    need.disk,
+                    need.disks,
+                    time.time(),
+                ),
             )
 
     async def activate(self, allocation_id: int, vm_uuid: str) -> None:
@@ -293,7 +310,7 @@ class ResourceSets:
         return dict(row) if row else None
 
 
-def _charged(row: Mapping[str, Any]) -> Amounts:
+def _charged(row: Any) -> Amounts:
     return Amounts(row["cpus"], row["memory"], row["disk"], row["disks"], 1)
 
 

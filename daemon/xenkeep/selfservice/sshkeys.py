@@ -85,7 +85,7 @@ class SshKeys:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def list(self, user_id: int) -> list[SshKey]:
+    async def of_user(self, user_id: int) -> list[SshKey]:
         rows = await self._db.fetchall(
             "SELECT * FROM ssh_keys WHERE user_id = ? ORDER BY id", (user_id,)
         )
@@ -94,7 +94,9 @@ class SshKeys:
     async def add(self, user_id: int, name: str, key: str) -> SshKey:
         name = name.strip()
         if not name or len(name) > MAX_NAME:
-            raise ValidationError(f"give the key a name of 1 to {MAX_NAME} characters", field="name")
+            raise ValidationError(
+                f"give the key a name of 1 to {MAX_NAME} characters", field="name"
+            )
         line, fingerprint = parse_key(key)
         async with self._db.transaction() as tx:
             if await tx.fetchone(
@@ -118,7 +120,7 @@ class SshKeys:
 
     async def chosen(self, user_id: int, ids: list[int]) -> list[str]:
         """The keys ``ids`` of this user (NotFoundError for another's or none)."""
-        mine = {k.id: k.key for k in await self.list(user_id)}
+        mine = {k.id: k.key for k in await self.of_user(user_id)}
         missing = [i for i in ids if i not in mine]
         if missing:
             raise ValidationError(f"you have no SSH key {missing[0]}", field="ssh_keys")

@@ -24,7 +24,12 @@ CLOUD_TEMPLATE = "Debian 12 Cloud (cloud-init)"
 
 def public_key() -> str:
     key = Ed25519PrivateKey.generate().public_key()
-    return key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode() + " dev@laptop"
+    return (
+        key.public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        ).decode()
+        + " dev@laptop"
+    )
 
 
 async def member(admin: Browser, name: str) -> Browser:
@@ -72,13 +77,27 @@ async def world(
             "name": "developers",
             "limits": {"cpus": 4, "memory": 8 * GiB, "vms": 3},
             "subjects": [f"user:{me['user']['id']}"],
-            "objects": {"template": [objs["template"]], "sr": [objs["sr"]], "network": [objs["network"]]},
+            "objects": {
+                "template": [objs["template"]],
+                "sr": [objs["sr"]],
+                "network": [objs["network"]],
+            },
         },
     )
     assert status == 201, made
-    status, key = await dev.api("POST", "/api/v1/account/ssh-keys", {"name": "laptop", "key": public_key()})
+    status, key = await dev.api(
+        "POST", "/api/v1/account/ssh-keys", {"name": "laptop", "key": public_key()}
+    )
     assert status == 201, key
-    yield {"pool": pool, "client": client, "objs": objs, "dev": dev, "eve": other, "key": key, "set": made}
+    yield {
+        "pool": pool,
+        "client": client,
+        "objs": objs,
+        "dev": dev,
+        "eve": other,
+        "key": key,
+        "set": made,
+    }
     await dev.close()
     await other.close()
 
@@ -114,11 +133,16 @@ async def test_member_creates_within_quota_and_owns_the_vm(world: dict[str, Any]
     sizes = {}
     for vbd in rec["VBDs"]:
         v = await client.call("VBD.get_record", vbd)
-        sizes[v["userdevice"]] = (int(await client.call("VDI.get_virtual_size", v["VDI"])), v["mode"])
+        sizes[v["userdevice"]] = (
+            int(await client.call("VDI.get_virtual_size", v["VDI"])),
+            v["mode"],
+        )
     assert sizes["0"] == (20 * GiB, "RW")
     assert sorted(sizes.values())[:2] == [(1440 * 1024, "RO"), (5 * GiB, "RW")]
     vifs = [await client.call("VIF.get_record", v) for v in rec["VIFs"]]
-    assert [await client.call("network.get_uuid", v["network"]) for v in vifs] == [world["objs"]["network"]]
+    assert [await client.call("network.get_uuid", v["network"]) for v in vifs] == [
+        world["objs"]["network"]
+    ]
 
     status, mine = await dev.api("GET", "/api/v1/self/vms")
     assert [v["uuid"] for v in mine["vms"]] == [uuid]
@@ -157,7 +181,9 @@ async def test_bad_requests_change_nothing(world: dict[str, Any]) -> None:
     ):
         status, answer = await dev.api("POST", "/api/v1/self/vms", body(world, **over))
         assert status == 400 and answer["error"]["field"] == field, answer
-    status, answer = await dev.api("POST", "/api/v1/self/vms", body(world, template="00000000-0000-0000-0000-000000000000"))
+    status, answer = await dev.api(
+        "POST", "/api/v1/self/vms", body(world, template="00000000-0000-0000-0000-000000000000")
+    )
     assert status == 404, answer
     assert await counts(client) == before
 
@@ -194,7 +220,9 @@ async def test_a_failing_step_leaves_nothing(
 ) -> None:
     dev, client = world["dev"], world["client"]
     before = await counts(client)
-    await client.call("sim.inject_fault", "fail_call", {"method": method, "error": ["SR_FULL", "x"]})
+    await client.call(
+        "sim.inject_fault", "fail_call", {"method": method, "error": ["SR_FULL", "x"]}
+    )
     status, answer = await dev.api("POST", "/api/v1/self/vms", body(world, extra_disks_gib=[1]))
     assert status == 202, answer
     # The VM never came to be the member's: an administrator watches the operation.
@@ -202,6 +230,12 @@ async def test_a_failing_step_leaves_nothing(
     assert op["status"] == "failed" and "storage repository is full" in op["error"], op
     assert await counts(client) == before
     _, usage = await dev.api("GET", "/api/v1/self/usage")
-    assert usage["resource_sets"][0]["used"] == {"cpus": 0, "memory": 0, "disk": 0, "disks": 0, "vms": 0}
+    assert usage["resource_sets"][0]["used"] == {
+        "cpus": 0,
+        "memory": 0,
+        "disk": 0,
+        "disks": 0,
+        "vms": 0,
+    }
     _, mine = await dev.api("GET", "/api/v1/self/vms")
     assert mine["vms"] == []

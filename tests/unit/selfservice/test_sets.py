@@ -17,7 +17,9 @@ GiB = 1 << 30
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     database = await open_database(tmp_path / "x.db")
-    await database.insert("INSERT INTO users (username, role, created_at) VALUES ('ann', 'user', 0)")
+    await database.insert(
+        "INSERT INTO users (username, role, created_at) VALUES ('ann', 'user', 0)"
+    )
     await database.insert("INSERT INTO groups (name, created_at) VALUES ('devs', 0)")
     await database.insert(
         "INSERT INTO users (username, role, created_at) VALUES ('bob', 'user', 0)"

@@ -27,7 +27,9 @@ def test_real_keys_accepted_with_ssh_keygen_fingerprint(tmp_path: Path, kind: st
     assert line == text.strip()
     shown = subprocess.run(
         ["ssh-keygen", "-lf", str(tmp_path / f"k_{kind}.pub")],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()[1]
     assert fingerprint == shown
 

@@ -32,7 +32,7 @@ def _actor(request: web.Request) -> dict[str, str]:
 @signed_in
 async def api_ssh_keys(request: web.Request) -> web.StreamResponse:
     """The caller's SSH public keys."""
-    found = await keys.ssh_keys(request.app).list(keys.require_user(request).id)
+    found = await keys.ssh_keys(request.app).of_user(keys.require_user(request).id)
     return web.json_response({"ssh_keys": [k.to_json() for k in found]})
 
 
@@ -74,7 +74,11 @@ async def _save(request: web.Request, set_id: int | None) -> web.StreamResponse:
     limits = body.get("limits", {})
     subjects = body.get("subjects", [])
     objects = body.get("objects", {})
-    if not isinstance(limits, dict) or not isinstance(subjects, list) or not isinstance(objects, dict):
+    if (
+        not isinstance(limits, dict)
+        or not isinstance(subjects, list)
+        or not isinstance(objects, dict)
+    ):
         raise ValidationError("limits and objects are objects, subjects a list", field="limits")
     if not all(isinstance(v, list) for v in objects.values()):
         raise ValidationError("each kind of objects is a list of uuids", field="objects")
@@ -89,7 +93,9 @@ async def _save(request: web.Request, set_id: int | None) -> web.StreamResponse:
     await keys.audit(request.app).record(
         AuditEvent.RESOURCE_SET_SAVED, **_actor(request), set=saved.name, limits=dict(saved.limits)
     )
-    return web.json_response(await _set_json(request, saved.id), status=201 if set_id is None else 200)
+    return web.json_response(
+        await _set_json(request, saved.id), status=201 if set_id is None else 200
+    )
 
 
 @admin
@@ -126,7 +132,9 @@ async def api_resource_set_delete(request: web.Request) -> web.StreamResponse:
     """Delete a set no VM is charged to."""
     set_id = int_param(request, "set_id")
     await keys.resource_sets(request.app).delete(set_id)
-    await keys.audit(request.app).record(AuditEvent.RESOURCE_SET_DELETED, **_actor(request), id=set_id)
+    await keys.audit(request.app).record(
+        AuditEvent.RESOURCE_SET_DELETED, **_actor(request), id=set_id
+    )
     return web.json_response({"ok": True})
 
 
@@ -163,7 +171,9 @@ async def api_self_vms(request: web.Request) -> web.StreamResponse:
                     "name": r["name"],
                     "pool": r["pool_id"],
                     "resource_set": r["set_name"],
-                    "state": "creating" if not r["vm_uuid"] else await vms.state(r["vm_uuid"], r["pool_id"]),
+                    "state": "creating"
+                    if not r["vm_uuid"]
+                    else await vms.state(r["vm_uuid"], r["pool_id"]),
                     "vcpus": r["cpus"],
                     "memory": r["memory"],
                     "disk": r["disk"],
@@ -195,7 +205,9 @@ async def api_self_vm_create(request: web.Request) -> web.StreamResponse:
 async def _power(request: web.Request, action: str) -> web.StreamResponse:
     uuid = request.match_info["vm_uuid"]
     await keys.self_vms(request.app).power(uuid, action)
-    await keys.audit(request.app).record(AuditEvent.SELF_VM_POWER, **_actor(request), vm=uuid, action=action)
+    await keys.audit(request.app).record(
+        AuditEvent.SELF_VM_POWER, **_actor(request), vm=uuid, action=action
+    )
     return web.json_response({"ok": True})
 
 
@@ -220,7 +232,9 @@ async def api_self_vm_reboot(request: web.Request) -> web.StreamResponse:
 @needs(Action.VIEW, ObjectKind.VM, match="vm_uuid")
 async def api_self_vm_console(request: web.Request) -> web.StreamResponse:
     """The console address of one of the caller's VMs."""
-    return web.json_response(await keys.self_vms(request.app).console(request.match_info["vm_uuid"]))
+    return web.json_response(
+        await keys.self_vms(request.app).console(request.match_info["vm_uuid"])
+    )
 
 
 @needs(Action.MANAGE, ObjectKind.VM, match="vm_uuid")
