@@ -27,6 +27,7 @@ from xenkeep.web.people import views as people_views
 from xenkeep.web.pools import api as pools_api
 from xenkeep.web.pools import views as pools_views
 from xenkeep.web.selfservice import api as self_api
+from xenkeep.web.selfservice import views as self_views
 
 
 def _account_routes(r: web.UrlDispatcher) -> None:
@@ -56,6 +57,14 @@ def _account_routes(r: web.UrlDispatcher) -> None:
     )
     r.add_post(
         "/account/sign-out-all", account_views.account_sign_out_all, name="account_sign_out_all"
+    )
+    r.add_post(
+        "/account/ssh-keys", account_views.account_ssh_key_create, name="account_ssh_key_create"
+    )
+    r.add_post(
+        r"/account/ssh-keys/{key_id:\d+}/remove",
+        account_views.account_ssh_key_delete,
+        name="account_ssh_key_delete",
     )
     r.add_get("/api/v1/account", account_api.api_account, name="api_account")
     r.add_put(
@@ -145,6 +154,10 @@ def _people_routes(r: web.UrlDispatcher) -> None:
 
 def _self_service_routes(r: web.UrlDispatcher) -> None:
     """SSH keys, resource sets and members' VMs."""
+    r.add_get("/self", self_views.self_page, name="self")
+    r.add_post("/self/vms", self_views.self_create, name="self_create")
+    r.add_get("/admin/resource-sets", self_views.resource_sets_page, name="resource_sets")
+    r.add_post("/admin/resource-sets", self_views.resource_set_create, name="resource_set_create")
     r.add_get("/api/v1/account/ssh-keys", self_api.api_ssh_keys, name="api_ssh_keys")
     r.add_post("/api/v1/account/ssh-keys", self_api.api_ssh_key_create, name="api_ssh_key_create")
     r.add_delete(

@@ -239,3 +239,41 @@ async def test_a_failing_step_leaves_nothing(
     }
     _, mine = await dev.api("GET", "/api/v1/self/vms")
     assert mine["vms"] == []
+
+
+async def test_pages_quota_bars_keys_and_the_creation_form(
+    browser: Browser, world: dict[str, Any]
+) -> None:
+    dev = world["dev"]
+    status, html, _ = await dev.get("/account")
+    assert status == 200 and world["key"]["fingerprint"] in html
+    status, html, _ = await dev.get("/self")
+    assert status == 200 and 'id="create-form"' in html and CLOUD_TEMPLATE in html
+    assert 'data-resource="cpus" data-used="0" data-limit="4"' in html
+    form = {
+        "pool": str(world["pool"].id),
+        "template": world["objs"]["template"],
+        "name": "page{index}",
+        "count": "2",
+        "vcpus": "1",
+        "memory_mib": "512",
+        "root_disk_gib": "10",
+        "sr": world["objs"]["sr"],
+        "network": world["objs"]["network"],
+        "ssh_keys": str(world["key"]["id"]),
+    }
+    status, _, resp = await dev.post_form("/self/vms", form)
+    assert status == 303, await resp.text()
+    op_path = "/api/v1" + resp.headers["Location"].split("?")[0]
+    op = await dev.until_finished(op_path)
+    assert op["status"] == "success" and [v["name"] for v in op["report"]["vms"]] == [
+        "page1",
+        "page2",
+    ]
+    status, html, _ = await dev.get("/self")
+    assert 'data-resource="cpus" data-used="2" data-limit="4"' in html and "page2" in html
+    # Over quota from the form: the page says so with the numbers.
+    status, html, _ = await dev.post_form("/self/vms", {**form, "count": "1", "vcpus": "3"})
+    assert status == 409 and "cpus: 2 used + 3 asked &gt; 4 allowed" in html
+    status, html, _ = await browser.get("/admin/resource-sets")
+    assert status == 200 and "developers" in html
