@@ -103,7 +103,7 @@ async def self_create(request: web.Request) -> web.StreamResponse:
             "extra_disks_gib": extra,
             "sr": form.get("sr", ""),
             "network": form.get("network", ""),
-            "ssh_keys": [int(k) for k in post.getall("ssh_keys", []) if str(k).isdigit()],
+            "ssh_keys": [int(str(k)) for k in post.getall("ssh_keys", []) if str(k).isdigit()],
             "cloud_config": form.get("cloud_config", ""),
         }
         if form.get("address", "").strip():
