@@ -27,6 +27,7 @@ from xenkeep.auth.manager import AuthManager
 from xenkeep.auth.places import JobFacts, Places
 from xenkeep.auth.providers.service import ProviderService
 from xenkeep.auth.providers.store import ProviderStore
+from xenkeep.backup.const import SNAPSHOT_KEY
 from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
 from xenkeep.backup.pools import ManagedPools
@@ -59,6 +60,7 @@ from xenkeep.web.sse import end_event_streams
 from xenkeep.web.templating import base_context, log_time, when
 from xenkeep.web.wizard import Wizard
 from xenkeep.xapi.client import XapiClient
+from xenkeep.xapi.events import ObjectCache, Record
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +70,25 @@ DATABASE = "xenkeep.database"
 
 
 def _live_usage(pools: PoolManager) -> LiveUsage:
-    """A VM's resources from its pool's live records (None when not cached)."""
+    """A VM's resources from its pool's live records (None when not cached).
 
-    def live(pool_id: int, vm_uuid: str) -> Amounts | None:
+    With ``snapshots``, the disks of the VM's snapshots count too, except
+    XenKeep's own backup snapshots (tagged with the job), which never do.
+    """
+
+    def disks_of(cache: ObjectCache, record: Record) -> tuple[int, int]:
+        size = count = 0
+        for vbd_ref in record.get("VBDs", []):
+            vbd = cache.get("vbd", vbd_ref)
+            vdi = (
+                cache.get("vdi", vbd.get("VDI", "")) if vbd and vbd.get("type") == "Disk" else None
+            )
+            if vdi is not None:
+                size += int(vdi.get("virtual_size", 0))
+                count += 1
+        return size, count
+
+    def live(pool_id: int, vm_uuid: str, snapshots: bool) -> Amounts | None:
         try:
             cache = pools.connection(pool_id).watcher.cache
         except NotFoundError:
@@ -79,15 +97,12 @@ def _live_usage(pools: PoolManager) -> LiveUsage:
         vm = cache.get("vm", ref) if ref else None
         if vm is None:
             return None
-        disk = disks = 0
-        for vbd_ref in vm.get("VBDs", []):
-            vbd = cache.get("vbd", vbd_ref)
-            vdi = (
-                cache.get("vdi", vbd.get("VDI", "")) if vbd and vbd.get("type") == "Disk" else None
-            )
-            if vdi is not None:
-                disk += int(vdi.get("virtual_size", 0))
-                disks += 1
+        disk, disks = disks_of(cache, vm)
+        for snap_ref in vm.get("snapshots", []) if snapshots else []:
+            snap = cache.get("vm", snap_ref)
+            if snap is not None and SNAPSHOT_KEY not in (snap.get("other_config") or {}):
+                size, count = disks_of(cache, snap)
+                disk, disks = disk + size, disks + count
         return Amounts(
             cpus=int(vm.get("VCPUs_at_startup", 0)),
             memory=int(vm.get("memory_dynamic_max", 0)),

@@ -97,8 +97,9 @@ def _limits(body: Mapping[str, Any]) -> dict[str, int]:
     return out
 
 
-#: The live resources of a VM by uuid (from the pool's records), None when not seen.
-LiveUsage = Callable[[int, str], Amounts | None]
+#: The live resources of a VM by pool id and uuid (from the pool's records),
+#: with its snapshots' disks when the flag says so; None when not seen.
+LiveUsage = Callable[[int, str, bool], Amounts | None]
 
 
 class ResourceSets:
@@ -229,12 +230,14 @@ class ResourceSets:
         """What the set's VMs take now: live records where the pool has the VM,
         the charge otherwise (a creation under way, a pool away)."""
         rows = await self._db.fetchall(
-            "SELECT * FROM resource_allocations WHERE set_id = ?", (set_id,)
+            "SELECT a.*, s.count_snapshots FROM resource_allocations a JOIN resource_sets s "
+            "ON s.id = a.set_id WHERE a.set_id = ?",
+            (set_id,),
         )
         total = Amounts()
         for row in rows:
             live = (
-                self._live(row["pool_id"], row["vm_uuid"])
+                self._live(row["pool_id"], row["vm_uuid"], bool(row["count_snapshots"]))
                 if self._live and row["vm_uuid"]
                 else None
             )
@@ -252,12 +255,16 @@ class ResourceSets:
                 raise NotFoundError(f"there is no resource set {set_id}")
             limits = {r: row[r] for r in RESOURCES if row[r] is not None}
             rows = await tx.fetchall(
-                "SELECT * FROM resource_allocations WHERE set_id = ?", (set_id,)
+                "SELECT a.*, s.count_snapshots FROM resource_allocations a JOIN resource_sets s "
+                "ON s.id = a.set_id WHERE a.set_id = ?",
+                (set_id,),
             )
             used = Amounts()
             for r in rows:
                 live = (
-                    self._live(r["pool_id"], r["vm_uuid"]) if self._live and r["vm_uuid"] else None
+                    self._live(r["pool_id"], r["vm_uuid"], bool(r["count_snapshots"]))
+                    if self._live and r["vm_uuid"]
+                    else None
                 )
                 used = used + (live or _charged(r))
             passed = over(limits, used, need)

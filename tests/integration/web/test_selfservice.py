@@ -277,3 +277,45 @@ async def test_pages_quota_bars_keys_and_the_creation_form(
     assert status == 409 and "cpus: 2 used + 3 asked &gt; 4 allowed" in html
     status, html, _ = await browser.get("/admin/resource-sets")
     assert status == 200 and "developers" in html
+
+
+async def _used(dev: Browser) -> dict[str, int]:
+    _, usage = await dev.api("GET", "/api/v1/self/usage")
+    return dict(usage["resource_sets"][0]["used"])
+
+
+async def _until(dev: Browser, check: Any) -> dict[str, int]:
+    for _ in range(600):
+        used = await _used(dev)
+        if check(used):
+            return used
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"usage never matched: {await _used(dev)}")
+
+
+async def test_snapshots_count_when_the_set_says_so_backup_snapshots_never(
+    browser: Browser, world: dict[str, Any]
+) -> None:
+    dev, client = world["dev"], world["client"]
+    status, answer = await dev.api("POST", "/api/v1/self/vms", body(world))
+    assert status == 202, answer
+    op = await dev.until_finished(f"/api/v1/operations/{answer['operation']}")
+    vm = await client.call("VM.get_by_uuid", op["report"]["vm_uuid"])
+    base = await _until(dev, lambda u: u["disk"] > 0)
+    # Root disk (20 GiB) and the config drive, as the pool's records have them.
+    assert base["disk"] == 20 * GiB + 1440 * 1024 and base["disks"] == 2
+    await client.call("VM.snapshot", vm, "mine")
+    backup = await client.call("VM.snapshot", vm, "backup")
+    await client.call("VM.add_to_other_config", backup, "xenkeep-backup-job", "1")
+    # Not counted while the set says no.
+    assert await _used(dev) == base
+    s = world["set"]
+    status, saved = await browser.api(
+        "PUT",
+        f"/api/v1/resource-sets/{s['id']}",
+        {**{k: s[k] for k in ("name", "limits", "subjects", "objects")}, "count_snapshots": True},
+    )
+    assert status == 200, saved
+    counted = await _until(dev, lambda u: u["disks"] > base["disks"])
+    # One snapshot's disks count; the backup snapshot's never.
+    assert counted["disks"] == 2 * base["disks"] and counted["disk"] == 2 * base["disk"]

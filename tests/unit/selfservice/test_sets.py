@@ -79,7 +79,7 @@ async def test_concurrent_reservations_never_pass_the_limit(db: Database) -> Non
 
 async def test_live_records_count_over_the_charge(db: Database) -> None:
     live = {"u1": Amounts(cpus=4, memory=2 * GiB, disk=20 * GiB, disks=2, vms=1)}
-    sets = ResourceSets(db, lambda _pool, uuid: live.get(uuid))
+    sets = ResourceSets(db, lambda _pool, uuid, _snaps: live.get(uuid))
     team = await sets.save(name="team", limits={"disk": 30 * GiB}, subjects=["user:1"])
     a = await sets.reserve(
         team.id, user_id=1, pool_id=1, name="v", need=Amounts(1, GiB, 10 * GiB, 1, 1)
