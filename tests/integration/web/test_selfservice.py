@@ -206,7 +206,7 @@ async def test_concurrent_creations_at_the_limit(world: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     "method",
     [
-        "VM.copy",
+        "VM.clone",
         "VDI.resize",
         "VDI.create",
         "VIF.create",
@@ -319,3 +319,39 @@ async def test_snapshots_count_when_the_set_says_so_backup_snapshots_never(
     counted = await _until(dev, lambda u: u["disks"] > base["disks"])
     # One snapshot's disks count; the backup snapshot's never.
     assert counted["disks"] == 2 * base["disks"] and counted["disk"] == 2 * base["disk"]
+
+
+async def test_an_administrator_creates_onto_another_sr_by_copy_and_a_failed_copy_leaves_nothing(
+    browser: Browser, world: dict[str, Any]
+) -> None:
+    client = world["client"]
+    srs = await client.call("SR.get_all_records")
+    other = next(
+        r["uuid"]
+        for r in srs.values()
+        if r["uuid"] != world["objs"]["sr"]
+        and r["content_type"] != "iso"
+        and r["type"] != "iso"
+        and int(r["physical_size"]) > 0
+    )
+    status, key = await browser.api(
+        "POST", "/api/v1/account/ssh-keys", {"name": "admin", "key": public_key()}
+    )
+    assert status == 201, key
+    request = body(world, sr=other, ssh_keys=[key["id"]], name="copied")
+    before = await counts(client)
+    await client.call("sim.inject_fault", "fail_call", {"method": "VM.copy", "error": ["SR_FULL"]})
+    status, answer = await browser.api("POST", "/api/v1/self/vms", request)
+    assert status == 202, answer
+    op = await browser.until_finished(f"/api/v1/operations/{answer['operation']}")
+    assert op["status"] == "failed" and "storage repository is full" in op["error"], op
+    assert await counts(client) == before
+    # Not in any set: a super-administrator's VM is charged to none.
+    status, answer = await browser.api("POST", "/api/v1/self/vms", request)
+    assert status == 202, answer
+    op = await browser.until_finished(f"/api/v1/operations/{answer['operation']}")
+    assert op["status"] == "success", op
+    vm = await client.call("VM.get_by_uuid", op["report"]["vm_uuid"])
+    for vbd in await client.call("VM.get_VBDs", vm):
+        vdi = await client.call("VBD.get_VDI", vbd)
+        assert await client.call("SR.get_uuid", await client.call("VDI.get_SR", vdi)) == other
