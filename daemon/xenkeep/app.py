@@ -133,7 +133,14 @@ def _self_service(
     def client_of(pool_id: int) -> XapiClient:
         return pools.connection(pool_id).client
 
-    app[keys.CREATOR] = Creator(ops=ops, sets=sets, keys=ssh, grants=grants, client_of=client_of)
+    app[keys.CREATOR] = Creator(
+        ops=ops,
+        sets=sets,
+        keys=ssh,
+        grants=grants,
+        client_of=client_of,
+        first_boot_timeout=float(keys.settings(app).first_boot_seconds),
+    )
     app[keys.SELF_VMS] = SelfVms(sets, client_of)
 
 

@@ -6,14 +6,17 @@ releasing the quota, and nothing left behind when a step fails."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.support.web import Browser
+from tests.support.web import Browser, make_settings
 from xapisim import RunningSimulator
+from xenkeep.config import Settings
 from xenkeep.pools.pool import Pool
 from xenkeep.xapi.client import XapiClient
 
@@ -138,7 +141,10 @@ async def test_member_creates_within_quota_and_owns_the_vm(world: dict[str, Any]
             v["mode"],
         )
     assert sizes["0"] == (20 * GiB, "RW")
-    assert sorted(sizes.values())[:2] == [(1440 * 1024, "RO"), (5 * GiB, "RW")]
+    # The config drive was removed once the guest reported its first boot.
+    assert sorted(sizes.values()) == [(5 * GiB, "RW"), (20 * GiB, "RW")]
+    assert "xenkeep-config-drive" not in rec["other_config"]
+    assert [line["message"] for line in op["log"] if "config drive removed" in line["message"]]
     vifs = [await client.call("VIF.get_record", v) for v in rec["VIFs"]]
     assert [await client.call("network.get_uuid", v["network"]) for v in vifs] == [
         world["objs"]["network"]
@@ -302,8 +308,9 @@ async def test_snapshots_count_when_the_set_says_so_backup_snapshots_never(
     op = await dev.until_finished(f"/api/v1/operations/{answer['operation']}")
     vm = await client.call("VM.get_by_uuid", op["report"]["vm_uuid"])
     base = await _until(dev, lambda u: u["disk"] > 0)
-    # Root disk (20 GiB) and the config drive, as the pool's records have them.
-    assert base["disk"] == 20 * GiB + 1440 * 1024 and base["disks"] == 2
+    # The root disk (20 GiB), as the pool's records have it (the config
+    # drive is gone after the first boot).
+    assert base["disk"] == 20 * GiB and base["disks"] == 1
     await client.call("VM.snapshot", vm, "mine")
     backup = await client.call("VM.snapshot", vm, "backup")
     await client.call("VM.add_to_other_config", backup, "xenkeep-backup-job", "1")
@@ -355,3 +362,62 @@ async def test_an_administrator_creates_onto_another_sr_by_copy_and_a_failed_cop
     for vbd in await client.call("VM.get_VBDs", vm):
         vdi = await client.call("VBD.get_VDI", vbd)
         assert await client.call("SR.get_uuid", await client.call("VDI.get_SR", vdi)) == other
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """A short wait for a first boot: the guest without an agent gives up soon."""
+    return dataclasses.replace(make_settings(tmp_path), first_boot_seconds=2)
+
+
+async def _drive_of(client: XapiClient, vm: str) -> list[tuple[int, str]]:
+    out = []
+    for vbd in await client.call("VM.get_VBDs", vm):
+        v = await client.call("VBD.get_record", vbd)
+        out.append((int(await client.call("VDI.get_virtual_size", v["VDI"])), v["mode"]))
+    return [d for d in out if d[1] == "RO"]
+
+
+async def test_the_config_drive_stays_when_the_guest_never_reports_or_an_administrator_keeps_it(
+    browser: Browser, world: dict[str, Any]
+) -> None:
+    dev, client = world["dev"], world["client"]
+    template = await client.call("VM.get_by_uuid", world["objs"]["template"])
+    # A guest without an agent never says it booted: the drive stays, and
+    # the operation ends with a warning that says why.
+    await client.call("VM.add_to_other_config", template, "xapisim-guest-agent", "none")
+    try:
+        status, answer = await dev.api("POST", "/api/v1/self/vms", body(world, name="quiet"))
+        assert status == 202, answer
+        op = await dev.until_finished(f"/api/v1/operations/{answer['operation']}")
+    finally:
+        await client.call("VM.remove_from_other_config", template, "xapisim-guest-agent")
+    assert op["status"] == "warning", op
+    assert "did not report within 2 s" in " ".join(op["report"]["warnings"]), op
+    vm = await client.call("VM.get_by_uuid", op["report"]["vm_uuid"])
+    assert await _drive_of(client, vm) == [(1440 * 1024, "RO")]
+    assert "xenkeep-config-drive" in await client.call("VM.get_other_config", vm)
+    # Keeping it is an administrator's choice, refused to a member...
+    status, refused = await dev.api(
+        "POST", "/api/v1/self/vms", body(world, name="kept", keep_config_drive=True)
+    )
+    assert status == 403 and "administrator" in refused["error"]["message"], refused
+    status, bad = await dev.api(
+        "POST", "/api/v1/self/vms", body(world, name="kept", keep_config_drive="yes")
+    )
+    assert status == 400 and bad["error"]["field"] == "keep_config_drive", bad
+    # ... and honoured for one, whose guest reports at once.
+    status, key = await browser.api(
+        "POST", "/api/v1/account/ssh-keys", {"name": "admin", "key": public_key()}
+    )
+    assert status == 201, key
+    status, answer = await browser.api(
+        "POST",
+        "/api/v1/self/vms",
+        body(world, name="kept", ssh_keys=[key["id"]], keep_config_drive=True),
+    )
+    assert status == 202, answer
+    op = await browser.until_finished(f"/api/v1/operations/{answer['operation']}")
+    assert op["status"] == "success", op
+    vm = await client.call("VM.get_by_uuid", op["report"]["vm_uuid"])
+    assert await _drive_of(client, vm) == [(1440 * 1024, "RO")]
