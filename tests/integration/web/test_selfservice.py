@@ -421,3 +421,59 @@ async def test_the_config_drive_stays_when_the_guest_never_reports_or_an_adminis
     assert op["status"] == "success", op
     vm = await client.call("VM.get_by_uuid", op["report"]["vm_uuid"])
     assert await _drive_of(client, vm) == [(1440 * 1024, "RO")]
+
+
+async def test_my_vms_page_powers_and_deletes_after_a_typed_confirmation(
+    world: dict[str, Any],
+) -> None:
+    dev, eve, client = world["dev"], world["eve"], world["client"]
+    status, answer = await dev.api("POST", "/api/v1/self/vms", body(world, name="box"))
+    assert status == 202, answer
+    op = await dev.until_finished(f"/api/v1/operations/{answer['operation']}")
+    uuid = op["report"]["vm_uuid"]
+    vm = await client.call("VM.get_by_uuid", uuid)
+    status, html, _ = await dev.get("/self")
+    assert status == 200 and f"/self/vms/{uuid}/power" in html and 'value="stop"' in html
+    # Another member's button press is refused and changes nothing.
+    status, _, _ = await eve.post_form(f"/self/vms/{uuid}/power", {"action": "stop"})
+    assert status == 403 and await client.call("VM.get_power_state", vm) == "Running"
+    status, _, resp = await dev.post_form(f"/self/vms/{uuid}/power", {"action": "stop"})
+    assert status == 303, await resp.text()
+    assert await client.call("VM.get_power_state", vm) == "Halted"
+    status, html, _ = await dev.post_form(f"/self/vms/{uuid}/power", {"action": "explode"})
+    assert status == 400 and "start, stop or reboot" in html
+    status, html, _ = await dev.get("/self")
+    assert 'value="start"' in html
+    # Deletion: a confirmation page; the wrong name deletes nothing.
+    status, html, _ = await dev.get(f"/self/vms/{uuid}/delete")
+    assert status == 200 and "Type the VM&#39;s name to confirm: box" in html
+    status, html, _ = await dev.post_form(f"/self/vms/{uuid}/delete", {"confirm": "bo"})
+    assert status == 400 and "type the VM&#39;s name" in html
+    assert await client.call("VM.get_uuid", vm) == uuid
+    status, _, _ = await eve.post_form(f"/self/vms/{uuid}/delete", {"confirm": "box"})
+    assert status == 403
+    status, _, resp = await dev.post_form(f"/self/vms/{uuid}/delete", {"confirm": "box"})
+    assert status == 303, await resp.text()
+    assert uuid not in [r["uuid"] for r in (await client.call("VM.get_all_records")).values()]
+    _, usage = await dev.api("GET", "/api/v1/self/usage")
+    assert usage["resource_sets"][0]["used"]["vms"] == 0
+
+
+async def test_the_form_refuses_an_extra_disk_size_that_is_no_number(world: dict[str, Any]) -> None:
+    dev, client = world["dev"], world["client"]
+    before = await counts(client)
+    form = {
+        "pool": str(world["pool"].id),
+        "template": world["objs"]["template"],
+        "name": "odd",
+        "vcpus": "1",
+        "memory_mib": "512",
+        "root_disk_gib": "10",
+        "extra_disks_gib": "5 ten",
+        "sr": world["objs"]["sr"],
+        "network": world["objs"]["network"],
+        "ssh_keys": str(world["key"]["id"]),
+    }
+    status, html, _ = await dev.post_form("/self/vms", form)
+    assert status == 400 and "extra disk size &#39;ten&#39; is no whole number" in html
+    assert await counts(client) == before

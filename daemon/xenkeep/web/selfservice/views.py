@@ -10,11 +10,11 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from xenkeep.auth.const import AuditEvent
-from xenkeep.auth.permissions import ObjectKind, ObjectRef
-from xenkeep.errors import ValidationError
+from xenkeep.auth.permissions import Action, ObjectKind, ObjectRef
+from xenkeep.errors import NotFoundError, ValidationError
 from xenkeep.selfservice.sets import RESOURCES, amounts_json
 from xenkeep.web import keys
-from xenkeep.web.access import admin, listing
+from xenkeep.web.access import admin, listing, needs
 from xenkeep.web.flash import redirect_to
 from xenkeep.web.forms import FormError, attempt, form_fields
 
@@ -52,12 +52,22 @@ async def _self_page(request: web.Request, *, error: str = "", status: int = 200
                 **{k: _named(request, k, s.objects.get(k, ())) for k in _KINDS},
             }
         )
-    vms = await sets.vms_of(user.id)
+    self_vms = keys.self_vms(request.app)
+    vms = [
+        {
+            **v,
+            "power": await self_vms.state(v["vm_uuid"], int(v["pool_id"]))
+            if v["vm_uuid"]
+            else "creating",
+        }
+        for v in await sets.vms_of(user.id)
+    ]
     pools = await keys.pools(request.app).pools()
     context = {
         "sets": mine,
         "vms": vms,
         "pools": pools,
+        "may_keep_drive": keys.principal(request).is_super_admin,
         "ssh_keys": await keys.ssh_keys(request.app).of_user(user.id),
         "error": error,
     }
@@ -89,9 +99,14 @@ async def self_create(request: web.Request) -> web.StreamResponse:
     creator = keys.creator(request.app)
 
     async def start() -> int:
-        extra = [
-            int(x) for x in form.get("extra_disks_gib", "").replace(",", " ").split() if x.isdigit()
-        ]
+        extra = []
+        for size in form.get("extra_disks_gib", "").replace(",", " ").split():
+            if not size.isdigit():
+                raise ValidationError(
+                    f"extra disk size {size[:20]!r} is no whole number of GiB",
+                    field="extra_disks_gib",
+                )
+            extra.append(int(size))
         body: dict[str, Any] = {
             "pool": _int_field(form, "pool"),
             "template": form.get("template", ""),
@@ -105,6 +120,7 @@ async def self_create(request: web.Request) -> web.StreamResponse:
             "network": form.get("network", ""),
             "ssh_keys": [int(str(k)) for k in post.getall("ssh_keys", []) if str(k).isdigit()],
             "cloud_config": form.get("cloud_config", ""),
+            "keep_config_drive": form.get("keep_config_drive") == "on",
         }
         if form.get("address", "").strip():
             body["network_config"] = {
@@ -125,6 +141,69 @@ async def self_create(request: web.Request) -> web.StreamResponse:
     if isinstance(op_id, FormError):
         return await _self_page(request, error=op_id.message, status=op_id.status)
     redirect_to(request, "operation", "creation started", op_id=op_id)
+
+
+_POWER_DONE = {"start": "started", "stop": "shut down", "reboot": "rebooted"}
+
+
+@needs(Action.POWER, ObjectKind.VM, match="vm_uuid")
+async def self_vm_power(request: web.Request) -> web.StreamResponse:
+    """Start, shut down or reboot one of the member's VMs (the button's ``action``)."""
+    uuid = request.match_info["vm_uuid"]
+    action = (await form_fields(request)).get("action", "")
+    done = await attempt(keys.self_vms(request.app).power(uuid, action))
+    if isinstance(done, FormError):
+        return await _self_page(request, error=done.message, status=done.status)
+    await keys.audit(request.app).record(
+        AuditEvent.SELF_VM_POWER,
+        username=keys.require_user(request).username,
+        ip=keys.client_ip(request),
+        vm=uuid,
+        action=action,
+    )
+    redirect_to(request, "self", f"VM {_POWER_DONE[action]}")
+
+
+async def _delete_page(
+    request: web.Request, *, error: str = "", status: int = 200
+) -> web.StreamResponse:
+    uuid = request.match_info["vm_uuid"]
+    found = await keys.resource_sets(request.app).allocation_of(uuid)
+    if found is None:
+        raise NotFoundError(f"VM {uuid} is no self-service VM")
+    context = {"vm": found, "error": error}
+    return aiohttp_jinja2.render_template(
+        "selfservice/vm_delete.html", request, context, status=status
+    )
+
+
+@needs(Action.MANAGE, ObjectKind.VM, match="vm_uuid")
+async def self_vm_delete_page(request: web.Request) -> web.StreamResponse:
+    """Confirm the deletion of a VM: its disks and snapshots go with it."""
+    return await _delete_page(request)
+
+
+@needs(Action.MANAGE, ObjectKind.VM, match="vm_uuid")
+async def self_vm_delete(request: web.Request) -> web.StreamResponse:
+    """Delete the VM once its name is typed; its quota is released."""
+    uuid = request.match_info["vm_uuid"]
+    found = await keys.resource_sets(request.app).allocation_of(uuid)
+    if found is None:
+        raise NotFoundError(f"VM {uuid} is no self-service VM")
+    if (await form_fields(request)).get("confirm", "") != found["name"]:
+        return await _delete_page(
+            request, error=f"type the VM's name, {found['name']}, to delete it", status=400
+        )
+    done = await attempt(keys.self_vms(request.app).delete(uuid))
+    if isinstance(done, FormError):
+        return await _delete_page(request, error=done.message, status=done.status)
+    await keys.audit(request.app).record(
+        AuditEvent.SELF_VM_DELETED,
+        username=keys.require_user(request).username,
+        ip=keys.client_ip(request),
+        vm=uuid,
+    )
+    redirect_to(request, "self", f"VM {found['name']} deleted with its disks")
 
 
 @admin
