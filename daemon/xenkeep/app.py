@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import aiohttp_jinja2
 import jinja2
@@ -31,6 +31,7 @@ from xenkeep.auth.providers.store import ProviderStore
 from xenkeep.backup.const import SNAPSHOT_KEY
 from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
+from xenkeep.cloudinit.schema import load_schema
 from xenkeep.config import Settings
 from xenkeep.diagnostics import DiagnosticsService, Sources
 from xenkeep.diagnostics.bundle import SupportBundle
@@ -124,6 +125,7 @@ def _self_service(
     pools: PoolManager,
     ops: Operations,
     grants: Grants,
+    cloud_config_schema: dict[str, Any] | None,
 ) -> None:
     """SSH keys, resource sets and self-service creation."""
     sets = ResourceSets(db, _live_usage(pools))
@@ -140,6 +142,7 @@ def _self_service(
         grants=grants,
         client_of=client_of,
         first_boot_timeout=float(keys.settings(app).first_boot_seconds),
+        cloud_config_schema=cloud_config_schema,
     )
     app[keys.SELF_VMS] = SelfVms(sets, client_of)
 
@@ -289,7 +292,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.PLACES] = places
     grants = Grants(db, audit, places)
     app[keys.GRANTS] = grants
-    _self_service(app, db, pools, ops, grants)
+    _self_service(app, db, pools, ops, grants, await asyncio.to_thread(load_schema))
     app[keys.GROUPS] = Groups(db, audit)
     app[keys.ACCOUNTS] = Accounts(db, auth, audit)
     appliance_backup = ApplianceBackup(

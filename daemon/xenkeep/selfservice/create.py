@@ -161,6 +161,7 @@ class Creator:
         grants: Grants,
         client_of: Callable[[int], XapiClient],
         scratch: Path | None = None,
+        cloud_config_schema: dict[str, Any] | None = None,
         first_boot_timeout: float = FIRST_BOOT_TIMEOUT,
         first_boot_poll: float = FIRST_BOOT_POLL,
     ) -> None:
@@ -170,6 +171,7 @@ class Creator:
         self._grants = grants
         self._client_of = client_of
         self._scratch = scratch
+        self._schema = cloud_config_schema
         self._first_boot_timeout = first_boot_timeout
         self._first_boot_poll = first_boot_poll
 
@@ -200,7 +202,7 @@ class Creator:
             custom = body.get("cloud_config", "") or ""
             if not isinstance(custom, str) or len(custom) > 64 * 1024:
                 raise ValidationError("'cloud_config' is text up to 64 KiB", field="cloud_config")
-            ci.parse_custom(custom)
+            ci.parse_custom(custom, self._schema)
             netcfg = self._network_config(body.get("network_config"))
         except CloudConfigError as exc:
             raise ValidationError(str(exc), field="cloud_config") from None
