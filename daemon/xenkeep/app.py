@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import aiohttp_jinja2
 import jinja2
@@ -37,6 +37,7 @@ from xenkeep.diagnostics import DiagnosticsService, Sources
 from xenkeep.diagnostics.bundle import SupportBundle
 from xenkeep.diagnostics.host import SystemdHost
 from xenkeep.errors import NotFoundError, StoreError
+from xenkeep.formats.cloudinit import SchemaChecker
 from xenkeep.ops import Operations, Scheduler
 from xenkeep.pools.access import ManagedPools
 from xenkeep.pools.manager import PoolManager
@@ -125,7 +126,7 @@ def _self_service(
     pools: PoolManager,
     ops: Operations,
     grants: Grants,
-    cloud_config_schema: dict[str, Any] | None,
+    cloud_config_schema: SchemaChecker | None,
 ) -> None:
     """SSH keys, resource sets and self-service creation."""
     sets = ResourceSets(db, _live_usage(pools))

@@ -14,7 +14,9 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
+
+from xenkeep.formats.cloudinit import SchemaChecker, schema_checker
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,9 @@ def schema_path() -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
-def load_schema() -> dict[str, Any] | None:
-    """cloud-init's schema (blocking: call it in a thread), or None, logged."""
+def load_schema() -> SchemaChecker | None:
+    """cloud-init's schema, ready to check with (blocking: call it in a
+    thread), or None, logged."""
     path = schema_path()
     if path is None:
         log.warning(
@@ -57,4 +60,4 @@ def load_schema() -> dict[str, Any] | None:
         log.error("cloud-init's schema %s is no JSON object", path)
         return None
     log.info("custom #cloud-config is checked against %s", path)
-    return schema
+    return schema_checker(schema)

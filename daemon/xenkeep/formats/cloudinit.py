@@ -65,7 +65,36 @@ def hostname_of(name: str) -> str:
     return text
 
 
-def parse_custom(text: str, schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def schema_checker(schema: Mapping[str, Any]) -> SchemaChecker:
+    """A checker of cloud-init's JSON schema, made once (jsonschema reads its
+    own meta-schemas the first time: do it outside the event loop)."""
+    return SchemaChecker(jsonschema.validators.validator_for(schema)(schema))
+
+
+@dataclass(frozen=True)
+class SchemaChecker:
+    """cloud-init's schema, ready to check documents against."""
+
+    validator: Any
+
+    def errors(self, data: Mapping[str, Any]) -> list[str]:
+        """What in a ``#cloud-config`` mapping breaks the schema, each as
+        ``where: why`` (the path of keys and indexes, then jsonschema's words)."""
+        found: list[str] = []
+        for error in sorted(
+            self.validator.iter_errors(data), key=lambda e: [str(p) for p in e.path]
+        ):
+            # A oneOf/anyOf failure says "is not valid under any of the given
+            # schemas"; its closest sub-error names what is wrong.
+            cause = jsonschema.exceptions.best_match([error, *error.context]) or error
+            where = ".".join(str(p) for p in cause.absolute_path) or "the document"
+            message = f"{where}: {cause.message}"[:300]
+            if message not in found:
+                found.append(message)
+        return found
+
+
+def parse_custom(text: str, schema: SchemaChecker | None = None) -> dict[str, Any]:
     """A custom ``#cloud-config``: its mapping, or CloudConfigError saying why not.
 
     With ``schema`` (cloud-init's JSON schema), the whole document is
@@ -93,7 +122,7 @@ def parse_custom(text: str, schema: Mapping[str, Any] | None = None) -> dict[str
                 f"custom #cloud-config: {key!r} has the wrong type ({type(value).__name__})"
             )
     if schema is not None:
-        errors = schema_errors(data, schema)
+        errors = schema.errors(data)
         if errors:
             more = len(errors) - _SHOWN_ERRORS
             raise CloudConfigError(
@@ -102,23 +131,6 @@ def parse_custom(text: str, schema: Mapping[str, Any] | None = None) -> dict[str
                 + (f"; and {more} more" if more > 0 else "")
             )
     return data
-
-
-def schema_errors(data: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
-    """What in a ``#cloud-config`` mapping breaks cloud-init's schema, each as
-    ``where: why`` (the path of keys and indexes, then jsonschema's words)."""
-    validator_class = jsonschema.validators.validator_for(schema)
-    validator = validator_class(schema)
-    found = []
-    for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.path]):
-        # A oneOf/anyOf failure says "is not valid under any of the given
-        # schemas"; its closest sub-error names what is wrong.
-        cause = jsonschema.exceptions.best_match([error, *error.context]) or error
-        where = ".".join(str(p) for p in cause.absolute_path) or "the document"
-        message = f"{where}: {cause.message}"
-        if message not in found:
-            found.append(message[:300])
-    return found
 
 
 def user_data(hostname: str, ssh_keys: Sequence[str], custom: str = "") -> str:

@@ -161,7 +161,7 @@ class Creator:
         grants: Grants,
         client_of: Callable[[int], XapiClient],
         scratch: Path | None = None,
-        cloud_config_schema: dict[str, Any] | None = None,
+        cloud_config_schema: ci.SchemaChecker | None = None,
         first_boot_timeout: float = FIRST_BOOT_TIMEOUT,
         first_boot_poll: float = FIRST_BOOT_POLL,
     ) -> None:

@@ -479,3 +479,52 @@ async def test_the_form_refuses_an_extra_disk_size_that_is_no_number(world: dict
     status, html, _ = await dev.post_form("/self/vms", form)
     assert status == 400 and "extra disk size &#39;ten&#39; is no whole number" in html
     assert await counts(client) == before
+
+
+async def test_administrators_edit_a_set_from_lists_and_delete_it_only_once_empty(
+    browser: Browser, world: dict[str, Any]
+) -> None:
+    dev, client, s = world["dev"], world["client"], world["set"]
+    status, html, _ = await browser.get("/admin/resource-sets")
+    # The form offers names, not uuids to type: users, templates, SRs, networks.
+    assert status == 200 and 'value="user:' in html and "dev" in html
+    assert f'value="{world["objs"]["template"]}"' in html and CLOUD_TEMPLATE in html
+    status, html, _ = await browser.get(f"/admin/resource-sets/{s['id']}")
+    assert status == 200 and f'value="{world["objs"]["sr"]}" selected' in html
+    assert 'name="cpus" id="f-set-cpus" type="number" min="0" value="4"' in html
+    assert 'name="memory" id="f-set-memory" type="number" min="0" value="8"' in html
+    form = {
+        "name": "developers",
+        "subjects": s["subjects"][0],
+        "template": world["objs"]["template"],
+        "sr": world["objs"]["sr"],
+        "network": world["objs"]["network"],
+        "cpus": "6",
+        "memory": "8",
+        "vms": "3",
+    }
+    status, _, resp = await browser.post_form(f"/admin/resource-sets/{s['id']}", form)
+    assert status == 303, await resp.text()
+    _, usage = await dev.api("GET", "/api/v1/self/usage")
+    assert usage["resource_sets"][0]["limits"]["cpus"] == 6
+    # A bad value changes nothing and says why.
+    status, html, _ = await browser.post_form(
+        f"/admin/resource-sets/{s['id']}", {**form, "cpus": "many"}
+    )
+    assert status == 400 and "whole number" in html
+    _, usage = await dev.api("GET", "/api/v1/self/usage")
+    assert usage["resource_sets"][0]["limits"]["cpus"] == 6
+    # Deletion is refused while a VM is charged to the set, naming it.
+    status, answer = await dev.api("POST", "/api/v1/self/vms", body(world, name="held"))
+    assert status == 202, answer
+    op = await dev.until_finished(f"/api/v1/operations/{answer['operation']}")
+    status, html, _ = await browser.get(f"/admin/resource-sets/{s['id']}/delete")
+    assert status == 200 and "held" in html and "disabled" in html
+    status, html, _ = await browser.post_form(f"/admin/resource-sets/{s['id']}/delete", {})
+    assert status == 409 and "delete them first" in html
+    assert (await dev.api("DELETE", f"/api/v1/self/vms/{op['report']['vm_uuid']}"))[0] == 200
+    status, _, resp = await browser.post_form(f"/admin/resource-sets/{s['id']}/delete", {})
+    assert status == 303, await resp.text()
+    _, usage = await dev.api("GET", "/api/v1/self/usage")
+    assert usage["resource_sets"] == []
+    assert await client.call("VM.get_all")  # the pool itself is untouched

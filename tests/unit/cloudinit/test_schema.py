@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from xenkeep.cloudinit.schema import load_schema, schema_path
-from xenkeep.formats.cloudinit import parse_custom
+from xenkeep.formats.cloudinit import SchemaChecker, parse_custom
 from xenkeep.formats.errors import CloudConfigError
 
 
 @pytest.fixture(scope="module")
-def schema() -> dict[str, object]:
+def schema() -> SchemaChecker:
     # Never skipped: the test machine has the schema (scripts/deps.sh test).
     found = load_schema()
     assert found is not None, "cloud-init's schema is missing: run scripts/deps.sh test"
@@ -27,7 +27,7 @@ def test_the_schema_is_cloud_inits_own() -> None:
     assert json.loads(path.read_text())["$schema"].startswith("http://json-schema.org/")
 
 
-def test_a_good_document_passes(schema: dict[str, object]) -> None:
+def test_a_good_document_passes(schema: SchemaChecker) -> None:
     text = (
         "#cloud-config\npackages: [htop, git]\nruncmd:\n  - [touch, /tmp/x]\n"
         "write_files:\n  - path: /etc/motd\n    content: hello\n"
@@ -47,14 +47,14 @@ def test_a_good_document_passes(schema: dict[str, object]) -> None:
     ],
 )
 def test_a_document_breaking_the_schema_is_refused_saying_where(
-    schema: dict[str, object], text: str, words: str
+    schema: SchemaChecker, text: str, words: str
 ) -> None:
     with pytest.raises(CloudConfigError) as caught:
         parse_custom("#cloud-config\n" + text + "\n", schema)
     assert "cloud-init's schema" in str(caught.value) and words in str(caught.value)
 
 
-def test_many_errors_are_summed_up(schema: dict[str, object]) -> None:
+def test_many_errors_are_summed_up(schema: SchemaChecker) -> None:
     text = "#cloud-config\n" + "".join(
         f"{k}: 7\n" for k in ("packages", "runcmd", "bootcmd", "write_files", "ntp")
     )

@@ -12,11 +12,11 @@ from aiohttp import web
 from xenkeep.auth.const import AuditEvent
 from xenkeep.auth.permissions import Action, ObjectKind, ObjectRef
 from xenkeep.errors import NotFoundError, ValidationError
-from xenkeep.selfservice.sets import RESOURCES, amounts_json
+from xenkeep.selfservice.sets import RESOURCES, ResourceSet, amounts_json
 from xenkeep.web import keys
 from xenkeep.web.access import admin, listing, needs
 from xenkeep.web.flash import redirect_to
-from xenkeep.web.forms import FormError, attempt, form_fields
+from xenkeep.web.forms import FormError, attempt, form_fields, int_param
 
 _KINDS = {"template": ObjectKind.TEMPLATE, "sr": ObjectKind.SR, "network": ObjectKind.NETWORK}
 
@@ -206,6 +206,34 @@ async def self_vm_delete(request: web.Request) -> web.StreamResponse:
     redirect_to(request, "self", f"VM {found['name']} deleted with its disks")
 
 
+async def _set_choices(request: web.Request) -> dict[str, Any]:
+    """What a set's form offers: the users and groups by name, and each
+    connected pool's templates, SRs and networks by name."""
+    users = [(f"user:{u.id}", u.username) for u in await keys.accounts(request.app).all()]
+    groups = [(f"group:{g.id}", g.name) for g in await keys.groups(request.app).all()]
+    objects: dict[str, list[tuple[str, str]]] = {k: [] for k in _KINDS}
+    wanted = {kind: name for name, kind in _KINDS.items()}
+    for obj in keys.pool_tree(request.app).objects():
+        name = wanted.get(obj.ref.kind)
+        if name is not None:
+            objects[name].append((obj.ref.ref, f"{obj.name or obj.ref.ref} (pool {obj.pool_name})"))
+    return {"subject_choices": users + groups, "object_choices": objects}
+
+
+def _set_values(s: ResourceSet | None) -> dict[str, Any]:
+    """A set as its form shows it (memory and disk in GiB)."""
+    if s is None:
+        return {"name": "", "limits": {}, "subjects": [], "objects": {}, "count_snapshots": False}
+    limits = {r: v >> 30 if r in ("memory", "disk") else v for r, v in s.limits.items()}
+    return {
+        "name": s.name,
+        "limits": limits,
+        "subjects": list(s.subjects),
+        "objects": {k: list(v) for k, v in s.objects.items()},
+        "count_snapshots": s.count_snapshots,
+    }
+
+
 @admin
 async def resource_sets_page(request: web.Request) -> web.StreamResponse:
     """Every resource set with its usage, and a form for a new one."""
@@ -218,15 +246,25 @@ async def _sets_page(request: web.Request, *, error: str = "", status: int = 200
     for s in await sets.all():
         used = amounts_json(await sets.usage(s.id))
         rows.append({"set": s, "bars": _bars(dict(s.limits), used)})
+    context = {"rows": rows, "error": error, "values": _set_values(None), "set_id": None}
+    context.update(await _set_choices(request))
+    return aiohttp_jinja2.render_template("selfservice/sets.html", request, context, status=status)
+
+
+async def _set_page(
+    request: web.Request, set_id: int, *, error: str = "", status: int = 200
+) -> web.Response:
+    found = await keys.resource_sets(request.app).get(set_id)
+    context = {"error": error, "values": _set_values(found), "set_id": set_id, "set": found}
+    context.update(await _set_choices(request))
     return aiohttp_jinja2.render_template(
-        "selfservice/sets.html", request, {"rows": rows, "error": error}, status=status
+        "selfservice/set_edit.html", request, context, status=status
     )
 
 
-@admin
-async def resource_set_create(request: web.Request) -> web.StreamResponse:
-    """A new set from the form (limits as numbers; memory and disk in GiB)."""
+async def _save_set(request: web.Request, set_id: int | None) -> str | FormError:
     form = await form_fields(request)
+    post = await request.post()
 
     async def save() -> str:
         limits: dict[str, Any] = {}
@@ -237,9 +275,10 @@ async def resource_set_create(request: web.Request) -> web.StreamResponse:
         made = await keys.resource_sets(request.app).save(
             name=form.get("name", ""),
             limits=limits,
-            subjects=form.get("subjects", "").replace(",", " ").split(),
-            objects={k: form.get(k, "").replace(",", " ").split() for k in _KINDS},
+            subjects=[str(v) for v in post.getall("subjects", [])],
+            objects={k: [str(v) for v in post.getall(k, [])] for k in _KINDS},
             count_snapshots=form.get("count_snapshots") == "on",
+            set_id=set_id,
         )
         await keys.audit(request.app).record(
             AuditEvent.RESOURCE_SET_SAVED,
@@ -250,7 +289,65 @@ async def resource_set_create(request: web.Request) -> web.StreamResponse:
         )
         return made.name
 
-    saved = await attempt(save())
+    return await attempt(save())
+
+
+@admin
+async def resource_set_create(request: web.Request) -> web.StreamResponse:
+    """A new set from the form (limits as numbers; memory and disk in GiB)."""
+    saved = await _save_set(request, None)
     if isinstance(saved, FormError):
         return await _sets_page(request, error=saved.message, status=saved.status)
     redirect_to(request, "resource_sets", f"resource set {saved} saved")
+
+
+@admin
+async def resource_set_page(request: web.Request) -> web.StreamResponse:
+    """One set's form, to change it."""
+    return await _set_page(request, int_param(request, "set_id"))
+
+
+@admin
+async def resource_set_update(request: web.Request) -> web.StreamResponse:
+    """Save a changed set; its members' VMs stay charged to it."""
+    set_id = int_param(request, "set_id")
+    saved = await _save_set(request, set_id)
+    if isinstance(saved, FormError):
+        return await _set_page(request, set_id, error=saved.message, status=saved.status)
+    redirect_to(request, "resource_sets", f"resource set {saved} saved")
+
+
+async def _delete_set_page(
+    request: web.Request, set_id: int, *, error: str = "", status: int = 200
+) -> web.Response:
+    sets = keys.resource_sets(request.app)
+    found = await sets.get(set_id)
+    charged = [v for v in await sets.vms_of(None) if v["set_id"] == set_id]
+    context = {"set": found, "charged": charged, "error": error}
+    return aiohttp_jinja2.render_template(
+        "selfservice/set_delete.html", request, context, status=status
+    )
+
+
+@admin
+async def resource_set_delete_page(request: web.Request) -> web.StreamResponse:
+    """Confirm deleting a set (refused while VMs are charged to it, named)."""
+    return await _delete_set_page(request, int_param(request, "set_id"))
+
+
+@admin
+async def resource_set_delete(request: web.Request) -> web.StreamResponse:
+    """Delete a set no VM is charged to."""
+    set_id = int_param(request, "set_id")
+    sets = keys.resource_sets(request.app)
+    found = await sets.get(set_id)
+    done = await attempt(sets.delete(set_id))
+    if isinstance(done, FormError):
+        return await _delete_set_page(request, set_id, error=done.message, status=done.status)
+    await keys.audit(request.app).record(
+        AuditEvent.RESOURCE_SET_DELETED,
+        username=keys.require_user(request).username,
+        ip=keys.client_ip(request),
+        id=set_id,
+    )
+    redirect_to(request, "resource_sets", f"resource set {found.name} deleted")
