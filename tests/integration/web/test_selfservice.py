@@ -120,6 +120,21 @@ def body(w: dict[str, Any], **over: Any) -> dict[str, Any]:
     }
 
 
+def creation_form(w: dict[str, Any], **over: str) -> dict[str, str]:
+    """The My VMs page's creation form, filled in."""
+    return {
+        "pool": str(w["pool"].id),
+        "template": w["objs"]["template"],
+        "vcpus": "1",
+        "memory_mib": "512",
+        "root_disk_gib": "10",
+        "sr": w["objs"]["sr"],
+        "network": w["objs"]["network"],
+        "ssh_keys": str(w["key"]["id"]),
+        **over,
+    }
+
+
 async def test_member_creates_within_quota_and_owns_the_vm(world: dict[str, Any]) -> None:
     dev, eve, client = world["dev"], world["eve"], world["client"]
     status, answer = await dev.api("POST", "/api/v1/self/vms", body(world, extra_disks_gib=[5]))
@@ -258,18 +273,7 @@ async def test_pages_quota_bars_keys_and_the_creation_form(
     status, html, _ = await dev.get("/self")
     assert status == 200 and 'id="create-form"' in html and CLOUD_TEMPLATE in html
     assert 'data-resource="cpus" data-used="0" data-limit="4"' in html
-    form = {
-        "pool": str(world["pool"].id),
-        "template": world["objs"]["template"],
-        "name": "page{index}",
-        "count": "2",
-        "vcpus": "1",
-        "memory_mib": "512",
-        "root_disk_gib": "10",
-        "sr": world["objs"]["sr"],
-        "network": world["objs"]["network"],
-        "ssh_keys": str(world["key"]["id"]),
-    }
+    form = creation_form(world, name="page{index}", count="2")
     status, _, resp = await dev.post_form("/self/vms", form)
     assert status == 303, await resp.text()
     op_path = "/api/v1" + resp.headers["Location"].split("?")[0]
@@ -464,18 +468,7 @@ async def test_my_vms_page_powers_and_deletes_after_a_typed_confirmation(
 async def test_the_form_refuses_an_extra_disk_size_that_is_no_number(world: dict[str, Any]) -> None:
     dev, client = world["dev"], world["client"]
     before = await counts(client)
-    form = {
-        "pool": str(world["pool"].id),
-        "template": world["objs"]["template"],
-        "name": "odd",
-        "vcpus": "1",
-        "memory_mib": "512",
-        "root_disk_gib": "10",
-        "extra_disks_gib": "5 ten",
-        "sr": world["objs"]["sr"],
-        "network": world["objs"]["network"],
-        "ssh_keys": str(world["key"]["id"]),
-    }
+    form = creation_form(world, name="odd", extra_disks_gib="5 ten")
     status, html, _ = await dev.post_form("/self/vms", form)
     assert status == 400 and "extra disk size &#39;ten&#39; is no whole number" in html
     assert await counts(client) == before
