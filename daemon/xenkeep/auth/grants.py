@@ -5,7 +5,7 @@ Every change is written to the audit log. An object is checked against the
 live pools and the jobs when a grant is made (a typo must not become a grant
 on nothing); a grant outlives its object being away (a pool disconnected, a
 VM deleted and restored under the same uuid) and goes only with its subject
-or its job (triggers of schema 6, 7 and 9).
+or its job (triggers of schema 6, 7 and 10).
 """
 
 from __future__ import annotations
@@ -211,11 +211,26 @@ class Grants:
         return str(row["name"])
 
     async def grant(
-        self, subject: Subject, obj: ObjectRef, role: ObjectRole, *, actor: str, ip: str = ""
+        self,
+        subject: Subject,
+        obj: ObjectRef,
+        role: ObjectRole,
+        *,
+        actor: str,
+        ip: str = "",
+        known: bool = False,
     ) -> GrantRow:
-        """Give ``role`` on ``obj`` to ``subject`` (replacing the role it had there)."""
+        """Give ``role`` on ``obj`` to ``subject`` (replacing the role it had there).
+
+        ``known``: the caller has just made the object (a self-service VM), which
+        the pool's event stream may not have brought into the live cache yet.
+        """
         name = await self._subject_name(subject)
-        if obj.kind is not ObjectKind.ALL and (await self._places.view()).name_of(obj) is None:
+        if (
+            not known
+            and obj.kind is not ObjectKind.ALL
+            and (await self._places.view()).name_of(obj) is None
+        ):
             raise GrantInputError(
                 f"no {obj.kind} {obj.ref} in the connected pools and jobs", field="object"
             )
