@@ -21,7 +21,7 @@ from xenkeep.xapi.client import XapiClient
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PASSWORD = "correct horse battery staple"
-RITA_PASSWORD = "rita's own long passphrase"
+RITA_PASSWORD = "a fresh operator passphrase"
 
 
 async def _xapi(site: SimulatorThread, method: str, *args: object) -> Any:

@@ -207,6 +207,14 @@ async def test_what_each_may_do_is_their_roles(scene: Scene) -> None:
     assert run["status"] == "success", run["error"]
     status, _ = await text_of(paula, f"/operations/{run['id']}")
     assert status == 403
+    # Who ran it is kept, as for a backup job's run.
+    _, log = await scene.world.admin.api("GET", "/api/v1/audit?limit=50")
+    assert any(
+        e["event"] == "replication_run_started"
+        and e["username"] == "jon"
+        and e["detail"] == {"job": b.id, "operation": run["id"]}
+        for e in log["entries"]
+    ), log["entries"][:5]
     status, _ = await jon.api("POST", f"/api/v1/replication/jobs/{a.id}/run")
     assert status == 403
     for method, path in (

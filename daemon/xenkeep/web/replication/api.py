@@ -6,11 +6,13 @@ from typing import Any
 
 from aiohttp import web
 
+from xenkeep.auth.const import AuditEvent
 from xenkeep.auth.permissions import Action, ObjectKind
 from xenkeep.auth.places import Via
 from xenkeep.errors import ValidationError
 from xenkeep.web import keys
 from xenkeep.web.access import listing, needs
+from xenkeep.web.audit import audit
 from xenkeep.web.choices import replicas_for, visible_replication_jobs
 from xenkeep.web.forms import int_param, int_query, json_body, text_field
 from xenkeep.web.operations.common import visible_to
@@ -44,6 +46,7 @@ async def api_jobs(request: web.Request) -> web.StreamResponse:
 async def api_job_create(request: web.Request) -> web.StreamResponse:
     """Create a job: a backup job's VM selection, ``target_pool_id``, ``target_sr_uuid``."""
     row = await keys.replication(request.app).create_job(await json_body(request))
+    await audit(request, AuditEvent.REPLICATION_JOB_CREATED, job=row.id, name=row.spec.name)
     return web.json_response(row.as_dict(), status=201)
 
 
@@ -62,20 +65,27 @@ async def api_job_update(request: web.Request) -> web.StreamResponse:
     row = await keys.replication(request.app).update_job(
         int_param(request, "job_id"), await json_body(request)
     )
+    await audit(request, AuditEvent.REPLICATION_JOB_CHANGED, job=row.id, name=row.spec.name)
     return web.json_response(row.as_dict())
 
 
 @needs(Action.MANAGE, JOB, match="job_id")
 async def api_job_delete(request: web.Request) -> web.StreamResponse:
     """Delete a job; its replicas stay."""
-    await keys.replication(request.app).delete_job(int_param(request, "job_id"))
+    job_id = int_param(request, "job_id")
+    manager = keys.replication(request.app)
+    name = (await manager.job(job_id)).spec.name
+    await manager.delete_job(job_id)
+    await audit(request, AuditEvent.REPLICATION_JOB_DELETED, job=job_id, name=name)
     return web.json_response({"ok": True})
 
 
 @needs(Action.RUN, JOB, match="job_id")
 async def api_job_run(request: web.Request) -> web.StreamResponse:
     """Start a run now; answers the operation's id."""
-    op_id = await keys.replication(request.app).run_job(int_param(request, "job_id"))
+    job_id = int_param(request, "job_id")
+    op_id = await keys.replication(request.app).run_job(job_id)
+    await audit(request, AuditEvent.REPLICATION_RUN_STARTED, job=job_id, operation=op_id)
     return web.json_response({"operation_id": op_id}, status=202)
 
 
@@ -124,9 +134,9 @@ async def api_replica_start(request: web.Request) -> web.StreamResponse:
     """Start the replica (failover), optionally ``{"point_uuid": ...}``."""
     body = await _optional_body(request)
     point = text_field(body, "point_uuid", required=False, max_length=64).strip() or None
-    op_id = await keys.replication(request.app).start_replica(
-        int_param(request, "replica_id"), point_uuid=point
-    )
+    replica_id = int_param(request, "replica_id")
+    op_id = await keys.replication(request.app).start_replica(replica_id, point_uuid=point)
+    await audit(request, AuditEvent.REPLICA_START_STARTED, replica=replica_id, operation=op_id)
     return web.json_response({"operation_id": op_id}, status=202)
 
 
@@ -134,9 +144,11 @@ async def api_replica_start(request: web.Request) -> web.StreamResponse:
 async def api_replica_failback(request: web.Request) -> web.StreamResponse:
     """Fail back: ``{"start_source": true}`` starts it on site A after."""
     body = await _optional_body(request)
+    replica_id = int_param(request, "replica_id")
     op_id = await keys.replication(request.app).failback(
-        int_param(request, "replica_id"), start_source=_body_flag(body, "start_source")
+        replica_id, start_source=_body_flag(body, "start_source")
     )
+    await audit(request, AuditEvent.REPLICA_FAILBACK_STARTED, replica=replica_id, operation=op_id)
     return web.json_response({"operation_id": op_id}, status=202)
 
 
@@ -145,7 +157,7 @@ async def api_replica_delete(request: web.Request) -> web.StreamResponse:
     """Forget a replica; ``{"remove_vm": true}`` destroys it and
     its points in its pool."""
     body = await _optional_body(request)
-    await keys.replication(request.app).delete_replica(
-        int_param(request, "replica_id"), remove_vm=_body_flag(body, "remove_vm")
-    )
+    replica_id, remove_vm = int_param(request, "replica_id"), _body_flag(body, "remove_vm")
+    await keys.replication(request.app).delete_replica(replica_id, remove_vm=remove_vm)
+    await audit(request, AuditEvent.REPLICA_DELETED, replica=replica_id, remove_vm=remove_vm)
     return web.json_response({"ok": True})

@@ -12,10 +12,12 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
+from xenkeep.auth.const import AuditEvent
 from xenkeep.auth.permissions import Action, ObjectKind
 from xenkeep.auth.places import Via
 from xenkeep.web import keys
 from xenkeep.web.access import listing, needs
+from xenkeep.web.audit import audit
 from xenkeep.web.choices import (
     pool_choices,
     replica_targets,
@@ -139,6 +141,10 @@ async def _save_job(request: web.Request, job_id: int | None) -> web.StreamRespo
         return await _job_form(
             request, job={**_NEW_JOB, **form}, job_id=job_id, error=row.message, status=row.status
         )
+    event = (
+        AuditEvent.REPLICATION_JOB_CREATED if job_id is None else AuditEvent.REPLICATION_JOB_CHANGED
+    )
+    await audit(request, event, job=row.id, name=row.spec.name)
     redirect_to(request, "replication_job", f"Job {row.spec.name} saved.", "success", job_id=row.id)
 
 
@@ -162,7 +168,11 @@ async def job_update(request: web.Request) -> web.StreamResponse:
 @needs(Action.MANAGE, JOB, match="job_id")
 async def job_delete(request: web.Request) -> web.StreamResponse:
     """Delete a job; its replicas stay."""
-    await keys.replication(request.app).delete_job(int_param(request, "job_id"))
+    job_id = int_param(request, "job_id")
+    manager = keys.replication(request.app)
+    name = (await manager.job(job_id)).spec.name
+    await manager.delete_job(job_id)
+    await audit(request, AuditEvent.REPLICATION_JOB_DELETED, job=job_id, name=name)
     redirect_to(
         request, "replication", "Job deleted; its replicas are kept and can be started.", "success"
     )
@@ -171,7 +181,9 @@ async def job_delete(request: web.Request) -> web.StreamResponse:
 @needs(Action.RUN, JOB, match="job_id")
 async def job_run(request: web.Request) -> web.StreamResponse:
     """Run a job now and show its progress."""
-    op_id = await keys.replication(request.app).run_job(int_param(request, "job_id"))
+    job_id = int_param(request, "job_id")
+    op_id = await keys.replication(request.app).run_job(job_id)
+    await audit(request, AuditEvent.REPLICATION_RUN_STARTED, job=job_id, operation=op_id)
     redirect_to(request, "operation", op_id=op_id)
 
 
@@ -206,15 +218,17 @@ async def replica_start(request: web.Request) -> web.StreamResponse:
             error="tick the box to confirm: the job's schedule pauses while the replica runs",
             status=400,
         )
+    replica_id = int_param(request, "replica_id")
     op_id = await attempt(
         keys.replication(request.app).start_replica(
-            int_param(request, "replica_id"), point_uuid=form.get("point") or None
+            replica_id, point_uuid=form.get("point") or None
         )
     )
     if isinstance(op_id, FormError):
         return await _replica_page(
             request, "replication/start.html", error=op_id.message, status=op_id.status
         )
+    await audit(request, AuditEvent.REPLICA_START_STARTED, replica=replica_id, operation=op_id)
     redirect_to(request, "operation", op_id=op_id)
 
 
@@ -235,13 +249,15 @@ async def replica_failback(request: web.Request) -> web.StreamResponse:
             error="tick the box to confirm that the source VM's disks are overwritten",
             status=400,
         )
+    replica_id = int_param(request, "replica_id")
     op_id = await attempt(
         keys.replication(request.app).failback(
-            int_param(request, "replica_id"), start_source=form.get("start_source") == "on"
+            replica_id, start_source=form.get("start_source") == "on"
         )
     )
     if isinstance(op_id, FormError):
         return await _replica_page(
             request, "replication/failback.html", error=op_id.message, status=op_id.status
         )
+    await audit(request, AuditEvent.REPLICA_FAILBACK_STARTED, replica=replica_id, operation=op_id)
     redirect_to(request, "operation", op_id=op_id)
