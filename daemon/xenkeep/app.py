@@ -25,7 +25,8 @@ from xenkeep.auth.external import ExternalAccounts
 from xenkeep.auth.grants import Grants
 from xenkeep.auth.groups import Groups
 from xenkeep.auth.manager import AuthManager
-from xenkeep.auth.places import JobFacts, Places
+from xenkeep.auth.permissions import ObjectKind, ObjectRef
+from xenkeep.auth.places import JobFacts, Places, ReplicaFacts
 from xenkeep.auth.providers.service import ProviderService
 from xenkeep.auth.providers.store import ProviderStore
 from xenkeep.backup.const import SNAPSHOT_KEY
@@ -276,9 +277,21 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.REPLICATION] = replication
 
-    async def jobs() -> dict[int, JobFacts]:
+    async def jobs() -> dict[ObjectRef, JobFacts]:
+        # Both kinds of job sit in the pool they read (a replication job: its source).
+        found = {
+            ObjectRef(ObjectKind.BACKUP_JOB, str(row.id)): JobFacts(row.spec.name, row.spec.pool_id)
+            for row in await backup.job_rows()
+        }
+        for rep in await replication.job_rows():
+            ref = ObjectRef(ObjectKind.REPLICATION_JOB, str(rep.id))
+            found[ref] = JobFacts(rep.spec.name, rep.spec.pool_id)
+        return found
+
+    async def replicas() -> dict[int, ReplicaFacts]:
         return {
-            row.id: JobFacts(row.spec.name, row.spec.pool_id) for row in await backup.job_rows()
+            row.id: ReplicaFacts(row.job_id, row.source_pool_id)
+            for row in await replication.replica_rows()
         }
 
     async def operation_target(op_id: int) -> str | None:
@@ -289,7 +302,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
     tree = PoolTree(pools)
     app[keys.POOL_TREE] = tree
-    places = Places(tree, jobs, operation_target)
+    places = Places(tree, jobs, operation_target, replicas)
     app[keys.PLACES] = places
     grants = Grants(db, audit, places)
     app[keys.GRANTS] = grants

@@ -21,6 +21,7 @@ from xenkeep.xapi.client import XapiClient
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PASSWORD = "correct horse battery staple"
+RITA_PASSWORD = "a fresh operator passphrase"
 
 
 async def _xapi(site: SimulatorThread, method: str, *args: object) -> Any:
@@ -159,3 +160,26 @@ def test_create_a_job_watch_it_run_and_start_the_replica(
         ui.open(f"/replication/jobs/{replica['job_id']}")
         assert "Schedule paused" in ui.text("#paused-banner")
         ui.shot("replication-06-paused")
+
+        # People → Grants offers the job: operator on it for a new user, who
+        # then sees it and may run it, but neither change it nor fail back.
+        rita = {"username": "rita", "password": RITA_PASSWORD}
+        status, body = ui.fetch_json("POST", "/api/v1/users", rita)
+        assert status == 201, body
+        ui.open("/admin/grants")
+        ui.choose("subject", "rita")
+        ui.choose("role", "operator")
+        ui.choose("object", "browser dr (pool Site A)")
+        ui.submit(ui.driver.find_element(By.CSS_SELECTOR, "#grant-form button"))
+        assert "Granted." in ui.text(".flash-success")
+        assert "browser dr" in ui.text("table.grants")
+        ui.shot("replication-07-job-grant")
+        ui.sign_out()
+        ui.sign_in("rita", RITA_PASSWORD)
+        ui.open("/replication")
+        assert "browser dr" in ui.text("#jobs-table") and ui.has("#jobs-table button.run-now")
+        assert "started" in ui.text("#replicas-table")
+        assert not ui.has("#new-job") and not ui.has("#replicas-table a.failback")
+        ui.open(f"/replication/jobs/{replica['job_id']}")
+        assert ui.has("button.run-now") and "Delete the job" not in ui.driver.page_source
+        ui.shot("replication-08-job-operator")

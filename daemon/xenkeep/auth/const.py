@@ -96,6 +96,15 @@ class AuditEvent(StrEnum):
     BACKUP_RESTORE_STARTED = "backup_restore_started"
     BACKUP_HEALTH_CHECK_STARTED = "backup_health_check_started"
     OPERATION_CANCELLED = "operation_cancelled"
+    # Replication, as for backups: now that people other than the
+    # super-administrator may change jobs and fail over, who did is kept.
+    REPLICATION_JOB_CREATED = "replication_job_created"
+    REPLICATION_JOB_CHANGED = "replication_job_changed"
+    REPLICATION_JOB_DELETED = "replication_job_deleted"
+    REPLICATION_RUN_STARTED = "replication_run_started"
+    REPLICA_START_STARTED = "replica_start_started"
+    REPLICA_FAILBACK_STARTED = "replica_failback_started"
+    REPLICA_DELETED = "replica_deleted"
     MAIL_SETTINGS_CHANGED = "mail_settings_changed"
     MAIL_TEST_SENT = "mail_test_sent"
 

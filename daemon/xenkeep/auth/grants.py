@@ -5,7 +5,7 @@ Every change is written to the audit log. An object is checked against the
 live pools and the jobs when a grant is made (a typo must not become a grant
 on nothing); a grant outlives its object being away (a pool disconnected, a
 VM deleted and restored under the same uuid) and goes only with its subject
-or its backup job (triggers of schema 6 and 7).
+or its job (triggers of schema 6, 7 and 10).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from xenkeep.auth.const import AuditEvent
 from xenkeep.auth.errors import GrantInputError, GrantNotFoundError
 from xenkeep.auth.manager import User
 from xenkeep.auth.permissions import (
+    JOB_KINDS,
     XAPI_KINDS,
     ObjectKind,
     ObjectRef,
@@ -33,6 +34,7 @@ from xenkeep.auth.places import Places
 from xenkeep.store import Database
 from xenkeep.store.db import Row
 
+_JOB_NOUNS = {ObjectKind.BACKUP_JOB: "backup jobs", ObjectKind.REPLICATION_JOB: "replication jobs"}
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -98,7 +100,8 @@ class GrantRow:
 
 
 def parse_object(text: str) -> ObjectRef:
-    """An object as a grant names it (``vm:<uuid>``, ``backup-job:3``, ``all``);
+    """An object as a grant names it (``vm:<uuid>``, ``backup-job:3``,
+    ``replication-job:2``, ``all``);
     GrantInputError for anything else."""
     obj = ObjectRef.parse(text.strip())
     if obj is None:
@@ -109,8 +112,8 @@ def parse_object(text: str) -> ObjectRef:
         )
     if obj.kind in XAPI_KINDS and not _UUID.match(obj.ref):
         raise GrantInputError(f"{obj.kind} objects are named by their uuid", field="object")
-    if obj.kind is ObjectKind.BACKUP_JOB and not obj.ref.isdigit():
-        raise GrantInputError("backup jobs are named by their id", field="object")
+    if obj.kind in JOB_KINDS and not obj.ref.isdigit():
+        raise GrantInputError(f"{_JOB_NOUNS[obj.kind]} are named by their id", field="object")
     return obj
 
 

@@ -1,7 +1,8 @@
 """Who may do what on which object: the one decision, as pure functions.
 
 Objects sit in a tree: everything (``all``) → pool → host → VM, and
-pool → SR, network, template, backup job. A grant gives a role on one
+pool → SR, network, template, backup job, replication job (a replication
+job sits in its source pool, the one it reads; see :mod:`.places`). A grant gives a role on one
 object to a user or a group, and holds for everything below it. What a
 person may do on an object is the best role they hold, directly or through
 a group, on the object or on anything above it; nothing held, nothing
@@ -27,8 +28,8 @@ from xenkeep.auth.const import Role
 
 
 class ObjectKind(StrEnum):
-    """What a grant can name. A new kind (replication jobs) joins in one line;
-    where its objects sit in the tree is the object directory's to say."""
+    """What a grant can name. A new kind joins in one line; where its objects
+    sit in the tree is the object directory's to say (:mod:`.places`)."""
 
     #: Every pool object (``object_ref`` is "").
     ALL = "all"
@@ -39,6 +40,7 @@ class ObjectKind(StrEnum):
     VM = "vm"
     TEMPLATE = "template"
     BACKUP_JOB = "backup-job"
+    REPLICATION_JOB = "replication-job"
 
 
 #: Kinds named by an XAPI uuid (the others by a XenKeep id, or nothing).
@@ -52,6 +54,9 @@ XAPI_KINDS: Final = frozenset(
         ObjectKind.TEMPLATE,
     }
 )
+
+#: Kinds named by a XenKeep job id, each sitting in the pool of its job's ``pool_id``.
+JOB_KINDS: Final = frozenset({ObjectKind.BACKUP_JOB, ObjectKind.REPLICATION_JOB})
 
 
 class ObjectRole(StrEnum):

@@ -18,7 +18,7 @@ from xenkeep.jobs.claims import overwrites_vm
 from xenkeep.jobs.schedule import Schedule, parse_schedule
 from xenkeep.jobs.snapshots import destroy_snapshot
 from xenkeep.mail import MailSettings
-from xenkeep.ops import OperationContext, Operations, Scheduler
+from xenkeep.ops import OperationContext, Operations, Scheduler, TargetFilter
 from xenkeep.ops.claims import ClaimConflictError
 from xenkeep.ops.manager import Outcome
 from xenkeep.pools.access import PoolAccess
@@ -94,6 +94,10 @@ class ReplicationManager:
         """One job."""
         return await self.jobs_service.job(job_id)
 
+    async def job_rows(self) -> list[JobRow]:
+        """Every job's stored settings (no run looked at: the permission tree's)."""
+        return await self.store.jobs()
+
     async def jobs(self) -> list[dict[str, Any]]:
         """Every job with its last run, run in progress and replicas' worst RPO."""
         out = []
@@ -110,9 +114,11 @@ class ReplicationManager:
         """Start a run of a job now; its operation id."""
         return await self.runs.run_job(job_id, trigger=trigger)
 
-    async def runs_of(self, job_id: int | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
-        """Recent runs (of one job), newest first."""
-        return await self.runs.runs(job_id=job_id, limit=limit)
+    async def runs_of(
+        self, job_id: int | None = None, *, only: TargetFilter | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Recent runs (of one job), newest first (``only``: on the targets it allows)."""
+        return await self.runs.runs(job_id=job_id, only=only, limit=limit)
 
     async def wait(self, op_id: int) -> dict[str, Any]:
         """Wait for an operation of the domain started here; its row."""
@@ -149,6 +155,10 @@ class ReplicationManager:
         ).as_dict()
         d["job_paused"] = job.paused if job else ""
         return d
+
+    async def replica_rows(self) -> list[ReplicaRow]:
+        """Every replica as stored (no pool looked at: the permission tree's)."""
+        return await self.store.replicas()
 
     async def replicas(self, *, job_id: int | None = None) -> list[dict[str, Any]]:
         """Every replica (of one job) with its source VM, target, latest point and RPO."""

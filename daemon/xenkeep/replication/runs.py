@@ -16,7 +16,7 @@ from xenkeep.jobs.conclude import finish_run
 from xenkeep.jobs.scheduling import JobKind, tick_jobs
 from xenkeep.jobs.snapshots import SweepOnce, sweep, sweep_marked
 from xenkeep.mail import MailSettings
-from xenkeep.ops import OperationContext, Operations, OpKind
+from xenkeep.ops import OperationContext, Operations, OpKind, TargetFilter
 from xenkeep.ops.claims import ClaimConflictError
 from xenkeep.ops.manager import Outcome
 from xenkeep.pools.access import PoolAccess
@@ -174,10 +174,14 @@ class ReplicationRuns:
 
     # ------------------------------------------------------------------ read
 
-    async def runs(self, *, job_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """Recent runs (of one job), newest first."""
+    async def runs(
+        self, *, job_id: int | None = None, only: TargetFilter | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Recent runs (of one job), newest first (``only``: on the targets it allows)."""
         target = job_target(job_id) if job_id is not None else None
-        ops = await self.ops.find(kinds=(OpKind.REPLICATION.value,), target=target, limit=limit)
+        ops = await self.ops.find(
+            kinds=(OpKind.REPLICATION.value,), target=target, only=only, limit=limit
+        )
         return [{**op, "job_id": job_of(op)} for op in ops]
 
     async def operations(self, *, target: str, limit: int = 20) -> list[dict[str, Any]]:

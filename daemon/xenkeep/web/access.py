@@ -37,7 +37,7 @@ from aiohttp import web
 from xenkeep.auth.permissions import Action, Principal
 from xenkeep.auth.places import Named, Places
 from xenkeep.errors import PermissionDeniedError, ValidationError
-from xenkeep.web.forms import in_read_time, json_body
+from xenkeep.web.forms import json_body, read_form
 
 PERMISSION_ATTR = "__xenkeep_permission__"
 CSRF_EXEMPT_ATTR = "__xenkeep_csrf_exempt__"
@@ -193,7 +193,7 @@ async def _parameter(request: web.Request, requirement: Requirement) -> str:
         # same limits and errors apply and the handler reads the same body.
         value = (await json_body(request)).get(requirement.name, "")
     else:
-        form = await in_read_time(request, request.post())
+        form = await read_form(request)
         value = form.get(requirement.name, "")
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise ValidationError(f"{requirement.name!r} must be a string", field=requirement.name)

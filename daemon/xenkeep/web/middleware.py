@@ -42,7 +42,7 @@ from xenkeep.web.access import (
     permission_of,
 )
 from xenkeep.web.flash import FLASH_COOKIE, redirect_to
-from xenkeep.web.forms import in_read_time
+from xenkeep.web.forms import read_form
 from xenkeep.web.templating import base_context
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ async def _csrf_token_given(request: web.Request) -> str:
     if header:
         return header
     if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await in_read_time(request, request.post())
+        form = await read_form(request)
         value = form.get(CSRF_FIELD)
         return value if isinstance(value, str) else ""
     return ""

@@ -15,7 +15,7 @@ from xenkeep.system.identity import known_timezones
 from xenkeep.web import keys
 from xenkeep.web.access import admin, public, signed_in, while_password_change
 from xenkeep.web.auth_providers.views import password_sign_in
-from xenkeep.web.choices import vms_for
+from xenkeep.web.choices import replicas_for, vms_for
 from xenkeep.web.cookies import clear_auth_cookies, set_session_cookie
 from xenkeep.web.flash import redirect, redirect_to
 from xenkeep.web.forms import (
@@ -116,10 +116,13 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     # Each backed-up VM the user may see: last backup, age, result, and
     # whether its RPO is exceeded.
     backups: list[dict[str, Any]] = []
+    late_replicas: list[dict[str, Any]] = []
     if principal.sees_objects:
         view = await keys.places(request.app).view()
         overview = await keys.backup(request.app).vm_overview()
         backups = vms_for(principal, view, overview, Action.VIEW)
+        late = await keys.replication(request.app).rpo_exceeded()
+        late_replicas = replicas_for(principal, view, late)
     context: dict[str, Any] = {
         "health": health,
         "backups": backups,
@@ -130,11 +133,8 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         # the Pools page's business, not a setup left undone.
         "wizard_pending": not await keys.setup_state(request.app).completed()
         and await wizard.current(request) is not None,
-        # Replicas older than their job's schedule allows: the badge's count.
-        # Replication is the super-administrator's (its routes are @admin).
-        "replica_rpo_exceeded": len(await keys.replication(request.app).rpo_exceeded())
-        if principal.is_super_admin
-        else 0,
+        # Replicas the user may view older than their job's schedule allows.
+        "replica_rpo_exceeded": len(late_replicas),
     }
     return aiohttp_jinja2.render_template("dashboard.html", request, context)
 

@@ -9,8 +9,9 @@ of the declarations, so a route declared wrong fails too.
 Each route is called, over real HTTPS against a daemon with two simulated
 pools, by: anonymous, a viewer of object A, an operator of A, an admin of
 another object B, an admin of A, a support account, a super-administrator.
-"A" is the kind of object the route is about (a pool, a VM, a backup job;
-an operation stands for its job). A request that changes something is sent
+"A" is the kind of object the route is about (a pool, a VM, a backup job,
+a replication job; an operation stands for its job, a replica for its
+replication job). A request that changes something is sent
 without its CSRF token: an allowed one is refused for that (``csrf_failed``,
 nothing changes), a forbidden one before (``forbidden``), so the matrix
 never changes the world it tests.
@@ -49,7 +50,7 @@ CODE = re.compile(r'data-code="([^"]*)"')
 # more) on object A of that kind.
 P, S, L, T, A = "public", "signed in", "listing", "support", "super-admin"
 VIEW, OPERATE, ADMIN = ObjectRole.VIEWER, ObjectRole.OPERATOR, ObjectRole.ADMIN
-POOL, VM, JOB = "pool", "vm", "job"
+POOL, VM, JOB, RJOB = "pool", "vm", "job", "replication-job"
 Rule = str | tuple[ObjectRole, str]
 
 POLICY: dict[tuple[str, str], Rule] = {
@@ -308,33 +309,34 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/diagnostics/run"): T,
     ("GET", "/api/v1/diagnostics/bundle"): T,
     ("GET", "/api/v1/logs"): T,
-    # Replication: super-administrators only (a job spans two pools, so no
-    # grant on one pool's objects is enough for it).
-    ("GET", "/replication"): A,
-    ("GET", "/replication/jobs/new"): A,
-    ("POST", "/replication/jobs"): A,
-    ("GET", "/replication/jobs/{job_id}"): A,
-    ("GET", "/replication/jobs/{job_id}/edit"): A,
-    ("POST", "/replication/jobs/{job_id}"): A,
-    ("POST", "/replication/jobs/{job_id}/delete"): A,
-    ("POST", "/replication/jobs/{job_id}/run"): A,
-    ("GET", "/replication/replicas/{replica_id}/start"): A,
-    ("POST", "/replication/replicas/{replica_id}/start"): A,
-    ("GET", "/replication/replicas/{replica_id}/failback"): A,
-    ("POST", "/replication/replicas/{replica_id}/failback"): A,
-    ("GET", "/api/v1/replication/jobs"): A,
-    ("POST", "/api/v1/replication/jobs"): A,
-    ("GET", "/api/v1/replication/jobs/{job_id}"): A,
-    ("PUT", "/api/v1/replication/jobs/{job_id}"): A,
-    ("DELETE", "/api/v1/replication/jobs/{job_id}"): A,
-    ("POST", "/api/v1/replication/jobs/{job_id}/run"): A,
-    ("GET", "/api/v1/replication/runs"): A,
-    ("GET", "/api/v1/replication/replicas"): A,
-    ("GET", "/api/v1/replication/replicas/{replica_id}"): A,
-    ("DELETE", "/api/v1/replication/replicas/{replica_id}"): A,
-    ("GET", "/api/v1/replication/replicas/{replica_id}/points"): A,
-    ("POST", "/api/v1/replication/replicas/{replica_id}/start"): A,
-    ("POST", "/api/v1/replication/replicas/{replica_id}/failback"): A,
+    # Replication: a job is its source pool's, as a backup job is its pool's;
+    # making or changing one also needs its destination SR (here in pool A).
+    # A replica is seen and handled as its job.
+    ("GET", "/replication"): L,
+    ("GET", "/replication/jobs/new"): L,
+    ("POST", "/replication/jobs"): (ADMIN, POOL),
+    ("GET", "/replication/jobs/{job_id}"): (VIEW, RJOB),
+    ("GET", "/replication/jobs/{job_id}/edit"): (ADMIN, RJOB),
+    ("POST", "/replication/jobs/{job_id}"): (ADMIN, POOL),
+    ("POST", "/replication/jobs/{job_id}/delete"): (ADMIN, RJOB),
+    ("POST", "/replication/jobs/{job_id}/run"): (OPERATE, RJOB),
+    ("GET", "/replication/replicas/{replica_id}/start"): (ADMIN, RJOB),
+    ("POST", "/replication/replicas/{replica_id}/start"): (ADMIN, RJOB),
+    ("GET", "/replication/replicas/{replica_id}/failback"): (ADMIN, RJOB),
+    ("POST", "/replication/replicas/{replica_id}/failback"): (ADMIN, RJOB),
+    ("GET", "/api/v1/replication/jobs"): L,
+    ("POST", "/api/v1/replication/jobs"): (ADMIN, POOL),
+    ("GET", "/api/v1/replication/jobs/{job_id}"): (VIEW, RJOB),
+    ("PUT", "/api/v1/replication/jobs/{job_id}"): (ADMIN, POOL),
+    ("DELETE", "/api/v1/replication/jobs/{job_id}"): (ADMIN, RJOB),
+    ("POST", "/api/v1/replication/jobs/{job_id}/run"): (OPERATE, RJOB),
+    ("GET", "/api/v1/replication/runs"): L,
+    ("GET", "/api/v1/replication/replicas"): L,
+    ("GET", "/api/v1/replication/replicas/{replica_id}"): (VIEW, RJOB),
+    ("DELETE", "/api/v1/replication/replicas/{replica_id}"): (ADMIN, RJOB),
+    ("GET", "/api/v1/replication/replicas/{replica_id}/points"): (VIEW, RJOB),
+    ("POST", "/api/v1/replication/replicas/{replica_id}/start"): (ADMIN, RJOB),
+    ("POST", "/api/v1/replication/replicas/{replica_id}/failback"): (ADMIN, RJOB),
 }
 
 PRINCIPALS = (
@@ -392,6 +394,8 @@ class Matrix:
     world: World
     #: The id or uuid each URL parameter gets, and the refs of objects A and B by kind.
     params: dict[str, str]
+    #: The same, for the replication routes.
+    replication_params: dict[str, str]
     objects: dict[str, tuple[ObjectRef, ObjectRef]]
     #: Browsers by (kind, principal); the anonymous one is signed in as nobody.
     browsers: dict[tuple[str, str], Browser]
@@ -412,12 +416,48 @@ async def matrix(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Matr
             "backup", target=f"backup-job:{job_a.id}", title="job-a", trigger="manual"
         )
         await store.update(op_id, status=OpStatus.SUCCESS.value, finished_at=1.0)
+        # Replication job A reads pool A and writes to pool B; B the other way.
+        sr_a, sr_b = _disk_sr(app, w.a.pool.id), _disk_sr(app, w.b.pool.id)
+        replication = keys.replication(app)
+        rep_a = await replication.create_job(
+            {
+                "name": "rep-a",
+                **spec,
+                "pool_id": str(w.a.pool.id),
+                "target_pool_id": str(w.b.pool.id),
+                "target_sr_uuid": sr_b,
+            }
+        )
+        rep_b = await replication.create_job(
+            {
+                "name": "rep-b",
+                **spec,
+                "pool_id": str(w.b.pool.id),
+                "target_pool_id": str(w.a.pool.id),
+                "target_sr_uuid": sr_a,
+            }
+        )
+        # A replica of job A (as its first run would record it): the object
+        # of the replica routes.
+        replica = await replication.store.add_replica(
+            job_id=rep_a.id,
+            job_name="rep-a",
+            source_pool_id=str(w.a.pool.id),
+            source_vm_uuid=w.a.vms["web-01"],
+            source_vm_name="web-01",
+            target_pool_id=str(w.b.pool.id),
+            target_sr_uuid=sr_b,
+        )
         objects = {
             POOL: (w.a.ref, w.b.ref),
             VM: (w.a.vm("web-01"), w.a.vm("db-01")),
             JOB: (
                 ObjectRef(ObjectKind.BACKUP_JOB, str(job_a.id)),
                 ObjectRef(ObjectKind.BACKUP_JOB, str(job_b.id)),
+            ),
+            RJOB: (
+                ObjectRef(ObjectKind.REPLICATION_JOB, str(rep_a.id)),
+                ObjectRef(ObjectKind.REPLICATION_JOB, str(rep_b.id)),
             ),
         }
         browsers: dict[tuple[str, str], Browser] = {}
@@ -444,7 +484,8 @@ async def matrix(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Matr
             "pool_id": str(w.a.pool.id),
             "vm_uuid": w.a.vms["web-01"],
             "job_id": str(job_a.id),
-            "replica_id": "999999",
+            "replica_id": str(replica.id),
+            "sr_uuid": sr_a,
             "op_id": str(op_id),
             "run_id": str(op_id),
             "point_id": "20260101T000000Z-000001",
@@ -462,7 +503,15 @@ async def matrix(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Matr
             "pool_uuid": "00000000-0000-4000-8000-000000000000",
             "copy_id": "20260101T000000Z",
         }
-        yield Matrix(w, params, objects, browsers)
+        # Both kinds of job are named by {job_id}: the replication routes get job A's.
+        replication_params = {**params, "job_id": str(rep_a.id)}
+        yield Matrix(w, params, replication_params, objects, browsers)
+
+
+def _disk_sr(app: web.Application, pool_id: int) -> str:
+    """An SR of the pool that can hold disks (a replica's destination)."""
+    srs = keys.pools(app).summary(pool_id)["srs"]
+    return next(str(sr["uuid"]) for sr in srs if sr["type"] not in ("iso", "udev"))
 
 
 def _body(permission: Permission | None, m: Matrix) -> dict[str, str]:
@@ -476,6 +525,9 @@ def _body(permission: Permission | None, m: Matrix) -> dict[str, str]:
             body[req.name] = f"{value}:sr" if req.pick else value
         elif req.named is ObjectKind.VM:
             body[req.name] = m.params["vm_uuid"]
+        elif req.named is ObjectKind.SR:
+            value = m.params["sr_uuid"]
+            body[req.name] = f"{m.params['pool_id']}:{value}" if req.pick else value
         else:
             raise AssertionError(f"no sample for a body field naming {req.named}")
     return body
@@ -528,7 +580,8 @@ async def test_the_matrix(matrix: Matrix, principal: str) -> None:
         rule = POLICY[(method, path)]
         kind = rule[1] if isinstance(rule, tuple) else VM
         browser = matrix.browsers[(kind, principal)]
-        url = PARAM.sub(lambda m: matrix.params[m.group(1)], path)
+        params = matrix.replication_params if "/replication" in path else matrix.params
+        url = PARAM.sub(lambda m, given=params: given[m.group(1)], path)
         status, code, location = await call(browser, method, url, _body(permission, matrix))
         want = expected(rule, principal)
         got = allowed(status, code, location)

@@ -163,8 +163,11 @@ class FakePools:
 
 
 def places(targets: Mapping[int, str]) -> Places:
-    async def jobs() -> dict[int, JobFacts]:
-        return {7: JobFacts("nightly", "1"), 8: JobFacts("elsewhere", "2")}
+    async def jobs() -> dict[ObjectRef, JobFacts]:
+        return {
+            ref(ObjectKind.BACKUP_JOB, "7"): JobFacts("nightly", "1"),
+            ref(ObjectKind.BACKUP_JOB, "8"): JobFacts("elsewhere", "2"),
+        }
 
     async def target(op_id: int) -> str | None:
         return targets.get(op_id)

@@ -83,7 +83,7 @@ class NoPools:
         return []
 
 
-async def _no_jobs() -> dict[int, JobFacts]:
+async def _no_jobs() -> dict[ObjectRef, JobFacts]:
     return {}
 
 

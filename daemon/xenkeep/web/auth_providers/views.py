@@ -22,9 +22,9 @@ from xenkeep.web.forms import (
     FormError,
     attempt,
     form_fields,
-    in_read_time,
     int_param,
     limited,
+    read_form,
     safe_next,
 )
 
@@ -60,7 +60,7 @@ async def provider_start(request: web.Request) -> web.StreamResponse:
 async def _callback(request: web.Request) -> Callback:
     params: dict[str, str] = dict(request.query)
     if request.method == "POST":
-        form = await in_read_time(request, request.post())
+        form = await read_form(request)
         params.update({k: v for k, v in form.items() if isinstance(v, str)})
     for name, value in params.items():
         limited(value, name[:32], MAX_CALLBACK_FIELD)

@@ -20,6 +20,12 @@ KIND_LABELS = {
     ObjectKind.VM: "VM",
     ObjectKind.TEMPLATE: "Template",
     ObjectKind.BACKUP_JOB: "Backup job",
+    ObjectKind.REPLICATION_JOB: "Replication job",
+}
+#: The picker's group of each kind of job, in this order.
+JOB_GROUPS = {
+    ObjectKind.BACKUP_JOB: "Backup jobs",
+    ObjectKind.REPLICATION_JOB: "Replication jobs",
 }
 ROLE_LABELS = {
     Role.ADMIN: "super-administrator",
@@ -32,7 +38,7 @@ Choices = list[tuple[str, list[tuple[str, str]]]]
 
 async def object_choices(request: web.Request) -> Choices:
     """Every object a grant can name, by name, grouped: everything, each
-    connected pool, the backup jobs. Values are what grants store."""
+    connected pool, the backup jobs, the replication jobs. Values are what grants store."""
     out: Choices = [("Everything", [(str(ObjectKind.ALL), "Every pool and all in them")])]
     by_pool: dict[int, tuple[str, list[tuple[str, str]]]] = {}
     for obj in keys.pool_tree(request.app).objects():
@@ -43,15 +49,15 @@ async def object_choices(request: web.Request) -> Choices:
     out.extend(by_pool.values())
     view = await keys.places(request.app).view()
     pools = {str(p.id): p.name for p in await keys.pools(request.app).pools()}
-    jobs = [
-        (
-            f"{ObjectKind.BACKUP_JOB}:{job_id}",
-            f"{facts.name} (pool {pools.get(facts.pool_id, '?')})",
-        )
-        for job_id, facts in sorted(view.jobs.items(), key=lambda j: j[1].name.lower())
-    ]
-    if jobs:
-        out.append(("Backup jobs", jobs))
+    for kind, group in JOB_GROUPS.items():
+        # A job is listed with the pool it sits in (a replication job: its source).
+        jobs = [
+            (str(ref), f"{facts.name} (pool {pools.get(facts.pool_id, '?')})")
+            for ref, facts in sorted(view.jobs.items(), key=lambda j: j[1].name.lower())
+            if ref.kind is kind
+        ]
+        if jobs:
+            out.append((group, jobs))
     return out
 
 
