@@ -10,6 +10,7 @@ from xenkeep.errors import ValidationError
 from xenkeep.web import keys
 from xenkeep.web.access import admin
 from xenkeep.web.forms import int_param, int_query, json_body, text_field
+from xenkeep.web.picker import visible_preview
 
 
 def _body_flag(body: dict[str, Any], name: str) -> bool:
@@ -34,6 +35,14 @@ async def api_job_create(request: web.Request) -> web.StreamResponse:
     """Create a job: a backup job's VM selection, ``target_pool_id``, ``target_sr_uuid``."""
     row = await keys.replication(request.app).create_job(await json_body(request))
     return web.json_response(row.as_dict(), status=201)
+
+
+@admin
+async def api_job_preview(request: web.Request) -> web.StreamResponse:
+    """What a job's source selection takes now (the backup jobs' preview:
+    ``selector``, ``targets``, ``exclude``, ``pool_id``), saving nothing."""
+    answer = await keys.replication(request.app).preview_selection(await json_body(request))
+    return web.json_response(await visible_preview(request, answer))
 
 
 @admin
