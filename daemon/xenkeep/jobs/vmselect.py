@@ -164,7 +164,7 @@ def missing_names(sel: Selection, chosen: Iterable[VmChoice]) -> list[str]:
     """Names (or uuids) a by-name selection lists that match none of ``chosen``."""
     if sel.selector is not Selector.NAME:
         return []
-    found = set()
+    found: set[str] = set()
     for c in chosen:
         found.update((c.name, c.uuid))
     return [t for t in sel.targets if t not in found]
