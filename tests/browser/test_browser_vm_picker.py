@@ -1,6 +1,7 @@
-"""The job form's VM picker in Chromium: tick VMs (one of two that share a
-name, by its uuid), exclude one, watch the live preview, save, and find the
-VMs on the job's page."""
+"""The job form's VM picker in Chromium: list another pool's VMs (two pools
+both have a web-01), tick VMs (one of two that share a name in a pool, by its
+uuid), exclude one, watch the live preview, save, and find the VMs on the
+job's page."""
 
 from __future__ import annotations
 
@@ -20,7 +21,22 @@ PASSWORD = "correct horse battery staple"
 
 
 def test_pick_exclude_preview_and_save(ui: UI, xenkeepd: Daemon, tmp_path: Path) -> None:
-    with SimulatorThread(tmp_path / "pool", demo=True) as sim:
+    with (
+        SimulatorThread(tmp_path / "pool", demo=True) as sim,
+        SimulatorThread(tmp_path / "pool-b", demo=True) as sim_b,
+    ):
+
+        async def site_b() -> str:
+            client = XapiClient(sim_b.url, "root", "demo")
+            try:
+                [pool] = await client.call("pool.get_all")
+                await client.call("pool.set_name_label", pool, "Site B")
+                [web] = await client.call("VM.get_by_name_label", "web-01")
+                return str(await client.call("VM.get_uuid", web))
+            finally:
+                await client.close()
+
+        web_b = sim_b.run(site_b())
 
         async def prepare() -> dict[str, str]:
             client = XapiClient(sim.url, "root", "demo")
@@ -40,6 +56,7 @@ def test_pick_exclude_preview_and_save(ui: UI, xenkeepd: Daemon, tmp_path: Path)
         vms = sim.run(prepare())
         ui.set_up_through_api("alice", PASSWORD)
         ui.add_pool(sim.url)
+        ui.add_pool(sim_b.url)
 
         ui.open("/backup/jobs/new")
         ui.fill("name", "picked by hand")
@@ -49,6 +66,15 @@ def test_pick_exclude_preview_and_save(ui: UI, xenkeepd: Daemon, tmp_path: Path)
             ui.driver.find_element(
                 By.CSS_SELECTOR, f'#picker-table tr[data-vm-uuid="{uuid}"] input.{box}'
             ).click()
+
+        # Another pool: its VMs are listed (its own web-01), then back.
+        assert ui.has(f'#picker-table tr[data-vm-uuid="{vms["web-01"]}"]')
+        ui.choose("pool_id", "Site B")
+        ui.wait_for(f'#picker-table tr[data-vm-uuid="{web_b}"]')
+        assert ui.text("#picker-heading") == "VMs of Site B"
+        assert not ui.has(f'#picker-table tr[data-vm-uuid="{vms["web-01"]}"]')
+        ui.choose("pool_id", "Demo pool")
+        ui.wait_for(f'#picker-table tr[data-vm-uuid="{vms["twin"]}"]')
 
         # Two VMs share db-01: each row says so and is picked by its uuid.
         twin_row = ui.text(f'#picker-table tr[data-vm-uuid="{vms["twin"]}"]')

@@ -17,8 +17,10 @@ from aiohttp import web
 from xenkeep.auth.permissions import Action, ObjectKind, ObjectRef
 from xenkeep.errors import ValidationError, XenKeepError
 from xenkeep.jobs.vmselect import names
+from xenkeep.units import local_time
 from xenkeep.web import keys
 from xenkeep.web.choices import pool_choices
+from xenkeep.web.templating import appliance_timezone
 
 Preview = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -45,15 +47,38 @@ def _listed(raw: object) -> set[str]:
         return set()
 
 
+def wants_choices(body: Mapping[str, Any]) -> bool:
+    """The preview body's ``choices`` flag: answer the pool's VMs too."""
+    value = body.get("choices", False)
+    if not isinstance(value, bool):
+        raise ValidationError("choices must be true or false", field="choices")
+    return value
+
+
+async def picker_rows(request: web.Request, pool_id: str) -> list[dict[str, Any]]:
+    """The VMs of a pool the picker lists, of those the user may view, each
+    with its last backup also in words (``last_backup_shown``, in the
+    appliance's zone, as the pages show times)."""
+    rows = await keys.backup(request.app).pickable_vms(pool_id)
+    principal = keys.principal(request)
+    view = await keys.places(request.app).view()
+    zone = await appliance_timezone(request)
+    return [
+        {**row, "last_backup_shown": local_time(row["last_backup"], zone)}
+        for row in rows
+        if principal.may(Action.VIEW, view.path(ObjectRef(ObjectKind.VM, str(row["uuid"]))))
+    ]
+
+
 async def picker_context(
     request: web.Request, job: Mapping[str, Any], *, preview: Preview | None = None
 ) -> dict[str, Any]:
     """The picker of the form showing ``job`` (its fields as the form holds
     them) and, with ``preview``, what its selection takes now.
 
-    Keys: ``picker_pool`` and ``picker_pool_name`` (the pool listed), ``picker`` (its VMs, each with
-    ``picked`` and ``excluded``), ``picker_problem`` (why none are listed),
-    ``preview`` (None unless asked) and ``preview_problem``."""
+    Keys: ``picker_pool`` and ``picker_pool_name`` (the pool listed), ``picker``
+    (its VMs, each with ``picked`` and ``excluded``), ``picker_problem`` (why
+    none are listed), ``preview`` (None unless asked) and ``preview_problem``."""
     pools = dict(await pool_choices(request))
     wanted = str(job.get("pool_id") or "")
     # A new form lists the pool its pool field shows first.
@@ -70,12 +95,10 @@ async def picker_context(
         out["picker_problem"] = "choose a pool to list its VMs"
         return out
     try:
-        rows = await keys.backup(request.app).pickable_vms(pool_id)
+        rows = await picker_rows(request, pool_id)
     except XenKeepError as exc:
         out["picker_problem"] = exc.message
         rows = []
-    principal = keys.principal(request)
-    view = await keys.places(request.app).view()
     by_name = job.get("selector") == "name"
     targets, exclude = _listed(job.get("targets")), _listed(job.get("exclude"))
     out["picker"] = [
@@ -85,7 +108,6 @@ async def picker_context(
             "excluded": bool({row["uuid"], row["name"]} & exclude),
         }
         for row in rows
-        if principal.may(Action.VIEW, view.path(ObjectRef(ObjectKind.VM, str(row["uuid"]))))
     ]
     if preview is not None:
         try:
@@ -95,3 +117,15 @@ async def picker_context(
         except XenKeepError as exc:
             out["preview_problem"] = exc.message
     return out
+
+
+async def preview_answer(
+    request: web.Request, body: Mapping[str, Any], preview: Preview
+) -> dict[str, Any]:
+    """The preview API's answer: the preview of ``body``'s selection, and with
+    ``"choices": true`` the pool's VMs for a picker (``choices``)."""
+    with_choices = wants_choices(body)
+    answer = await visible_preview(request, await preview(body))
+    if with_choices:
+        answer["choices"] = await picker_rows(request, str(answer["pool"]["id"]))
+    return answer

@@ -130,6 +130,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "targets": ["web-01"],
         "exclude": ["db-01"],
         "pool_id": "1",
+        "choices": True,
     },
     ("DELETE", "/api/v1/backup/jobs/{job_id}"): {},
     ("POST", "/api/v1/backup/jobs/{job_id}/run"): {},

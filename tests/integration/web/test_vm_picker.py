@@ -111,6 +111,20 @@ async def test_the_preview_tells_same_named_vms_apart(tmp_path: Path) -> None:
         assert f'data-vm-uuid="{w.a.vms["db-01"]}"' in selected
         assert f'data-vm-uuid="{web_a}"' not in selected
 
+        # With "choices", the pool's VMs for a picker come along.
+        listed = await _preview(w, {"selector": "pool", "pool_id": b, "choices": True})
+        row = next(c for c in listed["choices"] if c["uuid"] == web_b)
+        assert row["key"] == "web-01" and row["power_state"] == "Running"
+        assert row["last_backup"] is None and row["last_backup_shown"] == "—"
+        assert web_a not in {c["uuid"] for c in listed["choices"]}
+        twins = await _preview(w, {"selector": "pool", "pool_id": a, "choices": True})
+        assert {c["key"] for c in twins["choices"] if c["name"] == "web-01"} == {web_a, twin}
+        assert "choices" not in await _preview(w, {"selector": "pool", "pool_id": a})
+        refused = await _preview(
+            w, {"selector": "pool", "pool_id": a, "choices": "yes"}, status=400
+        )
+        assert refused["error"]["field"] == "choices"
+
         # Replication's preview is the same rules.
         status, rep = await w.admin.api(
             "POST",

@@ -18,7 +18,7 @@ from xenkeep.web.choices import visible_jobs, vms_for
 from xenkeep.web.forms import int_param, int_query, json_body, text_field
 from xenkeep.web.middleware import still_authorized
 from xenkeep.web.operations.common import visible_to
-from xenkeep.web.picker import visible_preview
+from xenkeep.web.picker import preview_answer
 from xenkeep.web.sse import KEEPALIVE_SECONDS, send_watch
 
 
@@ -153,10 +153,12 @@ async def api_job_preview(request: web.Request) -> web.StreamResponse:
     answer its VMs (``vms``: name, uuid, pool, of those the caller may
     view), the names saving would refuse (``errors``) and the listed names
     several VMs bear (``shared_names``). Administrator of the pool, as for
-    saving the job."""
+    saving the job. With ``"choices": true`` also the pool's VMs a job may
+    take (``choices``: uuid, name, power state, tags, last backup), for a
+    picker."""
     manager = keys.backup(request.app)
-    answer = await manager.preview_selection(await json_body(request))
-    return web.json_response(await visible_preview(request, answer))
+    answer = await preview_answer(request, await json_body(request), manager.preview_selection)
+    return web.json_response(answer)
 
 
 @needs(Action.VIEW, ObjectKind.BACKUP_JOB, match="job_id")

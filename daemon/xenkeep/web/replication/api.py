@@ -10,7 +10,7 @@ from xenkeep.errors import ValidationError
 from xenkeep.web import keys
 from xenkeep.web.access import admin
 from xenkeep.web.forms import int_param, int_query, json_body, text_field
-from xenkeep.web.picker import visible_preview
+from xenkeep.web.picker import preview_answer
 
 
 def _body_flag(body: dict[str, Any], name: str) -> bool:
@@ -40,9 +40,10 @@ async def api_job_create(request: web.Request) -> web.StreamResponse:
 @admin
 async def api_job_preview(request: web.Request) -> web.StreamResponse:
     """What a job's source selection takes now (the backup jobs' preview:
-    ``selector``, ``targets``, ``exclude``, ``pool_id``), saving nothing."""
-    answer = await keys.replication(request.app).preview_selection(await json_body(request))
-    return web.json_response(await visible_preview(request, answer))
+    ``selector``, ``targets``, ``exclude``, ``pool_id``, ``choices``), saving nothing."""
+    manager = keys.replication(request.app)
+    answer = await preview_answer(request, await json_body(request), manager.preview_selection)
+    return web.json_response(answer)
 
 
 @admin
