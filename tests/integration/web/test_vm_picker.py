@@ -140,6 +140,8 @@ async def test_the_picker_and_the_preview_button_of_the_forms(tmp_path: Path) ->
         client = XapiClient(w.a.sim.url, "root", "demo")
         try:
             twin = (await make_vm(client, w.a.sim, "db-01")).uuid
+            # A VM's name is the pool's data, never markup.
+            await make_vm(client, w.a.sim, '<b>bold</b> & "quoted"')
         finally:
             await client.close()
 
@@ -153,6 +155,8 @@ async def test_the_picker_and_the_preview_button_of_the_forms(tmp_path: Path) ->
         twin_row = page.split(f'<tr data-vm-uuid="{twin}"')[1].split("</tr>")[0]
         assert f'data-key="{twin}"' in twin_row and "same name" in twin_row
         assert w.b.vms["web-01"] not in page
+        assert "<b>bold</b>" not in page
+        assert 'data-name="&lt;b&gt;bold&lt;/b&gt; &amp; &#34;quoted&#34;"' in page
         assert 'name="exclude"' in page and "Never back up" in page
 
         # Without JavaScript: the Preview button renders the form again with
