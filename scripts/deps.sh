@@ -13,7 +13,9 @@ run_pkgs=(python3-venv libsystemd-dev pkg-config gcc make git)
 test_pkgs=(qemu-utils curl xfsprogs btrfs-progs chromium chromium-driver slapd ldap-utils
            xmlsec1 mtools dosfstools iproute2 openssl tar xxhash util-linux sudo
            dnsmasq-base simplesamlphp php-cli php-xml php-mbstring stunnel4
-           dbus systemd systemd-timesyncd)
+           dbus systemd systemd-timesyncd
+           python3-configobj python3-jsonschema python3-jinja2 python3-netifaces
+           python3-jsonpatch python3-requests python3-yaml)
 image_pkgs=(kmod cpio grub-pc-bin grub-common grub-efi-amd64-bin dosfstools mtools
             erofs-utils qemu-system-x86 qemu-utils zstd)
 backports_pkgs=(mkosi systemd systemd-container systemd-boot)
@@ -98,5 +100,21 @@ if [ "$role" = image ]; then
     apt_update
     echo "deps: installing e2fsprogs from bookworm-backports"
     "${sudo_[@]}" apt-get install -y -qq -t bookworm-backports e2fsprogs >/dev/null
+  fi
+fi
+
+# The config-drive test reads the drive back with cloud-init's own NoCloud
+# code: the Debian package's Python modules, unpacked (never installed, so
+# no cloud-init service can run here) into the cache; its Python
+# dependencies are the python3-* packages of test_pkgs.
+if [ "$role" = test ]; then
+  ci_dir=${XDG_CACHE_HOME:-$HOME/.cache}/xenkeep/cloud-init
+  if [ ! -d "$ci_dir/usr/lib/python3/dist-packages/cloudinit" ]; then
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download -qq cloud-init 2>/dev/null)
+    mkdir -p "$ci_dir"
+    dpkg-deb -x "$tmp"/cloud-init_*.deb "$ci_dir"
+    rm -rf "$tmp"
+    echo "deps: cloud-init's modules unpacked into $ci_dir"
   fi
 fi

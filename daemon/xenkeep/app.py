@@ -28,6 +28,7 @@ from xenkeep.auth.manager import AuthManager
 from xenkeep.auth.places import JobFacts, Places
 from xenkeep.auth.providers.service import ProviderService
 from xenkeep.auth.providers.store import ProviderStore
+from xenkeep.backup.const import SNAPSHOT_KEY
 from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
 from xenkeep.config import Settings
@@ -42,6 +43,9 @@ from xenkeep.pools.registry import PoolRegistry
 from xenkeep.pools.tree import PoolTree
 from xenkeep.replication.manager import ReplicationManager
 from xenkeep.secretbox import KEY_NAME, SecretBox
+from xenkeep.selfservice.create import Creator, SelfVms
+from xenkeep.selfservice.sets import Amounts, LiveUsage, ResourceSets
+from xenkeep.selfservice.sshkeys import SshKeys
 from xenkeep.store import Database, open_database
 from xenkeep.system.dbus import SystemBus
 from xenkeep.system.identity import IdentityManager, known_timezones
@@ -59,12 +63,78 @@ from xenkeep.web.setup import register_core_steps
 from xenkeep.web.sse import end_event_streams
 from xenkeep.web.templating import base_context, log_time, power_badge, status_badge, when
 from xenkeep.web.wizard import Wizard
+from xenkeep.xapi.client import XapiClient
+from xenkeep.xapi.events import ObjectCache, Record
 
 log = logging.getLogger(__name__)
 
 #: The open database, on the app for tests and tools; the web layer never
 #: reads it (its handlers reach services only, see tests/test_layers.py).
 DATABASE = "xenkeep.database"
+
+
+def _live_usage(pools: PoolManager) -> LiveUsage:
+    """A VM's resources from its pool's live records (None when not cached).
+
+    With ``snapshots``, the disks of the VM's snapshots count too, except
+    XenKeep's own backup snapshots (tagged with the job), which never do.
+    """
+
+    def disks_of(cache: ObjectCache, record: Record) -> tuple[int, int]:
+        size = count = 0
+        for vbd_ref in record.get("VBDs", []):
+            vbd = cache.get("vbd", vbd_ref)
+            vdi = (
+                cache.get("vdi", vbd.get("VDI", "")) if vbd and vbd.get("type") == "Disk" else None
+            )
+            if vdi is not None:
+                size += int(vdi.get("virtual_size", 0))
+                count += 1
+        return size, count
+
+    def live(pool_id: int, vm_uuid: str, snapshots: bool) -> Amounts | None:
+        try:
+            cache = pools.connection(pool_id).watcher.cache
+        except NotFoundError:
+            return None
+        ref = cache.ref_of("vm", vm_uuid)
+        vm = cache.get("vm", ref) if ref else None
+        if vm is None:
+            return None
+        disk, disks = disks_of(cache, vm)
+        for snap_ref in vm.get("snapshots", []) if snapshots else []:
+            snap = cache.get("vm", snap_ref)
+            if snap is not None and SNAPSHOT_KEY not in (snap.get("other_config") or {}):
+                size, count = disks_of(cache, snap)
+                disk, disks = disk + size, disks + count
+        return Amounts(
+            cpus=int(vm.get("VCPUs_at_startup", 0)),
+            memory=int(vm.get("memory_dynamic_max", 0)),
+            disk=disk,
+            disks=disks,
+            vms=1,
+        )
+
+    return live
+
+
+def _self_service(
+    app: web.Application,
+    db: Database,
+    pools: PoolManager,
+    ops: Operations,
+    grants: Grants,
+) -> None:
+    """SSH keys, resource sets and self-service creation."""
+    sets = ResourceSets(db, _live_usage(pools))
+    app[keys.SSH_KEYS] = ssh = SshKeys(db)
+    app[keys.RESOURCE_SETS] = sets
+
+    def client_of(pool_id: int) -> XapiClient:
+        return pools.connection(pool_id).client
+
+    app[keys.CREATOR] = Creator(ops=ops, sets=sets, keys=ssh, grants=grants, client_of=client_of)
+    app[keys.SELF_VMS] = SelfVms(sets, client_of)
 
 
 def database(app: web.Application) -> Database:
@@ -210,7 +280,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.POOL_TREE] = tree
     places = Places(tree, jobs, operation_target)
     app[keys.PLACES] = places
-    app[keys.GRANTS] = Grants(db, audit, places)
+    grants = Grants(db, audit, places)
+    app[keys.GRANTS] = grants
+    _self_service(app, db, pools, ops, grants)
     app[keys.GROUPS] = Groups(db, audit)
     app[keys.ACCOUNTS] = Accounts(db, auth, audit)
     appliance_backup = ApplianceBackup(

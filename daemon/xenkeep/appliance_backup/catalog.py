@@ -267,6 +267,58 @@ TABLES: Final[tuple[Table, ...]] = (
             "created_at": AS_IS,
         },
     ),
+    carried(
+        "ssh_keys",
+        {
+            "id": AS_IS,
+            "user_id": AS_IS,
+            "name": AS_IS,
+            "key": AS_IS,
+            "fingerprint": AS_IS,
+            "created_at": AS_IS,
+        },
+    ),
+    carried(
+        "resource_sets",
+        {
+            "id": AS_IS,
+            "name": AS_IS,
+            "cpus": AS_IS,
+            "memory": AS_IS,
+            "disk": AS_IS,
+            "disks": AS_IS,
+            "vms": AS_IS,
+            "count_snapshots": AS_IS,
+            "created_at": AS_IS,
+        },
+    ),
+    carried(
+        "resource_set_subjects",
+        {"set_id": AS_IS, "subject_kind": AS_IS, "subject_id": AS_IS},
+    ),
+    carried(
+        "resource_set_objects",
+        {"set_id": AS_IS, "object_kind": AS_IS, "object_ref": AS_IS},
+    ),
+    carried(
+        # Which member's VM is charged to which set: without it a restored
+        # appliance would count the members' VMs nowhere and let them over.
+        "resource_allocations",
+        {
+            "id": AS_IS,
+            "set_id": AS_IS,
+            "user_id": AS_IS,
+            "pool_id": AS_IS,
+            "vm_uuid": AS_IS,
+            "name": AS_IS,
+            "cpus": AS_IS,
+            "memory": AS_IS,
+            "disk": AS_IS,
+            "disks": AS_IS,
+            "state": AS_IS,
+            "created_at": AS_IS,
+        },
+    ),
     left_out_table("sessions", "signed-in browsers: everyone signs in again"),
     left_out_table("setup_sessions", "the first-boot wizard of this appliance"),
     left_out_table("auth_failures", "sign-in throttling counters"),

@@ -208,11 +208,26 @@ class Grants:
         return str(row["name"])
 
     async def grant(
-        self, subject: Subject, obj: ObjectRef, role: ObjectRole, *, actor: str, ip: str = ""
+        self,
+        subject: Subject,
+        obj: ObjectRef,
+        role: ObjectRole,
+        *,
+        actor: str,
+        ip: str = "",
+        known: bool = False,
     ) -> GrantRow:
-        """Give ``role`` on ``obj`` to ``subject`` (replacing the role it had there)."""
+        """Give ``role`` on ``obj`` to ``subject`` (replacing the role it had there).
+
+        ``known``: the caller has just made the object (a self-service VM), which
+        the pool's event stream may not have brought into the live cache yet.
+        """
         name = await self._subject_name(subject)
-        if obj.kind is not ObjectKind.ALL and (await self._places.view()).name_of(obj) is None:
+        if (
+            not known
+            and obj.kind is not ObjectKind.ALL
+            and (await self._places.view()).name_of(obj) is None
+        ):
             raise GrantInputError(
                 f"no {obj.kind} {obj.ref} in the connected pools and jobs", field="object"
             )

@@ -17,3 +17,7 @@ class XvaFormatError(FormatError):
 
 class VhdFormatError(FormatError):
     """A malformed VHD file (footer, header, BAT, blocks, parent link)."""
+
+
+class CloudConfigError(FormatError):
+    """A custom #cloud-config or network configuration that cloud-init would refuse."""

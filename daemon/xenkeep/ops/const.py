@@ -58,6 +58,8 @@ class OpKind(StrEnum):
     REPLICATION = "replication"
     REPLICA_START = "replica-start"
     FAILBACK = "failback"
+    #: Self-service VMs made from a template with CloudInit (:mod:`xenkeep.selfservice`).
+    VM_CREATE = "vm-create"
 
 
 #: The message an operation cut by a daemon stop carries.

@@ -151,6 +151,10 @@ class OperationContext:
             raise ValueError(f"{stage!r} is not a stage of {self.kind}")
         await self.store.update(self.id, stage=str(stage))
 
+    async def retarget(self, target: str) -> None:
+        """The operation now works on ``target`` (the VM it has just made)."""
+        await self.store.retarget(self.id, target)
+
     async def progress(self, done: int, total: int | None = None, *, force: bool = False) -> None:
         """Bytes done (and the total, when known): speed and ETA follow.
 

@@ -118,6 +118,12 @@ class OperationStore:
         await self.db.execute(f"UPDATE operations SET {clause} WHERE id = ?", (*values, op_id))  # noqa: S608
         self.touch()
 
+    async def retarget(self, op_id: int, target: str) -> None:
+        """Point the operation at the object it has made (a created VM), which
+        did not exist when it started."""
+        await self.db.execute("UPDATE operations SET target = ? WHERE id = ?", (target, op_id))
+        self.touch()
+
     async def get(self, op_id: int) -> dict[str, Any]:
         """One operation as a dict, or NotFoundError."""
         row = await self.db.fetchone("SELECT * FROM operations WHERE id = ?", (op_id,))

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from xenkeep.pools.manager import PoolManager
     from xenkeep.pools.tree import PoolTree
     from xenkeep.replication.manager import ReplicationManager
+    from xenkeep.selfservice.create import Creator, SelfVms
+    from xenkeep.selfservice.sets import ResourceSets
+    from xenkeep.selfservice.sshkeys import SshKeys
     from xenkeep.system.identity import IdentityManager
     from xenkeep.system.journal import Journal
     from xenkeep.system.network import NetworkService
@@ -56,6 +59,10 @@ GROUPS = "xenkeep.groups"
 ACCOUNTS = "xenkeep.accounts"
 PLACES = "xenkeep.places"
 POOL_TREE = "xenkeep.pool_tree"
+SSH_KEYS = "xenkeep.ssh_keys"
+RESOURCE_SETS = "xenkeep.resource_sets"
+CREATOR = "xenkeep.creator"
+SELF_VMS = "xenkeep.self_vms"
 
 
 def grants(app: web.Application) -> Grants:
@@ -227,3 +234,23 @@ def local_address(request: web.Request) -> str:
         return str(sockname[0])
     mapped = getattr(ip, "ipv4_mapped", None)
     return str(mapped or ip)
+
+
+def ssh_keys(app: web.Application) -> SshKeys:
+    """The SSH keys in users' profiles."""
+    return cast("SshKeys", app[SSH_KEYS])
+
+
+def resource_sets(app: web.Application) -> ResourceSets:
+    """Resource sets and their quota charges."""
+    return cast("ResourceSets", app[RESOURCE_SETS])
+
+
+def creator(app: web.Application) -> Creator:
+    """Self-service VM creation."""
+    return cast("Creator", app[CREATOR])
+
+
+def self_vms(app: web.Application) -> SelfVms:
+    """Members' VMs: power, console, deletion."""
+    return cast("SelfVms", app[SELF_VMS])

@@ -32,6 +32,8 @@ from xenkeep.web.pools import api as pools_api
 from xenkeep.web.pools import views as pools_views
 from xenkeep.web.replication import api as replication_api
 from xenkeep.web.replication import views as replication_views
+from xenkeep.web.selfservice import api as self_api
+from xenkeep.web.selfservice import views as self_views
 
 
 def _account_routes(r: web.UrlDispatcher) -> None:
@@ -61,6 +63,14 @@ def _account_routes(r: web.UrlDispatcher) -> None:
     )
     r.add_post(
         "/account/sign-out-all", account_views.account_sign_out_all, name="account_sign_out_all"
+    )
+    r.add_post(
+        "/account/ssh-keys", account_views.account_ssh_key_create, name="account_ssh_key_create"
+    )
+    r.add_post(
+        r"/account/ssh-keys/{key_id:\d+}/remove",
+        account_views.account_ssh_key_delete,
+        name="account_ssh_key_delete",
     )
     r.add_get("/api/v1/account", account_api.api_account, name="api_account")
     r.add_put(
@@ -148,6 +158,38 @@ def _people_routes(r: web.UrlDispatcher) -> None:
     )
 
 
+def _self_service_routes(r: web.UrlDispatcher) -> None:
+    """SSH keys, resource sets and members' VMs."""
+    r.add_get("/self", self_views.self_page, name="self")
+    r.add_post("/self/vms", self_views.self_create, name="self_create")
+    r.add_get("/admin/resource-sets", self_views.resource_sets_page, name="resource_sets")
+    r.add_post("/admin/resource-sets", self_views.resource_set_create, name="resource_set_create")
+    r.add_get("/api/v1/account/ssh-keys", self_api.api_ssh_keys, name="api_ssh_keys")
+    r.add_post("/api/v1/account/ssh-keys", self_api.api_ssh_key_create, name="api_ssh_key_create")
+    r.add_delete(
+        r"/api/v1/account/ssh-keys/{key_id:\d+}",
+        self_api.api_ssh_key_delete,
+        name="api_ssh_key_delete",
+    )
+    one_set = r"/api/v1/resource-sets/{set_id:\d+}"
+    r.add_get("/api/v1/resource-sets", self_api.api_resource_sets, name="api_resource_sets")
+    r.add_post(
+        "/api/v1/resource-sets", self_api.api_resource_set_create, name="api_resource_set_create"
+    )
+    r.add_get(one_set, self_api.api_resource_set, name="api_resource_set")
+    r.add_put(one_set, self_api.api_resource_set_update, name="api_resource_set_update")
+    r.add_delete(one_set, self_api.api_resource_set_delete, name="api_resource_set_delete")
+    r.add_get("/api/v1/self/usage", self_api.api_self_usage, name="api_self_usage")
+    r.add_get("/api/v1/self/vms", self_api.api_self_vms, name="api_self_vms")
+    r.add_post("/api/v1/self/vms", self_api.api_self_vm_create, name="api_self_vm_create")
+    vm = "/api/v1/self/vms/{vm_uuid}"
+    r.add_post(vm + "/start", self_api.api_self_vm_start, name="api_self_vm_start")
+    r.add_post(vm + "/stop", self_api.api_self_vm_stop, name="api_self_vm_stop")
+    r.add_post(vm + "/reboot", self_api.api_self_vm_reboot, name="api_self_vm_reboot")
+    r.add_get(vm + "/console", self_api.api_self_vm_console, name="api_self_vm_console")
+    r.add_delete(vm, self_api.api_self_vm_delete, name="api_self_vm_delete")
+
+
 def setup_routes(app: web.Application, static_dir: Path) -> None:
     """Register every route of the daemon."""
     r = app.router
@@ -160,6 +202,7 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     r.add_post("/setup/{step}", setup.setup_step_submit, name="setup_step_submit")
     _account_routes(r)
     _people_routes(r)
+    _self_service_routes(r)
     r.add_get("/admin/audit", views.audit_page, name="audit")
     r.add_get("/admin/settings", views.settings_page, name="settings")
     r.add_post("/admin/settings", views.settings_submit, name="settings_submit")

@@ -47,4 +47,5 @@ async def account_facts(request: web.Request, user: User) -> dict[str, Any]:
         "tokens": await auth.list_api_tokens(user),
         "recovery_codes_left": await auth.recovery.remaining(user.id),
         "groups": [g.name for g in await keys.groups(request.app).of_user(user.id)],
+        "ssh_keys": await keys.ssh_keys(request.app).of_user(user.id),
     }

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
+from xenkeep.auth.const import AuditEvent
 from xenkeep.auth.grants import parse_role
 from xenkeep.errors import XenKeepError
 from xenkeep.web import keys
@@ -195,3 +196,35 @@ async def account_totp_submit(request: web.Request) -> web.StreamResponse:
     redirect_to(
         request, "account", "Two-factor sign-in is on with the new authenticator.", "success"
     )
+
+
+@signed_in
+async def account_ssh_key_create(request: web.Request) -> web.StreamResponse:
+    """Add an SSH public key to the user's profile."""
+    user = keys.require_user(request)
+    form = await form_fields(request)
+    made = await attempt(
+        keys.ssh_keys(request.app).add(user.id, form.get("name", ""), form.get("key", ""))
+    )
+    if isinstance(made, FormError):
+        return await _account_page(request, error=made.message, status=made.status)
+    await keys.audit(request.app).record(
+        AuditEvent.SSH_KEY_ADDED,
+        username=user.username,
+        ip=keys.client_ip(request),
+        name=made.name,
+        fingerprint=made.fingerprint,
+    )
+    redirect_to(request, "account", f"SSH key {made.name} added")
+
+
+@signed_in
+async def account_ssh_key_delete(request: web.Request) -> web.StreamResponse:
+    """Remove one of the user's SSH keys."""
+    user = keys.require_user(request)
+    key_id = whole_number(request.match_info["key_id"], "key_id", "not a key id")
+    await keys.ssh_keys(request.app).delete(user.id, key_id)
+    await keys.audit(request.app).record(
+        AuditEvent.SSH_KEY_REMOVED, username=user.username, ip=keys.client_ip(request), id=key_id
+    )
+    redirect_to(request, "account", "SSH key removed")

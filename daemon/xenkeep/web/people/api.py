@@ -227,7 +227,8 @@ async def api_grant_create(request: web.Request) -> web.StreamResponse:
         Subject.parse(text_field(body, "subject", max_length=64)),
         parse_object(text_field(body, "object", max_length=128)),
         parse_role(text_field(body, "role", max_length=32)),
-        **_actor_name(request),
+        actor=keys.require_user(request).username,
+        ip=keys.client_ip(request),
     )
     return web.json_response({"grant": grant.as_dict()}, status=201)
 

@@ -1,0 +1,1 @@
+"""CloudInit for self-service VMs: the NoCloud ``cidata`` config drive."""

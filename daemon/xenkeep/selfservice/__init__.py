@@ -1,0 +1,1 @@
+"""Self-service VMs: SSH keys, resource sets with quotas, creation with CloudInit."""

@@ -1,0 +1,1 @@
+"""Self-service pages and API: SSH keys, resource sets, members' VMs."""
