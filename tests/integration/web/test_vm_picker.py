@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.integration.backup.conftest import make_vm
+from tests.integration.backup.conftest import make_vm, storage_and_job
 from tests.support.people import World, user_with_grant, world
 from xenkeep.auth.permissions import ObjectRole
+from xenkeep.units import local_time
 from xenkeep.xapi.client import XapiClient
 
 PREVIEW = "/api/v1/backup/jobs/preview"
@@ -218,3 +219,36 @@ async def test_the_preview_is_for_administrators_of_the_pool(tmp_path: Path) -> 
         # The form offers pat pool A only, and lists its VMs.
         status, page, _ = await pat.get("/backup/jobs/new")
         assert status == 200 and w.a.vms["web-01"] in page and w.b.vms["web-01"] not in page
+
+
+async def test_the_picker_shows_the_last_backup_in_the_appliance_zone(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        status, body = await w.admin.api(
+            "PUT", "/api/v1/appliance", {"name": "Paris", "timezone": "Europe/Paris"}
+        )
+        assert status == 200, body
+        client = XapiClient(w.a.sim.url, "root", "demo")
+        try:
+            vm = await make_vm(client, w.a.sim, "picked-01")
+        finally:
+            await client.close()
+        job = await storage_and_job(w.admin, w.a.pool.id, tmp_path / "store", "tagged")
+        status, started = await w.admin.api("POST", f"/api/v1/backup/jobs/{job['id']}/run")
+        assert status == 202, started
+        run = await w.admin.until_finished(f"/api/v1/backup/runs/{started['run_id']}", tries=600)
+        assert run["status"] == "success", run
+        status, points = await w.admin.api("GET", f"/api/v1/backup/vms/{vm.uuid}/points")
+        newest = points["points"][-1]["created"]
+
+        answer = await _preview(
+            w, {"selector": "pool", "pool_id": str(w.a.pool.id), "choices": True}
+        )
+        row = next(c for c in answer["choices"] if c["uuid"] == vm.uuid)
+        shown = local_time(newest, "Europe/Paris")
+        assert row["last_backup"] == newest and row["last_backup_shown"] == shown
+        assert shown.endswith(("CET", "CEST")), shown
+        never = next(c for c in answer["choices"] if c["uuid"] == w.a.vms["web-01"])
+        assert never["last_backup"] is None
+        status, page, _ = await w.admin.get("/backup/jobs/new")
+        picked = page.split(f'<tr data-vm-uuid="{vm.uuid}"')[1].split("</tr>")[0]
+        assert f"<td>{shown}</td>" in picked, picked
