@@ -81,6 +81,25 @@ def test_pick_exclude_preview_and_save(ui: UI, xenkeepd: Daemon, tmp_path: Path)
         assert "same name" in twin_row and vms["twin"][:8] in twin_row, twin_row
         assert "Running" in ui.text(f'#picker-table tr[data-vm-uuid="{vms["web-01"]}"]')
 
+        # The shared name takes both; unticking one keeps the other, by its uuid.
+        ui.choose("selector", "name")
+        ui.fill("targets", "db-01")
+
+        def ticked(uuid: str) -> bool:
+            return ui.driver.find_element(
+                By.CSS_SELECTOR, f'#picker-table tr[data-vm-uuid="{uuid}"] input.pick'
+            ).is_selected()
+
+        assert ticked(vms["twin"]) and ticked(vms["db-01"])
+        ui.wait_text("#preview-count", "2 VMs selected now in Demo pool")
+        assert "db-01 is the name of 2 VMs" in ui.text(".preview-shared")
+        row(vms["twin"], "pick")
+        assert ui.driver.find_element(By.ID, "f-targets").get_attribute("value") == vms["db-01"]
+        assert ticked(vms["db-01"]) and not ticked(vms["twin"])
+        ui.wait_text("#preview-count", "1 VM selected now in Demo pool")
+        row(vms["db-01"], "pick")
+        assert ui.driver.find_element(By.ID, "f-targets").get_attribute("value") == ""
+
         # Ticking chooses by name and fills the names field.
         row(vms["web-01"], "pick")
         row(vms["twin"], "pick")

@@ -26,9 +26,18 @@
   }
 
   // The field's names without those of this row, then the row's key if ticked.
+  // Unticking one of several VMs a listed name took keeps the others, by uuid.
   function setListed(input, row, ticked) {
     const own = [row.dataset.key, row.dataset.vmUuid, row.dataset.name];
-    const kept = listed(input).filter((t) => !own.includes(t));
+    const before = listed(input);
+    const kept = before.filter((t) => !own.includes(t));
+    if (!ticked && before.includes(row.dataset.name)) {
+      for (const other of rows()) {
+        if (other !== row && other.dataset.name === row.dataset.name && !kept.includes(other.dataset.key)) {
+          kept.push(other.dataset.key);
+        }
+      }
+    }
     if (ticked) { kept.push(row.dataset.key); }
     input.value = kept.join(", ");
   }
