@@ -15,7 +15,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
-from xenkeep.errors import ValidationError
+from xenkeep.errors import ValidationError, XenKeepError
+from xenkeep.jobs.preview import SelectionPreview
 from xenkeep.mail import MailSettings, SmtpSettings, send_test_mail
 from xenkeep.ops import Operations, Scheduler, TargetFilter
 from xenkeep.pools.access import PoolAccess
@@ -106,6 +107,7 @@ class BackupManager:
             appliance_timezone=self.appliance_timezone,
             clock=clock,
         )
+        self.selections = SelectionPreview(pools)
         self.overview = BackupOverview(
             self.backup_runs.jobs, self.backup_runs, self.storage, self.verify, clock=clock
         )
@@ -200,6 +202,30 @@ class BackupManager:
     async def update_job(self, job_id: int, data: Mapping[str, Any]) -> JobRow:
         """Replace a job's settings."""
         return await self.backup_jobs.update(job_id, data)
+
+    async def preview_selection(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """What a job's selection fields take now (see :mod:`xenkeep.jobs.preview`)."""
+        return await self.selections.preview(data)
+
+    async def pickable_vms(self, pool_id: str) -> list[dict[str, Any]]:
+        """The VMs of a pool a job may take, for the job forms' picker, each
+        with its newest restore point's time (``last_backup``, None: never)."""
+        rows = await self.selections.choices(pool_id)
+        newest = (
+            {vm["vm_uuid"]: vm["newest"] for vm in await self.storage.backed_up_vms()}
+            if self.storage.configured
+            else {}
+        )
+        return [{**r.as_dict(), "last_backup": newest.get(r.uuid)} for r in rows]
+
+    async def selected_now(self, job_id: int) -> dict[str, Any]:
+        """What a saved job's selection takes now; ``problem`` says why not
+        when its pool cannot be asked (the page still shows the rest)."""
+        row = await self.backup_jobs.job(job_id)
+        try:
+            return {**await self.selections.preview(row.spec.selection.as_dict()), "problem": ""}
+        except XenKeepError as exc:
+            return {"vms": [], "errors": [], "shared_names": {}, "problem": exc.message}
 
     async def delete_job(self, job_id: int) -> None:
         """Remove a job; its runs and restore points stay."""

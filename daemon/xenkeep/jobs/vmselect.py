@@ -7,6 +7,11 @@ checks the input; :func:`match` applies a selection to the pool's
 run; :func:`check_names` refuses, when a job is saved, a name that matches
 no VM (a typo would otherwise back up nothing, or exclude nothing).
 
+A by-name selection lists VM names *or uuids*: names are what people read,
+but a pool may hold two VMs of one name, and a name takes both. The picker
+(:func:`pickable`) offers such a VM by its uuid, and :func:`ambiguous_names`
+says which listed names stand for more than one VM.
+
 Never selected, whatever the selection says: templates, snapshots, control
 domains, and XenKeep's own replicas (a replica changes under the
 replication, and is itself the copy).
@@ -44,7 +49,7 @@ class Selection:
     """What a job takes: from which pool, by what, and what it leaves out."""
 
     selector: Selector
-    #: VM name labels or tags, depending on ``selector`` (empty for the pool).
+    #: VM name labels (or uuids) or tags, depending on ``selector`` (empty for the pool).
     targets: tuple[str, ...]
     pool_id: str
     #: VM names or uuids never taken, whatever matches.
@@ -94,15 +99,18 @@ def names(raw: Any, field: str) -> tuple[str, ...]:
     return out
 
 
-def parse_selection(data: Mapping[str, Any]) -> Selection:
-    """A :class:`Selection` from user input, or ValidationError naming the field."""
+def parse_selection(data: Mapping[str, Any], *, partial: bool = False) -> Selection:
+    """A :class:`Selection` from user input, or ValidationError naming the field.
+
+    ``partial``: a selection still being made (a preview) may list no name
+    or tag yet; it matches nothing, and saving it is still refused."""
     plain_text(str(data.get("pool_id") or ""), "pool_id")
     try:
         selector = Selector(str(data.get("selector", "")).strip())
     except ValueError:
         raise ValidationError("choose VMs by name, tag or pool", field="selector") from None
     targets = names(data.get("targets", ()), "targets")
-    if selector is not Selector.POOL and not targets:
+    if selector is not Selector.POOL and not targets and not partial:
         raise ValidationError(f"give at least one VM {selector.value}", field="targets")
     if selector is Selector.POOL:
         targets = ()
@@ -142,7 +150,7 @@ def match(sel: Selection, vms: Mapping[str, Mapping[str, Any]]) -> list[VmChoice
         if _excluded(sel, rec):
             continue
         if sel.selector is Selector.NAME:
-            taken = rec.get("name_label") in sel.targets
+            taken = rec.get("name_label") in sel.targets or rec.get("uuid") in sel.targets
         elif sel.selector is Selector.TAG:
             taken = bool(set(sel.targets) & set(rec.get("tags") or ()))
         else:
@@ -153,10 +161,12 @@ def match(sel: Selection, vms: Mapping[str, Mapping[str, Any]]) -> list[VmChoice
 
 
 def missing_names(sel: Selection, chosen: Iterable[VmChoice]) -> list[str]:
-    """Names a by-name selection lists that match none of ``chosen``."""
+    """Names (or uuids) a by-name selection lists that match none of ``chosen``."""
     if sel.selector is not Selector.NAME:
         return []
-    found = {c.name for c in chosen}
+    found: set[str] = set()
+    for c in chosen:
+        found.update((c.name, c.uuid))
     return [t for t in sel.targets if t not in found]
 
 
@@ -167,7 +177,7 @@ def unknown_names(sel: Selection, vms: Mapping[str, Mapping[str, Any]]) -> dict[
     uuids = {str(rec.get("uuid", "")) for _, rec in known}
     out: dict[str, list[str]] = {}
     if sel.selector is Selector.NAME:
-        missing = [t for t in sel.targets if t not in labels]
+        missing = [t for t in sel.targets if t not in labels and t not in uuids]
         if missing:
             out["targets"] = missing
     gone = [e for e in sel.exclude if e not in labels and e not in uuids]
@@ -176,14 +186,86 @@ def unknown_names(sel: Selection, vms: Mapping[str, Mapping[str, Any]]) -> dict[
     return out
 
 
-def check_names(sel: Selection, vms: Mapping[str, Mapping[str, Any]], pool_name: str) -> None:
-    """ValidationError naming the first field with names no VM of the pool has."""
+#: What a refusal of unknown names suggests.
+NAMES_HINT: Final = (
+    "VM names are exact (case matters); replicas, templates and snapshots are never chosen"
+)
+
+
+def name_problems(
+    sel: Selection, vms: Mapping[str, Mapping[str, Any]], pool_name: str
+) -> list[tuple[str, str]]:
+    """Per field with names no VM of the pool has: (field, message in words)."""
+    out = []
     for field, missing in unknown_names(sel, vms).items():
         shown = ", ".join(repr(n) for n in missing[:5]) + (" ..." if len(missing) > 5 else "")
         what = "no VM" if field == "targets" else "no VM to exclude"
-        raise ValidationError(
-            f"{what} named {shown} in pool {pool_name}",
-            field=field,
-            hint="VM names are exact (case matters); replicas, templates and snapshots"
-            " are never chosen",
+        out.append((field, f"{what} named {shown} in pool {pool_name}"))
+    return out
+
+
+def check_names(sel: Selection, vms: Mapping[str, Mapping[str, Any]], pool_name: str) -> None:
+    """ValidationError naming the first field with names no VM of the pool has."""
+    for field, message in name_problems(sel, vms, pool_name):
+        raise ValidationError(message, field=field, hint=NAMES_HINT)
+
+
+def _uuids_by_name(vms: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    by_name: dict[str, list[str]] = {}
+    for _, rec in candidates(vms):
+        by_name.setdefault(str(rec.get("name_label", "")), []).append(str(rec.get("uuid", "")))
+    return {name: sorted(uuids) for name, uuids in by_name.items()}
+
+
+def ambiguous_names(sel: Selection, vms: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Names the selection lists (to take by name, or to exclude) that more
+    than one VM of the pool bears: name → their uuids. Not an error (a name
+    takes, or leaves out, every VM that bears it), but worth showing."""
+    listed = [*(sel.targets if sel.selector is Selector.NAME else ()), *sel.exclude]
+    shared = {n: u for n, u in _uuids_by_name(vms).items() if len(u) > 1}
+    return {n: shared[n] for n in dict.fromkeys(listed) if n in shared}
+
+
+@dataclass(frozen=True)
+class PickableVm:
+    """A VM a job may take, as the picker lists it."""
+
+    uuid: str
+    name: str
+    power_state: str
+    tags: tuple[str, ...]
+    #: Another VM of the pool bears the same name.
+    shared_name: bool
+
+    @property
+    def key(self) -> str:
+        """What the picker writes into a names field for this VM: its name,
+        unless another VM bears it too, then its uuid (a name takes both)."""
+        return self.uuid if self.shared_name else self.name
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form, with :attr:`key`."""
+        return {
+            "uuid": self.uuid,
+            "name": self.name,
+            "power_state": self.power_state,
+            "tags": list(self.tags),
+            "shared_name": self.shared_name,
+            "key": self.key,
+        }
+
+
+def pickable(vms: Mapping[str, Mapping[str, Any]]) -> list[PickableVm]:
+    """Every VM of ``VM.get_all_records`` a job may take, by name then uuid."""
+    by_name = _uuids_by_name(vms)
+    rows = [
+        PickableVm(
+            uuid=str(rec.get("uuid", "")),
+            name=str(rec.get("name_label", "")),
+            power_state=str(rec.get("power_state") or "unknown"),
+            tags=tuple(str(t) for t in rec.get("tags") or ()),
+            shared_name=len(by_name.get(str(rec.get("name_label", "")), ())) > 1,
         )
+        for _, rec in candidates(vms)
+    ]
+    return sorted(rows, key=lambda r: (r.name.lower(), r.name, r.uuid))

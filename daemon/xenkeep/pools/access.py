@@ -65,9 +65,14 @@ class ManagedPools:
     @staticmethod
     def _id(pool_id: str) -> int:
         try:
-            return int(pool_id)
+            number = int(pool_id)
         except ValueError:
-            raise NotFoundError(f"there is no pool {pool_id}") from None
+            raise NotFoundError(f"there is no pool {pool_id[:40]}") from None
+        # Registration ids are SQLite integers: a larger number names no pool
+        # (and SQLite would refuse to compare it at all).
+        if not 0 < number < 2**63:
+            raise NotFoundError(f"there is no pool {pool_id[:40]}")
+        return number
 
     async def client(self, pool_id: str) -> XapiClient:
         return self._manager.connection(self._id(pool_id)).client

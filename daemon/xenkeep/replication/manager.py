@@ -15,6 +15,7 @@ from typing import Any
 
 from xenkeep.errors import ConflictError, NotFoundError, XenKeepError
 from xenkeep.jobs.claims import overwrites_vm
+from xenkeep.jobs.preview import SelectionPreview
 from xenkeep.jobs.schedule import Schedule, parse_schedule
 from xenkeep.jobs.snapshots import destroy_snapshot
 from xenkeep.mail import MailSettings
@@ -70,6 +71,7 @@ class ReplicationManager:
             mail=self.mail,
             appliance_name=appliance_name,
         )
+        self.selections = SelectionPreview(pools)
         self.jobs_service = ReplicationJobs(
             self.store, pools, self.runs, changed=scheduler.wake, clock=clock
         )
@@ -85,6 +87,10 @@ class ReplicationManager:
     async def update_job(self, job_id: int, data: Mapping[str, Any]) -> JobRow:
         """Replace a job's settings."""
         return await self.jobs_service.update(job_id, data)
+
+    async def preview_selection(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """What a job's source selection takes now (see :mod:`xenkeep.jobs.preview`)."""
+        return await self.selections.preview(data)
 
     async def delete_job(self, job_id: int) -> None:
         """Remove a job; its replicas stay."""

@@ -446,6 +446,9 @@ def setup_routes(app: web.Application, static_dir: Path) -> None:
     )
     r.add_get("/api/v1/backup/jobs", backup_api.api_jobs, name="api_backup_jobs")
     r.add_post("/api/v1/backup/jobs", backup_api.api_job_create, name="api_backup_job_create")
+    r.add_post(
+        "/api/v1/backup/jobs/preview", backup_api.api_job_preview, name="api_backup_job_preview"
+    )
     r.add_get("/api/v1/backup/jobs/{job_id}", backup_api.api_job, name="api_backup_job")
     r.add_get(
         "/api/v1/backup/jobs/{job_id}/overview",
@@ -624,6 +627,11 @@ def _replication_routes(r: web.UrlDispatcher) -> None:
     api = "/api/v1/replication"
     r.add_get(f"{api}/jobs", replication_api.api_jobs, name="api_replication_jobs")
     r.add_post(f"{api}/jobs", replication_api.api_job_create, name="api_replication_job_create")
+    r.add_post(
+        f"{api}/jobs/preview",
+        replication_api.api_job_preview,
+        name="api_replication_job_preview",
+    )
     r.add_get(f"{api}/jobs/{job}", replication_api.api_job, name="api_replication_job")
     r.add_put(
         f"{api}/jobs/{job}", replication_api.api_job_update, name="api_replication_job_update"

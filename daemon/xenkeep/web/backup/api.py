@@ -18,6 +18,7 @@ from xenkeep.web.choices import visible_jobs, vms_for
 from xenkeep.web.forms import int_param, int_query, json_body, text_field
 from xenkeep.web.middleware import still_authorized
 from xenkeep.web.operations.common import visible_to
+from xenkeep.web.picker import preview_answer
 from xenkeep.web.sse import KEEPALIVE_SECONDS, send_watch
 
 
@@ -143,6 +144,21 @@ async def api_job_create(request: web.Request) -> web.StreamResponse:
     row = await keys.backup(request.app).create_job(await json_body(request))
     await audit(request, AuditEvent.BACKUP_JOB_CREATED, job=row.id, name=row.spec.name)
     return web.json_response(row.as_dict(), status=201)
+
+
+@needs(Action.MANAGE, Via.POOL_ID, body="pool_id")
+async def api_job_preview(request: web.Request) -> web.StreamResponse:
+    """What a job's selection takes now, without saving anything: the body
+    is a job's ``selector``, ``targets``, ``exclude`` and ``pool_id``; the
+    answer its VMs (``vms``: name, uuid, pool, of those the caller may
+    view), the names saving would refuse (``errors``) and the listed names
+    several VMs bear (``shared_names``). Administrator of the pool, as for
+    saving the job. With ``"choices": true`` also the pool's VMs a job may
+    take (``choices``: uuid, name, power state, tags, last backup), for a
+    picker."""
+    manager = keys.backup(request.app)
+    answer = await preview_answer(request, await json_body(request), manager.preview_selection)
+    return web.json_response(answer)
 
 
 @needs(Action.VIEW, ObjectKind.BACKUP_JOB, match="job_id")

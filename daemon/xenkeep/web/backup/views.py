@@ -26,6 +26,7 @@ from xenkeep.web.choices import pool_choices, pool_of_target, restore_targets, v
 from xenkeep.web.flash import redirect_to
 from xenkeep.web.forms import FormError, attempt, form_fields, int_param
 from xenkeep.web.operations.common import visible_to
+from xenkeep.web.picker import picker_context, visible_preview
 
 #: How long a disk form waits for its operation before showing its progress page.
 FORM_WAIT: Final = 15.0
@@ -210,13 +211,18 @@ async def _job_form(
     job_id: int | None,
     error: str | None = None,
     status: int = 200,
+    preview: bool = False,
 ) -> web.Response:
+    manager = keys.backup(request.app)
     context = {
         "job": job,
         "job_id": job_id,
         "pools": await pool_choices(request),
         "targets": await restore_targets(request),
         "error": error,
+        **await picker_context(
+            request, job, preview=manager.preview_selection if preview else None
+        ),
     }
     return aiohttp_jinja2.render_template("backup/job_form.html", request, context, status=status)
 
@@ -225,6 +231,7 @@ _NEW_JOB = {
     "name": "",
     "selector": "tag",
     "targets": "",
+    "exclude": "",
     "pool_id": "",
     "schedule": "0 2 * * *",
     "timezone": "UTC",
@@ -250,6 +257,7 @@ async def job_new(request: web.Request) -> web.StreamResponse:
 def _job_to_form(d: dict[str, Any]) -> dict[str, Any]:
     out = dict(d)
     out["targets"] = ", ".join(d.get("targets") or [])
+    out["exclude"] = ", ".join(d.get("exclude") or [])
     limit = d.get("bandwidth_limit")
     out["bandwidth_limit_mib"] = "" if not limit else str(int(limit) >> 20)
     out["full_every"] = d.get("full_every") or ""
@@ -273,7 +281,9 @@ def _job_from_form(form: dict[str, Any]) -> dict[str, Any]:
 async def job_page(request: web.Request) -> web.StreamResponse:
     """A job: its settings, Run now, its runs, its VMs with their points, its RPO."""
     job_id = int_param(request, "job_id")
-    context = await keys.backup(request.app).job_overview(job_id)
+    manager = keys.backup(request.app)
+    context = await manager.job_overview(job_id)
+    context["selected"] = await visible_preview(request, await manager.selected_now(job_id))
     return aiohttp_jinja2.render_template("backup/job.html", request, context)
 
 
@@ -282,13 +292,18 @@ async def job_edit(request: web.Request) -> web.StreamResponse:
     """The form of an existing job."""
     job_id = int_param(request, "job_id")
     row = await keys.backup(request.app).job(job_id)
-    return await _job_form(request, job=_job_to_form(row.as_dict()), job_id=job_id)
+    return await _job_form(request, job=_job_to_form(row.as_dict()), job_id=job_id, preview=True)
 
 
 async def _save_job(request: web.Request, job_id: int | None) -> web.StreamResponse:
     form: dict[str, Any] = dict(await form_fields(request))
     manager = keys.backup(request.app)
     data = _job_from_form(form)
+    if form.pop("preview", None):
+        # The form's Preview button (for a browser without JavaScript): the
+        # form again, its picker on the chosen pool and what it takes now.
+        shown = {**_NEW_JOB, **form, "enabled": data["enabled"]}
+        return await _job_form(request, job=shown, job_id=job_id, preview=True)
     row = await attempt(
         manager.create_job(data) if job_id is None else manager.update_job(job_id, data)
     )

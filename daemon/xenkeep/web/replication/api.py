@@ -16,6 +16,7 @@ from xenkeep.web.audit import audit
 from xenkeep.web.choices import replicas_for, visible_replication_jobs
 from xenkeep.web.forms import int_param, int_query, json_body, text_field
 from xenkeep.web.operations.common import visible_to
+from xenkeep.web.picker import preview_answer
 
 JOB = ObjectKind.REPLICATION_JOB
 
@@ -48,6 +49,16 @@ async def api_job_create(request: web.Request) -> web.StreamResponse:
     row = await keys.replication(request.app).create_job(await json_body(request))
     await audit(request, AuditEvent.REPLICATION_JOB_CREATED, job=row.id, name=row.spec.name)
     return web.json_response(row.as_dict(), status=201)
+
+
+# The source pool's selection: what creating a job needs of that pool.
+@needs(Action.MANAGE, Via.POOL_ID, body="pool_id")
+async def api_job_preview(request: web.Request) -> web.StreamResponse:
+    """What a job's source selection takes now (the backup jobs' preview:
+    ``selector``, ``targets``, ``exclude``, ``pool_id``, ``choices``), saving nothing."""
+    manager = keys.replication(request.app)
+    answer = await preview_answer(request, await json_body(request), manager.preview_selection)
+    return web.json_response(answer)
 
 
 @needs(Action.VIEW, JOB, match="job_id")

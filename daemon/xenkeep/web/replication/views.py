@@ -29,6 +29,7 @@ from xenkeep.web.choices import (
 from xenkeep.web.flash import redirect_to
 from xenkeep.web.forms import FormError, attempt, form_fields, int_param
 from xenkeep.web.operations.common import visible_to
+from xenkeep.web.picker import picker_context
 
 JOB = ObjectKind.REPLICATION_JOB
 
@@ -90,13 +91,18 @@ async def _job_form(
     job_id: int | None,
     error: str | None = None,
     status: int = 200,
+    preview: bool = False,
 ) -> web.Response:
+    manager = keys.replication(request.app)
     context = {
         "job": job,
         "job_id": job_id,
         "pools": await pool_choices(request),
         "targets": await replica_targets(request),
         "error": error,
+        **await picker_context(
+            request, job, preview=manager.preview_selection if preview else None
+        ),
     }
     return aiohttp_jinja2.render_template(
         "replication/job_form.html", request, context, status=status
@@ -125,7 +131,7 @@ async def job_edit(request: web.Request) -> web.StreamResponse:
     """The form of an existing job."""
     job_id = int_param(request, "job_id")
     row = await keys.replication(request.app).job(job_id)
-    return await _job_form(request, job=_job_to_form(row.as_dict()), job_id=job_id)
+    return await _job_form(request, job=_job_to_form(row.as_dict()), job_id=job_id, preview=True)
 
 
 async def _save_job(request: web.Request, job_id: int | None) -> web.StreamResponse:
@@ -133,6 +139,9 @@ async def _save_job(request: web.Request, job_id: int | None) -> web.StreamRespo
     form["enabled"] = form.get("enabled") == "on"
     # The page picks pool and SR in one list; the service takes them apart.
     form["target_pool_id"], _, form["target_sr_uuid"] = str(form.get("target", "")).partition(":")
+    if form.pop("preview", None):
+        # The Preview button without JavaScript: the form again, with what it takes now.
+        return await _job_form(request, job={**_NEW_JOB, **form}, job_id=job_id, preview=True)
     manager = keys.replication(request.app)
     row = await attempt(
         manager.create_job(form) if job_id is None else manager.update_job(job_id, form)
