@@ -39,7 +39,8 @@ def gone(pid: int) -> bool:
     """True once ``pid`` has exited (a zombie nobody reaped yet counts)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # Reaped between the open and the read: /proc answers ESRCH then.
         return True
     return stat.rpartition(")")[2].split()[0] == "Z"
 
