@@ -58,9 +58,10 @@ class SimulatorThread:
         password: str = DEMO_PASSWORD,
         host: str = "127.0.0.1",
         port: int = 0,
+        qemu: bool | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
-        self._kwargs: dict[str, Any] = {"demo": demo, "password": password}
+        self._kwargs: dict[str, Any] = {"demo": demo, "password": password, "qemu": qemu}
         self._host = host
         self._port = port
         self._loop = asyncio.new_event_loop()

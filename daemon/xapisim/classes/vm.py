@@ -14,10 +14,45 @@ from xml.etree import ElementTree as ET
 from ..errors import INVALID_VALUE, OPERATION_NOT_ALLOWED, XapiError
 from ..model.records import copy_value, record_arg
 from ..pool import SimPool
+from ..qemu import FORWARD_HOST, SSH_PORT_KEY, machine_spec
 from ..schema import NULL_REF, coerce
 from .registry import Registry
 
 methods = Registry()
+
+
+async def _boot(pool: SimPool, vm: str, paused: bool, host: str | None = None) -> None:
+    """Power a VM on: under QEMU when the backend is on, else in the records."""
+    if pool.qemu is None:
+        pool.vms.set_power(vm, "Paused" if paused else "Running", host)
+        return
+    try:
+        guest = await pool.qemu.start(vm, machine_spec(pool.db, pool.vdi_path, vm))
+    except (OSError, ValueError) as exc:
+        raise XapiError(INVALID_VALUE, "VM", f"QEMU did not start: {exc}") from exc
+    pool.vms.set_power(vm, "Running", host)
+    other = dict(pool.vms.vm(vm)["other_config"], **{SSH_PORT_KEY: str(guest.ssh_port)})
+    pool.db.set("VM", vm, other_config=other)
+    metrics = pool.vms.vm(vm)["guest_metrics"]
+    if pool.db.exists("VM_guest_metrics", metrics):
+        pool.db.set(
+            "VM_guest_metrics",
+            metrics,
+            networks={"0/ip": FORWARD_HOST, "0/ipv4/0": FORWARD_HOST},
+        )
+
+
+async def _halt(pool: SimPool, vm: str, *, clean: bool) -> None:
+    """Power a VM off; under QEMU, ask the guest (clean) or kill QEMU."""
+    if pool.qemu is not None and pool.qemu.guest(vm) is not None:
+        if clean:
+            if not await pool.qemu.power_off(vm):
+                raise XapiError(OPERATION_NOT_ALLOWED, "the guest did not power off")
+        else:
+            await pool.qemu.kill(vm)
+        pool.guest_exited(vm)
+        return
+    pool.vms.set_power(vm, "Halted")
 
 
 @methods.api("VM.start")
@@ -26,7 +61,7 @@ async def vm_start(pool: SimPool, _s: str, vm: Any, start_paused: Any, force: An
     pool.vms.check_blocked(vm, "start")
     pool.vms.check_not_template(vm)
     pool.vms.check_power(vm, "Halted")
-    pool.vms.set_power(vm, "Paused" if start_paused else "Running")
+    await _boot(pool, vm, bool(start_paused))
     return ""
 
 
@@ -39,7 +74,7 @@ async def vm_start_on(
     pool.vms.check_blocked(vm, "start_on")
     pool.vms.check_not_template(vm)
     pool.vms.check_power(vm, "Halted")
-    pool.vms.set_power(vm, "Paused" if start_paused else "Running", host)
+    await _boot(pool, vm, bool(start_paused), host)
     return ""
 
 
@@ -50,7 +85,13 @@ async def _transition(
     pool.vms.check_blocked(vm, op)
     pool.vms.check_not_template(vm)
     pool.vms.check_power(vm, *expected)
-    pool.vms.set_power(vm, target)
+    if target == "Halted":
+        await _halt(pool, vm, clean=op == "clean_shutdown")
+    elif op.endswith("_reboot") and pool.qemu is not None and pool.qemu.guest(vm):
+        # No ACPI reboot button: both reboots reset the machine.
+        await pool.qemu.reset(vm)
+    else:
+        pool.vms.set_power(vm, target)
     return ""
 
 
