@@ -36,6 +36,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,8 @@ class Guest:
     qmp: Path
     ssh_port: int
     console: Path
+    #: time.monotonic() when QEMU was launched (the bench's split).
+    started: float = field(default_factory=time.monotonic)
     watcher: asyncio.Task[None] | None = None
     stopping: bool = False
     exited: asyncio.Event = field(default_factory=asyncio.Event)
