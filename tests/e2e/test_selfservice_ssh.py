@@ -56,6 +56,11 @@ async def test_member_creates_a_vm_and_logs_in_over_ssh(
         await until_ssh(pool_sim, vm.ref, vm.port, w.key)
         await until_cloud_init_done(vm.port, w.key)
 
+        # cloud-init's own schema check accepts what it was given (the
+        # template's configuration and XenKeep's user-data).
+        code, out, err = await run(ssh_argv(vm.port, w.key), "sudo cloud-init schema --system")
+        assert code == 0, out + err
+
         code, out, err = await run(ssh_argv(vm.port, w.key), "hostname")
         assert (code, out.strip()) == (0, "web-e2e"), err
 
