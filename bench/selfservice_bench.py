@@ -24,14 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from tests.e2e.selfservice_flow import (
+    build_cloud_image,
     create_vm,
     delete_vm,
     member_world,
@@ -47,21 +46,7 @@ from xenkeep.web import keys
 from xenkeep.web.server import start_server
 from xenkeep.xapi.client import XapiClient
 
-REPO = Path(__file__).resolve().parent.parent
 ROOT_DISK_GIB = 4
-
-
-def cloud_image() -> Path:
-    """The template's disk, built first when stale (image/cloud_template.py)."""
-    subprocess.run([str(REPO / "scripts/deps.sh"), "image"], check=True)
-    out = subprocess.run(
-        [sys.executable, str(REPO / "image/cloud_template.py")],
-        cwd=REPO,
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    return Path(out.stdout.strip().splitlines()[-1])
 
 
 def systemd_split(text: str) -> dict[str, float]:
@@ -168,7 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    image = cloud_image()
+    image = build_cloud_image()
     with tempfile.TemporaryDirectory(prefix="xenkeep-ssbench-") as tmp:
         figures = asyncio.run(measure(image, Path(tmp)))
     text = json.dumps({"selfservice": figures}, indent=1)

@@ -77,9 +77,7 @@ def run(argv: list[str], *, cwd: Path = REPO, env: dict[str, str] | None = None)
         die(f"{argv[0]} exited with {result.returncode}")
 
 
-def inputs_digest(
-    paths: tuple[str, ...] = INPUT_PATHS, ignored: set[str] = IGNORED_PARTS
-) -> str:
+def inputs_digest(paths: tuple[str, ...] = INPUT_PATHS, ignored: set[str] = IGNORED_PARTS) -> str:
     """SHA-256 over the paths and contents of every input file of an image."""
     digest = hashlib.sha256()
     for top in paths:

@@ -330,17 +330,19 @@ def _disk(
 QEMU_CLOUD_TEMPLATE = "Debian 12 Cloud (QEMU)"
 
 
-async def _bootable_cloud_template(pool: PoolParts, image: Path, sr: str, net: str) -> str:
-    """A CloudInit-ready template whose disk is a copy of a real cloud image."""
-    vm = _vm(
+def _cloud_template(
+    pool: PoolParts, name: str, description: str, *, vcpus: int, memory: int
+) -> str:
+    """A custom Debian template marked CloudInit-ready (tag and other_config)."""
+    return _vm(
         pool,
-        QEMU_CLOUD_TEMPLATE,
-        vcpus=1,
-        memory=512 * MiB,
+        name,
+        vcpus=vcpus,
+        memory=memory,
         template="Debian Bookworm 12",
         extra={
             "is_a_template": True,
-            "name_description": "Debian 12 cloud image with cloud-init (boots under QEMU)",
+            "name_description": description,
             "tags": ["cloud-init"],
             "other_config": {
                 "base_template_name": "Debian Bookworm 12",
@@ -348,6 +350,17 @@ async def _bootable_cloud_template(pool: PoolParts, image: Path, sr: str, net: s
                 "linux_template": "true",
             },
         },
+    )
+
+
+async def _bootable_cloud_template(pool: PoolParts, image: Path, sr: str, net: str) -> str:
+    """A CloudInit-ready template whose disk is a copy of a real cloud image."""
+    vm = _cloud_template(
+        pool,
+        QEMU_CLOUD_TEMPLATE,
+        "Debian 12 cloud image with cloud-init (boots under QEMU)",
+        vcpus=1,
+        memory=512 * MiB,
     )
     size = (await asyncio.to_thread(image.stat)).st_size
     vdi = _disk(pool, vm, sr, "debian-12-cloud root", size, "0", 0, 0)
@@ -561,22 +574,12 @@ async def seed_demo(pool: PoolParts) -> None:
     pool.vms.set_power(ci, "Running", h1)
     pool.vms.set_power(ci, "Suspended")
 
-    cloud = _vm(
+    cloud = _cloud_template(
         pool,
         "Debian 12 Cloud (cloud-init)",
+        "Debian 12 genericcloud image with cloud-init and growroot",
         vcpus=2,
         memory=2 * GiB,
-        template="Debian Bookworm 12",
-        extra={
-            "is_a_template": True,
-            "name_description": "Debian 12 genericcloud image with cloud-init and growroot",
-            "tags": ["cloud-init"],
-            "other_config": {
-                "base_template_name": "Debian Bookworm 12",
-                "cloud-init": "true",
-                "linux_template": "true",
-            },
-        },
     )
     _disk(pool, cloud, shared, "debian-12-genericcloud", 10 * GiB, "0", 601, 4)
     _vif(pool, cloud, net, "5a:4f:0e:11:20:06")

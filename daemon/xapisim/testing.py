@@ -113,3 +113,18 @@ class SimulatorThread:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def qemu_processes() -> set[int]:
+    """The pids of every qemu-system process on the machine (a scan of /proc):
+    what the QEMU backend's tests compare before and after, so that a QEMU
+    left behind fails them."""
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "comm").read_text().startswith("qemu-system"):
+                    pids.add(int(proc.name))
+            except OSError:
+                continue
+    return pids

@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.selfservice_flow import build_cloud_image
 from tests.integration.web.conftest import admin_pool
 from xapisim import RunningSimulator, start_simulator
 
 __all__ = ["admin_pool", "cloud_image", "pool_sim"]
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -35,15 +32,7 @@ def cloud_image() -> Path:
     for tool in ("qemu-system-x86_64", "ssh", "ssh-keygen"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is missing: run scripts/deps.sh test")
-    subprocess.run([str(REPO / "scripts/deps.sh"), "image"], check=True)
-    out = subprocess.run(
-        [sys.executable, str(REPO / "image/cloud_template.py")],
-        cwd=REPO,
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    return Path(out.stdout.strip().splitlines()[-1])
+    return build_cloud_image()
 
 
 @pytest.fixture

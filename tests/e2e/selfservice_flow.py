@@ -6,6 +6,8 @@ and SSH to the port the simulator forwards."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,11 @@ from tests.support.web import Browser
 from xapisim import RunningSimulator
 from xapisim.demo import QEMU_CLOUD_TEMPLATE
 from xapisim.qemu import SSH_PORT_KEY
+from xapisim.testing import qemu_processes
 from xenkeep.pools.pool import Pool
 from xenkeep.xapi.client import XapiClient
 
+REPO = Path(__file__).resolve().parents[2]
 GiB = 1 << 30
 #: Debian's cloud-init configuration names the default user "debian"; the
 #: member's keys go to it.
@@ -89,20 +93,21 @@ async def run(argv: list[str], *command: str) -> tuple[int, str, str]:
 
 
 async def qemu_pids() -> set[int]:
-    """Every qemu-system process on the machine (a scan of /proc)."""
+    """Every qemu-system process on the machine."""
+    return await asyncio.to_thread(qemu_processes)
 
-    def scan() -> set[int]:
-        pids = set()
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit():
-                try:
-                    if (proc / "comm").read_text().startswith("qemu-system"):
-                        pids.add(int(proc.name))
-                except OSError:
-                    continue
-        return pids
 
-    return await asyncio.to_thread(scan)
+def build_cloud_image() -> Path:
+    """The template's disk, built first when stale (image/cloud_template.py)."""
+    subprocess.run([str(REPO / "scripts/deps.sh"), "image"], check=True)
+    out = subprocess.run(
+        [sys.executable, str(REPO / "image/cloud_template.py")],
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
 
 
 async def until_ssh(sim: RunningSimulator, vm_ref: str, port: int, key: Path) -> None:
@@ -122,9 +127,7 @@ async def until_cloud_init_done(port: int, key: Path) -> None:
     assert code == 0 and "status: done" in out, (code, out, err)
 
 
-async def member_world(
-    browser: Browser, pool: Pool, client: XapiClient, directory: Path
-) -> World:
+async def member_world(browser: Browser, pool: Pool, client: XapiClient, directory: Path) -> World:
     """A member "dev" in a resource set over the QEMU template, with a key."""
     records = await client.call("VM.get_all_records")
     template = next(r for r in records.values() if r["name_label"] == QEMU_CLOUD_TEMPLATE)

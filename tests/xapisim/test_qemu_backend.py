@@ -19,21 +19,9 @@ import XenAPI
 from tests.xapisim.conftest import close_session
 from xapisim.qemu import SSH_PORT_KEY
 from xapisim.testing import SimulatorThread
+from xapisim.testing import qemu_processes as qemu_pids
 
 MiB = 1 << 20
-
-
-def qemu_pids() -> set[int]:
-    """Every qemu-system process on the machine (a scan of /proc)."""
-    pids = set()
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if (proc / "comm").read_text().startswith("qemu-system"):
-                    pids.add(int(proc.name))
-            except OSError:
-                continue
-    return pids
 
 
 @pytest.fixture
