@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -50,22 +51,14 @@ ROOT_DISK_GIB = 4
 
 
 def systemd_split(text: str) -> dict[str, float]:
-    """``Startup finished in 9.1s (kernel) + 20.5s (initrd) + 1min 4s (userspace)``."""
+    """``Startup finished in 9.1s (kernel) + 20.5s (initrd) + 1min 4s (userspace) = ...``."""
+    first = text.splitlines()[0].split(" = ")[0] if text else ""
     figures: dict[str, float] = {}
-    for part in text.split(" in ", 1)[-1].split("+"):
-        part = part.strip()
-        if "(" not in part:
-            continue
-        amount, _, name = part.partition("(")
+    for amount, name in re.findall(r"((?:[\d.]+(?:min|ms|s)\s*)+)\((\w+)\)", first):
         seconds = 0.0
-        for token in amount.split():
-            if token.endswith("ms"):
-                seconds += float(token[:-2]) / 1000
-            elif token.endswith("min"):
-                seconds += float(token[:-3]) * 60
-            elif token.endswith("s"):
-                seconds += float(token[:-1])
-        figures[f"{name.rstrip(')').strip()}_s"] = round(seconds, 2)
+        for value, unit in re.findall(r"([\d.]+)(min|ms|s)", amount):
+            seconds += float(value) * {"min": 60.0, "ms": 0.001, "s": 1.0}[unit]
+        figures[f"{name}_s"] = round(seconds, 2)
     return figures
 
 
@@ -88,6 +81,7 @@ async def measure(image: Path, work: Path) -> dict[str, Any]:
     (work / "copy.raw").unlink()
 
     sim = await start_simulator(work / "pool", demo=True, qemu=True, cloud_image=image)
+    (work / "daemon").mkdir()
     settings = make_settings(work / "daemon")
     try:
         async with start_server(create_app(settings)) as server:
