@@ -19,7 +19,8 @@ build machines) with:
 Power follows QEMU's life: the guest powering off (QEMU exits) makes the VM
 Halted. ``hard_shutdown`` kills QEMU; ``clean_shutdown`` presses the ACPI
 power button (QMP ``system_powerdown``) and waits for QEMU to exit; both
-reboots reset the machine (QMP ``system_reset``). Closing the pool kills
+reboots reset the machine (QMP ``system_reset``); pause and unpause stop
+and continue its CPUs; suspend is refused. Closing the pool kills
 every QEMU it started, and each QEMU dies with the simulator process
 (``PR_SET_PDEATHSIG``) so none is ever left behind.
 """
@@ -245,11 +246,12 @@ class QemuBackend:
             return guest.exited.is_set()
         return True
 
-    async def reset(self, vm_ref: str) -> None:
-        """Reboot the guest's machine in the same QEMU (same forwarded port)."""
+    async def qmp_command(self, vm_ref: str, command: str) -> None:
+        """A QMP command without arguments to a VM's QEMU: ``system_reset``
+        (a reboot in the same QEMU, same forwarded port), ``stop``, ``cont``."""
         guest = self._guests.get(vm_ref)
         if guest is not None:
-            await self.qmp(guest, "system_reset")
+            await self.qmp(guest, command)
 
     async def close(self) -> None:
         """Kill every QEMU of the pool (the simulator is stopping)."""

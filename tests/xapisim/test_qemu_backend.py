@@ -125,6 +125,13 @@ def test_closing_the_simulator_kills_its_qemus(demo_state: Path) -> None:
         reboot = s.xenapi.VM.get_other_config(vm)[SSH_PORT_KEY]
         s.xenapi.VM.hard_reboot(vm)  # a reset in the same QEMU: same port
         assert s.xenapi.VM.get_other_config(vm)[SSH_PORT_KEY] == reboot
+        s.xenapi.VM.pause(vm)  # QEMU's CPUs stopped (QMP stop)
+        assert s.xenapi.VM.get_power_state(vm) == "Paused"
+        s.xenapi.VM.unpause(vm)
+        assert s.xenapi.VM.get_power_state(vm) == "Running"
+        with pytest.raises(XenAPI.Failure) as refused:
+            s.xenapi.VM.suspend(vm)
+        assert refused.value.details[0] == "OPERATION_NOT_ALLOWED"
         assert qemu_pids() - before
         close_session(s)
     assert qemu_pids() <= before

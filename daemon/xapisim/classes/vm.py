@@ -87,11 +87,17 @@ async def _transition(
     pool.vms.check_power(vm, *expected)
     if target == "Halted":
         await _halt(pool, vm, clean=op == "clean_shutdown")
-    elif op.endswith("_reboot") and pool.qemu is not None and pool.qemu.guest(vm):
-        # No ACPI reboot button: both reboots reset the machine.
-        await pool.qemu.reset(vm)
-    else:
-        pool.vms.set_power(vm, target)
+        return ""
+    if pool.qemu is not None and pool.qemu.guest(vm) is not None:
+        if op == "suspend":
+            raise XapiError(OPERATION_NOT_ALLOWED, "suspend is not simulated under QEMU")
+        if op.endswith("_reboot"):
+            # No ACPI reboot button: both reboots reset the machine.
+            await pool.qemu.qmp_command(vm, "system_reset")
+            return ""
+        if op in ("pause", "unpause"):
+            await pool.qemu.qmp_command(vm, "stop" if op == "pause" else "cont")
+    pool.vms.set_power(vm, target)
     return ""
 
 
