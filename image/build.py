@@ -134,6 +134,23 @@ def build_wheel(b: Build) -> None:
     )
 
 
+def cloud_init_schema(b: Build) -> None:
+    """build/cloud-init/: cloud-init's JSON schema of #cloud-config, which the
+    daemon checks custom user-data against; from the package scripts/deps.sh
+    unpacked (cloud-init itself never goes into the image)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    schema = (
+        cache
+        / "xenkeep/cloud-init/usr/lib/python3/dist-packages/cloudinit/config/schemas"
+        / "schema-cloud-config-v1.json"
+    )
+    if not schema.is_file():
+        die(f"cloud-init's schema {schema} is missing", "run scripts/deps.sh image")
+    target = WHEEL_DIR / "cloud-init"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(schema, target / schema.name)
+
+
 def run_mkosi(b: Build, project: Path = IMAGE_DIR) -> None:
     """``mkosi build`` (-f: replace the last output, keep the package cache)."""
     if shutil.which("mkosi") is None:
@@ -230,7 +247,7 @@ def main() -> int:
     epoch = source_date_epoch()
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch))
     b = Build(epoch=epoch, version=project_version(), env=env)
-    steps = [build_wheel, run_mkosi, copy_outputs, pack_xva, checksums]
+    steps = [build_wheel, cloud_init_schema, run_mkosi, copy_outputs, pack_xva, checksums]
     if ns.pack_only:
         steps = [pack_xva, checksums]
     for step in steps:

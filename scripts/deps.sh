@@ -106,18 +106,21 @@ if [ "$role" = image ]; then
   fi
 fi
 
-# The config-drive test reads the drive back with cloud-init's own NoCloud
-# code: the Debian package's Python modules, unpacked (never installed, so
-# no cloud-init service can run here) into the cache; its Python
-# dependencies are the python3-* packages of test_pkgs.
-if [ "$role" = test ]; then
+# cloud-init's Debian package, unpacked (never installed, so no cloud-init
+# service can run here) into the cache: the daemon checks custom
+# #cloud-config against its JSON schema (make run), the image carries that
+# schema file (make image), and the config-drive test reads the drive back
+# with its own NoCloud code (its Python dependencies are the python3-*
+# packages of test_pkgs).
+{
   ci_dir=${XDG_CACHE_HOME:-$HOME/.cache}/xenkeep/cloud-init
   if [ ! -d "$ci_dir/usr/lib/python3/dist-packages/cloudinit" ]; then
     tmp=$(mktemp -d)
+    apt_update
     (cd "$tmp" && apt-get download -qq cloud-init 2>/dev/null)
     mkdir -p "$ci_dir"
     dpkg-deb -x "$tmp"/cloud-init_*.deb "$ci_dir"
     rm -rf "$tmp"
     echo "deps: cloud-init's modules unpacked into $ci_dir"
   fi
-fi
+}

@@ -31,11 +31,13 @@ from xenkeep.auth.providers.store import ProviderStore
 from xenkeep.backup.const import SNAPSHOT_KEY
 from xenkeep.backup.disks import DiskService
 from xenkeep.backup.manager import BackupManager
+from xenkeep.cloudinit.schema import load_schema
 from xenkeep.config import Settings
 from xenkeep.diagnostics import DiagnosticsService, Sources
 from xenkeep.diagnostics.bundle import SupportBundle
 from xenkeep.diagnostics.host import SystemdHost
 from xenkeep.errors import NotFoundError, StoreError
+from xenkeep.formats.cloudinit import SchemaChecker
 from xenkeep.ops import Operations, Scheduler
 from xenkeep.pools.access import ManagedPools
 from xenkeep.pools.manager import PoolManager
@@ -124,6 +126,7 @@ def _self_service(
     pools: PoolManager,
     ops: Operations,
     grants: Grants,
+    cloud_config_schema: SchemaChecker | None,
 ) -> None:
     """SSH keys, resource sets and self-service creation."""
     sets = ResourceSets(db, _live_usage(pools))
@@ -133,7 +136,15 @@ def _self_service(
     def client_of(pool_id: int) -> XapiClient:
         return pools.connection(pool_id).client
 
-    app[keys.CREATOR] = Creator(ops=ops, sets=sets, keys=ssh, grants=grants, client_of=client_of)
+    app[keys.CREATOR] = Creator(
+        ops=ops,
+        sets=sets,
+        keys=ssh,
+        grants=grants,
+        client_of=client_of,
+        first_boot_timeout=float(keys.settings(app).first_boot_seconds),
+        cloud_config_schema=cloud_config_schema,
+    )
     app[keys.SELF_VMS] = SelfVms(sets, client_of)
 
 
@@ -282,7 +293,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.PLACES] = places
     grants = Grants(db, audit, places)
     app[keys.GRANTS] = grants
-    _self_service(app, db, pools, ops, grants)
+    _self_service(app, db, pools, ops, grants, await asyncio.to_thread(load_schema))
     app[keys.GROUPS] = Groups(db, audit)
     app[keys.ACCOUNTS] = Accounts(db, auth, audit)
     appliance_backup = ApplianceBackup(

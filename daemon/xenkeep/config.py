@@ -47,6 +47,9 @@ class Settings:
     # or from the end of the previous answer on a kept-alive connection) and,
     # separately, its body: a slow client holds a connection no longer.
     request_read_seconds: int = 20
+    # How long a new self-service VM's guest has to report its first boot
+    # before its config drive is left attached (with a warning).
+    first_boot_seconds: int = 900
     # The privileged helper's socket (disks, network, NTP); absent in development.
     privhelper_socket: Path = Path("/run/xenkeep-privhelper.sock")
     # The log view and the support bundle read the system journal; a
@@ -122,6 +125,10 @@ def _validate(settings: Settings) -> None:
         )
     if settings.session_idle_minutes < 1 or settings.session_absolute_hours < 1:
         raise ConfigError("session lifetimes must be at least 1 minute / 1 hour")
+    if not 1 <= settings.first_boot_seconds <= 86400:
+        raise ConfigError(
+            f"first_boot_seconds must be between 1 and 86400, not {settings.first_boot_seconds}"
+        )
     if not 1 <= settings.request_read_seconds <= 600:
         raise ConfigError(
             f"request_read_seconds must be between 1 and 600, not {settings.request_read_seconds}"

@@ -128,9 +128,13 @@ def test_system_state_over_the_serial_console(booted: image_boot.Vm) -> None:
             "echo state=$(systemctl is-system-running --wait)",
             "ip -4 -o addr show scope global",
             "echo token=$(test -e /run/xenkeep/setup-token && echo yes || echo no)",
+            # Custom #cloud-config is checked against cloud-init's own schema.
+            "echo schema=$(python3 -m json.tool /usr/share/xenkeep/cloud-init/"
+            "schema-cloud-config-v1.json >/dev/null && python3 -c 'import jsonschema' && echo ok)",
         ],
     )
-    fields = dict(re.findall(r"\b(size|failed|state)=(\S*)", out))
+    fields = dict(re.findall(r"\b(size|failed|state|schema)=(\S*)", out))
+    assert fields.get("schema") == "ok", out
     assert fields.get("failed") == "0", out
     assert fields.get("state") == "running", out
     # The root filesystem grew into the 6 GiB disk (minus ESP, BIOS boot, ext4 overhead).

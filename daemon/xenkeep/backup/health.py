@@ -34,6 +34,7 @@ from xenkeep.ops.manager import Outcome, summary_line
 from xenkeep.pools.access import PoolAccess
 from xenkeep.xapi.client import XapiClient
 from xenkeep.xapi.errors import XapiError, XapiFailure
+from xenkeep.xapi.guest import guest_report
 
 from .kinds import HEALTH_CHECK, USES_STORAGE, HealthStage
 from .restore import RestoreRequest, RestoreRun
@@ -58,29 +59,6 @@ class CheckTarget:
     vm_uuid: str
     vm_name: str
     point_id: str
-
-
-async def guest_report(client: XapiClient, vm: str) -> str | None:
-    """What the guest of a started VM says about itself ("Debian GNU/Linux
-    12, PV drivers 7.30"), or None while it says nothing."""
-    metrics = await client.call("VM.get_guest_metrics", vm)
-    if metrics in (None, "", NULL_REF):
-        return None
-    try:
-        rec = await client.call("VM_guest_metrics.get_record", metrics)
-    except XapiFailure:
-        return None  # replaced meanwhile: look again
-    os_name = str((rec.get("os_version") or {}).get("name") or "")
-    drivers = rec.get("PV_drivers_version") or {}
-    up = bool(rec.get("PV_drivers_detected")) or bool(drivers)
-    if not (up or os_name):
-        return None
-    version = ".".join(str(drivers[k]) for k in ("major", "minor") if k in drivers)
-    parts = [os_name or "the guest agent answered"]
-    if up:
-        parts.append(f"PV drivers {version}".strip())
-    parts.append(f"last report {rec.get('last_updated')}")
-    return ", ".join(parts)
 
 
 class HealthChecks:

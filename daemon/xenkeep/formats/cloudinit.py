@@ -6,11 +6,13 @@ optional ``network-config`` (network config version 1 or 2) from a volume
 labelled ``cidata``. This module only renders and checks the texts; the
 volume is built by :mod:`xenkeep.cloudinit.drive`.
 
-A custom ``#cloud-config`` is parsed as YAML and checked against the parts
-of cloud-init's schema XenKeep relies on (a mapping; the keys it merges have
-their schema's types) before anything is created; XenKeep's own keys win
-over the custom ones where they overlap (the keys, the hostname, growing
-the root filesystem).
+A custom ``#cloud-config`` is parsed as YAML and checked against
+cloud-init's own JSON schema (``schema-cloud-config-v1.json``, as the guest's
+``cloud-init schema`` would check it; :mod:`xenkeep.cloudinit.schema` finds
+the file) before anything is created; without the schema only the keys
+XenKeep merges are checked for their types. XenKeep's own keys win over the
+custom ones where they overlap (the keys, the hostname, growing the root
+filesystem).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import jsonschema
 import yaml
 
 from .errors import CloudConfigError
@@ -28,7 +31,10 @@ from .errors import CloudConfigError
 CLOUD_CONFIG_HEADER: Final = "#cloud-config"
 #: RFC 1123 host label, as cloud-init's ``set_hostname`` writes it.
 _HOSTNAME: Final = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-#: Keys of cloud-init's schema and the type their value must have.
+#: At most this many schema errors are named in one message.
+_SHOWN_ERRORS: Final = 3
+#: Keys of cloud-init's schema and the type their value must have (the
+#: check when cloud-init's schema file is not at hand).
 _TYPED_KEYS: Final[Mapping[str, type | tuple[type, ...]]] = {
     "ssh_authorized_keys": list,
     "packages": list,
@@ -59,8 +65,41 @@ def hostname_of(name: str) -> str:
     return text
 
 
-def parse_custom(text: str) -> dict[str, Any]:
-    """A custom ``#cloud-config``: its mapping, or CloudConfigError saying why not."""
+def schema_checker(schema: Mapping[str, Any]) -> SchemaChecker:
+    """A checker of cloud-init's JSON schema, made once (jsonschema reads its
+    own meta-schemas the first time: do it outside the event loop)."""
+    return SchemaChecker(jsonschema.validators.validator_for(schema)(schema))
+
+
+@dataclass(frozen=True)
+class SchemaChecker:
+    """cloud-init's schema, ready to check documents against."""
+
+    validator: Any
+
+    def errors(self, data: Mapping[str, Any]) -> list[str]:
+        """What in a ``#cloud-config`` mapping breaks the schema, each as
+        ``where: why`` (the path of keys and indexes, then jsonschema's words)."""
+        found: list[str] = []
+        for error in sorted(
+            self.validator.iter_errors(data), key=lambda e: [str(p) for p in e.path]
+        ):
+            # A oneOf/anyOf failure says "is not valid under any of the given
+            # schemas"; its closest sub-error names what is wrong.
+            cause = jsonschema.exceptions.best_match([error, *error.context]) or error
+            where = ".".join(str(p) for p in cause.absolute_path) or "the document"
+            message = f"{where}: {cause.message}"[:300]
+            if message not in found:
+                found.append(message)
+        return found
+
+
+def parse_custom(text: str, schema: SchemaChecker | None = None) -> dict[str, Any]:
+    """A custom ``#cloud-config``: its mapping, or CloudConfigError saying why not.
+
+    With ``schema`` (cloud-init's JSON schema), the whole document is
+    checked against it.
+    """
     stripped = text.strip()
     if not stripped:
         return {}
@@ -77,10 +116,19 @@ def parse_custom(text: str) -> dict[str, Any]:
     for key, value in data.items():
         if not isinstance(key, str):
             raise CloudConfigError(f"custom #cloud-config key {key!r} is not a string")
-        wanted = _TYPED_KEYS.get(key)
+        wanted = _TYPED_KEYS.get(key) if schema is None else None
         if wanted is not None and not isinstance(value, wanted):
             raise CloudConfigError(
                 f"custom #cloud-config: {key!r} has the wrong type ({type(value).__name__})"
+            )
+    if schema is not None:
+        errors = schema.errors(data)
+        if errors:
+            more = len(errors) - _SHOWN_ERRORS
+            raise CloudConfigError(
+                "custom #cloud-config does not follow cloud-init's schema: "
+                + "; ".join(errors[:_SHOWN_ERRORS])
+                + (f"; and {more} more" if more > 0 else "")
             )
     return data
 

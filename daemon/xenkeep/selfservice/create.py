@@ -12,6 +12,16 @@ small VDI attached read-only, writes the owner into ``other_config``, grants
 the creator the admin role on the VM (the one authorization mechanism) and
 starts it. Whatever fails, what this VM's step made is destroyed again (VM,
 VBDs, VDIs) and its charge released.
+
+The config drive holds the VM's first-boot secrets in clear (its keys, its
+custom ``#cloud-config``) and an admin browsing the SR would not know it can
+go. So once the guest's agent reports (``VM_guest_metrics``: the OS is up,
+cloud-init has read its NoCloud seed in its local stage long before), the
+operation's last stage detaches and destroys the drive; a super-administrator
+may keep it (``keep_config_drive``). A guest that never reports keeps its
+drive, and the operation ends with a warning saying so. On later boots
+cloud-init finds no datasource and, as Debian's ds-identify does, stays
+disabled: the instance is not configured twice.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from xenkeep.ops.context import OperationContext
 from xenkeep.ops.manager import OperationKind, Outcome
 from xenkeep.xapi.client import XapiClient
 from xenkeep.xapi.errors import XapiFailure
+from xenkeep.xapi.guest import guest_report
 from xenkeep.xapi.transfer import import_raw_vdi
 
 from .sets import Amounts, ResourceSet, ResourceSets
@@ -56,6 +67,11 @@ COPY_TIMEOUT: Final = 3600.0
 OWNER_KEY: Final = "xenkeep-owner"
 SET_KEY: Final = "xenkeep-resource-set"
 DRIVE_KEY: Final = "xenkeep-config-drive"
+#: How long the operation waits for a new VM's guest to report its first
+#: boot before it leaves the config drive attached (with a warning).
+FIRST_BOOT_TIMEOUT: Final = 900.0
+#: Seconds between two looks at a new VM's guest metrics.
+FIRST_BOOT_POLL: Final = 2.0
 
 
 class Stage(StrEnum):
@@ -64,6 +80,7 @@ class Stage(StrEnum):
     NETWORK = "network"
     CONFIG_DRIVE = "config drive"
     START = "start"
+    FIRST_BOOT = "first boot"
 
 
 KIND: Final = OperationKind(OpKind.VM_CREATE, "VM creation", Stage)
@@ -85,7 +102,7 @@ class Request:
     keys: list[str]
     custom: str = ""
     network_config: str = ""
-    keep_drive: bool = True
+    keep_drive: bool = False
     start: bool = True
 
 
@@ -109,6 +126,13 @@ def _str(body: dict[str, Any], name: str, *, required: bool = True, limit: int =
     if not isinstance(value, str) or len(value) > limit or (required and not value.strip()):
         raise ValidationError(f"{name!r} is required (text up to {limit} characters)", field=name)
     return value.strip()
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise ValidationError(f"{name!r} is true or false", field=name)
+    return value
 
 
 def batch_names(name: str, count: int) -> list[str]:
@@ -137,6 +161,9 @@ class Creator:
         grants: Grants,
         client_of: Callable[[int], XapiClient],
         scratch: Path | None = None,
+        cloud_config_schema: ci.SchemaChecker | None = None,
+        first_boot_timeout: float = FIRST_BOOT_TIMEOUT,
+        first_boot_poll: float = FIRST_BOOT_POLL,
     ) -> None:
         self._ops = ops
         self._sets = sets
@@ -144,6 +171,9 @@ class Creator:
         self._grants = grants
         self._client_of = client_of
         self._scratch = scratch
+        self._schema = cloud_config_schema
+        self._first_boot_timeout = first_boot_timeout
+        self._first_boot_poll = first_boot_poll
 
     async def parse(self, body: dict[str, Any], user_id: int) -> Request:
         """The request checked (nothing made yet)."""
@@ -172,7 +202,7 @@ class Creator:
             custom = body.get("cloud_config", "") or ""
             if not isinstance(custom, str) or len(custom) > 64 * 1024:
                 raise ValidationError("'cloud_config' is text up to 64 KiB", field="cloud_config")
-            ci.parse_custom(custom)
+            ci.parse_custom(custom, self._schema)
             netcfg = self._network_config(body.get("network_config"))
         except CloudConfigError as exc:
             raise ValidationError(str(exc), field="cloud_config") from None
@@ -189,7 +219,7 @@ class Creator:
             keys=await self._keys.chosen(user_id, key_ids),
             custom=custom,
             network_config=netcfg,
-            keep_drive=body.get("keep_config_drive", True) is not False,
+            keep_drive=_flag(body, "keep_config_drive"),
         )
 
     @staticmethod
@@ -243,6 +273,10 @@ class Creator:
         self, req: Request, *, user_id: int, username: str, admin: bool
     ) -> tuple[int, list[str]]:
         """Check against the pool and the sets, charge, and start; the operation id and warnings."""
+        if req.keep_drive and not admin:
+            raise PermissionDeniedError(
+                "keeping the config drive after the first boot is an administrator's choice"
+            )
         client = self._client_of(req.pool_id)
         template_ref, record, _root = await self._records(client, req)
         chosen = await self._set_for(req, user_id, admin)
@@ -369,11 +403,43 @@ class Creator:
                 if index == 0:
                     await ctx.retarget(f"vm:{uuid}")
                     owned.set()
-                created.append({"uuid": uuid, "name": name})
+                created.append({"uuid": uuid, "name": name, "vm": made.vm})
         finally:
             for c in charges[len(created) + 1 :]:
                 await asyncio.shield(self._sets.release(c))
-        return Outcome(report={"vms": created, "vm_uuid": created[0]["uuid"] if created else ""})
+        warnings: list[str] = []
+        if req.start and not req.keep_drive:
+            await ctx.stage(Stage.FIRST_BOOT)
+            await ctx.log("waiting for the guests to report their first boot")
+            said = await asyncio.gather(
+                *(self._after_first_boot(ctx, client, c["vm"], c["name"]) for c in created)
+            )
+            warnings = [w for w in said if w]
+        vms = [{"uuid": c["uuid"], "name": c["name"]} for c in created]
+        return Outcome(
+            report={"vms": vms, "vm_uuid": vms[0]["uuid"] if vms else ""}, warnings=warnings
+        )
+
+    async def _after_first_boot(
+        self, ctx: OperationContext, client: XapiClient, vm: str, name: str
+    ) -> str:
+        """Remove a new VM's config drive once its guest reports; a warning if it never does."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._first_boot_timeout
+        while (said := await guest_report(client, vm)) is None:
+            if loop.time() >= deadline:
+                return (
+                    f"{name}: the guest did not report within {self._first_boot_timeout:.0f} s "
+                    "(no guest agent?); its config drive stays attached"
+                )
+            await asyncio.sleep(self._first_boot_poll)
+        await ctx.log(f"{name}: the guest reports ({said})")
+        try:
+            await remove_config_drive(client, vm)
+        except XapiFailure as exc:
+            return f"{name}: the config drive could not be removed: {exc}"
+        await ctx.log(f"{name}: config drive removed")
+        return ""
 
     async def _one(
         self,
@@ -541,6 +607,25 @@ class Creator:
                 await client.call("VDI.destroy", vdi)
             except XapiFailure as exc:
                 log.error("could not remove the half-made disk %s: %s", vdi, exc)
+
+
+async def remove_config_drive(client: XapiClient, vm: str) -> None:
+    """Detach (hot, from a running guest) and destroy the VM's NoCloud drive."""
+    other = await client.call("VM.get_other_config", vm)
+    drive_uuid = str(other.get(DRIVE_KEY, ""))
+    if not drive_uuid:
+        return
+    try:
+        vdi = await client.call("VDI.get_by_uuid", drive_uuid)
+    except XapiFailure:
+        vdi = None  # already removed by hand: only the mark is left
+    if vdi is not None:
+        for vbd in await client.call("VDI.get_VBDs", vdi):
+            if await client.call("VBD.get_currently_attached", vbd):
+                await client.call("VBD.unplug", vbd)
+            await client.call("VBD.destroy", vbd)
+        await client.call("VDI.destroy", vdi)
+    await client.call("VM.remove_from_other_config", vm, DRIVE_KEY)
 
 
 async def power(client: XapiClient, uuid: str, action: str) -> None:

@@ -162,8 +162,20 @@ def _self_service_routes(r: web.UrlDispatcher) -> None:
     """SSH keys, resource sets and members' VMs."""
     r.add_get("/self", self_views.self_page, name="self")
     r.add_post("/self/vms", self_views.self_create, name="self_create")
+    r.add_post("/self/vms/{vm_uuid}/power", self_views.self_vm_power, name="self_vm_power")
+    r.add_get(
+        "/self/vms/{vm_uuid}/delete", self_views.self_vm_delete_page, name="self_vm_delete_page"
+    )
+    r.add_post("/self/vms/{vm_uuid}/delete", self_views.self_vm_delete, name="self_vm_delete")
     r.add_get("/admin/resource-sets", self_views.resource_sets_page, name="resource_sets")
     r.add_post("/admin/resource-sets", self_views.resource_set_create, name="resource_set_create")
+    page = "/admin/resource-sets/{set_id}"
+    r.add_get(page, self_views.resource_set_page, name="resource_set")
+    r.add_post(page, self_views.resource_set_update, name="resource_set_update")
+    r.add_get(
+        page + "/delete", self_views.resource_set_delete_page, name="resource_set_delete_page"
+    )
+    r.add_post(page + "/delete", self_views.resource_set_delete, name="resource_set_delete")
     r.add_get("/api/v1/account/ssh-keys", self_api.api_ssh_keys, name="api_ssh_keys")
     r.add_post("/api/v1/account/ssh-keys", self_api.api_ssh_key_create, name="api_ssh_key_create")
     r.add_delete(

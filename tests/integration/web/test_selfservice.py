@@ -6,14 +6,17 @@ releasing the quota, and nothing left behind when a step fails."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.support.web import Browser
+from tests.support.web import Browser, make_settings
 from xapisim import RunningSimulator
+from xenkeep.config import Settings
 from xenkeep.pools.pool import Pool
 from xenkeep.xapi.client import XapiClient
 
@@ -117,6 +120,21 @@ def body(w: dict[str, Any], **over: Any) -> dict[str, Any]:
     }
 
 
+def creation_form(w: dict[str, Any], **over: str) -> dict[str, str]:
+    """The My VMs page's creation form, filled in."""
+    return {
+        "pool": str(w["pool"].id),
+        "template": w["objs"]["template"],
+        "vcpus": "1",
+        "memory_mib": "512",
+        "root_disk_gib": "10",
+        "sr": w["objs"]["sr"],
+        "network": w["objs"]["network"],
+        "ssh_keys": str(w["key"]["id"]),
+        **over,
+    }
+
+
 async def test_member_creates_within_quota_and_owns_the_vm(world: dict[str, Any]) -> None:
     dev, eve, client = world["dev"], world["eve"], world["client"]
     status, answer = await dev.api("POST", "/api/v1/self/vms", body(world, extra_disks_gib=[5]))
@@ -138,7 +156,10 @@ async def test_member_creates_within_quota_and_owns_the_vm(world: dict[str, Any]
             v["mode"],
         )
     assert sizes["0"] == (20 * GiB, "RW")
-    assert sorted(sizes.values())[:2] == [(1440 * 1024, "RO"), (5 * GiB, "RW")]
+    # The config drive was removed once the guest reported its first boot.
+    assert sorted(sizes.values()) == [(5 * GiB, "RW"), (20 * GiB, "RW")]
+    assert "xenkeep-config-drive" not in rec["other_config"]
+    assert [line["message"] for line in op["log"] if "config drive removed" in line["message"]]
     vifs = [await client.call("VIF.get_record", v) for v in rec["VIFs"]]
     assert [await client.call("network.get_uuid", v["network"]) for v in vifs] == [
         world["objs"]["network"]
@@ -176,6 +197,8 @@ async def test_bad_requests_change_nothing(world: dict[str, Any]) -> None:
     for over, field in (
         ({"root_disk_gib": 2}, "root_disk_gib"),
         ({"cloud_config": "#cloud-config\npackages: htop\n"}, "cloud_config"),
+        # A key XenKeep does not merge, checked by cloud-init's own schema.
+        ({"cloud_config": "#cloud-config\nntp: {enabled: maybe}\n"}, "cloud_config"),
         ({"ssh_keys": [999]}, "ssh_keys"),
         ({"vcpus": 0}, "vcpus"),
     ):
@@ -250,18 +273,7 @@ async def test_pages_quota_bars_keys_and_the_creation_form(
     status, html, _ = await dev.get("/self")
     assert status == 200 and 'id="create-form"' in html and CLOUD_TEMPLATE in html
     assert 'data-resource="cpus" data-used="0" data-limit="4"' in html
-    form = {
-        "pool": str(world["pool"].id),
-        "template": world["objs"]["template"],
-        "name": "page{index}",
-        "count": "2",
-        "vcpus": "1",
-        "memory_mib": "512",
-        "root_disk_gib": "10",
-        "sr": world["objs"]["sr"],
-        "network": world["objs"]["network"],
-        "ssh_keys": str(world["key"]["id"]),
-    }
+    form = creation_form(world, name="page{index}", count="2")
     status, _, resp = await dev.post_form("/self/vms", form)
     assert status == 303, await resp.text()
     op_path = "/api/v1" + resp.headers["Location"].split("?")[0]
@@ -302,8 +314,9 @@ async def test_snapshots_count_when_the_set_says_so_backup_snapshots_never(
     op = await dev.until_finished(f"/api/v1/operations/{answer['operation']}")
     vm = await client.call("VM.get_by_uuid", op["report"]["vm_uuid"])
     base = await _until(dev, lambda u: u["disk"] > 0)
-    # Root disk (20 GiB) and the config drive, as the pool's records have them.
-    assert base["disk"] == 20 * GiB + 1440 * 1024 and base["disks"] == 2
+    # The root disk (20 GiB), as the pool's records have it (the config
+    # drive is gone after the first boot).
+    assert base["disk"] == 20 * GiB and base["disks"] == 1
     await client.call("VM.snapshot", vm, "mine")
     backup = await client.call("VM.snapshot", vm, "backup")
     await client.call("VM.add_to_other_config", backup, "xenkeep-backup-job", "1")
@@ -355,3 +368,156 @@ async def test_an_administrator_creates_onto_another_sr_by_copy_and_a_failed_cop
     for vbd in await client.call("VM.get_VBDs", vm):
         vdi = await client.call("VBD.get_VDI", vbd)
         assert await client.call("SR.get_uuid", await client.call("VDI.get_SR", vdi)) == other
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """A short wait for a first boot: the guest without an agent gives up soon."""
+    return dataclasses.replace(make_settings(tmp_path), first_boot_seconds=2)
+
+
+async def _drive_of(client: XapiClient, vm: str) -> list[tuple[int, str]]:
+    out = []
+    for vbd in await client.call("VM.get_VBDs", vm):
+        v = await client.call("VBD.get_record", vbd)
+        out.append((int(await client.call("VDI.get_virtual_size", v["VDI"])), v["mode"]))
+    return [d for d in out if d[1] == "RO"]
+
+
+async def test_the_config_drive_stays_when_the_guest_never_reports_or_an_administrator_keeps_it(
+    browser: Browser, world: dict[str, Any]
+) -> None:
+    dev, client = world["dev"], world["client"]
+    template = await client.call("VM.get_by_uuid", world["objs"]["template"])
+    # A guest without an agent never says it booted: the drive stays, and
+    # the operation ends with a warning that says why.
+    await client.call("VM.add_to_other_config", template, "xapisim-guest-agent", "none")
+    try:
+        status, answer = await dev.api("POST", "/api/v1/self/vms", body(world, name="quiet"))
+        assert status == 202, answer
+        op = await dev.until_finished(f"/api/v1/operations/{answer['operation']}")
+    finally:
+        await client.call("VM.remove_from_other_config", template, "xapisim-guest-agent")
+    assert op["status"] == "warning", op
+    assert "did not report within 2 s" in " ".join(op["report"]["warnings"]), op
+    vm = await client.call("VM.get_by_uuid", op["report"]["vm_uuid"])
+    assert await _drive_of(client, vm) == [(1440 * 1024, "RO")]
+    assert "xenkeep-config-drive" in await client.call("VM.get_other_config", vm)
+    # Keeping it is an administrator's choice, refused to a member...
+    status, refused = await dev.api(
+        "POST", "/api/v1/self/vms", body(world, name="kept", keep_config_drive=True)
+    )
+    assert status == 403 and "administrator" in refused["error"]["message"], refused
+    status, bad = await dev.api(
+        "POST", "/api/v1/self/vms", body(world, name="kept", keep_config_drive="yes")
+    )
+    assert status == 400 and bad["error"]["field"] == "keep_config_drive", bad
+    # ... and honoured for one, whose guest reports at once.
+    status, key = await browser.api(
+        "POST", "/api/v1/account/ssh-keys", {"name": "admin", "key": public_key()}
+    )
+    assert status == 201, key
+    status, answer = await browser.api(
+        "POST",
+        "/api/v1/self/vms",
+        body(world, name="kept", ssh_keys=[key["id"]], keep_config_drive=True),
+    )
+    assert status == 202, answer
+    op = await browser.until_finished(f"/api/v1/operations/{answer['operation']}")
+    assert op["status"] == "success", op
+    vm = await client.call("VM.get_by_uuid", op["report"]["vm_uuid"])
+    assert await _drive_of(client, vm) == [(1440 * 1024, "RO")]
+
+
+async def test_my_vms_page_powers_and_deletes_after_a_typed_confirmation(
+    world: dict[str, Any],
+) -> None:
+    dev, eve, client = world["dev"], world["eve"], world["client"]
+    status, answer = await dev.api("POST", "/api/v1/self/vms", body(world, name="box"))
+    assert status == 202, answer
+    op = await dev.until_finished(f"/api/v1/operations/{answer['operation']}")
+    uuid = op["report"]["vm_uuid"]
+    vm = await client.call("VM.get_by_uuid", uuid)
+    status, html, _ = await dev.get("/self")
+    assert status == 200 and f"/self/vms/{uuid}/power" in html and 'value="stop"' in html
+    # Another member's button press is refused and changes nothing.
+    status, _, _ = await eve.post_form(f"/self/vms/{uuid}/power", {"action": "stop"})
+    assert status == 403 and await client.call("VM.get_power_state", vm) == "Running"
+    status, _, resp = await dev.post_form(f"/self/vms/{uuid}/power", {"action": "stop"})
+    assert status == 303, await resp.text()
+    assert await client.call("VM.get_power_state", vm) == "Halted"
+    status, html, _ = await dev.post_form(f"/self/vms/{uuid}/power", {"action": "explode"})
+    assert status == 400 and "start, stop or reboot" in html
+    status, html, _ = await dev.get("/self")
+    assert 'value="start"' in html
+    # Deletion: a confirmation page; the wrong name deletes nothing.
+    status, html, _ = await dev.get(f"/self/vms/{uuid}/delete")
+    assert status == 200 and "Type the VM&#39;s name to confirm: box" in html
+    status, html, _ = await dev.post_form(f"/self/vms/{uuid}/delete", {"confirm": "bo"})
+    assert status == 400 and "type the VM&#39;s name" in html
+    assert await client.call("VM.get_uuid", vm) == uuid
+    status, _, _ = await eve.post_form(f"/self/vms/{uuid}/delete", {"confirm": "box"})
+    assert status == 403
+    status, _, resp = await dev.post_form(f"/self/vms/{uuid}/delete", {"confirm": "box"})
+    assert status == 303, await resp.text()
+    assert uuid not in [r["uuid"] for r in (await client.call("VM.get_all_records")).values()]
+    _, usage = await dev.api("GET", "/api/v1/self/usage")
+    assert usage["resource_sets"][0]["used"]["vms"] == 0
+
+
+async def test_the_form_refuses_an_extra_disk_size_that_is_no_number(world: dict[str, Any]) -> None:
+    dev, client = world["dev"], world["client"]
+    before = await counts(client)
+    form = creation_form(world, name="odd", extra_disks_gib="5 ten")
+    status, html, _ = await dev.post_form("/self/vms", form)
+    assert status == 400 and "extra disk size &#39;ten&#39; is no whole number" in html
+    assert await counts(client) == before
+
+
+async def test_administrators_edit_a_set_from_lists_and_delete_it_only_once_empty(
+    browser: Browser, world: dict[str, Any]
+) -> None:
+    dev, client, s = world["dev"], world["client"], world["set"]
+    status, html, _ = await browser.get("/admin/resource-sets")
+    # The form offers names, not uuids to type: users, templates, SRs, networks.
+    assert status == 200 and 'value="user:' in html and "dev" in html
+    assert f'value="{world["objs"]["template"]}"' in html and CLOUD_TEMPLATE in html
+    status, html, _ = await browser.get(f"/admin/resource-sets/{s['id']}")
+    assert status == 200 and f'value="{world["objs"]["sr"]}" selected' in html
+    assert 'name="cpus" id="f-set-cpus" type="number" min="0" value="4"' in html
+    assert 'name="memory" id="f-set-memory" type="number" min="0" value="8"' in html
+    form = {
+        "name": "developers",
+        "subjects": s["subjects"][0],
+        "template": world["objs"]["template"],
+        "sr": world["objs"]["sr"],
+        "network": world["objs"]["network"],
+        "cpus": "6",
+        "memory": "8",
+        "vms": "3",
+    }
+    status, _, resp = await browser.post_form(f"/admin/resource-sets/{s['id']}", form)
+    assert status == 303, await resp.text()
+    _, usage = await dev.api("GET", "/api/v1/self/usage")
+    assert usage["resource_sets"][0]["limits"]["cpus"] == 6
+    # A bad value changes nothing and says why.
+    status, html, _ = await browser.post_form(
+        f"/admin/resource-sets/{s['id']}", {**form, "cpus": "many"}
+    )
+    assert status == 400 and "whole number" in html
+    _, usage = await dev.api("GET", "/api/v1/self/usage")
+    assert usage["resource_sets"][0]["limits"]["cpus"] == 6
+    # Deletion is refused while a VM is charged to the set, naming it.
+    status, answer = await dev.api("POST", "/api/v1/self/vms", body(world, name="held"))
+    assert status == 202, answer
+    op = await dev.until_finished(f"/api/v1/operations/{answer['operation']}")
+    status, html, _ = await browser.get(f"/admin/resource-sets/{s['id']}/delete")
+    assert status == 200 and "held" in html and "disabled" in html
+    status, html, _ = await browser.post_form(f"/admin/resource-sets/{s['id']}/delete", {})
+    assert status == 409 and "delete them first" in html
+    assert (await dev.api("DELETE", f"/api/v1/self/vms/{op['report']['vm_uuid']}"))[0] == 200
+    status, _, resp = await browser.post_form(f"/admin/resource-sets/{s['id']}/delete", {})
+    assert status == 303, await resp.text()
+    _, usage = await dev.api("GET", "/api/v1/self/usage")
+    assert usage["resource_sets"] == []
+    assert await client.call("VM.get_all")  # the pool itself is untouched
