@@ -28,7 +28,7 @@ from .model.disks import Disks
 from .model.tasks import Tasks
 from .model.vms import Vms
 from .model.wire import WireCounter
-from .qemu import SSH_PORT_KEY, QemuBackend, enabled_by_env
+from .qemu import FORWARD_HOST, SSH_PORT_KEY, QemuBackend, enabled_by_env
 
 #: The root password of a pool started without ``--password``.
 DEMO_PASSWORD = "demo"
@@ -74,7 +74,7 @@ class SimPool:
         #: VMs boot under QEMU (``qemu.py``); default: XAPISIM_QEMU=1.
         self.qemu: QemuBackend | None = None
         if enabled_by_env() if qemu is None else qemu:
-            self.qemu = QemuBackend(state_dir / "qemu", self.guest_exited)
+            self.qemu = QemuBackend(state_dir / "qemu", self.guest_exited, self.guest_reported)
         #: A raw cloud disk the demo seed makes a bootable template of
         #: (default: XAPISIM_CLOUD_IMAGE, only with the QEMU backend on).
         if cloud_image is None and os.environ.get(CLOUD_IMAGE_ENV):
@@ -110,6 +110,11 @@ class SimPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._saver
         self.db.save()
+
+    def guest_reported(self, vm_ref: str) -> None:
+        """A VM's guest is up under QEMU: it reports, at the forwarded address."""
+        if self.db.exists("VM", vm_ref):
+            self.vms.report_guest(vm_ref, {"0/ip": FORWARD_HOST, "0/ipv4/0": FORWARD_HOST})
 
     def guest_exited(self, vm_ref: str) -> None:
         """A VM's QEMU is gone: the VM is Halted and its forward forgotten."""

@@ -10,8 +10,10 @@ build machines) with:
   attached as a VBD is seen by cloud-init as it would be on XenServer;
 - ``VCPUs_at_startup`` CPUs and ``memory_static_max`` of memory;
 - user networking with the guest's port 22 forwarded from a free port on
-  127.0.0.1, reported as the guest metrics' ``networks`` ``0/ip`` (127.0.0.1)
-  and the VM's ``other_config`` ``xapisim-ssh-port``;
+  127.0.0.1, in the VM's ``other_config`` ``xapisim-ssh-port`` from the
+  start; the guest "reports" (guest metrics, ``networks`` ``0/ip`` =
+  127.0.0.1) only once its sshd greets on that port, as a guest agent
+  reports only once the guest is up;
 - the serial console in ``<state>/qemu/<vm uuid>.console.log`` (QEMU's
   own messages in ``<vm uuid>.qemu.log``) and a QMP socket in a private
   temporary directory.
@@ -55,6 +57,8 @@ QEMU_BINARY = "qemu-system-x86_64"
 #: How long clean_shutdown waits for the guest to power off before it gives
 #: up (XAPI's own clean shutdown times out too; the VM stays Running).
 CLEAN_SHUTDOWN_WAIT = 300.0
+#: How long one probe of the forwarded port waits for sshd's greeting.
+SSHD_GREETING_WAIT = 10.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -139,6 +143,7 @@ class Guest:
     #: time.monotonic() when QEMU was launched (the bench's split).
     started: float = field(default_factory=time.monotonic)
     watcher: asyncio.Task[None] | None = None
+    reporter: asyncio.Task[None] | None = None
     stopping: bool = False
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -146,9 +151,15 @@ class Guest:
 class QemuBackend:
     """The QEMUs of one pool, by VM ref."""
 
-    def __init__(self, run_dir: Path, on_exit: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        on_exit: Callable[[str], None],
+        on_report: Callable[[str], None],
+    ) -> None:
         self.run_dir = run_dir
         self._on_exit = on_exit
+        self._on_report = on_report
         self._guests: dict[str, Guest] = {}
         # QMP sockets live apart: a state directory's path can pass the
         # 108 bytes a Unix socket's path may have.
@@ -183,7 +194,29 @@ class QemuBackend:
         guest = Guest(vm_ref, process, qmp, port, console)
         self._guests[vm_ref] = guest
         guest.watcher = asyncio.create_task(self._watch(guest))
+        guest.reporter = asyncio.create_task(self._until_sshd(guest))
         return guest
+
+    async def _until_sshd(self, guest: Guest) -> None:
+        # The stand-in for a guest agent: the guest reports once its sshd
+        # greets on the forwarded port (QEMU's user network accepts the
+        # connection at once and closes it while nothing listens inside).
+        while not guest.exited.is_set():
+            try:
+                reader, writer = await asyncio.open_connection(FORWARD_HOST, guest.ssh_port)
+                try:
+                    greeting = await asyncio.wait_for(reader.readline(), SSHD_GREETING_WAIT)
+                finally:
+                    writer.close()
+                    with contextlib.suppress(OSError):
+                        await writer.wait_closed()
+                if greeting.startswith(b"SSH-"):
+                    if not guest.exited.is_set():
+                        self._on_report(guest.vm_ref)
+                    return
+            except (OSError, TimeoutError):
+                pass
+            await asyncio.sleep(1)
 
     async def _watch(self, guest: Guest) -> None:
         code = await guest.process.wait()
@@ -191,6 +224,8 @@ class QemuBackend:
         if self._guests.get(guest.vm_ref) is guest:
             del self._guests[guest.vm_ref]
         guest.exited.set()
+        if guest.reporter is not None:
+            guest.reporter.cancel()
         if not guest.stopping:
             # The guest powered itself off (or QEMU failed): Halted, as
             # XAPI reports a domain that went away.

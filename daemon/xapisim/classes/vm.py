@@ -14,7 +14,7 @@ from xml.etree import ElementTree as ET
 from ..errors import INVALID_VALUE, OPERATION_NOT_ALLOWED, XapiError
 from ..model.records import copy_value, record_arg
 from ..pool import SimPool
-from ..qemu import FORWARD_HOST, SSH_PORT_KEY, machine_spec
+from ..qemu import SSH_PORT_KEY, machine_spec
 from ..schema import NULL_REF, coerce
 from .registry import Registry
 
@@ -31,15 +31,11 @@ async def _boot(pool: SimPool, vm: str, paused: bool, host: str | None = None) -
     except (OSError, ValueError) as exc:
         raise XapiError(INVALID_VALUE, "VM", f"QEMU did not start: {exc}") from exc
     pool.vms.set_power(vm, "Running", host)
+    # The guest reports (guest metrics) once its sshd answers, not now:
+    # XenKeep waits for that report before it removes the config drive.
+    pool.vms.withdraw_guest(vm)
     other = dict(pool.vms.vm(vm)["other_config"], **{SSH_PORT_KEY: str(guest.ssh_port)})
     pool.db.set("VM", vm, other_config=other)
-    metrics = pool.vms.vm(vm)["guest_metrics"]
-    if pool.db.exists("VM_guest_metrics", metrics):
-        pool.db.set(
-            "VM_guest_metrics",
-            metrics,
-            networks={"0/ip": FORWARD_HOST, "0/ipv4/0": FORWARD_HOST},
-        )
 
 
 async def _halt(pool: SimPool, vm: str, *, clean: bool) -> None:
