@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint image boot bench clean reset-admin
+.PHONY: run test lint image cloud-template boot bench clean reset-admin
 
 $(STAMP): pyproject.toml constraints/bookworm.txt
 	scripts/deps.sh run
@@ -29,6 +29,13 @@ image: $(STAMP)
 	scripts/deps.sh image
 	$(PY) image/build.py
 
+## The simulator's Debian cloud template: out/cloud-template/debian-cloud.raw
+## (rebuilt only when image/cloud-template or its build script changed). Use it
+## with `python -m xapisim --demo --qemu --cloud-image out/cloud-template/debian-cloud.raw`.
+cloud-template: $(STAMP)
+	scripts/deps.sh image
+	$(PY) image/cloud_template.py
+
 ## Boot out/xenkeep.raw under QEMU; prints the URL and the setup token.
 boot: $(STAMP)
 	scripts/deps.sh image
@@ -38,7 +45,8 @@ boot: $(STAMP)
 ## Benchmarks -> out/bench*.json: datastore merges (root: loop-mounted XFS/ext4),
 ## the simulator's export rate, backups and replication, each as ratios
 ## against a baseline of the same run; out/bench-boot.json: boot to the wizard
-## beside a minimal image's boot (QEMU, TCG).
+## beside a minimal image's boot (QEMU, TCG); out/bench-selfservice.json:
+## create-to-SSH of a self-service VM and its split (QEMU, TCG).
 bench: $(STAMP)
 	scripts/deps.sh test
 	scripts/deps.sh image
@@ -47,6 +55,7 @@ bench: $(STAMP)
 	PYTHONPATH=. $(PY) bench/backup_bench.py --out out/bench-backup.json
 	$(PY) bench/boot_bench.py --out out/bench-boot.json
 	PYTHONPATH=. $(PY) bench/replication_bench.py --out out/bench-replication.json
+	PYTHONPATH=. $(PY) bench/selfservice_bench.py --out out/bench-selfservice.json
 
 ## ruff and mypy (the test suite runs them too, in tests/test_linters.py).
 lint: $(STAMP)

@@ -37,9 +37,18 @@ OUT = REPO / "out"
 WHEEL_DIR = REPO / "build"
 #: Inputs of the image: a change to any file under these makes it stale.
 INPUT_PATHS = ("image", "appliance", "daemon/xenkeep", "webui", "pyproject.toml")
-#: Never inputs: mkosi's own outputs and caches, Python's byte code, and
-#: image/boot.py, which runs the image but does not go into it.
-IGNORED_PARTS = {"mkosi.output", "mkosi.cache", "mkosi.workspace", "__pycache__", "boot.py"}
+#: Never inputs: mkosi's own outputs and caches, Python's byte code,
+#: image/boot.py, which runs the image but does not go into it, and the
+#: simulator's cloud template (its own project, image/cloud_template.py).
+IGNORED_PARTS = {
+    "mkosi.output",
+    "mkosi.cache",
+    "mkosi.workspace",
+    "__pycache__",
+    "boot.py",
+    "cloud-template",
+    "cloud_template.py",
+}
 #: The appliance VM's root disk: the image plus room for the database and
 #: logs; the root partition and filesystem grow into it at first boot.
 DISK_SIZE = 16 << 30
@@ -68,15 +77,15 @@ def run(argv: list[str], *, cwd: Path = REPO, env: dict[str, str] | None = None)
         die(f"{argv[0]} exited with {result.returncode}")
 
 
-def inputs_digest() -> str:
-    """SHA-256 over the paths and contents of every image input file."""
+def inputs_digest(paths: tuple[str, ...] = INPUT_PATHS, ignored: set[str] = IGNORED_PARTS) -> str:
+    """SHA-256 over the paths and contents of every input file of an image."""
     digest = hashlib.sha256()
-    for top in INPUT_PATHS:
+    for top in paths:
         base = REPO / top
         files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
         for path in files:
             rel = path.relative_to(REPO)
-            if IGNORED_PARTS & set(rel.parts) or path.suffix == ".pyc":
+            if ignored & set(rel.parts) or path.suffix == ".pyc":
                 continue
             digest.update(str(rel).encode() + b"\0")
             digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -142,7 +151,7 @@ def cloud_init_schema(b: Build) -> None:
     shutil.copyfile(schema, target / schema.name)
 
 
-def run_mkosi(b: Build) -> None:
+def run_mkosi(b: Build, project: Path = IMAGE_DIR) -> None:
     """``mkosi build`` (-f: replace the last output, keep the package cache)."""
     if shutil.which("mkosi") is None:
         die("mkosi is not installed", "run scripts/deps.sh image")
@@ -150,7 +159,7 @@ def run_mkosi(b: Build) -> None:
     # test builds a snapshot of HEAD) reuse the checkout's package cache.
     cache = os.environ.get("XENKEEP_IMAGE_CACHE_DIR")
     extra = ["--cache-dir", cache] if cache else []
-    run(["mkosi", "--image-version", b.version, *extra, "-f", "build"], cwd=IMAGE_DIR, env=b.env)
+    run(["mkosi", "--image-version", b.version, *extra, "-f", "build"], cwd=project, env=b.env)
 
 
 def raw_output(b: Build) -> Path:

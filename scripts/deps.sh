@@ -14,6 +14,9 @@ test_pkgs=(qemu-utils curl xfsprogs btrfs-progs chromium chromium-driver slapd l
            xmlsec1 mtools dosfstools iproute2 openssl tar xxhash util-linux sudo
            dnsmasq-base simplesamlphp php-cli php-xml php-mbstring stunnel4
            dbus systemd systemd-timesyncd
+           # tests/e2e: the simulator boots the cloud template under QEMU and
+           # the test logs in with ssh (keys from ssh-keygen).
+           qemu-system-x86 openssh-client
            python3-configobj python3-jsonschema python3-jinja2 python3-netifaces
            python3-jsonpatch python3-requests python3-yaml)
 image_pkgs=(kmod cpio grub-pc-bin grub-common grub-efi-amd64-bin dosfstools mtools

@@ -64,6 +64,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="delta exports hold only the changed sectors of each block "
         "(default: XAPISIM_PARTIAL_BLOCKS=1 in the environment)",
     )
+    parser.add_argument(
+        "--qemu",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="VM.start boots the VM's disks under QEMU (TCG), SSH forwarded to "
+        "127.0.0.1 (default: XAPISIM_QEMU=1 in the environment)",
+    )
+    parser.add_argument(
+        "--cloud-image",
+        type=Path,
+        default=None,
+        help="with --qemu --demo: a raw cloud disk (make cloud-template) seeded as the "
+        "template 'Debian 12 Cloud (QEMU)' (default: XAPISIM_CLOUD_IMAGE)",
+    )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     if args.state is None and not args.pool:
@@ -89,6 +103,8 @@ async def serve(args: argparse.Namespace) -> None:
                 demo=args.demo,
                 password=args.password,
                 partial_blocks=args.partial_blocks,
+                qemu=args.qemu,
+                cloud_image=args.cloud_image,
             )
             running.append(sim)
             print(f"xapisim: pool {sim.pool.name} listening on {sim.url} state={state}", flush=True)

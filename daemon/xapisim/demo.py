@@ -4,13 +4,18 @@ The demo pool has two hosts (each with its control domain, a local SR and a
 PIF on the pool-wide network), a shared NFS SR, five VMs in several power
 states with real disks (10-40 GiB virtual, a few MiB of deterministic
 pseudo-random data each, the rest holes), a snapshot, default templates that
-provision their disks, and a custom template with cloud-init.
+provision their disks, and a custom template with cloud-init. A pool with
+the QEMU backend on and a cloud image (``cloud_image``: the raw disk
+``image/cloud_template.py`` builds) also gets "Debian 12 Cloud (QEMU)", a
+CloudInit-ready template whose disk is that image, which boots for real.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid as uuidlib
+from pathlib import Path
 from typing import Any, Protocol
 
 from . import storage
@@ -42,6 +47,9 @@ class PoolParts(Protocol):
 
     @property
     def vms(self) -> Vms: ...
+
+    @property
+    def cloud_image(self) -> Path | None: ...
 
 
 _SOFTWARE = {
@@ -318,6 +326,58 @@ def _disk(
     return vdi
 
 
+#: The name of the template whose disk boots under the QEMU backend.
+QEMU_CLOUD_TEMPLATE = "Debian 12 Cloud (QEMU)"
+
+
+def _cloud_template(
+    pool: PoolParts, name: str, description: str, *, vcpus: int, memory: int
+) -> str:
+    """A custom Debian template marked CloudInit-ready (tag and other_config)."""
+    return _vm(
+        pool,
+        name,
+        vcpus=vcpus,
+        memory=memory,
+        template="Debian Bookworm 12",
+        extra={
+            "is_a_template": True,
+            "name_description": description,
+            "tags": ["cloud-init"],
+            "other_config": {
+                "base_template_name": "Debian Bookworm 12",
+                "cloud-init": "true",
+                "linux_template": "true",
+            },
+        },
+    )
+
+
+async def _bootable_cloud_template(pool: PoolParts, image: Path, sr: str, net: str) -> str:
+    """A CloudInit-ready template whose disk is a copy of a real cloud image."""
+    vm = _cloud_template(
+        pool,
+        QEMU_CLOUD_TEMPLATE,
+        "Debian 12 cloud image with cloud-init (boots under QEMU)",
+        vcpus=1,
+        memory=512 * MiB,
+    )
+    size = (await asyncio.to_thread(image.stat)).st_size
+    vdi = _disk(pool, vm, sr, "debian-12-cloud root", size, "0", 0, 0)
+    # cp keeps the holes (and reflinks where the filesystem can): the image
+    # is mostly empty space; a subprocess so the event loop never blocks.
+    target = pool.disks.vdi_path(vdi)
+    proc = await asyncio.create_subprocess_exec(
+        "cp", "--sparse=always", "--reflink=auto", str(image), str(target)
+    )
+    if await proc.wait() != 0:
+        raise OSError(f"cp {image} {target} failed")
+    pool.disks.refresh_vdi(vdi)
+    _vif(pool, vm, net, "5a:4f:0e:11:20:07")
+    pool.vms.update_allowed(vm)
+    return vm
+
+
 def _cd(pool: PoolParts, vm: str) -> None:
     pool.db.create(
         "VBD",
@@ -514,26 +574,18 @@ async def seed_demo(pool: PoolParts) -> None:
     pool.vms.set_power(ci, "Running", h1)
     pool.vms.set_power(ci, "Suspended")
 
-    cloud = _vm(
+    cloud = _cloud_template(
         pool,
         "Debian 12 Cloud (cloud-init)",
+        "Debian 12 genericcloud image with cloud-init and growroot",
         vcpus=2,
         memory=2 * GiB,
-        template="Debian Bookworm 12",
-        extra={
-            "is_a_template": True,
-            "name_description": "Debian 12 genericcloud image with cloud-init and growroot",
-            "tags": ["cloud-init"],
-            "other_config": {
-                "base_template_name": "Debian Bookworm 12",
-                "cloud-init": "true",
-                "linux_template": "true",
-            },
-        },
     )
     _disk(pool, cloud, shared, "debian-12-genericcloud", 10 * GiB, "0", 601, 4)
     _vif(pool, cloud, net, "5a:4f:0e:11:20:06")
     pool.vms.update_allowed(cloud)
+    if pool.cloud_image is not None:
+        await _bootable_cloud_template(pool, pool.cloud_image, shared, net)
     pool.db.create(
         "message",
         {

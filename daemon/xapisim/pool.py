@@ -28,11 +28,14 @@ from .model.disks import Disks
 from .model.tasks import Tasks
 from .model.vms import Vms
 from .model.wire import WireCounter
+from .qemu import FORWARD_HOST, SSH_PORT_KEY, QemuBackend, enabled_by_env
 
 #: The root password of a pool started without ``--password``.
 DEMO_PASSWORD = "demo"
 #: Set to "1": pools export deltas with partial blocks unless told otherwise.
 PARTIAL_BLOCKS_ENV = "XAPISIM_PARTIAL_BLOCKS"
+#: A raw cloud image the demo seed registers as a bootable template.
+CLOUD_IMAGE_ENV = "XAPISIM_CLOUD_IMAGE"
 
 
 class SimPool:
@@ -45,6 +48,8 @@ class SimPool:
         password: str = DEMO_PASSWORD,
         user: str = "root",
         partial_blocks: bool | None = None,
+        qemu: bool | None = None,
+        cloud_image: Path | None = None,
     ) -> None:
         self.state_dir = state_dir
         #: Delta exports hold partial blocks (only the changed sectors in a
@@ -66,6 +71,15 @@ class SimPool:
         #: ``event.register`` subscriptions by session: {"subs": set, "gen": int}.
         self.registrations: dict[str, dict[str, Any]] = {}
         self._saver: asyncio.Task[None] | None = None
+        #: VMs boot under QEMU (``qemu.py``); default: XAPISIM_QEMU=1.
+        self.qemu: QemuBackend | None = None
+        if enabled_by_env() if qemu is None else qemu:
+            self.qemu = QemuBackend(state_dir / "qemu", self.guest_exited, self.guest_reported)
+        #: A raw cloud disk the demo seed makes a bootable template of
+        #: (default: XAPISIM_CLOUD_IMAGE, only with the QEMU backend on).
+        if cloud_image is None and os.environ.get(CLOUD_IMAGE_ENV):
+            cloud_image = Path(os.environ[CLOUD_IMAGE_ENV])
+        self.cloud_image = cloud_image if self.qemu is not None else None
 
     # -- lifecycle -----------------------------------------------------
     async def open(self, *, demo: bool = False) -> None:
@@ -76,16 +90,41 @@ class SimPool:
             else:
                 await seed_minimal(self)
             self.db.save()
+        if self.qemu is not None:
+            # QEMUs never outlive a simulator: VMs it left Running are not.
+            for ref, vm in list(self.db.items("VM")):
+                if SSH_PORT_KEY in vm["other_config"]:
+                    self.guest_exited(ref)
         self._saver = asyncio.create_task(self._save_loop())
 
     async def close(self) -> None:
-        """Stop background work and save."""
+        """Stop background work, kill the QEMUs, and save."""
         await self.tasks.close()
+        if self.qemu is not None:
+            await self.qemu.close()
+            for ref, vm in list(self.db.items("VM")):
+                if SSH_PORT_KEY in vm["other_config"]:
+                    self.guest_exited(ref)
         if self._saver is not None:
             self._saver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._saver
         self.db.save()
+
+    def guest_reported(self, vm_ref: str) -> None:
+        """A VM's guest is up under QEMU: it reports, at the forwarded address."""
+        if self.db.exists("VM", vm_ref):
+            self.vms.report_guest(vm_ref, {"0/ip": FORWARD_HOST, "0/ipv4/0": FORWARD_HOST})
+
+    def guest_exited(self, vm_ref: str) -> None:
+        """A VM's QEMU is gone: the VM is Halted and its forward forgotten."""
+        if not self.db.exists("VM", vm_ref):
+            return
+        other = dict(self.db.get("VM", vm_ref)["other_config"])
+        if other.pop(SSH_PORT_KEY, None) is not None:
+            self.db.set("VM", vm_ref, other_config=other)
+        if self.db.get("VM", vm_ref)["power_state"] != "Halted":
+            self.vms.set_power(vm_ref, "Halted")
 
     async def _save_loop(self) -> None:
         while True:

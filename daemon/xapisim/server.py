@@ -68,13 +68,23 @@ async def start_simulator(
     demo: bool = False,
     password: str = DEMO_PASSWORD,
     partial_blocks: bool | None = None,
+    qemu: bool | None = None,
+    cloud_image: Path | None = None,
 ) -> RunningSimulator:
     """Open (or seed) ``state_dir`` and serve it on ``host:port``.
 
     ``partial_blocks``: delta exports hold only the changed sectors of each
     block (None: as the XAPISIM_PARTIAL_BLOCKS environment variable says).
+    ``qemu``: VMs boot under QEMU (None: XAPISIM_QEMU=1); ``cloud_image``: a
+    raw disk the demo seed registers as a bootable CloudInit template.
     """
-    pool = SimPool(Path(state_dir), password=password, partial_blocks=partial_blocks)
+    pool = SimPool(
+        Path(state_dir),
+        password=password,
+        partial_blocks=partial_blocks,
+        qemu=qemu,
+        cloud_image=cloud_image,
+    )
     await pool.open(demo=demo)
     runner = web.AppRunner(create_app(pool), access_log=None, handle_signals=False)
     await runner.setup()

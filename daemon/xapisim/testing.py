@@ -58,9 +58,10 @@ class SimulatorThread:
         password: str = DEMO_PASSWORD,
         host: str = "127.0.0.1",
         port: int = 0,
+        qemu: bool | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
-        self._kwargs: dict[str, Any] = {"demo": demo, "password": password}
+        self._kwargs: dict[str, Any] = {"demo": demo, "password": password, "qemu": qemu}
         self._host = host
         self._port = port
         self._loop = asyncio.new_event_loop()
@@ -112,3 +113,18 @@ class SimulatorThread:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def qemu_processes() -> set[int]:
+    """The pids of every qemu-system process on the machine (a scan of /proc):
+    what the QEMU backend's tests compare before and after, so that a QEMU
+    left behind fails them."""
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "comm").read_text().startswith("qemu-system"):
+                    pids.add(int(proc.name))
+            except OSError:
+                continue
+    return pids

@@ -14,10 +14,41 @@ from xml.etree import ElementTree as ET
 from ..errors import INVALID_VALUE, OPERATION_NOT_ALLOWED, XapiError
 from ..model.records import copy_value, record_arg
 from ..pool import SimPool
+from ..qemu import SSH_PORT_KEY, machine_spec
 from ..schema import NULL_REF, coerce
 from .registry import Registry
 
 methods = Registry()
+
+
+async def _boot(pool: SimPool, vm: str, paused: bool, host: str | None = None) -> None:
+    """Power a VM on: under QEMU when the backend is on, else in the records."""
+    if pool.qemu is None:
+        pool.vms.set_power(vm, "Paused" if paused else "Running", host)
+        return
+    try:
+        guest = await pool.qemu.start(vm, machine_spec(pool.db, pool.vdi_path, vm))
+    except (OSError, ValueError) as exc:
+        raise XapiError(INVALID_VALUE, "VM", f"QEMU did not start: {exc}") from exc
+    pool.vms.set_power(vm, "Running", host)
+    # The guest reports (guest metrics) once its sshd answers, not now:
+    # XenKeep waits for that report before it removes the config drive.
+    pool.vms.withdraw_guest(vm)
+    other = dict(pool.vms.vm(vm)["other_config"], **{SSH_PORT_KEY: str(guest.ssh_port)})
+    pool.db.set("VM", vm, other_config=other)
+
+
+async def _halt(pool: SimPool, vm: str, *, clean: bool) -> None:
+    """Power a VM off; under QEMU, ask the guest (clean) or kill QEMU."""
+    if pool.qemu is not None and pool.qemu.guest(vm) is not None:
+        if clean:
+            if not await pool.qemu.power_off(vm):
+                raise XapiError(OPERATION_NOT_ALLOWED, "the guest did not power off")
+        else:
+            await pool.qemu.kill(vm)
+        pool.guest_exited(vm)
+        return
+    pool.vms.set_power(vm, "Halted")
 
 
 @methods.api("VM.start")
@@ -26,7 +57,7 @@ async def vm_start(pool: SimPool, _s: str, vm: Any, start_paused: Any, force: An
     pool.vms.check_blocked(vm, "start")
     pool.vms.check_not_template(vm)
     pool.vms.check_power(vm, "Halted")
-    pool.vms.set_power(vm, "Paused" if start_paused else "Running")
+    await _boot(pool, vm, bool(start_paused))
     return ""
 
 
@@ -39,7 +70,7 @@ async def vm_start_on(
     pool.vms.check_blocked(vm, "start_on")
     pool.vms.check_not_template(vm)
     pool.vms.check_power(vm, "Halted")
-    pool.vms.set_power(vm, "Paused" if start_paused else "Running", host)
+    await _boot(pool, vm, bool(start_paused), host)
     return ""
 
 
@@ -50,6 +81,18 @@ async def _transition(
     pool.vms.check_blocked(vm, op)
     pool.vms.check_not_template(vm)
     pool.vms.check_power(vm, *expected)
+    if target == "Halted":
+        await _halt(pool, vm, clean=op == "clean_shutdown")
+        return ""
+    if pool.qemu is not None and pool.qemu.guest(vm) is not None:
+        if op == "suspend":
+            raise XapiError(OPERATION_NOT_ALLOWED, "suspend is not simulated under QEMU")
+        if op.endswith("_reboot"):
+            # No ACPI reboot button: both reboots reset the machine.
+            await pool.qemu.qmp_command(vm, "system_reset")
+            return ""
+        if op in ("pause", "unpause"):
+            await pool.qemu.qmp_command(vm, "stop" if op == "pause" else "cont")
     pool.vms.set_power(vm, target)
     return ""
 

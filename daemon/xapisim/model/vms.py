@@ -152,6 +152,22 @@ class Vms:
             self.db.destroy("VM_guest_metrics", vm["guest_metrics"])
             self.db.set("VM", vm_ref, guest_metrics=NULL_REF)
 
+    def withdraw_guest(self, vm_ref: str) -> None:
+        """No guest report yet (a VM under QEMU: its guest has not booted)."""
+        vm = self.vm(vm_ref)
+        if self.db.exists("VM_guest_metrics", vm["guest_metrics"]):
+            self.db.destroy("VM_guest_metrics", vm["guest_metrics"])
+            self.db.set("VM", vm_ref, guest_metrics=NULL_REF)
+
+    def report_guest(self, vm_ref: str, networks: dict[str, str]) -> None:
+        """The guest of a running VM reports, with these addresses."""
+        vm = self.vm(vm_ref)
+        if vm["power_state"] != "Running":
+            return
+        self.withdraw_guest(vm_ref)
+        record = {**_guest(vm), "networks": networks}
+        self.db.set("VM", vm_ref, guest_metrics=self.db.create("VM_guest_metrics", record))
+
     def refresh_host_metrics(self, host: str) -> None:
         """Free memory of a host: its total minus what its running domains use."""
         rec = self.db.get("host", host)
