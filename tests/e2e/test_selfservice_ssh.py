@@ -89,7 +89,9 @@ async def test_member_creates_a_vm_and_logs_in_over_ssh(
         # The server offers nothing but keys: passwords are refused.
         assert code != 0 and "Permission denied (publickey)" in err, err
     finally:
-        await delete_vm(w, vm)
+        try:
+            await delete_vm(w, vm)
+        finally:
+            await w.dev.close()
     assert not await client.call("VM.get_by_name_label", "web-e2e")
     assert await qemu_pids() <= before
-    await w.dev.close()
