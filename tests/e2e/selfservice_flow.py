@@ -162,24 +162,27 @@ async def member_world(browser: Browser, pool: Pool, client: XapiClient, directo
 
 
 async def create_vm(w: World, name: str, root_disk_gib: int) -> Created:
-    """Create a VM as the member and wait for the operation."""
-    status, answer = await w.dev.api(
-        "POST",
-        "/api/v1/self/vms",
+    """Create a VM as the member from the My VMs page's form (the request
+    the page sends), and wait for the operation it leads to."""
+    status, html, _ = await w.dev.get("/self")
+    assert status == 200 and 'id="create-form"' in html and w.template["uuid"] in html, html
+    status, text, resp = await w.dev.post_form(
+        "/self/vms",
         {
-            "pool": w.pool.id,
+            "pool": str(w.pool.id),
             "template": w.template["uuid"],
             "name": name,
-            "vcpus": 1,
-            "memory_mib": 1024,
-            "root_disk_gib": root_disk_gib,
+            "vcpus": "1",
+            "memory_mib": "1024",
+            "root_disk_gib": str(root_disk_gib),
             "sr": w.sr,
             "network": w.network,
-            "ssh_keys": [w.key_id],
+            "ssh_keys": str(w.key_id),
         },
     )
-    assert status == 202, answer
-    op = await w.dev.until_finished(f"/api/v1/operations/{answer['operation']}", tries=10**6)
+    assert status == 303, text
+    op_path = "/api/v1" + resp.headers["Location"].split("?")[0]
+    op = await w.dev.until_finished(op_path, tries=10**6)
     assert op["status"] == "success", op
     uuid = op["report"]["vm_uuid"]
     ref = await w.client.call("VM.get_by_uuid", uuid)
